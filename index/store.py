@@ -1,0 +1,402 @@
+"""SQLite store (through sqlite-utils): the source of truth for articles, chunks, vectors and FTS.
+
+Writes go through one connection, one transaction per article: after a crash an article is either
+complete (article, chunks, vectors, FTS rows) or absent. Readers use their own connections, so
+they never see a half-written article. Each write bumps ``meta.version`` in the same transaction,
+which lets the derived FAISS index tell whether it is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import threading
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ArticleRecord:
+    id: int
+    title: str
+    url: str | None
+    source: str
+    published: str | None
+    added_by: str | None
+    added_at: str
+    content_hash: str
+    text: str
+    language: str
+    chunk_count: int = 0
+
+
+@dataclass
+class ChunkRecord:
+    id: int
+    article_id: int
+    position: int
+    text: str
+    start: int
+    end: int
+    title: str
+    url: str | None
+    language: str
+
+
+class DuplicateArticle(Exception):
+    def __init__(self, article_id: int, reason: str):
+        super().__init__(f"already present as #{article_id} ({reason})")
+        self.article_id = article_id
+
+
+class ArticleNotFound(Exception):
+    def __init__(self, article_id: object):
+        super().__init__(f"no article with id {article_id}")
+        self.article_id = article_id
+
+
+def content_hash(text: str) -> str:
+    normal = unicodedata.normalize("NFKC", text).casefold()
+    normal = re.sub(r"\s+", " ", normal).strip()
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def normalize_url(url: str | None) -> str | None:
+    """Same article, same key: no fragment, no tracking parameters, lower-case host, no trailing slash."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    query = "&".join(
+        p for p in parts.query.split("&") if p and not p.lower().startswith(("utm_", "fbclid=", "gclid="))
+    )
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_conn = connect(self.path)
+        self.db = sqlite_utils.Database(self._write_conn)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._create_schema()
+
+    # --- schema -------------------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        db = self.db
+        with self._write_lock:
+            if "articles" not in db.table_names():
+                db["articles"].create(
+                    {
+                        "id": int, "title": str, "url": str, "url_key": str, "source": str, "published": str,
+                        "added_by": str, "added_at": str, "content_hash": str, "text": str, "language": str,
+                    },
+                    pk="id",
+                )
+                db["articles"].create_index(["content_hash"], unique=True)
+                db["articles"].create_index(["url_key"])
+            if "chunks" not in db.table_names():
+                db["chunks"].create(
+                    {"id": int, "article_id": int, "position": int, "text": str, "start": int, "end": int},
+                    pk="id",
+                    foreign_keys=[("article_id", "articles", "id")],
+                )
+                db["chunks"].create_index(["article_id", "position"], unique=True)
+            if "embeddings" not in db.table_names():
+                db["embeddings"].create(
+                    {"chunk_id": int, "model": str, "dim": int, "vector": bytes},
+                    pk="chunk_id",
+                    foreign_keys=[("chunk_id", "chunks", "id")],
+                )
+            if "chunks_fts" not in db.table_names():
+                self._write_conn.execute(
+                    "CREATE VIRTUAL TABLE chunks_fts USING fts5(title_terms, terms, "
+                    "tokenize='unicode61 remove_diacritics 2')"
+                )
+            if "meta" not in db.table_names():
+                db["meta"].create({"key": str, "value": str}, pk="key")
+                db["meta"].insert_all(
+                    [{"key": "version", "value": "0"}, {"key": "schema", "value": str(SCHEMA_VERSION)}]
+                )
+
+    # --- connections --------------------------------------------------------------------------
+
+    def reader(self) -> sqlite3.Connection:
+        """A per-thread read connection: it only ever sees committed articles."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        self._write_conn.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def find_duplicate(self, text_hash: str, url_key: str | None) -> tuple[int, str] | None:
+        return self._find_duplicate_in(self.reader(), text_hash, url_key)
+
+    def add_article(
+        self,
+        article: dict,
+        chunks: Sequence[dict],
+        vectors: np.ndarray,
+        model: str,
+        fts_rows: Sequence[tuple[str, str]],
+    ) -> tuple[int, list[int]]:
+        """Insert an article with its chunks, vectors and FTS rows in one transaction."""
+        record = dict(article)
+        record["content_hash"] = content_hash(record["text"])
+        record["url_key"] = normalize_url(record.get("url"))
+        record.setdefault("added_at", _now())
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._write_lock, self._transaction() as conn:
+            duplicate = self._find_duplicate_in(conn, record["content_hash"], record["url_key"])
+            if duplicate:
+                raise DuplicateArticle(*duplicate)
+            columns = ", ".join(record)
+            marks = ", ".join("?" for _ in record)
+            cursor = conn.execute(f"INSERT INTO articles ({columns}) VALUES ({marks})", tuple(record.values()))
+            article_id = cursor.lastrowid
+            chunk_ids = []
+            for chunk, vector, (title_terms, terms) in zip(chunks, vectors, fts_rows, strict=True):
+                cursor = conn.execute(
+                    "INSERT INTO chunks (article_id, position, text, start, end) VALUES (?, ?, ?, ?, ?)",
+                    (article_id, chunk["position"], chunk["text"], chunk["start"], chunk["end"]),
+                )
+                chunk_id = cursor.lastrowid
+                chunk_ids.append(chunk_id)
+                conn.execute(
+                    "INSERT INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
+                    (chunk_id, model, int(vector.shape[0]), vector.tobytes()),
+                )
+                conn.execute(
+                    "INSERT INTO chunks_fts (rowid, title_terms, terms) VALUES (?, ?, ?)",
+                    (chunk_id, title_terms, terms),
+                )
+            self._bump_version(conn)
+        return article_id, chunk_ids
+
+    def remove_article(self, article_id: int) -> list[int]:
+        with self._write_lock, self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM articles WHERE id = ?", (article_id,)).fetchone() is None:
+                raise ArticleNotFound(article_id)
+            chunk_ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (article_id,))]
+            conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(c,) for c in chunk_ids])
+            conn.executemany("DELETE FROM embeddings WHERE chunk_id = ?", [(c,) for c in chunk_ids])
+            conn.execute("DELETE FROM chunks WHERE article_id = ?", (article_id,))
+            conn.execute("DELETE FROM articles WHERE id = ?", (article_id,))
+            self._bump_version(conn)
+        return chunk_ids
+
+    def replace_vectors(self, rows: Sequence[tuple[int, np.ndarray]], model: str) -> None:
+        """Re-embedding with another model: all vectors swapped in one transaction."""
+        with self._write_lock, self._transaction() as conn:
+            conn.execute("DELETE FROM embeddings")
+            conn.executemany(
+                "INSERT INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
+                [(cid, model, int(v.shape[0]), np.asarray(v, dtype=np.float32).tobytes()) for cid, v in rows],
+            )
+            self._bump_version(conn)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write_lock, self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _transaction(self):
+        return _Transaction(self._write_conn)
+
+    @staticmethod
+    def _find_duplicate_in(conn: sqlite3.Connection, text_hash: str, url_key: str | None):
+        row = conn.execute("SELECT id FROM articles WHERE content_hash = ?", (text_hash,)).fetchone()
+        if row:
+            return row[0], "same text"
+        if url_key:
+            row = conn.execute("SELECT id FROM articles WHERE url_key = ?", (url_key,)).fetchone()
+            if row:
+                return row[0], "same URL"
+        return None
+
+    @staticmethod
+    def _bump_version(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        row = self.reader().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        return int(row[0])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def article(self, article_id: int) -> ArticleRecord:
+        row = self.reader().execute(
+            "SELECT a.*, (SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunk_count "
+            "FROM articles a WHERE a.id = ?",
+            (article_id,),
+        ).fetchone()
+        if row is None:
+            raise ArticleNotFound(article_id)
+        return _article(row)
+
+    def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleRecord]:
+        sql = (
+            "SELECT a.*, (SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunk_count "
+            "FROM articles a ORDER BY a.id DESC LIMIT ? OFFSET ?"
+        )
+        rows = self.reader().execute(sql, (-1 if limit is None else limit, offset))
+        return [_article(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        conn = self.reader()
+        return {
+            "articles": conn.execute("SELECT count(*) FROM articles").fetchone()[0],
+            "chunks": conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
+            "embeddings": conn.execute("SELECT count(*) FROM embeddings").fetchone()[0],
+        }
+
+    def chunks_by_id(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" for _ in chunk_ids)
+        rows = self.reader().execute(
+            "SELECT c.id, c.article_id, c.position, c.text, c.start, c.end, a.title, a.url, a.language "
+            f"FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.id IN ({marks})",
+            tuple(int(c) for c in chunk_ids),
+        )
+        return {r["id"]: ChunkRecord(*r) for r in rows}
+
+    def article_chunks(self, article_id: int) -> list[ChunkRecord]:
+        rows = self.reader().execute(
+            "SELECT c.id, c.article_id, c.position, c.text, c.start, c.end, a.title, a.url, a.language "
+            "FROM chunks c JOIN articles a ON a.id = c.article_id WHERE c.article_id = ? ORDER BY c.position",
+            (article_id,),
+        )
+        return [ChunkRecord(*r) for r in rows]
+
+    def chunk_ids(self) -> np.ndarray:
+        rows = self.reader().execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def iter_vectors(self, batch: int = 50_000, after: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+        """(ids, vectors, model) in id order, in batches, so a rebuild never holds two copies."""
+        conn = self.reader()
+        last = after
+        while True:
+            rows = conn.execute(
+                "SELECT chunk_id, model, dim, vector FROM embeddings WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            dim = rows[0][2]
+            vectors = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            yield ids, vectors, rows[0][1]
+            last = int(ids[-1])
+
+    def vectors_for(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        if not len(chunk_ids):
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        marks = ",".join("?" for _ in chunk_ids)
+        rows = self.reader().execute(
+            f"SELECT chunk_id, dim, vector FROM embeddings WHERE chunk_id IN ({marks}) ORDER BY chunk_id",
+            tuple(int(c) for c in chunk_ids),
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        dim = rows[0][1] if rows else 0
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, vectors
+
+    def embedding_models(self) -> list[tuple[str, int]]:
+        return [tuple(r) for r in self.reader().execute("SELECT DISTINCT model, dim FROM embeddings")]
+
+    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score, higher is better) for an FTS5 query string."""
+        rows = self.reader().execute(
+            "SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+            "ORDER BY rank LIMIT ?",
+            (query, k),
+        ).fetchall()
+        return [(r[0], -r[1]) for r in rows]
+
+    def integrity(self) -> dict[str, int]:
+        """Counts of rows that would mean a half-added or half-removed article (all should be 0)."""
+        conn = self.reader()
+        q = conn.execute
+        return {
+            "chunks_without_article": q(
+                "SELECT count(*) FROM chunks WHERE article_id NOT IN (SELECT id FROM articles)"
+            ).fetchone()[0],
+            "articles_without_chunks": q(
+                "SELECT count(*) FROM articles WHERE id NOT IN (SELECT article_id FROM chunks)"
+            ).fetchone()[0],
+            "chunks_without_vector": q(
+                "SELECT count(*) FROM chunks WHERE id NOT IN (SELECT chunk_id FROM embeddings)"
+            ).fetchone()[0],
+            "vectors_without_chunk": q(
+                "SELECT count(*) FROM embeddings WHERE chunk_id NOT IN (SELECT id FROM chunks)"
+            ).fetchone()[0],
+            "fts_mismatch": abs(
+                q("SELECT count(*) FROM chunks_fts").fetchone()[0] - q("SELECT count(*) FROM chunks").fetchone()[0]
+            ),
+        }
+
+
+def _article(row: sqlite3.Row) -> ArticleRecord:
+    return ArticleRecord(
+        id=row["id"], title=row["title"], url=row["url"], source=row["source"], published=row["published"],
+        added_by=row["added_by"], added_at=row["added_at"], content_hash=row["content_hash"], text=row["text"],
+        language=row["language"], chunk_count=row["chunk_count"],
+    )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (one writer at a time)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
