@@ -13,16 +13,16 @@ from dataclasses import dataclass
 # Words that end in a period without ending a sentence (German and English news usage).
 ABBREVIATIONS = frozenset(
     """
-    z b u a d h o ä s v g i e vgl bzw usw etc ca dr prof nr st str abs art bd jh jhd mio mrd
-    mr mrs ms jr sr vs no inc ltd co corp gen lt col sgt rep sen gov dipl ing med phil rer nat
-    hl sog ggf evtl inkl exkl zzgl bzgl ggü max min tel fr hr hrn frl jan feb mär apr jun jul aug
-    sep sept okt oct nov dez dec mo di mi do sa so fig nos vol ed eds pp approx dept univ est al
+    z b u a d h o ä s v g i e vgl bzw usw etc ca dr prof nr st str abs art bd jh jhd mio mrd mr mrs ms
+    jr sr vs inc ltd co corp gen lt col sgt rep sen gov dipl ing med phil rer nat hl sog ggf evtl
+    inkl exkl zzgl bzgl ggü tel fr hr hrn frl jan feb mär apr jun jul aug sep sept okt oct nov
+    dez dec fig nos vol ed eds pp approx dept univ est al
     """.split()
 )
 MONTHS = frozenset(
     """
-    januar februar märz april mai juni juli august september oktober november dezember
-    jänner january february march may june july october december
+    januar februar märz april mai juni juli august september oktober november dezember jänner january
+    february march may june july october december
     """.split()
 )
 

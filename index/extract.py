@@ -95,8 +95,32 @@ _MD_RULES = [
 ]
 
 
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], str]:
+    """``---``-fenced ``key: value`` lines at the top of a Markdown file (title, url, published)."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    fields = {}
+    for line in match.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip().lower()] = value.strip().strip("\"'")
+    return fields, text[match.end() :]
+
+
 def from_markdown(raw: str, title: str | None = None) -> Document:
-    text = clean_text(raw)
+    meta, text = _front_matter(clean_text(raw))
+    title = title or meta.get("title") or None
+    doc = _markdown_body(text, title)
+    doc.url = meta.get("url") or None
+    doc.published = parse_date(meta.get("published") or meta.get("date"))
+    return doc
+
+
+def _markdown_body(text: str, title: str | None) -> Document:
     heading = re.search(r"^#\s+(.+)$", text, re.M)
     if title is None and heading:
         title = heading.group(1).strip()
@@ -199,9 +223,7 @@ def from_bytes(data: bytes, filename: str = "", title: str | None = None) -> Doc
     kind = sniff(data)
     suffix = Path(filename).suffix.lower()
     if kind == "binary":
-        raise ExtractionError(
-            f"{filename or 'the file'} is not a supported type (send .txt, .md, .html or .pdf)"
-        )
+        raise ExtractionError(f"{filename or 'the file'} is not a supported type (send .txt, .md, .html or .pdf)")
     if kind == "pdf":
         return from_pdf(data, title)
     if kind == "html":

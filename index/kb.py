@@ -132,16 +132,19 @@ class KnowledgeBase:
         if not item.chunks:
             raise ExtractionError("the text contains nothing to index")
         article = {
-            "title": doc.title, "url": doc.url, "source": doc.source, "published": doc.published,
-            "added_by": added_by, "text": doc.text, "language": detect_language(doc.text[:5000]),
+            "title": doc.title,
+            "url": doc.url,
+            "source": doc.source,
+            "published": doc.published,
+            "added_by": added_by,
+            "text": doc.text,
+            "language": detect_language(doc.text[:5000]),
         }
         title_terms = " ".join(analyze(doc.title))
         fts_rows = [(title_terms, " ".join(analyze(c.text))) for c in item.chunks]
         chunks = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in item.chunks]
         vectors = self.vectors
-        article_id, chunk_ids = self.store.add_article(
-            article, chunks, item.vectors, self.embedder.model_id, fts_rows
-        )
+        article_id, chunk_ids = self.store.add_article(article, chunks, item.vectors, self.embedder.model_id, fts_rows)
         self._after_write(lambda: vectors.add(np.array(chunk_ids, dtype=np.int64), item.vectors))
         return AddResult(article_id, doc.title, len(chunk_ids))
 

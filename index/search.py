@@ -78,9 +78,17 @@ def hybrid_search(
             continue
         hits.append(
             SearchHit(
-                chunk_id=chunk_id, article_id=record.article_id, title=record.title, url=record.url,
-                text=record.text, score=score, start=record.start, end=record.end, language=record.language,
-                dense_score=dense_scores.get(chunk_id), lexical_score=lexical_scores.get(chunk_id),
+                chunk_id=chunk_id,
+                article_id=record.article_id,
+                title=record.title,
+                url=record.url,
+                text=record.text,
+                score=score,
+                start=record.start,
+                end=record.end,
+                language=record.language,
+                dense_score=dense_scores.get(chunk_id),
+                lexical_score=lexical_scores.get(chunk_id),
             )
         )
         if len(hits) == k:

@@ -76,9 +76,7 @@ def normalize_url(url: str | None) -> str | None:
     if not url:
         return None
     parts = urlsplit(url.strip())
-    query = "&".join(
-        p for p in parts.query.split("&") if p and not p.lower().startswith(("utm_", "fbclid=", "gclid="))
-    )
+    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith(("utm_", "fbclid=", "gclid=")))
     path = parts.path.rstrip("/") or "/"
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
 
@@ -114,8 +112,17 @@ class Store:
             if "articles" not in db.table_names():
                 db["articles"].create(
                     {
-                        "id": int, "title": str, "url": str, "url_key": str, "source": str, "published": str,
-                        "added_by": str, "added_at": str, "content_hash": str, "text": str, "language": str,
+                        "id": int,
+                        "title": str,
+                        "url": str,
+                        "url_key": str,
+                        "source": str,
+                        "published": str,
+                        "added_by": str,
+                        "added_at": str,
+                        "content_hash": str,
+                        "text": str,
+                        "language": str,
                     },
                     pk="id",
                 )
@@ -264,11 +271,15 @@ class Store:
         return row[0] if row else None
 
     def article(self, article_id: int) -> ArticleRecord:
-        row = self.reader().execute(
-            "SELECT a.*, (SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunk_count "
-            "FROM articles a WHERE a.id = ?",
-            (article_id,),
-        ).fetchone()
+        row = (
+            self.reader()
+            .execute(
+                "SELECT a.*, (SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunk_count "
+                "FROM articles a WHERE a.id = ?",
+                (article_id,),
+            )
+            .fetchone()
+        )
         if row is None:
             raise ArticleNotFound(article_id)
         return _article(row)
@@ -333,10 +344,14 @@ class Store:
         if not len(chunk_ids):
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         marks = ",".join("?" for _ in chunk_ids)
-        rows = self.reader().execute(
-            f"SELECT chunk_id, dim, vector FROM embeddings WHERE chunk_id IN ({marks}) ORDER BY chunk_id",
-            tuple(int(c) for c in chunk_ids),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT chunk_id, dim, vector FROM embeddings WHERE chunk_id IN ({marks}) ORDER BY chunk_id",
+                tuple(int(c) for c in chunk_ids),
+            )
+            .fetchall()
+        )
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         dim = rows[0][1] if rows else 0
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
@@ -347,11 +362,15 @@ class Store:
 
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, bm25 score, higher is better) for an FTS5 query string."""
-        rows = self.reader().execute(
-            "SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY rank LIMIT ?",
-            (query, k),
-        ).fetchall()
+        rows = (
+            self.reader()
+            .execute(
+                "SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY rank LIMIT ?",
+                (query, k),
+            )
+            .fetchall()
+        )
         return [(r[0], -r[1]) for r in rows]
 
     def integrity(self) -> dict[str, int]:
@@ -379,9 +398,17 @@ class Store:
 
 def _article(row: sqlite3.Row) -> ArticleRecord:
     return ArticleRecord(
-        id=row["id"], title=row["title"], url=row["url"], source=row["source"], published=row["published"],
-        added_by=row["added_by"], added_at=row["added_at"], content_hash=row["content_hash"], text=row["text"],
-        language=row["language"], chunk_count=row["chunk_count"],
+        id=row["id"],
+        title=row["title"],
+        url=row["url"],
+        source=row["source"],
+        published=row["published"],
+        added_by=row["added_by"],
+        added_at=row["added_at"],
+        content_hash=row["content_hash"],
+        text=row["text"],
+        language=row["language"],
+        chunk_count=row["chunk_count"],
     )
 
 

@@ -57,8 +57,9 @@ class VectorIndex:
     def _empty(self, kind: str) -> faiss.Index:
         if kind == "hnsw":
             if self.settings.float16:
-                inner = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_fp16, self.settings.hnsw_m,
-                                          faiss.METRIC_INNER_PRODUCT)
+                inner = faiss.IndexHNSWSQ(
+                    self.dim, faiss.ScalarQuantizer.QT_fp16, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
+                )
             else:
                 inner = faiss.IndexHNSWFlat(self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = 80
