@@ -1,0 +1,45 @@
+"""Shared fixtures: the real bundled model (loaded once per session), real SQLite in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from index.embedding import SentenceTransformerEmbedder  # noqa: E402
+from index.kb import KnowledgeBase  # noqa: E402
+from index.settings import EmbeddingSettings, IndexSettings  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "samples"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(EmbeddingSettings())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> IndexSettings:
+    return IndexSettings(data_dir=str(tmp_path / "data"))
+
+
+@pytest.fixture
+def kb(settings: IndexSettings, embedder) -> KnowledgeBase:
+    knowledge_base = KnowledgeBase(settings, embedder=embedder)
+    yield knowledge_base
+    knowledge_base.close()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not beside the checkout")
+    return SHARED
