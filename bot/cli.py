@@ -329,8 +329,11 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
 
 
 SAMPLE_QUESTIONS = [
-    "Wann soll die neue Straßenbahnlinie in Betrieb gehen?",
-    "Why are water prices going up?",
+    "Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?",
+    "How much did the new tram line in Ulmenhagen cost to build?",
+    "Who led the bumblebee study?",
+    # Not in the samples: shows the bot saying so instead of inventing an answer.
+    "Wer hat den Eurovision Song Contest 2031 gewonnen?",
 ]
 
 
