@@ -26,6 +26,9 @@ MONTHS = frozenset(
     """.split()
 )
 
+# Pieces of an over-long sentence are cut by characters beyond this many per token of budget.
+MAX_CHARS_PER_TOKEN = 8
+
 # A candidate boundary: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”“»«’)\]]*(?=\s)")
 _NEXT_WORD = re.compile(r"\s+[\"'„“»«‚(\[]*(\w+)")
@@ -72,11 +75,16 @@ def _is_sentence_end(text: str, punct_start: int, punct_end: int) -> bool:
         word = before.group(1) if before else ""
         if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
             return False
-        # "12. Februar", "im 19. Jahrhundert": short numbers before a period are ordinals.
-        if word.isdigit() and (len(word) <= 3 or next_word.lower() in MONTHS):
+        # "12. Februar", "im 19. Jahrhundert": short numbers before a period are ordinals, unless
+        # they close a score or a grouped number ("endete 2:1.", "auf 1.000.").
+        if word.isdigit() and _stands_alone(text, before.start(1)) and (len(word) <= 3 or next_word.lower() in MONTHS):
             return False
     # A lower-case continuation ("… sagte er. und") is almost always an abbreviation we don't know.
     return not next_word[0].islower()
+
+
+def _stands_alone(text: str, start: int) -> bool:
+    return start == 0 or text[start - 1].isspace() or text[start - 1] in "(\"'„“‚[«»"
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -107,6 +115,10 @@ class _Unit:
 def _split_long(text: str, start: int, end: int, budget: int, count: Callable[[str], int]) -> list[tuple[int, int]]:
     """Cut an over-long sentence at word boundaries into pieces within the token budget."""
     pieces = []
+    # No piece longer than this many characters: a wordpiece token covers at most a few characters
+    # of real text, so only runaway input (one 1 MB "word") is ever cut by this bound.
+    window = max(64, budget * MAX_CHARS_PER_TOKEN)
+    last_cut = window
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[start:end])]
     piece_start = None
     piece_end = None
@@ -119,12 +131,17 @@ def _split_long(text: str, start: int, end: int, budget: int, count: Callable[[s
         else:
             pieces.append((piece_start, piece_end))
             piece_start, piece_end = w_start, w_end
-        while count(text[piece_start:piece_end]) > budget and piece_end - piece_start > 1:
-            # A single "word" over budget (a URL, 1 MB of one word): cut by characters.
-            cut = piece_start + max(1, (piece_end - piece_start) // 2)
+        while piece_end - piece_start > 1 and (
+            piece_end - piece_start > window or count(text[piece_start:piece_end]) > budget
+        ):
+            # A single "word" over budget (a URL, 1 MB of one word): cut by characters. Only a
+            # bounded window is ever tokenized, or a long word would cost quadratic time.
+            # Try twice the last piece's length first (text of one kind cuts alike), then halve.
+            cut = min(piece_end, piece_start + min(window, 2 * last_cut))
             while count(text[piece_start:cut]) > budget and cut - piece_start > 1:
                 cut = piece_start + max(1, (cut - piece_start) // 2)
             pieces.append((piece_start, cut))
+            last_cut = cut - piece_start
             piece_start = cut
     if piece_start is not None:
         pieces.append((piece_start, piece_end))
