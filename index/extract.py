@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,13 @@ from pathlib import Path
 MAX_TEXT_CHARS = 2_000_000
 MAX_PDF_PAGES = 1000
 MAX_TITLE_CHARS = 300
+# A PDF of a few kilobytes can hold content streams that inflate to megabytes of drawing operators,
+# and pypdf's text extraction slows down with the square of the operators in a text block (750,000
+# of them took five minutes). Real article pages have a few thousand; these bounds stop the rest.
+MAX_PDF_SECONDS = 20.0
+MAX_PDF_PAGE_OPERATORS = 50_000
+MAX_PDF_STREAM_BYTES = 20_000_000
+MAX_PDF_STREAM_TOKENS = 500_000
 
 
 class ExtractionError(Exception):
@@ -154,26 +162,72 @@ def from_html(html: str | bytes, url: str | None = None, title: str | None = Non
     return Document(title=doc_title, text=text, url=url, published=published, source="html")
 
 
+class _PdfBudget:
+    """Called by pypdf before every content-stream operator: stops runaway pages and files."""
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + MAX_PDF_SECONDS
+        self.operators = 0
+
+    def new_page(self) -> None:
+        self.operators = 0
+
+    def __call__(self, operator, operands, cm, tm) -> None:
+        self.operators += 1
+        if self.operators > MAX_PDF_PAGE_OPERATORS:
+            raise ExtractionError(
+                f"the PDF is too complex to read (a page has more than {MAX_PDF_PAGE_OPERATORS:,} drawing operations)"
+            )
+        if self.operators % 256 == 0 and time.monotonic() > self.deadline:
+            raise ExtractionError(f"reading the PDF took longer than {MAX_PDF_SECONDS:g} s; it is too complex")
+
+
+def _pdf_limits():
+    """Tighter decompression and parsing limits than pypdf's defaults, where pypdf offers them."""
+    try:
+        from pypdf import apply_configuration
+    except ImportError:  # pypdf < 6: its own fixed limits apply
+        import contextlib
+
+        return contextlib.nullcontext()
+    return apply_configuration(
+        zlib_maximum_output_length=MAX_PDF_STREAM_BYTES,
+        stream_parsing_work_maximum_count=MAX_PDF_STREAM_TOKENS,
+    )
+
+
 def from_pdf(data: bytes, title: str | None = None) -> Document:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise ExtractionError("the PDF is encrypted; send an unprotected copy")
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise ExtractionError(f"the PDF has {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES}")
-        parts, size = [], 0
-        for page in reader.pages:
-            part = page.extract_text() or ""
-            size += len(part)
-            if size > MAX_TEXT_CHARS:
-                raise ExtractionError(f"the PDF holds more than {MAX_TEXT_CHARS:,} characters of text")
-            parts.append(part)
-        meta_title = (reader.metadata.title if reader.metadata else None) or None
+        from pypdf.errors import LimitReachedError
+    except ImportError:  # older pypdf
+
+        class LimitReachedError(Exception):
+            pass
+
+    try:
+        with _pdf_limits():
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise ExtractionError("the PDF is encrypted; send an unprotected copy")
+            if len(reader.pages) > MAX_PDF_PAGES:
+                raise ExtractionError(f"the PDF has {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES}")
+            parts, size = [], 0
+            budget = _PdfBudget()
+            for page in reader.pages:
+                budget.new_page()
+                part = page.extract_text(visitor_operand_before=budget) or ""
+                size += len(part)
+                if size > MAX_TEXT_CHARS:
+                    raise ExtractionError(f"the PDF holds more than {MAX_TEXT_CHARS:,} characters of text")
+                parts.append(part)
+            meta_title = (reader.metadata.title if reader.metadata else None) or None
     except ExtractionError:
         raise
+    except LimitReachedError:
+        raise ExtractionError("the PDF is too large or too complex to read (it unpacks beyond our limits)") from None
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError) as exc:
         raise ExtractionError(f"the PDF cannot be read ({type(exc).__name__})") from None
     except Exception as exc:  # pypdf raises many kinds on hostile files; none may escape as a crash
@@ -207,10 +261,18 @@ def sniff(data: bytes) -> str:
     try:
         data[:65536].decode("utf-8")
     except UnicodeDecodeError as exc:
-        # A multibyte character cut by the 64 KiB window is fine; anything else is not text.
-        if exc.start < 65530:
+        # A multibyte character cut by the 64 KiB window is fine; otherwise it may still be text in
+        # a legacy encoding (Windows-1252, Latin-1), which _decode() reads.
+        if exc.start < 65530 and not _legacy_text(data[:65536]):
             return "binary"
     return "text"
+
+
+def _legacy_text(data: bytes) -> bool:
+    """Single-byte text has (almost) no control characters; binary data has about one byte in ten."""
+    text = data.decode("cp1252", errors="replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (c not in "\t\n\r\f" and unicodedata.category(c) == "Cc"))
+    return odd <= len(text) // 200
 
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")

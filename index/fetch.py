@@ -2,20 +2,22 @@
 
 The host is resolved once per hop, every address is checked, and the socket connects to the very
 address that was checked (TLS still verifies the host name), so DNS rebinding has no window.
-Redirects are followed by hand and each hop is checked again.
+Redirects are followed by hand and each hop is checked again. Every read stops at one overall
+deadline, so a server trickling a byte at a time cannot hold a fetch open either.
 """
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
+import math
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from .extract import Document, ExtractionError, from_html, from_pdf, from_text
+from .extract import Document, ExtractionError, _decode, from_html, from_pdf, from_text, sniff
 from .settings import FetchSettings
 
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
@@ -32,10 +34,26 @@ class Fetched:
     body: bytes
 
 
+# Ranges that Python 3.11's is_global lets through but that must not be fetched: IETF protocol
+# assignments (192.0.0.0/24), IPv6 site-local and IPv4-compatible (both deprecated), local-use NAT64.
+_NOT_PUBLIC_V4 = [ipaddress.ip_network("192.0.0.0/24")]
+_NOT_PUBLIC_V6 = [ipaddress.ip_network(n) for n in ("fec0::/10", "::/96", "64:ff9b:1::/48")]
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return _is_public(str(ip.ipv4_mapped))
+        if any(ip in net for net in _NOT_PUBLIC_V6):
+            return False
+        # Addresses that carry an IPv4 address (6to4, NAT64) reach that address: check it too.
+        embedded = ip.sixtofour or (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)
+        if embedded is not None and not _is_public(str(embedded)):
+            return False
+    elif any(ip in net for net in _NOT_PUBLIC_V4):
+        return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -51,31 +69,75 @@ def resolve(host: str, port: int, allow_private: bool) -> list[tuple]:
     return infos
 
 
+class _DeadlineExceeded(TimeoutError):
+    pass
+
+
+class _DeadlineReads:
+    """Before each read: fail past the deadline, else wait at most until it (and the timeout)."""
+
+    deadline = math.inf
+    read_timeout: float | None = None
+
+    def _read(self, read, *args, **kwargs):
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlineExceeded("deadline passed")
+        capped = self.read_timeout is None or remaining < self.read_timeout
+        self.settimeout(remaining if capped else self.read_timeout)
+        try:
+            return read(*args, **kwargs)
+        except TimeoutError:
+            if capped:
+                raise _DeadlineExceeded("deadline passed") from None
+            raise
+
+    def recv_into(self, *args, **kwargs):
+        return self._read(super().recv_into, *args, **kwargs)
+
+    def recv(self, *args, **kwargs):
+        return self._read(super().recv, *args, **kwargs)
+
+
+class _DeadlineSocket(_DeadlineReads, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_DeadlineReads, ssl.SSLSocket):
+    pass
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to pre-checked addresses instead of resolving the host again."""
 
-    def __init__(self, host, port, infos, timeout):
+    def __init__(self, host, port, infos, timeout, deadline=math.inf):
         super().__init__(host, port, timeout=timeout)
         self._infos = infos
+        self._deadline = deadline
 
     def connect(self):
-        self.sock = _connect(self._infos, self.timeout)
+        self.sock = _connect(self._infos, self.timeout, self._deadline)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host, port, infos, timeout):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+    def __init__(self, host, port, infos, timeout, deadline=math.inf):
+        context = ssl.create_default_context()
+        context.sslsocket_class = _DeadlineSSLSocket
+        super().__init__(host, port, timeout=timeout, context=context)
         self._infos = infos
+        self._deadline = deadline
 
     def connect(self):
-        sock = _connect(self._infos, self.timeout)
+        sock = _connect(self._infos, self.timeout, self._deadline)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock.deadline, self.sock.read_timeout = self._deadline, self.timeout
 
 
-def _connect(infos, timeout) -> socket.socket:
+def _connect(infos, timeout, deadline=math.inf) -> socket.socket:
     last: OSError | None = None
     for family, socktype, proto, _, address in infos:
-        sock = socket.socket(family, socktype, proto)
+        sock = _DeadlineSocket(family, socktype, proto)
+        sock.deadline, sock.read_timeout = deadline, timeout
         sock.settimeout(timeout)
         try:
             sock.connect(address)
@@ -97,7 +159,7 @@ def fetch(url: str, settings: FetchSettings) -> Fetched:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = resolve(parts.hostname, port, settings.allow_private_addresses)
         cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-        conn = cls(parts.hostname, port, infos, settings.timeout)
+        conn = cls(parts.hostname, port, infos, settings.timeout, deadline)
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             conn.request("GET", path, headers={"User-Agent": settings.user_agent, "Accept": ", ".join(ALLOWED_TYPES)})
@@ -114,6 +176,8 @@ def fetch(url: str, settings: FetchSettings) -> Fetched:
             if content_type and content_type not in ALLOWED_TYPES:
                 raise FetchError(f"{url} is {content_type}, not an article (HTML, text or PDF)")
             return Fetched(url, content_type, _read_capped(response, settings.max_bytes, deadline, url))
+        except _DeadlineExceeded:
+            raise FetchError(f"{url} took too long to download (more than {settings.timeout * 2:g} s)") from None
         except TimeoutError:
             raise FetchError(f"{url} did not answer within {settings.timeout:g} s") from None
         except ssl.SSLError as exc:
@@ -130,7 +194,7 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"{url} is too large ({int(declared):,} bytes; the limit is {max_bytes:,})")
     parts, size = [], 0
-    while chunk := response.read(65536):
+    while chunk := response.read1(65536):
         size += len(chunk)
         if size > max_bytes:
             raise FetchError(f"{url} is larger than the limit of {max_bytes:,} bytes")
@@ -145,10 +209,13 @@ def fetch_document(url: str, settings: FetchSettings, title: str | None = None) 
     body = fetched.body
     if not body.strip():
         raise FetchError(f"{url} returned an empty page")
-    if fetched.content_type == "application/pdf" or body.lstrip().startswith(b"%PDF-"):
+    kind = sniff(body)
+    if kind == "binary":
+        raise FetchError(f"{url} is not an article (binary content, not HTML, text or PDF)")
+    if fetched.content_type == "application/pdf" or kind == "pdf":
         doc = from_pdf(body, title)
     elif fetched.content_type in ("text/plain", "text/markdown"):
-        doc = from_text(body.decode("utf-8", errors="replace"), title)
+        doc = from_text(_decode(body), title)
     else:
         doc = from_html(body, url=fetched.url, title=title)
     doc.url = fetched.url

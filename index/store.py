@@ -13,7 +13,9 @@ import re
 import sqlite3
 import threading
 import unicodedata
+import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +153,12 @@ class Store:
                 db["meta"].insert_all(
                     [{"key": "version", "value": "0"}, {"key": "schema", "value": str(SCHEMA_VERSION)}]
                 )
+            # Names this database, so a FAISS file left from another one is never taken for its index.
+            # (Written only when missing: opening an existing store for reading must not need the write lock.)
+            if self._write_conn.execute("SELECT 1 FROM meta WHERE key = 'store_id'").fetchone() is None:
+                self._write_conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,)
+                )
 
     # --- connections --------------------------------------------------------------------------
 
@@ -162,6 +170,23 @@ class Store:
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement inside sees one and the same committed state.
+
+        Without it each statement is its own snapshot, and a commit landing between two of them
+        shows, say, the chunks of an article but not yet its vectors.
+        """
+        conn = self.reader()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         self._write_conn.close()
@@ -193,17 +218,18 @@ class Store:
             duplicate = self._find_duplicate_in(conn, record["content_hash"], record["url_key"])
             if duplicate:
                 raise DuplicateArticle(*duplicate)
+            record["id"] = article_id = self._next_id(conn, "articles")
             columns = ", ".join(record)
             marks = ", ".join("?" for _ in record)
-            cursor = conn.execute(f"INSERT INTO articles ({columns}) VALUES ({marks})", tuple(record.values()))
-            article_id = cursor.lastrowid
+            conn.execute(f"INSERT INTO articles ({columns}) VALUES ({marks})", tuple(record.values()))
             chunk_ids = []
+            next_chunk = self._next_id(conn, "chunks", len(chunks))
             for chunk, vector, (title_terms, terms) in zip(chunks, vectors, fts_rows, strict=True):
-                cursor = conn.execute(
-                    "INSERT INTO chunks (article_id, position, text, start, end) VALUES (?, ?, ?, ?, ?)",
-                    (article_id, chunk["position"], chunk["text"], chunk["start"], chunk["end"]),
+                chunk_id = next_chunk + len(chunk_ids)
+                conn.execute(
+                    "INSERT INTO chunks (id, article_id, position, text, start, end) VALUES (?, ?, ?, ?, ?, ?)",
+                    (chunk_id, article_id, chunk["position"], chunk["text"], chunk["start"], chunk["end"]),
                 )
-                chunk_id = cursor.lastrowid
                 chunk_ids.append(chunk_id)
                 conn.execute(
                     "INSERT INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
@@ -257,6 +283,21 @@ class Store:
         return None
 
     @staticmethod
+    def _next_id(conn: sqlite3.Connection, table: str, count: int = 1) -> int:
+        """The first of ``count`` ids never used before in ``table``.
+
+        SQLite would hand out the id of a just-removed newest row again; a FAISS index (or a
+        citation, or a person) still holding the old id would then silently mean the new row.
+        """
+        key = f"last_{table}_id"
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        used = int(row[0]) if row else 0
+        current = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+        first = max(used, current) + 1
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(first + max(count, 1) - 1)))
+        return first
+
+    @staticmethod
     def _bump_version(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
 
@@ -265,6 +306,9 @@ class Store:
     def version(self) -> int:
         row = self.reader().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
         return int(row[0])
+
+    def store_id(self) -> str:
+        return self.get_meta("store_id") or ""
 
     def get_meta(self, key: str) -> str | None:
         row = self.reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -293,12 +337,12 @@ class Store:
         return [_article(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        conn = self.reader()
-        return {
-            "articles": conn.execute("SELECT count(*) FROM articles").fetchone()[0],
-            "chunks": conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
-            "embeddings": conn.execute("SELECT count(*) FROM embeddings").fetchone()[0],
-        }
+        with self.snapshot() as conn:
+            return {
+                "articles": conn.execute("SELECT count(*) FROM articles").fetchone()[0],
+                "chunks": conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
+                "embeddings": conn.execute("SELECT count(*) FROM embeddings").fetchone()[0],
+            }
 
     def chunks_by_id(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRecord]:
         if not chunk_ids:
@@ -375,8 +419,11 @@ class Store:
 
     def integrity(self) -> dict[str, int]:
         """Counts of rows that would mean a half-added or half-removed article (all should be 0)."""
-        conn = self.reader()
-        q = conn.execute
+        with self.snapshot() as conn:
+            return self._integrity(conn.execute)
+
+    @staticmethod
+    def _integrity(q) -> dict[str, int]:
         return {
             "chunks_without_article": q(
                 "SELECT count(*) FROM chunks WHERE article_id NOT IN (SELECT id FROM articles)"

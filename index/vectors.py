@@ -1,8 +1,9 @@
 """The FAISS index: derived from the vectors in SQLite, never the source of truth.
 
-Saved atomically (temp file + rename) with a JSON sidecar naming model, dimension, count and the
-store version it reflects. On open it is verified; a missing, corrupt or foreign index is rebuilt
-from SQLite, a merely stale one is brought up to date by adding and removing the differing ids.
+Saved atomically (temp file + rename) with a JSON sidecar naming model, dimension, count, the
+store version it reflects, the database it was built from and a checksum of the file. On open it is
+verified; a missing, corrupt or foreign index is rebuilt from SQLite, a merely stale one is brought
+up to date by adding and removing the differing ids.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,11 @@ class IndexMeta:
     count: int
     version: int
     kind: str
+    # CRC-32 of the index file: FAISS itself reads a file with flipped bytes in its vector data
+    # without complaint, and returns wrong neighbours from then on.
+    checksum: str = ""
+    # meta.store_id of the database the index was built from.
+    store_id: str = ""
 
 
 class VectorIndex:
@@ -42,6 +49,7 @@ class VectorIndex:
         self.model = model
         self.dim = dim
         self.version = -1
+        self.store_id = ""
         self._lock = threading.RLock()
         self._index = self._empty("flat")
         # HNSW cannot delete; removed ids are filtered from results until the next rebuild.
@@ -49,10 +57,18 @@ class VectorIndex:
 
     # --- construction -------------------------------------------------------------------------
 
-    def _kind_for(self, count: int) -> str:
+    def _kind_for(self, count: int, current: str | None = None) -> str:
+        """The index kind for ``count`` vectors: exact (flat) while small, HNSW from the threshold on.
+
+        An HNSW index stays HNSW until the corpus shrinks below half the threshold, so a corpus
+        hovering around the threshold does not flip between kinds (each flip is a rebuild).
+        """
         if self.settings.index != "auto":
             return self.settings.index
-        return "hnsw" if count >= self.settings.hnsw_threshold else "flat"
+        threshold = self.settings.hnsw_threshold
+        if current == "hnsw" and count >= threshold // 2:
+            return "hnsw"
+        return "hnsw" if count >= threshold else "flat"
 
     def _empty(self, kind: str) -> faiss.Index:
         if kind == "hnsw":
@@ -77,11 +93,42 @@ class VectorIndex:
         return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
 
     @property
+    def float16(self) -> bool:
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            inner = faiss.downcast_index(inner.storage)
+        return isinstance(inner, faiss.IndexScalarQuantizer)
+
+    def _fits_settings(self) -> str | None:
+        """Why the loaded index should be rebuilt for the current settings and size, or None."""
+        wanted = self._kind_for(self.count, self.kind)
+        if wanted != self.kind:
+            return f"{self.count} vectors call for a {wanted} index, not {self.kind}"
+        if self.float16 != self.settings.float16:
+            return "float16 setting changed"
+        return None
+
+    def _convert(self, kind: str) -> None:
+        """Rebuild in memory as ``kind`` from the index's own vectors (no SQLite, no re-embedding)."""
+        with self._lock:
+            old = self._index
+            ids = faiss.vector_to_array(old.id_map).astype(np.int64)
+            index = self._empty(kind)
+            for start in range(0, len(ids), 50_000):
+                stop = min(start + 50_000, len(ids))
+                index.add_with_ids(old.index.reconstruct_n(start, stop - start), ids[start:stop])
+            self._index = index
+        log.info("FAISS index converted to %s at %d vectors", kind, index.ntotal)
+
+    @property
     def count(self) -> int:
         return int(self._index.ntotal) - len(self._removed)
 
     def rebuild(self, store: Store) -> None:
         """Build from every vector in SQLite (no re-embedding)."""
+        # The version is read before the vectors: a write landing meanwhile leaves the index looking
+        # older than it is (the next check syncs, harmlessly), never newer than it is (a lost article).
+        version = store.version()
         total = store.counts()["embeddings"]
         index = self._empty(self._kind_for(total))
         for ids, vectors, model in store.iter_vectors():
@@ -90,7 +137,8 @@ class VectorIndex:
         with self._lock:
             self._index = index
             self._removed = set()
-            self.version = store.version()
+            self.version = version
+            self.store_id = store.store_id()
         log.info("FAISS index rebuilt from SQLite: %d vectors (%s)", index.ntotal, self.kind)
 
     def _check_model(self, model: str, dim: int) -> None:
@@ -103,8 +151,21 @@ class VectorIndex:
     # --- updates ------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors; ids already present are skipped, so a write applied twice (once directly and
+        once by a concurrent sync) never leaves duplicates."""
+        ids = np.asarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._lock:
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            present = self.ids()
+            if len(present):
+                new = ~np.isin(ids, present)
+                ids, vectors = ids[new], np.ascontiguousarray(vectors[new])
+            if len(ids):
+                self._index.add_with_ids(vectors, ids)
+            if not self._removed and self._kind_for(int(self._index.ntotal), self.kind) != self.kind:
+                # Crossing the threshold during an import: convert now (once; about a minute per
+                # 100k vectors), rather than leave a flat index to slow every search until a restart.
+                self._convert(self._kind_for(int(self._index.ntotal), self.kind))
 
     def remove(self, ids: list[int]) -> None:
         if not ids:
@@ -124,17 +185,20 @@ class VectorIndex:
 
     def sync(self, store: Store) -> None:
         """Bring the index up to the store's version by adding/removing the ids that differ."""
-        stored = store.chunk_ids()
-        present = self.ids()
-        missing = np.setdiff1d(stored, present, assume_unique=True)
-        extra = np.setdiff1d(present, stored, assume_unique=True)
-        self.remove([int(i) for i in extra])
-        for start in range(0, len(missing), 50_000):
-            ids, vectors = store.vectors_for(missing[start : start + 50_000].tolist())
-            if len(ids):
-                self._check_model(store.embedding_models()[0][0], vectors.shape[1])
-                self.add(ids, vectors)
-        self.version = store.version()
+        with self._lock:  # two searches finding the index stale at once must not both add
+            version = store.version()  # read first, as in rebuild()
+            stored = store.chunk_ids()
+            present = self.ids()
+            missing = np.setdiff1d(stored, present)
+            extra = np.setdiff1d(present, stored)
+            self.remove([int(i) for i in extra])
+            for start in range(0, len(missing), 50_000):
+                ids, vectors = store.vectors_for(missing[start : start + 50_000].tolist())
+                if len(ids):
+                    self._check_model(store.embedding_models()[0][0], vectors.shape[1])
+                    self.add(ids, vectors)
+            self.version = version
+            self.store_id = store.store_id()
         if len(missing) or len(extra):
             log.info("FAISS index synced with SQLite: +%d -%d vectors", len(missing), len(extra))
 
@@ -166,23 +230,34 @@ class VectorIndex:
         with self._lock:
             if self._removed:
                 return  # an HNSW index with tombstones is not worth persisting; rebuilt on next open
-            meta = IndexMeta(self.model, self.dim, int(self._index.ntotal), self.version, self.kind)
-            tmp = self.index_path.with_name(INDEX_FILE + ".tmp")
+            # Temp names per process: the bot and a CLI import may save at the same moment.
+            tmp = self.index_path.with_name(f"{INDEX_FILE}.tmp{os.getpid()}")
             faiss.write_index(self._index, str(tmp))
+            meta = IndexMeta(
+                self.model,
+                self.dim,
+                int(self._index.ntotal),
+                self.version,
+                self.kind,
+                checksum=_checksum(tmp),
+                store_id=self.store_id,
+            )
             _fsync(tmp)
-        meta_tmp = self.meta_path.with_name(META_FILE + ".tmp")
+        meta_tmp = self.meta_path.with_name(f"{META_FILE}.tmp{os.getpid()}")
         meta_tmp.write_text(json.dumps(meta.__dict__))
         _fsync(meta_tmp)
-        # Meta first: a crash between the renames leaves a meta that fails verification, never a
-        # mismatched pair that passes.
+        # Meta first: a crash (or another process saving) between the renames leaves a pair whose
+        # checksum does not match, which is rebuilt, never a mismatched pair that passes.
         os.replace(meta_tmp, self.meta_path)
         os.replace(tmp, self.index_path)
 
     def load_or_rebuild(self, store: Store) -> str:
         """Open the saved index if it is sound; returns what happened ("loaded", "synced", "rebuilt")."""
-        problem = self._load()
+        problem = self._load(store.store_id())
         if problem is None and self.count != store.counts()["embeddings"] and self.version == store.version():
             problem = "vector count differs from SQLite"
+        if problem is None:
+            problem = self._fits_settings()
         if problem is not None:
             if self.index_path.exists() or self.meta_path.exists():
                 log.warning("FAISS index unusable (%s); rebuilding from SQLite", problem)
@@ -195,26 +270,39 @@ class VectorIndex:
             return "synced"
         return "loaded"
 
-    def _load(self) -> str | None:
+    def _load(self, store_id: str) -> str | None:
         if not self.index_path.exists() or not self.meta_path.exists():
             return "index file missing"
         try:
             meta = IndexMeta(**json.loads(self.meta_path.read_text()))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError, OSError) as exc:
             return f"unreadable metadata: {exc}"
         if meta.model != self.model or meta.dim != self.dim:
             return f"made by another model ({meta.model}, {meta.dim} dims)"
+        if meta.store_id != store_id:
+            return "made from another database"
         try:
+            if _checksum(self.index_path) != meta.checksum:
+                return "corrupt index file: checksum mismatch"
             index = faiss.read_index(str(self.index_path))
-        except RuntimeError as exc:
-            return f"corrupt index file: {str(exc).splitlines()[0][:200]}"
+        except (RuntimeError, MemoryError, OSError) as exc:
+            return f"corrupt index file: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
         if index.d != self.dim or index.ntotal != meta.count or not isinstance(index, faiss.IndexIDMap2):
             return "index file does not match its metadata"
         with self._lock:
             self._index = index
             self._removed = set()
             self.version = meta.version
+            self.store_id = meta.store_id
         return None
+
+
+def _checksum(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def _fsync(path: Path) -> None:

@@ -1,0 +1,398 @@
+"""SQLite store and FAISS index: atomic writes, consistent reads, detection and repair of a bad index."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from util_kb import ZERO_INTEGRITY, add_behind_back, article_problems, fake_article, index_problems
+
+from index.extract import Document
+from index.kb import KnowledgeBase
+from index.store import DuplicateArticle, Store
+from index.vectors import INDEX_FILE, META_FILE, VectorIndex
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DIM = 384
+
+TRAM = Document(
+    title="Straßenbahn in Lindenau",
+    text="Lindenau eröffnet die Straßenbahnlinie 4. Die Strecke ist 7,2 Kilometer lang. Sie kostet 88 Mio. Euro.",
+)
+BAKERY = Document(
+    title="Bäckerei Morgenrot schließt",
+    text="Die Bäckerei Morgenrot in der Altstadt schließt Ende Juni. Die Inhaberin findet keinen Nachfolger.",
+)
+HARBOUR = Document(
+    title="Hafenfest in Quillsby",
+    text="Beim Hafenfest in Quillsby kamen 40.000 Besucher. Die Feuerwerksshow wurde wegen Sturm abgesagt.",
+)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "store.db")
+    yield s
+    s.close()
+
+
+# --- SQLite ---------------------------------------------------------------------------------------
+
+
+def test_wal_mode_is_on(store, tmp_path):
+    assert store.reader().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # Persistent in the file: a plain connection (another process) sees WAL too.
+    plain = sqlite3.connect(tmp_path / "store.db")
+    try:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        plain.close()
+
+
+def test_failed_write_leaves_nothing(store):
+    rng = np.random.default_rng(0)
+    fake_article(store, 1, 3, MODEL, DIM, rng)
+    before = (store.counts(), store.version())
+    article = {"title": "Kaputt", "url": None, "source": "test", "text": "Ein anderer Text.", "language": "de"}
+    chunks = [{"position": i, "text": "x", "start": 0, "end": 1} for i in range(3)]
+    # Two vectors for three chunks: the third chunk's insert fails after two went in.
+    with pytest.raises(ValueError):
+        store.add_article(article, chunks, rng.standard_normal((2, DIM)), MODEL, [("k", "x")] * 3)
+    assert (store.counts(), store.version()) == before
+    assert store.integrity() == ZERO_INTEGRITY
+    # A duplicate is refused inside the same transaction, leaving nothing either.
+    existing = store.article(1)
+    with pytest.raises(DuplicateArticle, match="already present as #1"):
+        store.add_article(
+            {**article, "text": existing.text}, chunks, rng.standard_normal((3, DIM)), MODEL, [("k", "x")] * 3
+        )
+    assert (store.counts(), store.version()) == before
+
+
+class _CommitBetweenStatements:
+    """A reader connection that lets another writer commit right after its n-th SELECT."""
+
+    def __init__(self, conn: sqlite3.Connection, after: int, write):
+        self._conn = conn
+        self._after = after
+        self._write = write
+        self.in_transaction = conn.in_transaction
+
+    def execute(self, sql, *args):
+        result = self._conn.execute(sql, *args)
+        if sql.lstrip().upper().startswith("SELECT") and self._write is not None:
+            if self._after == 0:
+                write, self._write = self._write, None
+                result = _Materialized(result.fetchall())
+                write()
+            self._after -= 1
+        self.in_transaction = self._conn.in_transaction
+        return result
+
+
+class _Materialized:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self):
+        return self.rows
+
+
+@pytest.mark.parametrize(("read", "after"), [("counts", n) for n in range(2)] + [("integrity", n) for n in range(6)])
+def test_multi_statement_reads_are_one_snapshot(store, tmp_path, monkeypatch, read, after):
+    """A commit landing between two statements of one read must not show half an article.
+
+    Before the fix counts() returned 0 articles with 5 chunks here, and integrity() an FTS mismatch.
+    """
+    rng = np.random.default_rng(1)
+    writer = Store(tmp_path / "store.db")
+    real = store.reader()
+    proxy = _CommitBetweenStatements(real, after, lambda: fake_article(writer, 1, 5, MODEL, DIM, rng))
+    monkeypatch.setattr(store, "reader", lambda: proxy)
+    result = getattr(store, read)()
+    writer.close()
+    if read == "counts":
+        assert result["chunks"] == result["embeddings"], result
+        assert result in ({"articles": 0, "chunks": 0, "embeddings": 0}, {"articles": 1, "chunks": 5, "embeddings": 5})
+    else:
+        assert result == ZERO_INTEGRITY
+
+
+PER_ARTICLE = (
+    "SELECT a.id, (SELECT count(*) FROM chunks c WHERE c.article_id = a.id), "
+    "(SELECT count(*) FROM embeddings e JOIN chunks c ON c.id = e.chunk_id WHERE c.article_id = a.id) "
+    "FROM articles a"
+)
+
+
+def test_reader_thread_never_sees_half_written_article(tmp_path):
+    """A reader polling while a writer adds articles of 7 chunks each only ever sees whole articles."""
+    path = tmp_path / "store.db"
+    writer = Store(path)
+    reader = Store(path)
+    done = threading.Event()
+    seen: list[dict] = []
+    bad: list[str] = []
+
+    def poll():
+        while not done.is_set():
+            counts = reader.counts()
+            seen.append(counts)
+            if counts["chunks"] != counts["embeddings"] or counts["chunks"] != 7 * counts["articles"]:
+                bad.append(f"counts {counts}")
+            integrity = reader.integrity()
+            if integrity != ZERO_INTEGRITY:
+                bad.append(f"integrity {integrity}")
+            # One statement is one snapshot: every article it shows has all its chunks and vectors.
+            rows = reader.reader().execute(PER_ARTICLE).fetchall()
+            bad.extend(f"article {r}" for r in rows if r[1] != 7 or r[2] != 7)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    rng = np.random.default_rng(2)
+    try:
+        for n in range(80):
+            fake_article(writer, n, 7, MODEL, DIM, rng)
+            if n % 10 == 9:  # removals are transactions too
+                writer.remove_article(n)
+    finally:
+        done.set()
+        thread.join()
+        writer.close()
+        reader.close()
+    assert not bad, bad[:5]
+    assert len(seen) > 20, "the reader should have polled while the writer wrote"
+    assert len({c["articles"] for c in seen}) > 5, "the reader should have seen several states"
+
+
+def test_ids_are_never_reused_after_removing_the_newest(store):
+    """SQLite would give a removed newest row's id to the next insert; a stale FAISS index (or a
+    citation) holding that id would then mean a different passage."""
+    rng = np.random.default_rng(3)
+    first_id, first_chunks = fake_article(store, 1, 3, MODEL, DIM, rng)
+    store.remove_article(first_id)
+    second_id, second_chunks = fake_article(store, 2, 3, MODEL, DIM, rng)
+    assert second_id != first_id
+    assert not set(second_chunks) & set(first_chunks)
+    # Also across reopening the store.
+    store.remove_article(second_id)
+    path = store.path
+    store.close()
+    reopened = Store(path)
+    try:
+        third_id, third_chunks = fake_article(reopened, 3, 3, MODEL, DIM, rng)
+        assert third_id > second_id and min(third_chunks) > max(second_chunks)
+    finally:
+        reopened.close()
+
+
+# --- FAISS ----------------------------------------------------------------------------------------
+
+
+def _reopen(settings, embedder) -> KnowledgeBase:
+    return KnowledgeBase(settings, embedder=embedder)
+
+
+def _saved_kb(settings, embedder, docs=(TRAM, BAKERY)) -> None:
+    kb = _reopen(settings, embedder)
+    for doc in docs:
+        kb.add(doc)
+    kb.close()
+
+
+def _flip_vector_bytes(path, rng):
+    data = bytearray(path.read_bytes())
+    # Past FAISS's headers, inside the stored vectors: FAISS reads this without complaint.
+    start = len(data) // 3
+    for i in range(start, start + 64):
+        data[i] = rng.randrange(256)
+    path.write_bytes(bytes(data))
+
+
+CORRUPTIONS = {
+    "index deleted": lambda d, rng: (d / INDEX_FILE).unlink(),
+    "sidecar deleted": lambda d, rng: (d / META_FILE).unlink(),
+    "random bytes": lambda d, rng: (d / INDEX_FILE).write_bytes(rng.randbytes((d / INDEX_FILE).stat().st_size)),
+    "flipped vector bytes": lambda d, rng: _flip_vector_bytes(d / INDEX_FILE, rng),
+    "truncated": lambda d, rng: (d / INDEX_FILE).write_bytes((d / INDEX_FILE).read_bytes()[:-1000]),
+    "empty file": lambda d, rng: (d / INDEX_FILE).write_bytes(b""),
+    "sidecar garbage": lambda d, rng: (d / META_FILE).write_text("{not json"),
+    "sidecar not an object": lambda d, rng: (d / META_FILE).write_text("[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("damage", list(CORRUPTIONS))
+def test_damaged_index_is_detected_and_rebuilt(settings, embedder, caplog, damage):
+    _saved_kb(settings, embedder)
+    data_dir = Path(settings.data_dir)
+    CORRUPTIONS[damage](data_dir, random.Random(damage))
+    kb = _reopen(settings, embedder)
+    with caplog.at_level(logging.WARNING, logger="index.vectors"):
+        status = kb.open()
+    assert status == "rebuilt"
+    if damage not in ("index deleted", "sidecar deleted"):
+        assert any("FAISS index unusable" in r.getMessage() for r in caplog.records), caplog.text
+    assert index_problems(kb) == []
+    assert kb.search("Wie lang ist die Strecke der Straßenbahn?", k=1)[0].title == TRAM.title
+    kb.close()
+    # The rebuilt index was saved and now loads as it is.
+    again = _reopen(settings, embedder)
+    assert again.open() == "loaded"
+    assert index_problems(again) == []
+    again.close()
+
+
+def test_index_from_another_model_is_rebuilt(settings, embedder, caplog):
+    _saved_kb(settings, embedder)
+    data_dir = Path(settings.data_dir)
+    meta = json.loads((data_dir / META_FILE).read_text())
+    (data_dir / META_FILE).write_text(json.dumps({**meta, "model": "other/model", "dim": 768}))
+    kb = _reopen(settings, embedder)
+    with caplog.at_level(logging.WARNING, logger="index.vectors"):
+        assert kb.open() == "rebuilt"
+    assert "another model" in caplog.text
+    assert index_problems(kb) == []
+    kb.close()
+
+
+def test_index_with_another_dimension_is_rebuilt(settings, embedder, caplog):
+    """A 16-dimensional index saved properly, its sidecar claiming the configured model."""
+    _saved_kb(settings, embedder)
+    kb = _reopen(settings, embedder)
+    store_id = kb.store.store_id()
+    foreign = VectorIndex(kb.data_dir, settings.search, embedder.model_id, 16)
+    foreign.add(np.array([1, 2, 3]), np.random.default_rng(4).standard_normal((3, 16)))
+    foreign.version = kb.store.version()
+    foreign.store_id = store_id
+    foreign.save()
+    meta = json.loads((kb.data_dir / META_FILE).read_text())
+    (kb.data_dir / META_FILE).write_text(json.dumps({**meta, "dim": embedder.dim}))
+    with caplog.at_level(logging.WARNING, logger="index.vectors"):
+        assert kb.open() == "rebuilt"
+    assert index_problems(kb) == []
+    kb.close()
+
+
+def test_index_left_from_another_database_is_rebuilt(settings, embedder):
+    """The database was deleted and refilled to the same version and count; the old FAISS file stayed."""
+    _saved_kb(settings, embedder, [TRAM])
+    data_dir = Path(settings.data_dir)
+    for name in ("articlebot.db", "articlebot.db-wal", "articlebot.db-shm"):
+        (data_dir / name).unlink(missing_ok=True)
+    saved_index = {name: (data_dir / name).read_bytes() for name in (INDEX_FILE, META_FILE)}
+    _saved_kb(settings, embedder, [BAKERY])  # same version (1) and vector count as before
+    for name, data in saved_index.items():
+        (data_dir / name).write_bytes(data)
+    kb = _reopen(settings, embedder)
+    assert kb.open() == "rebuilt"
+    assert index_problems(kb) == []
+    assert kb.search("Wer schließt in der Altstadt?", k=1, mode="dense")[0].title == BAKERY.title
+    kb.close()
+
+
+def test_stale_index_is_synced_on_open(settings, embedder):
+    _saved_kb(settings, embedder, [TRAM])
+    kb = _reopen(settings, embedder)
+    add_behind_back(kb.data_dir, embedder, HARBOUR, settings)
+    assert kb.open() == "synced"
+    assert index_problems(kb) == []
+    hits = kb.search("Wie viele Besucher kamen zum Hafenfest?", k=1, mode="dense")
+    assert hits[0].title == HARBOUR.title
+    kb.close()
+    again = _reopen(settings, embedder)
+    assert again.open() == "loaded"
+    again.close()
+
+
+def test_running_kb_follows_another_writer(settings, embedder):
+    """The bot (kb) keeps running while another process (other) adds and removes articles."""
+    kb = _reopen(settings, embedder)
+    tram = kb.add(TRAM)
+    assert kb.open() in ("rebuilt", "loaded")
+    other = _reopen(settings, embedder)
+    other.remove(tram.article_id)
+    other.add(HARBOUR)
+    other.close()
+    # The next search notices the new version and syncs: no passage of the removed article, and
+    # the new one is found with its own vectors (not those of an old id).
+    hits = kb.search("Straßenbahn Lindenau Kilometer", k=5, mode="dense")
+    assert all(h.article_id != tram.article_id for h in hits)
+    assert kb.search("Besucher beim Hafenfest", k=1, mode="dense")[0].title == HARBOUR.title
+    assert index_problems(kb) == []
+    # A write of its own after someone else's: applied by syncing, not by a blind add.
+    other = _reopen(settings, embedder)
+    other.add(TRAM)
+    other.close()
+    kb.add(BAKERY)
+    assert index_problems(kb) == []
+    kb.close()
+
+
+def test_remove_deletes_vectors_from_faiss_and_sqlite(settings, embedder):
+    kb = _reopen(settings, embedder)
+    tram = kb.add(TRAM)
+    kb.add(BAKERY)
+    chunk_ids = [c.id for c in kb.store.article_chunks(tram.article_id)]
+    kb.remove(tram.article_id)
+    assert not np.isin(chunk_ids, kb.vectors.ids()).any()
+    conn = kb.store.reader()
+    marks = ",".join("?" * len(chunk_ids))
+    assert conn.execute(f"SELECT count(*) FROM embeddings WHERE chunk_id IN ({marks})", chunk_ids).fetchone()[0] == 0
+    assert conn.execute(f"SELECT count(*) FROM chunks_fts WHERE rowid IN ({marks})", chunk_ids).fetchone()[0] == 0
+    assert kb.store.integrity() == ZERO_INTEGRITY
+    assert index_problems(kb) == []
+    kb.close()
+    again = _reopen(settings, embedder)
+    assert again.open() == "loaded"
+    assert not np.isin(chunk_ids, again.vectors.ids()).any()
+    assert all(h.article_id != tram.article_id for h in again.search("Straßenbahn Lindenau", k=5))
+    again.close()
+
+
+def test_concurrent_syncs_add_each_vector_once(settings, embedder):
+    """Two questions arriving together after a CLI import both find the index stale."""
+    kb = _reopen(settings, embedder)
+    kb.add(TRAM)
+    kb.open()
+    rng = np.random.default_rng(5)
+    writer = Store(kb.store.path)
+    for n in range(30):
+        fake_article(writer, n, 4, embedder.model_id, embedder.dim, rng)
+    writer.close()
+    barrier = threading.Barrier(4)
+
+    def sync():
+        barrier.wait()
+        kb.vectors.sync(kb.store)
+
+    threads = [threading.Thread(target=sync) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert index_problems(kb) == []
+    kb.close()
+
+
+def test_article_problems_helper_sees_a_half_article(store):
+    """The crash tests rely on article_problems(); make sure it can fail."""
+    rng = np.random.default_rng(6)
+    fake_article(store, 1, 3, MODEL, DIM, rng)
+
+    class _KB:
+        pass
+
+    fake = _KB()
+    fake.store = store
+    assert article_problems(fake) == []
+    store._write_conn.execute("DELETE FROM embeddings WHERE chunk_id = (SELECT min(id) FROM chunks)")
+    assert article_problems(fake) and store.integrity()["chunks_without_vector"] == 1
