@@ -6,6 +6,7 @@ Looked up in order: ``--config PATH``, ``$ARTICLEBOT_CONFIG``, ``./config.toml``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -91,6 +92,19 @@ _CHOICES = {
     ("search", "index"): {"auto", "flat", "hnsw"},
     ("answer", "mode"): {"extractive", "llm"},
 }
+# Zero would mean a fetch that cannot wait, an empty result list, a batch of nothing (which
+# crashes the encoder): these must be positive, not merely non-negative.
+_POSITIVE = {
+    ("embedding", "batch_size"),
+    ("chunking", "max_chars"),
+    ("search", "k"),
+    ("search", "dense_k"),
+    ("search", "lexical_k"),
+    ("search", "hnsw_m"),
+    ("search", "hnsw_ef_search"),
+    ("fetch", "timeout"),
+    ("fetch", "max_bytes"),
+}
 
 
 def find_config_path(explicit: str | None) -> Path | None:
@@ -130,10 +144,12 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     config = Config(source=source)
     sections = {f.name for f in dataclasses.fields(Config) if f.name != "source"}
     for name, values in raw.items():
+        if not isinstance(values, dict):
+            owners = [s for s in sorted(sections) if name in {f.name for f in dataclasses.fields(getattr(config, s))}]
+            hint = f" (it belongs under [{owners[0]}])" if owners else ""
+            raise ConfigError(f"{source}: '{name}' is not inside a [section]{hint}")
         if name not in sections:
             raise ConfigError(f"{source}: unknown section [{name}] (known: {', '.join(sorted(sections))})")
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: '{name}' must be a [section]")
         setattr(config, name, _fill(getattr(config, name), values, name, source))
     return config
 
@@ -149,8 +165,12 @@ def _fill(instance: object, values: dict, section: str, source: str) -> object:
         choices = _CHOICES.get((section, key))
         if choices and value not in choices:
             raise ConfigError(f"{where}: must be one of {', '.join(sorted(choices))}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, not {value}")
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{where}: must not be negative")
+        if (section, key) in _POSITIVE and value <= 0:
+            raise ConfigError(f"{where}: must be greater than 0")
         setattr(instance, key, value)
     return instance
 

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .extract import Document, ExtractionError, clean_text, from_text, parse_date
+from .extract import MAX_TEXT_CHARS, Document, ExtractionError, clean_text, from_text, parse_date
+
+# csv's default field limit (128 KiB) is below a long article; beyond this the text is refused anyway.
+CSV_FIELD_LIMIT = 4 * MAX_TEXT_CHARS
 
 
 @dataclass
@@ -58,15 +61,22 @@ def read_csv(path: Path) -> Iterator[tuple[int, Document | Exception]]:
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
         except csv.Error:
             dialect = csv.excel
+        if csv.field_size_limit() < CSV_FIELD_LIMIT:
+            csv.field_size_limit(CSV_FIELD_LIMIT)
         reader = csv.DictReader(f, dialect=dialect)
-        if not reader.fieldnames or "text" not in [n.strip().lower() for n in reader.fieldnames]:
-            raise ExtractionError(f"{path.name}: the CSV needs a header row with a 'text' column")
-        for row in reader:
-            record = {k.strip().lower(): v for k, v in row.items() if k is not None}
-            try:
-                yield reader.line_num, _document(record)
-            except ExtractionError as exc:
-                yield reader.line_num, exc
+        try:
+            if not reader.fieldnames or "text" not in [n.strip().lower() for n in reader.fieldnames]:
+                raise ExtractionError(f"{path.name}: the CSV needs a header row with a 'text' column")
+            for row in reader:
+                record = {k.strip().lower(): v for k, v in row.items() if k is not None}
+                try:
+                    yield reader.line_num, _document(record)
+                except ExtractionError as exc:
+                    yield reader.line_num, exc
+        except csv.Error as exc:
+            # The reader cannot resynchronise after a broken record: report it and stop there.
+            # line_num still counts the lines before the failing record.
+            yield reader.line_num + 1, ExtractionError(f"not valid CSV ({exc}); the rest of the file was not read")
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, Document | Exception]]:
