@@ -49,27 +49,43 @@ class SentenceTransformerEmbedder:
     def __init__(self, settings: EmbeddingSettings):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from sentence_transformers import SentenceTransformer
 
         self.settings = settings
         name = settings.model or bundled_model_path()
         self.model_id = settings.model or BUNDLED_MODEL_ID
-        if settings.threads:
-            import torch
-
-            torch.set_num_threads(settings.threads)
+        self.runtime = settings.runtime
+        self.model = None
         if settings.runtime == "onnx-int8":
-            from .onnx_runtime import load_quantized
+            self.model = self._load_onnx(name)
+        if self.model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
 
-            self.model = load_quantized(name, self.model_id)
-            self.model_id += "+onnx-int8"
-        else:
+            if settings.threads:
+                torch.set_num_threads(settings.threads)
+            self.runtime = "torch"
             self.model = SentenceTransformer(name, device="cpu")
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
         # Tokenizers are not safe to share across threads mid-encode; the bot embeds from workers.
         self._lock = threading.Lock()
+
+    def _load_onnx(self, name: str):
+        """The int8 ONNX model, or None (then torch) when this model or machine cannot run it."""
+        try:
+            from .onnx_runtime import UnsupportedModel, load_quantized
+        except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+            log.warning("runtime onnx-int8 unavailable (%s); using torch", exc)
+            return None
+        try:
+            model = load_quantized(name, self.model_id, threads=self.settings.threads)
+        except (UnsupportedModel, ImportError) as exc:
+            log.warning("runtime onnx-int8 cannot run %s (%s); using torch", self.model_id, exc)
+            return None
+        # Quantised vectors differ slightly from fp32 ones: never mixed in one index.
+        self.model_id += "+onnx-int8"
+        return model
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])

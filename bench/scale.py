@@ -1,0 +1,404 @@
+"""Scale (issue 6): search and ask latency, memory, index build and start-up at 10k, 100k and 1M passages.
+
+    .venv/bin/python -m bench.scale build --size 100k      # writes the store (minutes at 1M)
+    .venv/bin/python -m bench.scale index --size 100k      # (re)builds the FAISS index, timed
+    .venv/bin/python -m bench.scale measure --size 100k    # fresh process: start-up, latency, memory
+    .venv/bin/python -m bench.scale all --sizes 10k,100k   # the three steps per size
+    .venv/bin/python -m bench.scale recall                 # ANN recall@10 vs exact, per index setting
+
+Corpus: the 10kGNAD test articles, chunked and embedded for real by the configured model (cached
+in the work dir), then repeated until the size is reached. Copy 0 of each article keeps its real
+vectors; further copies (title and text marked "[Kopie k]", so they are distinct articles) get
+synthetic vectors drawn from a Gaussian with the real vectors' mean and covariance, normalised:
+the same anisotropy as real embeddings without their cluster structure, which makes approximate
+search *harder* than on real text. Repeated text makes every FTS5 posting list as long as in a
+corpus of that size made of the same vocabulary, the worst case for the lexical side.
+
+Queries: XQuAD questions (German and English), embedded by the real model in the measuring
+process. Work dir: ``$ARTICLEBOT_SCALE_DIR`` or ``/tmp/articlebot-scale`` (about 3.5 GB at 1M).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+from bench.xquad import SharedDataMissing, load_articles, shared_file  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+WORK = Path(os.environ.get("ARTICLEBOT_SCALE_DIR", "/tmp/articlebot-scale"))
+GNAD = Path("data/10kgnad/test.csv")
+SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+QUERIES = 200
+
+
+def size_of(label: str) -> int:
+    return SIZES.get(label.lower()) or int(label)
+
+
+def load_config(path: str | None):
+    from bot.config import Config, parse_config
+
+    if not path:
+        return Config()
+    return parse_config(Path(path).read_text(encoding="utf-8"), path)
+
+
+def rss_mb() -> dict:
+    status = Path("/proc/self/status").read_text()
+    values = {}
+    for line in status.splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, amount, _unit = line.split()
+            values[key.rstrip(":")] = round(int(amount) / 1024)
+    return {"rss_mb": values.get("VmRSS"), "peak_rss_mb": values.get("VmHWM")}
+
+
+def percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"p50_ms": round(1000 * at(0.5), 1), "p95_ms": round(1000 * at(0.95), 1)}
+
+
+# --- the real base corpus ---------------------------------------------------------------------
+
+
+def base(config) -> dict:
+    """Chunks, FTS terms and real vectors of the 10kGNAD test articles (cached per model)."""
+    from index.embedding import load_embedder
+    from index.extract import from_text
+    from index.kb import KnowledgeBase
+
+    embedder = load_embedder(config.embedding)
+    cache = WORK / f"base-{embedder.model_id.replace('/', '_')}.npz"
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        return {
+            "model": embedder.model_id,
+            "articles": json.loads(str(data["articles"])),
+            "vectors": data["vectors"],
+            "embedder": embedder,
+        }
+    from index.lexical import analyze, detect_language
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    settings = config.index_settings()
+    settings.data_dir = str(WORK / "base-kb")
+    kb = KnowledgeBase(settings, embedder=embedder)
+    with open(shared_file(GNAD), encoding="utf-8", newline="") as f:
+        rows = [r[1] for r in csv.reader(f, delimiter=";", quotechar="'") if len(r) >= 2 and r[1].strip()]
+    articles, texts, titles = [], [], []
+    for raw in rows:
+        doc = from_text(raw)
+        chunks = kb.chunk(doc)
+        articles.append(
+            {
+                "title": doc.title,
+                "text": doc.text,
+                "language": detect_language(doc.text[:5000]),
+                "title_terms": " ".join(analyze(doc.title)),
+                "chunks": [
+                    {
+                        "position": c.position,
+                        "text": c.text,
+                        "start": c.start,
+                        "end": c.end,
+                        "terms": " ".join(analyze(c.text)),
+                    }
+                    for c in chunks
+                ],
+            }
+        )
+        texts += [c.text for c in chunks]
+        titles += [doc.title] * len(chunks)
+    print(f"embedding {len(texts)} real passages of {len(articles)} articles", file=sys.stderr)
+    vectors = embedder.embed_passages(texts, titles).astype(np.float32)
+    np.savez(cache, articles=json.dumps(articles), vectors=vectors)
+    kb.close()
+    return {"model": embedder.model_id, "articles": articles, "vectors": vectors, "embedder": embedder}
+
+
+class Synthetic:
+    """Vectors from N(mean, cov) of the real ones, normalised (seeded, so reproducible)."""
+
+    def __init__(self, real: np.ndarray, seed: int = 0):
+        self.mean = real.mean(axis=0)
+        centered = real - self.mean
+        cov = centered.T @ centered / max(1, len(real) - 1)
+        values, vectors = np.linalg.eigh(cov)
+        self.transform = (vectors * np.sqrt(np.clip(values, 0, None))).T.astype(np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, n: int) -> np.ndarray:
+        z = self.rng.standard_normal((n, len(self.mean)), dtype=np.float32)
+        x = z @ self.transform + self.mean
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+def data_dir(label: str) -> Path:
+    return WORK / label.lower()
+
+
+def build(label: str, config) -> dict:
+    """Write a store of ``size`` passages (no FAISS index yet)."""
+    from index.store import Store
+
+    size = size_of(label)
+    corpus = base(config)
+    directory = data_dir(label)
+    if directory.exists():
+        import shutil
+
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    store = Store(directory / "articlebot.db")
+    synthetic = Synthetic(corpus["vectors"])
+    offsets = np.cumsum([0] + [len(a["chunks"]) for a in corpus["articles"]])
+    started = time.perf_counter()
+    written, copy = 0, 0
+    while written < size:
+        for index, article in enumerate(corpus["articles"]):
+            if written >= size:
+                break
+            chunks = article["chunks"][: size - written]
+            if copy == 0:
+                vectors = corpus["vectors"][offsets[index] : offsets[index] + len(chunks)]
+                title, text = article["title"], article["text"]
+            else:
+                vectors = synthetic.sample(len(chunks))
+                title = f"{article['title']} [Kopie {copy}]"
+                text = f"{article['text']}\n\n[Kopie {copy}]"
+            record = {"title": title, "url": None, "source": "scale", "text": text, "language": article["language"]}
+            fts = [(article["title_terms"] + (f" kopie {copy}" if copy else ""), c["terms"]) for c in chunks]
+            rows = [{k: c[k] for k in ("position", "text", "start", "end")} for c in chunks]
+            store.add_article(record, rows, vectors, corpus["model"], fts)
+            written += len(chunks)
+        copy += 1
+        print(f"  {written} passages written ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    store.close()
+    seconds = time.perf_counter() - started
+    db_bytes = (directory / "articlebot.db").stat().st_size
+    return {"passages": written, "copies": copy, "write_seconds": round(seconds, 1), "db_mb": round(db_bytes / 2**20)}
+
+
+def build_index(label: str, config) -> dict:
+    from index.embedding import load_embedder
+    from index.store import Store
+    from index.vectors import VectorIndex
+
+    embedder = load_embedder(config.embedding)
+    directory = data_dir(label)
+    store = Store(directory / "articlebot.db")
+    index = VectorIndex(directory, config.search, embedder.model_id, embedder.dim)
+    started = time.perf_counter()
+    index.rebuild(store)
+    built = time.perf_counter() - started
+    index.save()
+    saved = time.perf_counter() - started - built
+    store.close()
+    size = (directory / "faiss.index").stat().st_size
+    return {
+        "kind": index.kind,
+        "float16": config.search.float16,
+        "build_seconds": round(built, 1),
+        "save_seconds": round(saved, 1),
+        "index_mb": round(size / 2**20),
+    }
+
+
+def questions() -> list[str]:
+    german = [q.question for a in load_articles() for q in a.questions]
+    english_file = shared_file("data/xquad-de/xquad.en.dev.json")
+    english = [
+        qa["question"]
+        for entry in json.loads(english_file.read_text(encoding="utf-8"))["data"]
+        for p in entry["paragraphs"]
+        for qa in p["qas"]
+    ]
+    mixed = [q for pair in zip(german, english, strict=False) for q in pair]
+    return mixed[:: max(1, len(mixed) // QUERIES)][:QUERIES]
+
+
+def measure_here(label: str, config, spawned_at: float) -> dict:
+    """Runs inside a fresh process: start-up, warm latencies, memory (the parent times the spawn)."""
+    from bot.answer import Answerer
+    from index.kb import KnowledgeBase
+    from index.search import lexical_search
+
+    settings = config.index_settings()
+    settings.data_dir = str(data_dir(label))
+    kb = KnowledgeBase(settings)
+    status = kb.open()
+    ready = time.time() - spawned_at
+    answerer = Answerer(kb, config.answer)
+    first = time.perf_counter()
+    answerer.answer("Wie viele Artikel gibt es?")
+    first_answer = time.perf_counter() - first
+    asked = questions()
+    parts = {"embed": [], "faiss": [], "lexical": [], "search": [], "ask": []}
+    for question in asked:
+        t0 = time.perf_counter()
+        (vector,) = kb.embedder.embed_queries([question])
+        t1 = time.perf_counter()
+        kb.vectors.search(vector, config.search.dense_k)
+        t2 = time.perf_counter()
+        lexical_search(kb.store, question, config.search.lexical_k)
+        t3 = time.perf_counter()
+        kb.search(question)
+        t4 = time.perf_counter()
+        answerer.answer(question)
+        t5 = time.perf_counter()
+        for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            parts[name].append(seconds)
+    memory = rss_mb()
+    total = parts["search"] + parts["ask"]
+    out = {
+        "passages": kb.vectors.count,
+        "index": kb.vectors.kind,
+        "index_status": status,
+        "startup_ready_s": round(ready, 2),
+        "first_answer_s": round(first_answer, 2),
+        "questions": len(asked),
+        **{name: percentiles(values) for name, values in parts.items()},
+        "search_qps_single_thread": round(len(parts["search"]) / sum(parts["search"]), 1),
+        "ask_qps_single_thread": round(len(parts["ask"]) / sum(parts["ask"]), 1),
+        **memory,
+        "_total_s": round(sum(total), 1),
+    }
+    kb.close()
+    return out
+
+
+def measure(label: str, config_path: str | None) -> dict:
+    command = [sys.executable, "-m", "bench.scale", "_measure", "--size", label, "--spawned", repr(time.time())]
+    if config_path:
+        command += ["--config", config_path]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def recall(label: str, config, settings_list: list[dict]) -> list[dict]:
+    """recall@10 of each index setting against exact search on the same stored vectors."""
+    import faiss
+
+    from index.embedding import load_embedder
+    from index.store import Store
+    from index.vectors import VectorIndex
+
+    embedder = load_embedder(config.embedding)
+    store = Store(data_dir(label) / "articlebot.db")
+    queries = embedder.embed_queries(questions())
+    exact = faiss.IndexFlatIP(embedder.dim)
+    all_ids = []
+    for ids, vectors, _model in store.iter_vectors():
+        exact.add(vectors)
+        all_ids.append(ids)
+    id_of = np.concatenate(all_ids)
+    _, truth = exact.search(queries, 10)
+    truth_ids = [set(id_of[row]) for row in truth]
+    del exact
+    out = []
+    from dataclasses import replace
+
+    for overrides in settings_list:
+        search = replace(config.search, **overrides)
+        index = VectorIndex(data_dir(label) / "recall-tmp", search, embedder.model_id, embedder.dim)
+        started = time.perf_counter()
+        index.rebuild(store)
+        built = time.perf_counter() - started
+        times, hits = [], 0.0
+        for query, expected in zip(queries, truth_ids, strict=True):
+            t0 = time.perf_counter()
+            found = index.search(query, 10)
+            times.append(time.perf_counter() - t0)
+            hits += len({i for i, _ in found} & expected) / 10
+        out.append(
+            {
+                **overrides,
+                "kind": index.kind,
+                "recall_at_10": round(hits / len(queries), 4),
+                "build_seconds": round(built, 1),
+                **percentiles(times),
+            }
+        )
+        print(json.dumps(out[-1]), file=sys.stderr)
+        del index
+    store.close()
+    return out
+
+
+def save(name: str, payload: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "scale.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = {
+        "machine": f"{platform.machine()} {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        **payload,
+    }
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["build", "index", "measure", "all", "recall", "_measure"])
+    parser.add_argument("--size", default="10k")
+    parser.add_argument("--sizes", default="10k,100k,1m")
+    parser.add_argument("--config", help="TOML config (default: built-in defaults)")
+    parser.add_argument("--spawned", type=float, default=0.0)
+    parser.add_argument("--set", action="append", default=[], help="recall: SEARCH_KEY=VALUE,... per setting")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    try:
+        shared_file(GNAD)
+    except SharedDataMissing as exc:
+        print(exc)
+        return 0
+    if args.step == "_measure":
+        print(json.dumps(measure_here(args.size, config, args.spawned)))
+        return 0
+    labels = args.sizes.split(",") if args.step == "all" else [args.size]
+    for label in labels:
+        result = {}
+        if args.step in ("build", "all"):
+            result["store"] = build(label, config)
+            print(label, "store", result["store"], flush=True)
+        if args.step in ("index", "all"):
+            result["index"] = build_index(label, config)
+            print(label, "index", result["index"], flush=True)
+        if args.step in ("measure", "all"):
+            result["measure"] = measure(label, args.config)
+            print(label, "measure", json.dumps(result["measure"]), flush=True)
+        if args.step == "recall":
+            settings = [
+                {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in spec.split(","))} for spec in args.set
+            ] or [{"index": "hnsw"}, {"index": "hnsw", "float16": True}]
+            result["recall"] = recall(label, config, settings)
+        save(f"{label}-{args.step}", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
