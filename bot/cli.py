@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="load the bundled sample articles and answer sample questions")
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
+
+    sub.add_parser("run", help="run the Telegram bot (token: $TELEGRAM_BOT_TOKEN or [telegram] token)")
+    chat = sub.add_parser("chat", help="the bot's conversation in the terminal, as an admin (no token needed)")
+    chat.add_argument("--lang", choices=["de", "en"], help="language of the bot's messages (default: from $LANG)")
+    chat.add_argument("--samples", action="store_true", help="load the bundled sample articles first")
     return parser
 
 
@@ -365,6 +370,49 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
         print()
     kb.close()
     return 0
+
+
+def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):
+    from .conversation import Conversation
+    from .feedback import FeedbackStore
+
+    feedback = FeedbackStore(kb.store.path)
+    answerer = make_answerer(config, kb)
+    return Conversation(kb, answerer, feedback, config.telegram, config.fetch, admins=admins, origin=origin)
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from .telegram_app import protect_token, resolve_token, run_bot
+
+    token = resolve_token(config.telegram, dict(os.environ))
+    protect_token(token)
+    kb = open_kb(config)
+    log.info("index: %s", kb.open())
+    conversation = open_conversation(config, kb)
+    try:
+        return run_bot(config.telegram, conversation, token)
+    finally:
+        conversation.feedback.close()
+        kb.close()
+
+
+@command("chat")
+def cmd_chat(args: argparse.Namespace, config: Config) -> int:
+    from .chat import CONSOLE_USER_ID, prompted, run_chat
+    from .texts import ui_language
+
+    kb = open_kb(config)
+    if args.samples:
+        load_samples(kb)
+    conversation = open_conversation(config, kb, admins=[CONSOLE_USER_ID], origin="chat")
+    language = args.lang or ui_language(os.environ.get("LC_ALL") or os.environ.get("LANG"))
+    lines = prompted(sys.stdin, sys.stdout) if sys.stdin.isatty() else sys.stdin
+    try:
+        return run_chat(conversation, lines, sys.stdout, sys.stderr, language)
+    finally:
+        conversation.feedback.close()
+        kb.close()
 
 
 def main(argv: list[str] | None = None) -> int:

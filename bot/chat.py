@@ -1,0 +1,108 @@
+"""``articlebot chat``: the bot's conversation in the terminal, no token, no network needed.
+
+One line is one message. ``/add`` alone starts a pasted article (first line its title) that ends at a
+line holding only ``.`` or at the end of input; ``/add PATH`` adds a local file. Buttons are listed
+with numbers: a line with just that number presses one. Works the same with piped input, and the
+person at the terminal is an admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from .conversation import Attachment, Button, Conversation, Incoming, Press, Reply, User, parse_command
+from .render import plain_text
+
+CONSOLE_USER_ID = 0
+CONSOLE_CHAT_ID = 0
+END_OF_TEXT = "."
+QUIT = {"/quit", "/exit", "/q"}
+
+
+def messages(lines: Iterable[str]) -> Iterator[str]:
+    """Input lines as messages: one per line, except a bare ``/add`` that gathers a pasted article."""
+    lines = iter(lines)
+    for line in lines:
+        text = line.rstrip("\n")
+        if text.strip() == "/add":
+            body = []
+            for more in lines:
+                if more.strip() == END_OF_TEXT:
+                    break
+                body.append(more.rstrip("\n"))
+            yield "/add\n" + "\n".join(body)
+        elif text.strip():
+            yield text.strip()
+
+
+def local_file(text: str) -> Attachment | None:
+    """``/add PATH`` names a readable local file: the terminal may add files from disk."""
+    command = parse_command(text)
+    if not command or command[0] != "add" or not command[2] or "\n" in command[2]:
+        return None
+    path = Path(command[2]).expanduser()
+    if "://" in command[2] or not path.is_file():
+        return None
+    return Attachment(path.name, path.stat().st_size, path.read_bytes)
+
+
+class ChatSession:
+    def __init__(self, conversation: Conversation, out: TextIO, err: TextIO, language: str = "en"):
+        self.conversation = conversation
+        self.out = out
+        self.err = err
+        self.user = User(CONSOLE_USER_ID, "console", language)
+        self.buttons: list[Button] = []
+
+    def say(self, text: str) -> list[Reply]:
+        """Handle one message (or a button number) and print the replies."""
+        number = int(text) if text.isdigit() else 0
+        if self.buttons and 1 <= number <= len(self.buttons):
+            return self.press(self.buttons[number - 1])
+        incoming = Incoming(self.user, CONSOLE_CHAT_ID, text, private=True, attachment=local_file(text))
+        if incoming.attachment:
+            incoming.text = "/add"
+        replies = self.conversation.handle(incoming, progress=self.progress)
+        self.show(replies)
+        return replies
+
+    def press(self, button: Button) -> list[Reply]:
+        pressed = self.conversation.press(Press(self.user, CONSOLE_CHAT_ID, button.data))
+        if pressed.notice:
+            print(f"({pressed.notice})", file=self.out)
+        self.show(pressed.replies)
+        return pressed.replies
+
+    def progress(self, text: str) -> None:
+        print(f"… {text}", file=self.err, flush=True)
+
+    def show(self, replies: list[Reply]) -> None:
+        for reply in replies:
+            print(plain_text(reply), file=self.out)
+            if reply.buttons:
+                self.buttons = [b for row in reply.buttons for b in row]
+                labels = "   ".join(f"{i}) {b.label}" for i, b in enumerate(self.buttons, 1))
+                print(f"  {labels}", file=self.out)
+            print(file=self.out, flush=True)
+
+
+def run_chat(conversation: Conversation, lines: Iterable[str], out: TextIO, err: TextIO, language: str) -> int:
+    session = ChatSession(conversation, out, err, language)
+    for text in messages(lines):
+        if text.lower() in QUIT:
+            break
+        session.say(text)
+    return 0
+
+
+def prompted(stream: TextIO, out: TextIO, prompt: str = "> ") -> Iterator[str]:
+    """Lines from an interactive terminal, each after a prompt."""
+    while True:
+        print(prompt, end="", file=out, flush=True)
+        line = stream.readline()
+        if not line:
+            print(file=out)
+            return
+        yield line

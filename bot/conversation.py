@@ -1,0 +1,561 @@
+"""The bot's conversation, free of any transport: the Telegram adapter and the terminal chat share it.
+
+An adapter turns what arrives into an ``Incoming`` and calls ``parse`` (instant, no I/O) to learn
+whether and how the bot is addressed; then ``run`` (blocking: search, answering, ingestion) off the
+event loop, and renders the ``Reply`` objects it gets back. Replies are plain data: paragraphs of
+text, bold and link spans, quotes and buttons; escaping is the renderer's job.
+
+Admin rights are checked on every call, button presses included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text
+from index.fetch import fetch_document
+from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
+from index.settings import FetchSettings
+from index.store import ArticleRecord
+
+from .answer import Answer
+from .config import TelegramSettings
+from .feedback import FeedbackStore
+from .texts import say
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 10
+LATEST_IN_HELP = 3
+QUOTE_BUTTONS_PER_ROW = 4
+# Pasted text shorter than this on a single line is almost always a mistyped command, not an article.
+MIN_PASTED_CHARS = 200
+
+# --- replies: plain data ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bold:
+    text: str
+
+
+@dataclass(frozen=True)
+class Link:
+    """Rendered as a link only when ``url`` is http(s); otherwise as its text."""
+
+    text: str
+    url: str | None
+
+
+Span = Text | Bold | Link
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Quote:
+    text: str
+
+
+Block = Paragraph | Quote
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str
+
+
+@dataclass
+class Reply:
+    blocks: list[Block]
+    buttons: list[list[Button]] = field(default_factory=list)
+    # Replace the message whose button was pressed instead of sending a new one.
+    edit: bool = False
+
+
+@dataclass
+class Pressed:
+    """The outcome of a button press: replies, and a short notice shown by the client."""
+
+    replies: list[Reply] = field(default_factory=list)
+    notice: str = ""
+    alert: bool = False
+
+
+def para(*spans: Span | str) -> Paragraph:
+    return Paragraph(tuple(Text(s) if isinstance(s, str) else s for s in spans))
+
+
+def text_reply(text: str, buttons: list[list[Button]] | None = None, edit: bool = False) -> Reply:
+    return Reply([para(p) for p in text.split("\n\n") if p.strip()], buttons or [], edit)
+
+
+# --- what arrives -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str = ""
+    # "de" or "en": the language of everything the bot says that is not an answer.
+    language: str = "en"
+
+
+@dataclass
+class Attachment:
+    """A file sent to the bot; ``load`` fetches its bytes only once the sender may add it."""
+
+    filename: str
+    size: int | None
+    load: Callable[[], bytes]
+
+
+@dataclass
+class Incoming:
+    user: User
+    chat_id: int
+    text: str
+    private: bool = True
+    # Mentions the bot or replies to one of its messages (what makes a group message a question).
+    addressed: bool = False
+    bot_username: str = ""
+    attachment: Attachment | None = None
+    # The message this one replies to, for ``/add`` on a forwarded article.
+    replied_text: str | None = None
+    replied_attachment: Attachment | None = None
+
+
+@dataclass
+class Request:
+    command: str
+    args: str
+    message: Incoming
+
+    @property
+    def language(self) -> str:
+        return self.message.user.language
+
+    @property
+    def is_question(self) -> bool:
+        return self.command == "ask"
+
+
+@dataclass
+class Press:
+    user: User
+    chat_id: int
+    data: str
+
+
+Progress = Callable[[str], None]
+
+
+def _no_progress(_: str) -> None:
+    pass
+
+
+COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex"}
+ALIASES = {"articles": "sources", "artikel": "sources", "quellen": "sources", "hilfe": "help", "frage": "ask"}
+ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex"}
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
+_LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+
+
+def parse_command(text: str) -> tuple[str, str | None, str] | None:
+    """``/name@bot args`` → (name, bot or None, args); None when the text is no command."""
+    match = _COMMAND.match(text.strip())
+    if not match:
+        return None
+    return match.group(1).lower(), match.group(2), match.group(3).strip()
+
+
+def strip_mention(text: str, username: str) -> str:
+    if not username:
+        return text.strip()
+    return re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.I).strip()
+
+
+# --- rate limiting ----------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A sliding window of questions per user; thread-safe (questions are answered in parallel)."""
+
+    def __init__(self, per_minute: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.per_minute = per_minute
+        self.window = window
+        self.clock = clock
+        self._hits: dict[int, deque[float]] = {}
+        self._notified_until: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: int) -> float:
+        """Count one question; 0 when allowed, else the seconds until the next one is."""
+        if self.per_minute <= 0:
+            return 0.0
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                return max(hits[0] + self.window - now, 0.01)
+            hits.append(now)
+            self._forget_idle(now)
+        return 0.0
+
+    def notify_once(self, key: int, wait: float) -> bool:
+        """True the first time a user is refused in a blocked period: the rest are ignored silently."""
+        now = self.clock()
+        with self._lock:
+            if self._notified_until.get(key, 0.0) > now:
+                return False
+            self._notified_until[key] = now + wait
+            return True
+
+    def _forget_idle(self, now: float) -> None:
+        if len(self._hits) < 10_000:
+            return
+        for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self.window]:
+            del self._hits[key]
+        for key in [k for k, until in self._notified_until.items() if until <= now]:
+            del self._notified_until[key]
+
+
+# --- the conversation -------------------------------------------------------------------------
+
+
+class Conversation:
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        answerer,
+        feedback: FeedbackStore,
+        settings: TelegramSettings,
+        fetch: FetchSettings,
+        admins: Iterable[int] | None = None,
+        origin: str = "telegram",
+        clock: Callable[[], float] = time.monotonic,
+        page_size: int = PAGE_SIZE,
+    ):
+        self.kb = kb
+        self.answerer = answerer
+        self.feedback = feedback
+        self.settings = settings
+        self.fetch = fetch
+        self.admins = frozenset(settings.admins if admins is None else admins)
+        self.origin = origin
+        self.page_size = page_size
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, clock=clock)
+        # Writes (add, remove, reindex) one at a time; questions never wait for it.
+        self._write_lock = threading.Lock()
+        self._handlers: dict[str, Callable[[Request, Progress], list[Reply]]] = {
+            "start": self._help,
+            "help": self._help,
+            "ask": self._ask,
+            "sources": self._sources,
+            "add": self._add,
+            "remove": self._remove,
+            "list": self._list,
+            "stats": self._stats,
+            "reindex": self._reindex,
+            "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
+            "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
+        }
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.admins
+
+    # --- routing (instant) --------------------------------------------------------------------
+
+    def parse(self, msg: Incoming) -> Request | None:
+        """What the message asks for, or None when the bot should stay quiet."""
+        text = (msg.text or "").strip()
+        command = parse_command(text)
+        if command:
+            name, target, args = command
+            if target and target.lower() != msg.bot_username.lower():
+                return None  # addressed to another bot in the group
+            name = ALIASES.get(name, name)
+            if name not in COMMANDS:
+                return Request("unknown", args, msg) if msg.private else None
+            return Request(name, args, msg)
+        if msg.attachment is not None and not msg.addressed:
+            return Request("document_hint", "", msg) if msg.private else None
+        if not text or not (msg.private or msg.addressed):
+            return None
+        return Request("ask", strip_mention(text, msg.bot_username), msg)
+
+    # --- handling (blocking: call it off the event loop) --------------------------------------
+
+    def run(self, request: Request, progress: Progress = _no_progress) -> list[Reply]:
+        if request.command in ADMIN_ONLY and not self.is_admin(request.message.user.id):
+            return [text_reply(say("admins_only", request.language))]
+        try:
+            return self._handlers[request.command](request, progress)
+        except Exception:
+            log.exception("handling /%s failed", request.command)
+            return [text_reply(say("failed", request.language))]
+
+    def handle(self, msg: Incoming, progress: Progress = _no_progress) -> list[Reply]:
+        """``parse`` and ``run`` in one call, for adapters without an event loop."""
+        request = self.parse(msg)
+        return self.run(request, progress) if request else []
+
+    # --- for everyone -------------------------------------------------------------------------
+
+    def _help(self, req: Request, _: Progress) -> list[Reply]:
+        lang = req.language
+        total = self._article_count()
+        blocks: list[Block] = [para(Bold(say("greeting", lang, count=total) if total else say("greeting_empty", lang)))]
+        latest = self.kb.articles(limit=LATEST_IN_HELP)
+        if latest:
+            spans: list[Span | str] = [say("latest", lang)]
+            for article in latest:
+                spans += ["\n• ", Link(article.title, article.url), _date_suffix(article)]
+            blocks.append(para(*spans))
+        blocks += [para(p) for p in say("how_to_ask", lang).split("\n\n")]
+        if self.is_admin(req.message.user.id):
+            blocks.append(para(say("admin_help", lang)))
+        return [Reply(blocks)]
+
+    def _ask(self, req: Request, _: Progress) -> list[Reply]:
+        question, lang, user = req.args.strip(), req.language, req.message.user
+        if not question:
+            return [text_reply(say("ask_usage", lang))]
+        limit = self.settings.max_question_chars
+        if limit and len(question) > limit:
+            text = say("too_long", lang, length=len(question), limit=limit)
+            if self.is_admin(user.id):  # most likely a forwarded article
+                text += "\n\n" + say("add_by_reply", lang)
+            return [text_reply(text)]
+        if not self.is_admin(user.id):
+            wait = self.limiter.hit(user.id)
+            if wait:
+                if not self.limiter.notify_once(user.id, wait):
+                    return []
+                return [text_reply(say("rate_limited", lang, limit=self.limiter.per_minute, seconds=round(wait + 0.5)))]
+        answer = self.answerer.answer(question, conversation=f"{self.origin}:{req.message.chat_id}:{user.id}")
+        answer_id = self.feedback.record_answer(answer, req.message.chat_id)
+        return [answer_reply(answer, answer_id)]
+
+    def _sources(self, req: Request, _: Progress) -> list[Reply]:
+        return [self._page(0, req.language, admin_view=False)]
+
+    # --- for admins ---------------------------------------------------------------------------
+
+    def _list(self, req: Request, _: Progress) -> list[Reply]:
+        return [self._page(0, req.language, admin_view=True)]
+
+    def _add(self, req: Request, progress: Progress) -> list[Reply]:
+        lang = req.language
+        try:
+            doc = self._document(req, progress)
+            if doc is None:
+                return [text_reply(say("add_usage", lang))]
+            progress(say("indexing", lang, title=_short(doc.title)))
+            with self._exclusive(progress, lang):
+                result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")
+        except DuplicateArticle as exc:
+            return [text_reply(say("duplicate", lang, id=exc.article_id))]
+        except ExtractionError as exc:
+            return [text_reply(say("not_added", lang, reason=str(exc)))]
+        log.info("user %s added article #%s (%s passages)", req.message.user.id, result.article_id, result.chunks)
+        return [text_reply(say("added", lang, id=result.article_id, title=result.title, chunks=result.chunks))]
+
+    def _document(self, req: Request, progress: Progress) -> Document | None:
+        """The article an /add names: a document, a link, pasted text, or the message replied to."""
+        msg, lang = req.message, req.language
+        if msg.attachment is not None:
+            return self._from_attachment(msg.attachment, progress, lang)
+        if not req.args and msg.replied_attachment is not None:
+            return self._from_attachment(msg.replied_attachment, progress, lang)
+        text = (req.args or msg.replied_text or "").strip()
+        if _LINK_ONLY.match(text):
+            progress(say("fetching", lang, url=text))
+            return fetch_document(text, self.fetch)
+        if not text or ("\n" not in text and len(text) < MIN_PASTED_CHARS and not msg.replied_text):
+            return None
+        return from_text(text, source="text")
+
+    def _from_attachment(self, attachment: Attachment, progress: Progress, lang: str) -> Document:
+        name, limit = attachment.filename or "document", self.settings.max_file_bytes
+        if not name.lower().endswith(SUPPORTED_SUFFIXES):
+            raise ExtractionError(say("file_type", lang, name=name))
+        if limit and attachment.size and attachment.size > limit:
+            raise ExtractionError(say("file_size", lang, name=name, size=_mb(attachment.size), limit=_mb(limit)))
+        progress(say("downloading", lang, name=name))
+        data = attachment.load()
+        if limit and len(data) > limit:
+            raise ExtractionError(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
+        return from_bytes(data, name)
+
+    def _remove(self, req: Request, _: Progress) -> list[Reply]:
+        lang = req.language
+        article_id = _parse_id(req.args)
+        if article_id is None:
+            return [text_reply(say("remove_usage", lang))]
+        try:
+            article = self.kb.article(article_id)
+        except ArticleNotFound:
+            return [text_reply(say("no_such_article", lang, id=article_id))]
+        confirm = Button(say("remove_button", lang), f"rm:{article_id}")
+        cancel = Button(say("cancel_button", lang), f"rmx:{article_id}")
+        return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
+
+    def _stats(self, req: Request, _: Progress) -> list[Reply]:
+        stats, votes = self.kb.stats(), self.feedback.counts()
+        index = stats.get("index") or {}
+        text = say(
+            "stats",
+            req.language,
+            articles=stats["articles"],
+            chunks=stats["chunks"],
+            model=stats["model"],
+            index=f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
+            db_mb=_mb(stats["db_bytes"]),
+            **votes,
+        )
+        return [Reply([para(text)])]
+
+    def _reindex(self, req: Request, progress: Progress) -> list[Reply]:
+        lang = req.language
+        progress(say("reindexing", lang))
+        with self._exclusive(progress, lang):
+            result = self.kb.reindex(lambda done, total: progress(say("reembedding", lang, done=done, total=total)))
+        return [text_reply(say("reindexed", lang, vectors=result["vectors"], kind=result["kind"]))]
+
+    @contextmanager
+    def _exclusive(self, progress: Progress, lang: str) -> Iterator[None]:
+        if not self._write_lock.acquire(blocking=False):
+            progress(say("busy", lang))
+            self._write_lock.acquire()
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    # --- buttons ------------------------------------------------------------------------------
+
+    def press(self, press: Press) -> Pressed:
+        """A button was pressed. Blocking; admin rights are checked again here, not trusted from before."""
+        action, _, rest = press.data.partition(":")
+        args = rest.split(":") if rest else []
+        lang = press.user.language
+        try:
+            if action == "q" and len(args) == 2:
+                return self._quote(int(args[0]), int(args[1]), lang)
+            if action == "fb" and len(args) == 2 and args[1] in ("+", "-"):
+                return self._vote(int(args[0]), press.user, 1 if args[1] == "+" else -1)
+            if action == "src" and len(args) == 1:
+                return Pressed([self._page(int(args[0]), lang, admin_view=False, edit=True)])
+            if action in ("lst", "rm", "rmx") and len(args) == 1:
+                if not self.is_admin(press.user.id):
+                    return Pressed(notice=say("admins_only", lang), alert=True)
+                return self._admin_press(action, int(args[0]), lang)
+        except ValueError:
+            pass
+        except Exception:
+            log.exception("button %r failed", press.data)
+            return Pressed(notice=say("failed", lang), alert=True)
+        return Pressed(notice=say("expired", lang))
+
+    def _admin_press(self, action: str, number: int, lang: str) -> Pressed:
+        if action == "lst":
+            return Pressed([self._page(number, lang, admin_view=True, edit=True)])
+        if action == "rmx":
+            return Pressed([text_reply(say("remove_cancelled", lang, id=number), edit=True)])
+        try:
+            with self._exclusive(_no_progress, lang):
+                article = self.kb.remove(number)
+        except ArticleNotFound:
+            return Pressed([text_reply(say("no_such_article", lang, id=number), edit=True)])
+        log.info("article #%s removed", number)
+        return Pressed([text_reply(say("removed", lang, id=article.id, title=article.title), edit=True)])
+
+    def _quote(self, answer_id: int, n: int, lang: str) -> Pressed:
+        stored = self.feedback.answer(answer_id)
+        citation = next((c for c in stored.citations if c.n == n), None) if stored else None
+        if citation is None:
+            return Pressed(notice=say("expired", lang))
+        heading = para(Bold(f"[{n}]"), " ", Link(citation.title, citation.url))
+        return Pressed([Reply([heading, Quote(" ".join(citation.quote.split()))])])
+
+    def _vote(self, answer_id: int, user: User, vote: int) -> Pressed:
+        if not self.feedback.vote(answer_id, user.id, vote):
+            return Pressed(notice=say("expired", user.language))
+        return Pressed(notice=say("thanks", user.language))
+
+    # --- pages of articles --------------------------------------------------------------------
+
+    def _article_count(self) -> int:
+        return self.kb.store.counts()["articles"]
+
+    def _page(self, offset: int, lang: str, admin_view: bool, edit: bool = False) -> Reply:
+        total = self._article_count()
+        if not total:
+            return text_reply(say("no_articles", lang), edit=edit)
+        size = self.page_size
+        offset = min(max(offset, 0), (total - 1) // size * size)
+        articles = self.kb.articles(limit=size, offset=offset)
+        last = offset + len(articles)
+        spans: list[Span | str] = [Bold(say("articles_header", lang, first=offset + 1, last=last, total=total))]
+        for article in articles:
+            spans += [f"\n#{article.id} ", Link(article.title, article.url), _date_suffix(article)]
+            if admin_view:
+                spans.append(f" · {say('passages', lang, count=article.chunk_count)} · {article.added_by or '–'}")
+        prefix = "lst" if admin_view else "src"
+        row = []
+        if offset > 0:
+            row.append(Button(say("previous", lang), f"{prefix}:{max(offset - size, 0)}"))
+        if last < total:
+            row.append(Button(say("next", lang), f"{prefix}:{last}"))
+        return Reply([para(*spans)], [row] if row else [], edit)
+
+
+def answer_reply(answer: Answer, answer_id: int) -> Reply:
+    """The answer's paragraphs, a sources block, and buttons for each quote and for feedback."""
+    blocks: list[Block] = [para(p.strip()) for p in answer.body.split("\n\n") if p.strip()]
+    buttons: list[list[Button]] = []
+    if answer.citations:
+        spans: list[Span | str] = [Bold(say("sources_label", answer.language))]
+        for c in answer.citations:
+            spans += [f"\n[{c.n}] ", Link(c.title, c.url)]
+        blocks.append(para(*spans))
+        quotes = [Button(say("quote_button", answer.language, n=c.n), f"q:{answer_id}:{c.n}") for c in answer.citations]
+        buttons = [quotes[i : i + QUOTE_BUTTONS_PER_ROW] for i in range(0, len(quotes), QUOTE_BUTTONS_PER_ROW)]
+    buttons.append([Button("👍", f"fb:{answer_id}:+"), Button("👎", f"fb:{answer_id}:-")])
+    return Reply(blocks, buttons)
+
+
+def _date_suffix(article: ArticleRecord) -> str:
+    return f" ({article.published})" if article.published else ""
+
+
+def _parse_id(value: str) -> int | None:
+    value = value.strip().lstrip("#")
+    return int(value) if re.fullmatch(r"[0-9]{1,18}", value) and int(value) > 0 else None
+
+
+def _short(title: str, limit: int = 80) -> str:
+    return title if len(title) <= limit else title[: limit - 1] + "…"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.1f}"

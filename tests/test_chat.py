@@ -1,0 +1,228 @@
+"""The transport-free conversation and the terminal chat (piped input), on a real store and model."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+from string import Formatter
+
+import pytest
+from newsroom import FERRY, MARKET_TEXT, SOLAR
+
+from bot.answer import Answerer
+from bot.chat import CONSOLE_USER_ID, messages, run_chat
+from bot.config import AnswerSettings, TelegramSettings
+from bot.conversation import Attachment, Conversation, Incoming, Press, Quote, RateLimiter, User
+from bot.feedback import FeedbackStore
+from bot.render import plain_text
+from bot.texts import TEXTS
+from index.extract import from_text
+from index.settings import FetchSettings
+
+ADMIN = User(1, "Ada", "de")
+READER = User(2, "Rolf", "de")
+READER_EN = User(3, "Rita", "en")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def conversation(kb):
+    for text, url in ((FERRY, "https://example.org/faehre"), (SOLAR, "https://example.org/solar")):
+        doc = from_text(text)
+        doc.url = url
+        kb.add(doc)
+    feedback = FeedbackStore(kb.store.path)
+    settings = TelegramSettings(admins=[ADMIN.id], rate_limit_per_minute=3, max_question_chars=120)
+    conv = Conversation(kb, Answerer(kb, AnswerSettings()), feedback, settings, FetchSettings(), page_size=1)
+    yield conv
+    feedback.close()
+
+
+def say(conv: Conversation, user: User, text: str, **kwargs) -> list:
+    return conv.handle(Incoming(user, chat_id=user.id, text=text, bot_username="articles_bot", **kwargs))
+
+
+def text_of(replies: list) -> str:
+    return "\n\n".join(plain_text(r) for r in replies)
+
+
+def test_routing_private_group_and_commands(conversation):
+    def parse(text: str, private: bool = True, addressed: bool = False):
+        msg = Incoming(READER, 5, text, private=private, addressed=addressed, bot_username="articles_bot")
+        request = conversation.parse(msg)
+        return (request.command, request.args) if request else None
+
+    assert parse("Wie lang ist die Strecke?") == ("ask", "Wie lang ist die Strecke?")
+    assert parse("Wie lang ist die Strecke?", private=False) is None
+    assert parse("@articles_bot wie lang?", private=False, addressed=True) == ("ask", "wie lang?")
+    assert parse("/ask@articles_bot Wie lang?", private=False) == ("ask", "Wie lang?")
+    assert parse("/ask@other_bot Wie lang?", private=False) is None
+    assert parse("/articles") == ("sources", "")
+    assert parse("/frobnicate") == ("unknown", "")
+    assert parse("/frobnicate", private=False) is None
+    assert parse("/add https://example.org/x") == ("add", "https://example.org/x")
+    assert parse("/add\nTitel\nText") == ("add", "Titel\nText")
+
+
+def test_help_names_the_articles_in_the_users_language(conversation):
+    german = text_of(say(conversation, READER, "/start"))
+    assert "Ich beantworte Fragen zu 2 Artikeln" in german and "Harbourton council" in german
+    assert "Für Admins" not in german
+    english = text_of(say(conversation, READER_EN, "/help"))
+    assert "I answer questions about 2 articles" in english and "/sources" in english
+    assert "Für Admins" in text_of(say(conversation, ADMIN, "/help"))
+
+
+def test_question_gets_a_cited_answer_and_feedback_is_stored(conversation):
+    (reply,) = say(conversation, READER_EN, "How many solar panels will Harbourton fit on school roofs?")
+    text = plain_text(reply)
+    assert "1,240" in text and "[1]" in text
+    assert "Sources:" in text and "https://example.org/solar" in text
+    buttons = {b.label: b.data for row in reply.buttons for b in row}
+    quote = conversation.press(Press(READER_EN, 3, buttons["Quote [1]"]))
+    assert isinstance(quote.replies[0].blocks[1], Quote)
+    assert conversation.press(Press(READER_EN, 3, buttons["👍"])).notice == "Thanks for the feedback!"
+    conversation.press(Press(READER_EN, 3, buttons["👎"]))  # changing one's mind replaces the vote
+    (vote,) = conversation.feedback.feedback()
+    assert vote["vote"] == -1 and vote["user_id"] == READER_EN.id
+    assert vote["question"].startswith("How many solar panels") and "1,240" in vote["answer"]
+    assert vote["citations"][0]["url"] == "https://example.org/solar"
+    assert conversation.press(Press(READER, 2, "fb:999:+")).notice == "Dieser Knopf ist nicht mehr gültig."
+
+
+def test_admin_commands_are_refused_to_others_and_nothing_changes(conversation):
+    before = conversation.kb.stats()["articles"]
+    for command in ("/add " + MARKET_TEXT, "/remove 1", "/list", "/stats", "/reindex"):
+        assert text_of(say(conversation, READER, command)) == "Das dürfen leider nur die Admins dieses Bots."
+    # The admin's confirmation button, pressed by someone else, changes nothing either.
+    (confirm,) = say(conversation, ADMIN, "/remove 1")
+    remove = confirm.buttons[0][0].data
+    refused = conversation.press(Press(READER, 1, remove))
+    assert refused.alert and not refused.replies
+    assert conversation.press(Press(READER, 1, "lst:0")).alert
+    assert conversation.kb.stats()["articles"] == before
+    done = conversation.press(Press(ADMIN, 1, remove))
+    assert plain_text(done.replies[0]).startswith("Entfernt: #1") and done.replies[0].edit
+    assert conversation.kb.stats()["articles"] == before - 1
+
+
+def test_add_by_text_duplicate_and_usage(conversation):
+    progress: list[str] = []
+    replies = conversation.handle(Incoming(ADMIN, 1, "/add " + MARKET_TEXT), progress.append)
+    assert text_of(replies).startswith("Hinzugefügt: #3 „Wochenmarkt in Grauwinkel zieht auf den Kirchplatz“")
+    assert progress == ["Verarbeite „Wochenmarkt in Grauwinkel zieht auf den Kirchplatz“ …"]
+    assert text_of(say(conversation, ADMIN, "/add " + MARKET_TEXT)) == "Nicht hinzugefügt: schon vorhanden als #3."
+    assert text_of(say(conversation, ADMIN, "/add 12")).startswith("So fügen Sie einen Artikel hinzu")
+    forwarded = say(conversation, ADMIN, "/add", replied_text="Kurzmeldung: Die Brücke in Ostend ist wieder offen.")
+    assert "Hinzugefügt: #4" in text_of(forwarded)
+
+
+def test_documents_are_checked_before_download(conversation):
+    def never() -> bytes:
+        raise AssertionError("downloaded a file that should have been refused")
+
+    exe = Attachment("tool.exe", 10, never)
+    assert "Format, das ich nicht lesen kann" in text_of(say(conversation, ADMIN, "/add", attachment=exe))
+    big = Attachment("huge.pdf", 30_000_000, never)
+    assert "zu groß (30.0 MB; höchstens 20.0 MB)" in text_of(say(conversation, ADMIN, "/add", attachment=big))
+    assert "nur die Admins" in text_of(say(conversation, READER, "/add", attachment=Attachment("a.txt", 5, never)))
+    ok = Attachment("markt.md", None, lambda: MARKET_TEXT.encode())
+    assert "Hinzugefügt" in text_of(say(conversation, ADMIN, "/add", attachment=ok))
+
+
+def test_sources_are_paged_newest_first(conversation):
+    (first,) = say(conversation, READER, "/sources")
+    assert plain_text(first).startswith("Artikel 1–1 von 2\n#2 Harbourton council")
+    assert [[b.data for b in row] for row in first.buttons] == [["src:1"]]
+    (second,) = conversation.press(Press(READER, 2, "src:1")).replies
+    assert second.edit and "#1 Neue Elektrofähre" in plain_text(second)
+    assert [b.data for b in second.buttons[0]] == ["src:0"]
+
+
+def test_question_limits(conversation):
+    assert "zu lang (121 Zeichen; höchstens 120)" in text_of(say(conversation, READER, "x" * 121))
+    for _ in range(3):
+        say(conversation, READER, "Was kostete der Bau der Möwe II?")
+    assert "höchstens 3 Fragen pro Minute" in text_of(say(conversation, READER, "Noch eine Frage?"))
+    assert say(conversation, READER, "Und noch eine?") == []  # told once; the rest is ignored quietly
+    assert say(conversation, ADMIN, "Was kostete der Bau der Möwe II?")  # admins are not limited
+    assert "mit /add auf die Nachricht" in text_of(say(conversation, ADMIN, FERRY))  # a forwarded article
+
+
+def test_every_text_speaks_both_languages_with_the_same_fields():
+    for key, versions in TEXTS.items():
+        assert set(versions) == {"de", "en"}, key
+        fields = [{f for _, f, _, _ in Formatter().parse(v) if f} for v in versions.values()]
+        assert fields[0] == fields[1], key
+
+
+def test_rate_limiter_window():
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.hit(1) == 0 and limiter.hit(1) == 0
+    assert limiter.hit(1) == pytest.approx(60.0)
+    assert limiter.hit(2) == 0
+    now[0] = 30.0
+    assert limiter.hit(1) == pytest.approx(30.0)
+    now[0] = 60.5
+    assert limiter.hit(1) == 0
+
+
+def test_chat_session_with_piped_input(conversation):
+    lines = [
+        "/start\n",
+        "/add\n",
+        *(line + "\n" for line in MARKET_TEXT.splitlines()),
+        ".\n",
+        "Wo findet der Wochenmarkt in Grauwinkel statt?\n",
+        "1\n",  # the first button: the quote of source [1]
+        "/remove 3\n",
+        "1\n",
+        "/quit\n",
+        "/help\n",
+    ]
+    conversation.admins = frozenset({CONSOLE_USER_ID})  # the person at the terminal
+    out, err = io.StringIO(), io.StringIO()
+    assert run_chat(conversation, lines, out, err, "de") == 0
+    text = out.getvalue()
+    added = "Hinzugefügt: #3 „Wochenmarkt in Grauwinkel zieht auf den Kirchplatz“"
+    assert added in text
+    answer = text.split(added)[1]
+    assert "auf dem Kirchplatz statt. [1]" in answer and "Quellen:" in answer and "1) Zitat [1]" in answer
+    assert "\n> " in answer.split("1) Zitat [1]")[1]
+    assert "Entfernt: #3" in text
+    assert "… Verarbeite" in err.getvalue()
+    assert text.count("Ich beantworte") == 1  # nothing after /quit
+
+
+def test_messages_gather_pasted_articles():
+    assert list(messages(["a\n", "\n", "/add\n", "T\n", "\n", "x\n", ".\n", "b\n", "/add\n", "y"])) == [
+        "a",
+        "/add\nT\n\nx",
+        "b",
+        "/add\ny",
+    ]
+
+
+def test_articlebot_chat_command(tmp_path):
+    article = tmp_path / "faehre.txt"
+    article.write_text(FERRY, encoding="utf-8")
+    script = f"/add {article}\nWas kostete der Bau der Möwe II?\n/sources\n"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ARTICLEBOT_CONFIG": str(tmp_path / "none.toml")}
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--data-dir", str(tmp_path / "data"), "chat", "--lang", "de"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Hinzugefügt: #1 „Neue Elektrofähre verbindet Lindholm und Quernsee“" in result.stdout
+    assert "9,2 Millionen Euro" in result.stdout and "[1]" in result.stdout
+    assert "#1 Neue Elektrofähre" in result.stdout
