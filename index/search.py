@@ -1,4 +1,16 @@
-"""Hybrid retrieval: FAISS dense top-k and FTS5 BM25 top-k, fused by weighted reciprocal rank.
+"""Hybrid retrieval: FAISS dense top-k and FTS5 BM25 top-k, fused into one ranking.
+
+Two fusions (``SearchSettings.fusion``):
+
+- ``"score"`` (default): ``dense_weight * cosine + lexical_weight * bm25 / best_bm25`` over the
+  union of both candidate lists. BM25 is divided by the query's best BM25 (its scale depends on the
+  query); cosine is already on a fixed scale. A candidate the dense side did not return gets the
+  dense side's last (lowest) score, which bounds its true cosine from above.
+- ``"rrf"``: weighted reciprocal rank fusion, ``weight / (rrf_k + rank)`` summed over both lists.
+
+Score fusion keeps how *much* better one passage matched, which rank fusion throws away: with the
+bundled English model (weak on German) equal-weight RRF lets a poor dense ranking outvote a
+confident BM25 ranking. Measured on German XQuAD in BENCHMARKS.md ("Retrieval (issue 3)").
 
 The lexical side is weighted down when the question's language differs from the article's:
 BM25 can only match words the question shares with the article.
@@ -44,6 +56,40 @@ def rrf(
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
+def score_fusion(
+    dense: list[tuple[int, float]],
+    lexical: list[tuple[int, float]],
+    settings: SearchSettings,
+    lexical_weight_for=None,
+) -> list[tuple[int, float]]:
+    """Weighted sum of cosine and query-normalised BM25 (see the module docstring)."""
+    dense_scores = dict(dense)
+    floor = min(dense_scores.values()) if dense_scores else 0.0
+    best = max((score for _, score in lexical), default=0.0)
+    lexical_scores = {chunk_id: score / best for chunk_id, score in lexical} if best > 0 else {}
+    scores: dict[int, float] = {}
+    for chunk_id in dict.fromkeys([c for c, _ in dense] + [c for c, _ in lexical]):
+        weight = lexical_weight_for(chunk_id) if lexical_weight_for else settings.lexical_weight
+        score = weight * lexical_scores.get(chunk_id, 0.0)
+        if dense_scores:
+            score += settings.dense_weight * dense_scores.get(chunk_id, floor)
+        scores[chunk_id] = score
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def fuse(
+    dense: list[tuple[int, float]],
+    lexical: list[tuple[int, float]],
+    settings: SearchSettings,
+    lexical_weight_for=None,
+) -> list[tuple[int, float]]:
+    if settings.fusion == "rrf":
+        return rrf(dense, lexical, settings, lexical_weight_for)
+    if settings.fusion == "score":
+        return score_fusion(dense, lexical, settings, lexical_weight_for)
+    raise ValueError(f"unknown fusion {settings.fusion!r} (known: score, rrf)")
+
+
 def lexical_search(store: Store, query: str, k: int) -> list[tuple[int, float]]:
     match = fts_query(query)
     return store.lexical_search(match, k) if match else []
@@ -69,7 +115,7 @@ def hybrid_search(
         same = record is None or record.language == query_language
         return settings.lexical_weight * (1.0 if same else settings.cross_language_lexical_factor)
 
-    fused = rrf(dense, lexical, settings, lexical_weight_for)
+    fused = fuse(dense, lexical, settings, lexical_weight_for)
     dense_scores, lexical_scores = dict(dense), dict(lexical)
     hits = []
     for chunk_id, score in fused:

@@ -30,9 +30,14 @@ class SearchSettings:
     k: int = 5
     dense_k: int = 50
     lexical_k: int = 50
+    # "score": dense_weight * cosine + lexical_weight * bm25 / best bm25 of the query;
+    # "rrf": weighted reciprocal rank fusion, weight / (rrf_k + rank). Chosen on German XQuAD
+    # (BENCHMARKS.md, "Retrieval (issue 3)"): with the bundled English model, score fusion at
+    # 0.4 / 0.6 beats both BM25 alone and every RRF weighting tried.
+    fusion: str = "score"
     rrf_k: int = 60
-    dense_weight: float = 1.0
-    lexical_weight: float = 1.0
+    dense_weight: float = 0.4
+    lexical_weight: float = 0.6
     # Applied to the lexical weight when question and article languages differ.
     cross_language_lexical_factor: float = 0.25
     # "flat" (exact), "hnsw", or "auto" (flat below hnsw_threshold passages).
