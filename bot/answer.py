@@ -1,24 +1,52 @@
 """The answering core: question in, Answer with numbered citations out. No transport in here.
 
-Every statement in ``Answer.body`` carries a ``[n]`` marker that points to ``citations[n-1]``;
-every quote is a verbatim substring of its chunk.
+The Telegram bot, the console chat and the CLI all call ``Answerer.answer``. Every statement in
+``Answer.body`` carries a ``[n]`` marker that points to ``citations[n-1]``; every quote is a
+verbatim substring of its chunk. The body is plain text (adapters escape it for their medium).
+
+Modes: "extractive" (default, offline) quotes one to three evidence sentences; "llm" asks an
+OpenAI-compatible endpoint to answer from numbered passages and checks its markers; when that
+endpoint fails the answer is the extractive one, with mode "extractive-fallback".
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from index.chunking import sentence_spans
 from index.kb import KnowledgeBase
-from index.lexical import analyze, detect_language
+from index.lexical import ENGLISH_STOPWORDS, GERMAN_STOPWORDS, detect_language, words
 from index.search import SearchHit
 
-from .config import AnswerSettings
+from .config import AnswerSettings, LLMSettings
+from .evidence import (
+    Sentence,
+    SentenceVectors,
+    TermWeights,
+    Weights,
+    question_terms,
+    relevance,
+    score_sentences,
+    split_hits,
+)
+from .followup import FollowupMemory, Resolved
+from .llm import ChatClient, LLMError
+from .llm_answer import generate
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = {
     "de": "Dazu habe ich in den Artikeln nichts gefunden.",
     "en": "I found nothing about this in the articles.",
 }
+# Said before verbatim quotes whose language is not the question's, so the body still opens in it.
+FOREIGN_LEAD = {
+    ("de", "en"): "Aus englischsprachigen Artikeln:",
+    ("en", "de"): "From German-language articles:",
+}
+SEPARATOR = " "
 
 
 @dataclass
@@ -39,6 +67,8 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     language: str = "de"
     mode: str = "extractive"
+    # How well the best passage matches the question (0..1); below min_relevance: not found.
+    relevance: float = 0.0
 
     def to_json(self) -> dict:
         return {
@@ -49,48 +79,153 @@ class Answer:
         }
 
 
-def not_found(question: str, language: str) -> Answer:
-    return Answer(question=question, body=NOT_FOUND[language], found=False, language=language)
+@dataclass
+class Evidence:
+    """What retrieval and sentence scoring found for one question."""
+
+    hits: list[SearchHit]
+    sentences: list[Sentence]  # best first
+    relevance: float
 
 
-def _overlap(question_terms: set[str], sentence: str) -> float:
-    terms = set(analyze(sentence, drop_stopwords=True))
-    return len(question_terms & terms) / (len(question_terms) or 1)
+def not_found(question: str, language: str, mode: str = "extractive", relevance: float = 0.0) -> Answer:
+    return Answer(question, NOT_FOUND[language], False, [], language, mode, relevance)
 
 
-def extractive_answer(question: str, hits: list[SearchHit], settings: AnswerSettings) -> Answer:
-    language = detect_language(question)
-    if not hits:
-        return not_found(question, language)
-    question_terms = set(analyze(question, drop_stopwords=True))
-    scored = []
-    for rank, hit in enumerate(hits[: settings.passages]):
-        for start, end in sentence_spans(hit.text):
-            sentence = hit.text[start:end]
-            scored.append((_overlap(question_terms, sentence) - 0.05 * rank, rank, start, sentence, hit))
-    scored.sort(key=lambda s: -s[0])
-    if not scored or scored[0][0] <= 0:
-        return not_found(question, language)
-    citations: list[Citation] = []
-    parts: list[str] = []
-    for _, _, _, sentence, hit in scored[: settings.max_sentences]:
-        n = next((c.n for c in citations if c.chunk_id == hit.chunk_id), len(citations) + 1)
-        if n > len(citations):
-            citations.append(Citation(n, hit.article_id, hit.title, hit.url, hit.chunk_id, sentence))
-        parts.append(f"{sentence} [{n}]")
-        if sum(len(p) for p in parts) >= settings.max_chars:
+def question_language(question: str, topic: str | None) -> str:
+    """The question's language; a follow-up without any function word ("Selenskyj?") keeps its topic's."""
+    tokens = {w.lower() for w in words(question)}
+    if topic and not tokens & (GERMAN_STOPWORDS | ENGLISH_STOPWORDS):
+        return detect_language(topic)
+    return detect_language(question)
+
+
+def compose(sentences: list[Sentence], settings: AnswerSettings) -> list[Sentence]:
+    """The best sentence, then the next best ones while they fit the sentence and character budget.
+
+    A clear winner (ahead of the runner-up by ``confident_margin``) gets the short budget; otherwise
+    more context goes in, since the answer is then as likely in the second or third sentence.
+    """
+    if not sentences:
+        return []
+    best = sentences[0]
+    runner_up = sentences[1].score if len(sentences) > 1 else 0.0
+    if best.score - runner_up >= settings.confident_margin:
+        max_sentences, max_chars = settings.confident_sentences, settings.confident_chars
+    else:
+        max_sentences, max_chars = settings.max_sentences, settings.max_chars
+    chosen = [best]
+    used = len(best.text)
+    seen = {best.text}
+    for sentence in sentences[1:]:
+        if len(chosen) >= max_sentences:
             break
-    return Answer(question=question, body=" ".join(parts), found=True, citations=citations, language=language)
+        size = len(sentence.text) + len(" [n] ")
+        if sentence.text in seen or used + size > max_chars:
+            continue
+        chosen.append(sentence)
+        seen.add(sentence.text)
+        used += size
+    return reading_order(chosen)
+
+
+def reading_order(chosen: list[Sentence]) -> list[Sentence]:
+    """Passages in the order of their best sentence; sentences of one passage in text order."""
+    first_seen: dict[int, int] = {}
+    for i, sentence in enumerate(chosen):
+        first_seen.setdefault(sentence.hit.chunk_id, i)
+    return sorted(chosen, key=lambda s: (first_seen[s.hit.chunk_id], s.start))
+
+
+def cite(chosen: list[Sentence]) -> tuple[list[tuple[str, int]], list[Citation]]:
+    """(sentence, marker) pairs and their citations: adjacent sentences of one passage share one."""
+    parts: list[tuple[str, int]] = []
+    citations: list[Citation] = []
+    quote_start = 0
+    previous: Sentence | None = None
+    for sentence in chosen:
+        hit = sentence.hit
+        if previous is not None and previous.hit.chunk_id == hit.chunk_id and previous.index + 1 == sentence.index:
+            citations[-1].quote = hit.text[quote_start : sentence.end]  # still one verbatim span
+        else:
+            quote_start = sentence.start
+            citations.append(
+                Citation(len(citations) + 1, hit.article_id, hit.title, hit.url, hit.chunk_id, sentence.text)
+            )
+        parts.append((sentence.text, citations[-1].n))
+        previous = sentence
+    return parts, citations
+
+
+def extractive(question: str, language: str, evidence: Evidence, settings: AnswerSettings, mode: str) -> Answer:
+    chosen = compose(evidence.sentences, settings)
+    if not chosen:
+        return not_found(question, language, mode, evidence.relevance)
+    parts, citations = cite(chosen)
+    body = SEPARATOR.join(f"{text} [{n}]" for text, n in parts)
+    sources = {s.hit.language for s in chosen}
+    lead = FOREIGN_LEAD.get((language, sources.pop())) if len(sources) == 1 else None
+    if lead:
+        body = f"{lead} {body}"
+    return Answer(question, body, True, citations, language, mode, evidence.relevance)
 
 
 class Answerer:
     """Answers questions from a knowledge base; the transport-free core every adapter calls."""
 
-    def __init__(self, kb: KnowledgeBase, settings: AnswerSettings | None = None):
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        settings: AnswerSettings | None = None,
+        *,
+        llm: LLMSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        weights: Weights | None = None,
+    ):
         self.kb = kb
         self.settings = settings or AnswerSettings()
+        self.weights = weights or Weights()
+        self.memory = FollowupMemory(self.settings.followup_minutes, clock)
+        self.term_weights = TermWeights(kb)
+        self.sentence_vectors = SentenceVectors(kb)
+        self.chat: ChatClient | None = None
+        if self.settings.mode == "llm":
+            if llm is None:
+                raise ValueError("answer mode 'llm' needs the [llm] settings (base_url, model)")
+            self.chat = ChatClient(llm)
 
     def answer(self, question: str, conversation: str | None = None) -> Answer:
-        question = question.strip()
-        hits = self.kb.search(question, k=self.settings.passages)
-        return extractive_answer(question, hits, self.settings)
+        question = " ".join(question.split())
+        if not question:
+            return not_found(question, "de")
+        resolved = self.memory.resolve(conversation, question)
+        language = question_language(question, resolved.topic)
+        evidence = self.gather(question, resolved)
+        if not evidence.sentences or evidence.relevance < self.settings.min_relevance:
+            return not_found(question, language, "llm" if self.chat else "extractive", evidence.relevance)
+        if self.chat is None:
+            return extractive(question, language, evidence, self.settings, "extractive")
+        try:
+            return generate(self.chat, question, language, evidence, self.settings)
+        except LLMError as exc:
+            log.warning("LLM failed, answering extractively: %s", exc)
+            return extractive(question, language, evidence, self.settings, "extractive-fallback")
+
+    def gather(self, question: str, resolved: Resolved) -> Evidence:
+        hits = self.kb.search(resolved.query, k=self.settings.passages)
+        if not hits:
+            return Evidence([], [], 0.0)
+        terms = question_terms(question, resolved.topic)
+        idf = self.term_weights.idf(list(terms))
+        mass = {t: w * idf[t] for t, w in terms.items()}
+        (query_vector,) = self.kb.embedder.embed_queries([resolved.query])
+        spans = split_hits(hits)
+        vectors = self.sentence_vectors.for_hits(hits, spans)
+        sentences = score_sentences(question, mass, query_vector, hits, spans, vectors, self.weights)
+        sentences.sort(key=lambda s: -s.score)
+        best = sentences[0] if sentences else None
+        return Evidence(hits, sentences, relevance(best, sentences, hits, mass))
+
+    def close(self) -> None:
+        if self.chat is not None:
+            self.chat.close()

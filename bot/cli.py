@@ -303,8 +303,12 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
 
 def make_answerer(config: Config, kb: KnowledgeBase):
     from .answer import Answerer
+    from .llm import LLMError
 
-    return Answerer(kb, config.answer)
+    try:
+        return Answerer(kb, config.answer, llm=config.llm if config.answer.mode == "llm" else None)
+    except (ValueError, LLMError) as exc:
+        raise CommandError(f"config: {exc}") from None
 
 
 def format_answer_text(answer) -> str:

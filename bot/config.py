@@ -30,11 +30,20 @@ class StorageSettings:
 class AnswerSettings:
     # "extractive" (offline) or "llm" (needs [llm]).
     mode: str = "extractive"
+    # An extractive body holds at most max_sentences verbatim sentences within max_chars (the best
+    # sentence always goes in). When the best sentence leads the runner-up by confident_margin, the
+    # body stops at confident_sentences / confident_chars: sure answers stay short on a phone.
     max_sentences: int = 3
-    max_chars: int = 400
-    # Below this relevance the bot says the articles do not hold the answer (calibrated in bench/).
-    min_relevance: float = 0.5
+    max_chars: int = 600
+    confident_sentences: int = 2
+    confident_chars: int = 350
+    confident_margin: float = 0.3
+    # Below this relevance (0..1) the bot says the articles do not hold the answer. Calibrated in
+    # bench/answers.py: false answers on questions whose article is absent vs answers kept.
+    min_relevance: float = 0.25
+    # Retrieved passages whose sentences are scored (and that the LLM sees in mode "llm").
     passages: int = 5
+    # A follow-up ("Und warum?") is resolved against the conversation's last question this long.
     followup_minutes: float = 10.0
 
 

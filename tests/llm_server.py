@@ -1,0 +1,101 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1 for the LLM tests.
+
+It speaks ``POST /v1/chat/completions`` over real HTTP. Each test sets what the "model" says:
+a fixed text, a function of the request, a raw (malformed) body, an HTTP status, or a delay
+longer than the client's timeout. Every request is kept for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Reply = str | Callable[[dict], str]
+
+
+@dataclass
+class Behaviour:
+    reply: Reply = "NOT_FOUND"
+    raw: bytes | None = None  # sent as the body instead of a chat-completions object
+    status: int = 200
+    delay: float = 0.0
+
+
+@dataclass
+class LoopbackLLM:
+    """The running server; ``base_url`` is what goes into ``LLMSettings.base_url``."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    requests: list[dict] = field(default_factory=list)
+    headers: list[dict] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _completion(model: str, content: str) -> bytes:
+    body = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+    return json.dumps(body).encode()
+
+
+def start_server() -> LoopbackLLM:
+    state: dict[str, LoopbackLLM] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # quiet test output
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            llm = state["llm"]
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._send(404, b'{"error": "not found"}')
+                return
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            llm.requests.append(request)
+            llm.headers.append(dict(self.headers))
+            behaviour = llm.behaviour
+            if behaviour.delay:
+                time.sleep(behaviour.delay)
+            if behaviour.raw is not None:
+                self._send(behaviour.status, behaviour.raw)
+                return
+            reply = behaviour.reply(request) if callable(behaviour.reply) else behaviour.reply
+            self._send(behaviour.status, _completion(request.get("model", ""), reply))
+
+        def _send(self, status: int, body: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="loopback-llm", daemon=True)
+    llm = LoopbackLLM(server, thread)
+    state["llm"] = llm
+    thread.start()
+    return llm
