@@ -51,6 +51,7 @@ class VectorIndex:
         self.version = -1
         self.store_id = ""
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()
         self._index = self._empty("flat")
         # HNSW cannot delete; removed ids are filtered from results until the next rebuild.
         self._removed: set[int] = set()
@@ -156,9 +157,8 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._lock:
-            present = self.ids()
-            if len(present):
-                new = ~np.isin(ids, present)
+            new = ~self._present(ids)
+            if not new.all():
                 ids, vectors = ids[new], np.ascontiguousarray(vectors[new])
             if len(ids):
                 self._index.add_with_ids(vectors, ids)
@@ -166,6 +166,21 @@ class VectorIndex:
                 # Crossing the threshold during an import: convert now (once; about a minute per
                 # 100k vectors), rather than leave a flat index to slow every search until a restart.
                 self._convert(self._kind_for(int(self._index.ntotal), self.kind))
+
+    def _present(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` the index holds (tombstoned ones do not count)."""
+        if len(ids) > 64 or self._index.ntotal < 50_000:
+            return np.isin(ids, self.ids())
+        # An article's few ids: one hash lookup each, instead of copying a million-entry id map
+        # (which made every single add O(corpus)).
+        held = np.zeros(len(ids), dtype=bool)
+        for i, chunk_id in enumerate(ids.tolist()):
+            try:
+                self._index.reconstruct(chunk_id)
+            except RuntimeError:
+                continue
+            held[i] = chunk_id not in self._removed
+        return held
 
     def remove(self, ids: list[int]) -> None:
         if not ids:
@@ -227,29 +242,27 @@ class VectorIndex:
         return self.data_dir / META_FILE
 
     def save(self) -> None:
-        with self._lock:
-            if self._removed:
-                return  # an HNSW index with tombstones is not worth persisting; rebuilt on next open
-            # Temp names per process: the bot and a CLI import may save at the same moment.
-            tmp = self.index_path.with_name(f"{INDEX_FILE}.tmp{os.getpid()}")
-            faiss.write_index(self._index, str(tmp))
-            meta = IndexMeta(
-                self.model,
-                self.dim,
-                int(self._index.ntotal),
-                self.version,
-                self.kind,
-                checksum=_checksum(tmp),
-                store_id=self.store_id,
-            )
+        # One save at a time per index (worker threads write concurrently): two saves sharing the
+        # temp files would rename each other's files away. Searches only wait for the serialisation.
+        with self._save_lock:
+            with self._lock:
+                if self._removed:
+                    return  # an HNSW index with tombstones is not worth persisting; rebuilt on next open
+                # Temp names per process: the bot and a CLI import may save at the same moment.
+                tmp = self.index_path.with_name(f"{INDEX_FILE}.tmp{os.getpid()}")
+                faiss.write_index(self._index, str(tmp))
+                meta = IndexMeta(
+                    self.model, self.dim, int(self._index.ntotal), self.version, self.kind, store_id=self.store_id
+                )
+            meta.checksum = _checksum(tmp)
             _fsync(tmp)
-        meta_tmp = self.meta_path.with_name(f"{META_FILE}.tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps(meta.__dict__))
-        _fsync(meta_tmp)
-        # Meta first: a crash (or another process saving) between the renames leaves a pair whose
-        # checksum does not match, which is rebuilt, never a mismatched pair that passes.
-        os.replace(meta_tmp, self.meta_path)
-        os.replace(tmp, self.index_path)
+            meta_tmp = self.meta_path.with_name(f"{META_FILE}.tmp{os.getpid()}")
+            meta_tmp.write_text(json.dumps(meta.__dict__))
+            _fsync(meta_tmp)
+            # Meta first: a crash (or another process saving) between the renames leaves a pair whose
+            # checksum does not match, which is rebuilt, never a mismatched pair that passes.
+            os.replace(meta_tmp, self.meta_path)
+            os.replace(tmp, self.index_path)
 
     def load_or_rebuild(self, store: Store) -> str:
         """Open the saved index if it is sound; returns what happened ("loaded", "synced", "rebuilt")."""

@@ -396,3 +396,41 @@ def test_article_problems_helper_sees_a_half_article(store):
     assert article_problems(fake) == []
     store._write_conn.execute("DELETE FROM embeddings WHERE chunk_id = (SELECT min(id) FROM chunks)")
     assert article_problems(fake) and store.integrity()["chunks_without_vector"] == 1
+
+
+def test_concurrent_writers_in_one_process(settings, embedder):
+    """The bot adds and removes from several worker threads: every write lands once, saves never collide."""
+    kb = _reopen(settings, embedder)
+    kb.open()
+    docs = [
+        Document(
+            title=f"Meldung {i}", text=f"Die Gemeinde Ortheim{i} baut eine neue Brücke Nummer {i}. Sie kostet viel."
+        )
+        for i in range(24)
+    ]
+    prepared = kb.prepare(docs)  # embedding once, outside the race
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(items):
+        try:
+            barrier.wait()
+            for item in items:
+                result = kb.commit(item)
+                if result.article_id % 3 == 0:
+                    kb.remove(result.article_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(prepared[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert index_problems(kb) == []
+    kb.close()
+    again = _reopen(settings, embedder)
+    assert again.open() == "loaded"
+    assert index_problems(again) == []
+    again.close()

@@ -1,0 +1,318 @@
+"""Crash consistency: ``articlebot import`` and ``articlebot remove`` SIGKILLed at random moments.
+
+After every kill the store must hold only whole articles (chunks, vectors, FTS rows), the FAISS
+index must agree with SQLite once the knowledge base is opened again, and every article must be
+findable. The store carries over from kill to kill, so each run starts on whatever the previous
+kill left (a stale or half-saved FAISS file included); the checks run on a copy, so that repairs
+made by checking never hide what the next run has to cope with.
+
+The moment of the kill is chosen by watching the database: the test waits for the run's first
+commit (the model is loaded and the import loop is running) and then either waits a random time
+or waits for the k-th commit and kills a few milliseconds later, while the FAISS file is being
+saved or the next article's transaction is open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from util_kb import ZERO_INTEGRITY, article_problems, index_problems
+
+from index.kb import DB_FILE, KnowledgeBase
+from index.settings import IndexSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPICS = ["Hafen", "Brücke", "Schule", "Bahnhof", "Museum", "Markt", "Stadion", "Bibliothek", "Wasserwerk", "Park"]
+
+
+def article(n: int) -> dict:
+    topic = TOPICS[n % len(TOPICS)]
+    return {
+        "title": f"Meldung {n}",
+        "text": (
+            f"Kennwort quarz{n}feld. Die Stadt Ortheim{n} plant am {topic} eine Änderung. "
+            f"Der Rat stimmte mit {n % 17 + 3} Stimmen zu, die Kosten liegen bei {n * 7 % 90 + 10} Millionen Euro."
+        ),
+    }
+
+
+def write_jsonl(path: Path, numbers) -> Path:
+    path.write_text("".join(json.dumps(article(n), ensure_ascii=False) + "\n" for n in numbers), encoding="utf-8")
+    return path
+
+
+def article_number(title: str) -> int:
+    return int(title.removeprefix("Meldung "))
+
+
+class Zygote:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "util_zygote.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tmp,
+        )
+        assert self._read(300) == {"ready": True}
+
+    def _read(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"fork server silent for {timeout} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"fork server died (exit {self.proc.poll()})")
+        return json.loads(line)
+
+    def start(self, argv: list[str], name: str) -> Run:
+        out, err = self.tmp / f"{name}.out", self.tmp / f"{name}.err"
+        self.proc.stdin.write(json.dumps({"argv": argv, "out": str(out), "err": str(err)}) + "\n")
+        self.proc.stdin.flush()
+        return Run(self, self._read(60)["pid"], out, err)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+class Run:
+    """One command in a forked child of the fork server."""
+
+    def __init__(self, zygote: Zygote, pid: int, out: Path, err: Path):
+        self.zygote, self.pid, self.out, self.err = zygote, pid, out, err
+        self.status: int | None = None
+
+    def finished(self, timeout: float = 0) -> bool:
+        if self.status is None:
+            ready, _, _ = select.select([self.zygote.proc.stdout], [], [], timeout)
+            if ready:
+                self.status = self.zygote._read(1)["status"]
+        return self.status is not None
+
+    def kill(self) -> bool:
+        """SIGKILL unless it already ended; True if the kill hit a running process."""
+        if self.finished():
+            return False
+        os.kill(self.pid, signal.SIGKILL)
+        self.wait()
+        return self.status == -signal.SIGKILL
+
+    def wait(self, timeout: float = 300) -> int:
+        if not self.finished(timeout):
+            raise AssertionError(f"run {self.pid} did not end within {timeout} s")
+        return self.status
+
+
+class ConsoleRun:
+    """The same, as a plain ``articlebot`` process (console script), for the quick variant."""
+
+    def __init__(self, argv: list[str], tmp: Path, name: str):
+        script = Path(sys.executable).with_name("articlebot")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
+        self.out, self.err = tmp / f"{name}.out", tmp / f"{name}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([*command, *argv], stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp)
+        self.status: int | None = None
+
+    def finished(self, timeout: float = 0) -> bool:
+        if self.status is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.status = self.proc.wait(timeout=timeout or 0.0001)
+        return self.status is not None
+
+    def kill(self) -> bool:
+        if self.finished():
+            return False
+        self.proc.send_signal(signal.SIGKILL)
+        self.status = self.proc.wait(timeout=60)
+        return self.status == -signal.SIGKILL
+
+    def wait(self, timeout: float = 300) -> int:
+        self.status = self.proc.wait(timeout=timeout)
+        return self.status
+
+
+def store_version(db: Path) -> int:
+    """The committed write count, read as any other process would (0 before the store exists)."""
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def kill_during_writes(run, db: Path, rng: random.Random, start_version: int, window: float) -> str:
+    """Wait for the run's first commit, then kill at a random moment; returns how it ended."""
+    deadline = time.monotonic() + 300
+    while store_version(db) == start_version:
+        if run.finished(0.005):
+            return f"ended by itself before writing (status {run.status})"
+        if time.monotonic() > deadline:
+            raise AssertionError("the run wrote nothing within 300 s")
+    if rng.random() < 0.5:
+        delay = rng.uniform(0, window)
+        how = f"killed {delay * 1000:.0f} ms after its first commit"
+        end = time.monotonic() + delay
+        while time.monotonic() < end and not run.finished(0.002):
+            pass
+    else:
+        commits = rng.randint(1, 45)
+        how = f"killed a few ms after commit {commits}"
+        while store_version(db) < start_version + commits and not run.finished(0.001):
+            pass
+        time.sleep(rng.uniform(0, 0.02))
+    if run.kill():
+        return how
+    return f"ended by itself (status {run.status}) before it could be {how.split(' ', 1)[1]}"
+
+
+def check_copy(data_dir: Path, copy: Path, embedder, *, expect_prefix: bool, removed=frozenset(), hybrid=3, rng=None):
+    """Open a copy of the store as the bot would and check it through and through; returns numbers present."""
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(data_dir, copy)
+    kb = KnowledgeBase(IndexSettings(data_dir=str(copy)), embedder=embedder)
+    try:
+        assert kb.store.integrity() == ZERO_INTEGRITY
+        assert article_problems(kb) == []
+        status = kb.open()
+        assert index_problems(kb) == [], status
+        articles = kb.articles()
+        numbers = sorted(article_number(a.title) for a in articles)
+        assert len(numbers) == len(set(numbers)), "an article was imported twice"
+        if expect_prefix:
+            # Imports commit in file order and every run resumes where the last one stopped: the
+            # articles present are always exactly the first N, whatever moment the kill came.
+            assert numbers == list(range(len(numbers))), f"gap in imported articles: {numbers[-10:]}"
+        assert not set(numbers) & set(removed)
+        _check_findable(kb, articles, hybrid, rng or random.Random(0))
+        return set(numbers)
+    finally:
+        kb.close()
+
+
+def _check_findable(kb: KnowledgeBase, articles, hybrid: int, rng: random.Random) -> None:
+    vectors = kb.vectors
+    for a in articles:
+        n = article_number(a.title)
+        hits = kb.store.lexical_search(f'"quarz{n}feld"', 2)
+        chunk_ids = {c.id for c in kb.store.article_chunks(a.id)}
+        assert hits and hits[0][0] in chunk_ids, f"article {n} not found by its keyword"
+        ids, stored = kb.store.vectors_for(sorted(chunk_ids))
+        for chunk_id, vector in zip(ids, stored, strict=True):
+            assert vectors.search(np.asarray(vector), 1)[0][0] == chunk_id, f"article {n}: dense search lost it"
+    for a in rng.sample(articles, min(hybrid, len(articles))):
+        n = article_number(a.title)
+        assert a.id in {h.article_id for h in kb.search(f"Kennwort quarz{n}feld Ortheim{n}", k=3)}
+
+
+def _import_runs(make_run, tmp: Path, embedder, runs: int, seed: int) -> set[int]:
+    rng = random.Random(seed)
+    data_dir = tmp / "data"
+    db = data_dir / DB_FILE
+    present: set[int] = set()
+    log = []
+    for i in range(runs):
+        first = len(present)
+        # Overlap the last few already imported (duplicates to skip), then 60 new ones.
+        source = write_jsonl(tmp / f"import{i}.jsonl", range(max(0, first - 5), first + 60))
+        start_version = store_version(db)
+        run = make_run(["--data-dir", str(data_dir), "import", str(source)], f"import{i}")
+        how = kill_during_writes(run, db, rng, start_version, window=0.8)
+        log.append(how)
+        if run.status not in (-signal.SIGKILL, 0):
+            raise AssertionError(f"run {i} failed: {run.err.read_text()[-2000:]}")
+        t_check = time.monotonic()
+        present = check_copy(data_dir, tmp / "check", embedder, expect_prefix=True, rng=rng)
+        if os.environ.get("CRASH_DEBUG"):
+            print(f"run {i}: {how}; {len(present)} articles; check {time.monotonic() - t_check:.2f} s", flush=True)
+        assert len(present) >= first, f"run {i} ({how}) lost committed articles"
+    kills = sum(how.startswith("killed") for how in log)
+    assert kills >= runs // 2, f"too few runs were killed mid-import: {log}"
+    return present
+
+
+def _remove_runs(make_run, tmp: Path, embedder, present: set[int], runs: int, seed: int) -> set[int]:
+    rng = random.Random(seed)
+    data_dir = tmp / "data"
+    db = data_dir / DB_FILE
+    removed: set[int] = set()
+    outcomes = []
+    store_ids = _ids_by_number(db)
+    for i in range(runs):
+        n = rng.choice(sorted(present - removed))
+        run = make_run(["--data-dir", str(data_dir), "remove", str(store_ids[n])], f"remove{i}")
+        # Removing is one short transaction after the model and index load: kill anywhere in the run.
+        delay = rng.uniform(0.05, 1.2)
+        end = time.monotonic() + delay
+        while time.monotonic() < end and not run.finished(0.005):
+            pass
+        killed = run.kill()
+        if run.status not in (-signal.SIGKILL, 0):
+            raise AssertionError(f"remove {i} failed: {run.err.read_text()[-2000:]}")
+        if n not in _ids_by_number(db):
+            removed.add(n)
+        outcomes.append((killed, n in removed))
+        now = check_copy(data_dir, tmp / "check", embedder, expect_prefix=False, removed=removed, hybrid=1, rng=rng)
+        assert now == present - removed
+    return removed
+
+
+def _ids_by_number(db: Path) -> dict[int, int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {article_number(t): i for i, t in conn.execute("SELECT id, title FROM articles")}
+    finally:
+        conn.close()
+
+
+def test_import_and_remove_killed_console_script(tmp_path, embedder):
+    """Quick variant: the real ``articlebot`` process, killed once mid-import and once mid-remove."""
+    present = _import_runs(lambda argv, name: ConsoleRun(argv, tmp_path, name), tmp_path, embedder, 1, seed=11)
+    assert present, "the import wrote nothing before being killed"
+    _remove_runs(lambda argv, name: ConsoleRun(argv, tmp_path, name), tmp_path, embedder, present, 1, seed=12)
+
+
+@pytest.mark.slow
+def test_import_and_remove_killed_at_random_moments(tmp_path, embedder):
+    """20 imports and 8 removals killed at random moments on one store, then a clean import finishes it."""
+    zygote = Zygote(tmp_path)
+    try:
+        present = _import_runs(zygote.start, tmp_path, embedder, 20, seed=2026)
+        removed = _remove_runs(zygote.start, tmp_path, embedder, present, 8, seed=2027)
+        assert removed, "no removal committed before its kill"
+        # A final import that is left to finish: everything is there (the removed ones again), and
+        # the index it saved loads as it is.
+        data_dir = tmp_path / "data"
+        final = write_jsonl(tmp_path / "final.jsonl", range(len(present) + 20))
+        run = zygote.start(["--data-dir", str(data_dir), "import", str(final)], "final")
+        assert run.wait() == 0, run.err.read_text()[-2000:]
+        numbers = check_copy(data_dir, tmp_path / "check", embedder, expect_prefix=False, rng=random.Random(3))
+        assert numbers == set(range(len(present) + 20))  # the removed ones were imported again
+        shutil.copytree(data_dir, tmp_path / "clean")
+        kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "clean")), embedder=embedder)
+        assert kb.open() == "loaded"  # a finished import leaves an index that needs no repair
+        kb.close()
+    finally:
+        zygote.close()
