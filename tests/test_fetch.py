@@ -484,3 +484,12 @@ def test_https_certificate_is_verified(tmp_path):
     finally:
         thread.join(timeout=5)
         listener.close()
+
+
+def test_redirect_to_private_through_cli_leaves_store_unchanged(run, tmp_path, loopback_is_public):
+    with RawServer(respond(body=b"internal secrets"), host="127.0.0.2") as internal:
+        with RawServer(redirect(f"http://127.0.0.2:{internal.port}/admin")) as public:
+            result = run("add", public.url + "/start", config=_config(tmp_path, allow_private=False))
+        assert internal.requests == []
+    assert result.code == 1 and "non-public address (127.0.0.2)" in result.err
+    assert run.counts()["articles"] == 0
