@@ -28,6 +28,7 @@ from .evidence import (
     Weights,
     question_terms,
     relevance,
+    relevance_features,
     score_sentences,
     split_hits,
 )
@@ -86,6 +87,7 @@ class Evidence:
     hits: list[SearchHit]
     sentences: list[Sentence]  # best first
     relevance: float
+    features: dict[str, float] = field(default_factory=dict)  # what relevance was computed from
 
 
 def not_found(question: str, language: str, mode: str = "extractive", relevance: float = 0.0) -> Answer:
@@ -195,12 +197,19 @@ class Answerer:
             self.chat = ChatClient(llm)
 
     def answer(self, question: str, conversation: str | None = None) -> Answer:
+        return self.answer_with_evidence(question, conversation)[0]
+
+    def answer_with_evidence(self, question: str, conversation: str | None = None) -> tuple[Answer, Evidence]:
+        """The answer and what it was built from (for benchmarks, logs and debugging)."""
         question = " ".join(question.split())
         if not question:
-            return not_found(question, "de")
+            return not_found(question, "de"), Evidence([], [], 0.0)
         resolved = self.memory.resolve(conversation, question)
         language = question_language(question, resolved.topic)
         evidence = self.gather(question, resolved)
+        return self._respond(question, language, evidence), evidence
+
+    def _respond(self, question: str, language: str, evidence: Evidence) -> Answer:
         if not evidence.sentences or evidence.relevance < self.settings.min_relevance:
             return not_found(question, language, "llm" if self.chat else "extractive", evidence.relevance)
         if self.chat is None:
@@ -223,8 +232,8 @@ class Answerer:
         vectors = self.sentence_vectors.for_hits(hits, spans)
         sentences = score_sentences(question, mass, query_vector, hits, spans, vectors, self.weights)
         sentences.sort(key=lambda s: -s.score)
-        best = sentences[0] if sentences else None
-        return Evidence(hits, sentences, relevance(best, sentences, hits, mass))
+        features = relevance_features(sentences[0] if sentences else None, sentences, hits, mass)
+        return Evidence(hits, sentences, relevance(features), features)
 
     def close(self) -> None:
         if self.chat is not None:

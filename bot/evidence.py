@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.chunking import sentence_spans
+from index.chunking import paragraph_spans, sentence_spans
 from index.kb import KnowledgeBase
 from index.lexical import analyze
 from index.search import SearchHit
@@ -169,7 +169,8 @@ def answer_type(question: str, sentence: str) -> float:
 
 
 def split_hits(hits: list[SearchHit]) -> list[list[tuple[int, int]]]:
-    return [sentence_spans(h.text) for h in hits]
+    """Sentence spans per passage, never across a paragraph break (a heading is not half a sentence)."""
+    return [[span for p in paragraph_spans(h.text) for span in sentence_spans(h.text, *p)] for h in hits]
 
 
 def term_match(term: str, tokens: set[str]) -> float:
@@ -226,17 +227,25 @@ def coverage(mass: dict[str, float], hits: list[SearchHit]) -> tuple[float, floa
     return best / total, sum(m for t, m in mass.items() if t in union) / total
 
 
-def relevance(best: Sentence | None, sentences: list[Sentence], hits: list[SearchHit], mass: dict[str, float]) -> float:
-    """Probability-like 0..1 that the passages answer the question (threshold: min_relevance)."""
+def relevance_features(
+    best: Sentence | None, sentences: list[Sentence], hits: list[SearchHit], mass: dict[str, float]
+) -> dict[str, float]:
+    """The inputs of ``relevance``: how well the best sentence and the passages match the question."""
     if best is None:
-        return 0.0
+        return dict.fromkeys(RELEVANCE_COEFFICIENTS, 0.0)
     chunk, union = coverage(mass, hits)
-    features = {
+    return {
         "best": best.score,
         "sentence_dense": max(s.dense for s in sentences),
         "passage_dense": max((h.dense_score or 0.0) for h in hits),
         "chunk": chunk,
         "union": union,
     }
-    z = RELEVANCE_INTERCEPT + sum(RELEVANCE_COEFFICIENTS[k] * v for k, v in features.items())
+
+
+def relevance(features: dict[str, float]) -> float:
+    """Probability-like 0..1 that the passages answer the question (threshold: min_relevance)."""
+    if not any(features.values()):
+        return 0.0
+    z = RELEVANCE_INTERCEPT + sum(RELEVANCE_COEFFICIENTS[k] * features[k] for k in RELEVANCE_COEFFICIENTS)
     return 1.0 / (1.0 + math.exp(-z))

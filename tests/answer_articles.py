@@ -36,6 +36,7 @@ LIBRARY = Document(
     text=(
         "Brackenford Central Library will open on Sundays from 2 March, the town council announced. "
         "The library will be open from 11 am to 5 pm on Sundays.\n\n"
+        "Who pays\n\n"  # a subheading: no full stop, must not be glued to the next sentence
         "The extra hours are paid for by a grant of £85,000 from the Westmoor Reading Fund. "
         "Head librarian Oliver Pennick said that students had asked for weekend study space for years.\n\n"
         "The library lends about 210,000 items a year and has 14 staff."

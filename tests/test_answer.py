@@ -48,6 +48,7 @@ def assert_integrity(answer: Answer, kb) -> None:
 
 
 def assert_every_statement_marked(body: str) -> None:
+    assert "\n" not in body, "a quoted sentence ran across a paragraph break"
     rest = STATEMENT.sub("", body).strip()
     assert not re.search(r"\w{3,}", rest.split(":")[-1]), f"unmarked text in {body!r}"
 
