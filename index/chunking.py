@@ -112,12 +112,14 @@ class _Unit:
     paragraph: int
 
 
-def _split_long(text: str, start: int, end: int, budget: int, count: Callable[[str], int]) -> list[tuple[int, int]]:
-    """Cut an over-long sentence at word boundaries into pieces within the token budget."""
+def _split_long(
+    text: str, start: int, end: int, budget: int, count: Callable[[str], int], max_chars: int
+) -> list[tuple[int, int]]:
+    """Cut an over-long sentence at word boundaries into pieces within the token and character budgets."""
     pieces = []
     # No piece longer than this many characters: a wordpiece token covers at most a few characters
     # of real text, so only runaway input (one 1 MB "word") is ever cut by this bound.
-    window = max(64, budget * MAX_CHARS_PER_TOKEN)
+    window = min(max(64, budget * MAX_CHARS_PER_TOKEN), max_chars)
     last_cut = window
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[start:end])]
     piece_start = None
@@ -126,7 +128,7 @@ def _split_long(text: str, start: int, end: int, budget: int, count: Callable[[s
         w_start, w_end = w_start + start, w_end + start
         if piece_start is None:
             piece_start, piece_end = w_start, w_end
-        elif count(text[piece_start:w_end]) <= budget:
+        elif w_end - piece_start <= max_chars and count(text[piece_start:w_end]) <= budget:
             piece_end = w_end
         else:
             pieces.append((piece_start, piece_end))
@@ -148,15 +150,15 @@ def _split_long(text: str, start: int, end: int, budget: int, count: Callable[[s
     return pieces
 
 
-def _units(text: str, budget: int, count: Callable[[str], int]) -> list[_Unit]:
+def _units(text: str, budget: int, count: Callable[[str], int], max_chars: int) -> list[_Unit]:
     units = []
     for p_index, (p_start, p_end) in enumerate(paragraph_spans(text)):
         for s_start, s_end in sentence_spans(text, p_start, p_end):
             tokens = count(text[s_start:s_end])
-            if tokens <= budget:
+            if tokens <= budget and s_end - s_start <= max_chars:
                 units.append(_Unit(s_start, s_end, tokens, p_index))
                 continue
-            for c_start, c_end in _split_long(text, s_start, s_end, budget, count):
+            for c_start, c_end in _split_long(text, s_start, s_end, budget, count, max_chars):
                 units.append(_Unit(c_start, c_end, count(text[c_start:c_end]), p_index))
     return units
 
@@ -176,7 +178,7 @@ def chunk_text(
     statement split across the boundary is still retrievable in one piece.
     """
     count = count_tokens or _approx_tokens
-    units = _units(text, max_tokens, count)
+    units = _units(text, max_tokens, count, max_chars)
     chunks: list[Chunk] = []
     current: list[_Unit] = []
 

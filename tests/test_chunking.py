@@ -100,6 +100,8 @@ def test_long_single_word_is_chunked_in_linear_time(embedder):
         assert "".join(c.text for c in chunks) == text  # one word: the pieces are contiguous
         for c in chunks:
             assert text[c.start : c.end] == c.text
+            # Wordpiece reads any run over 100 characters as one [UNK]: only max_chars bounds it.
+            assert len(c.text) <= 1000
         for c in chunks[:: max(1, len(chunks) // 25)]:  # counting every piece would be the slow part
             assert embedder.count_tokens(c.text) <= budget
 
