@@ -148,6 +148,7 @@ class Evaluator:
                 self.position[chunk.id] = (titles[record.title], chunk.start, chunk.end)
         self.dense: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.lexical: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.fts_cache: dict = {}
         search = config.search
         started = time.perf_counter()
         for lang in ("de", "en"):
@@ -164,7 +165,7 @@ class Evaluator:
         if mode == "lexical":
             return [c for c, _ in self.lexical[(query.id, lang)][:DEPTH]]
         text = getattr(query, lang)
-        hits = _fuse(self.kb.store, self.dense[(query.id, lang)], self.lexical[(query.id, lang)], text, search)
+        hits = _fuse(self.kb.store, self.dense[(query.id, lang)], text, search, self.fts_cache)
         return [h.chunk_id for h in hits]
 
     def score(self, mode: str, lang: str, search=None) -> dict:
@@ -186,20 +187,22 @@ class Evaluator:
 
 
 class _CachedLexical:
-    """The store, except that its lexical search answers from the cached list (same results)."""
+    """The store, with its lexical search memoised (fusion sweeps re-run the same FTS queries)."""
 
-    def __init__(self, store, lexical: list[tuple[int, float]]):
-        self._store, self._lexical = store, lexical
+    def __init__(self, store, cache: dict):
+        self._store, self._cache = store, cache
 
-    def lexical_search(self, _match: str, k: int) -> list[tuple[int, float]]:
-        return self._lexical[:k]
+    def lexical_search(self, match: str, k: int) -> list[tuple[int, float]]:
+        if (match, k) not in self._cache:
+            self._cache[(match, k)] = self._store.lexical_search(match, k)
+        return self._cache[(match, k)]
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
 
-def _fuse(store, dense, lexical, text, search):
-    return hybrid_search(_CachedLexical(store, lexical), dense, text, DEPTH, search, "hybrid")
+def _fuse(store, dense, text, search, cache: dict):
+    return hybrid_search(_CachedLexical(store, cache), dense, text, DEPTH, search, "hybrid")
 
 
 def evaluate(name: str, articles, queries, rebuild: bool, overrides=()) -> tuple[dict, Evaluator]:
@@ -221,13 +224,34 @@ def evaluate(name: str, articles, queries, rebuild: bool, overrides=()) -> tuple
 
 def sweep(evaluator: Evaluator) -> list[dict]:
     base = evaluator.config.search
+    grid = []
+    for dense_weight in (0.3, 0.4, 0.5, 0.6):
+        for factor in (0.0, 0.1, 0.2, 0.3, 0.5):
+            grid.append(
+                {
+                    "fusion": "score",
+                    "dense_weight": dense_weight,
+                    "lexical_weight": 1 - dense_weight,
+                    "cross_language_lexical_factor": factor,
+                }
+            )
+    for lexical_weight in (1.0, 2.0, 3.0):
+        for factor in (0.05, 0.1, 0.25, 0.5):
+            for rrf_k in (10, 60):
+                grid.append(
+                    {
+                        "fusion": "rrf",
+                        "dense_weight": 1.0,
+                        "lexical_weight": lexical_weight,
+                        "cross_language_lexical_factor": factor,
+                        "rrf_k": rrf_k,
+                    }
+                )
     out = []
-    for lexical_weight in (1.0, 1.5, 2.0, 3.0):
-        for factor in (0.0, 0.05, 0.1, 0.2):
-            for rrf_k in (10, 30, 60):
-                search = replace(base, lexical_weight=lexical_weight, cross_language_lexical_factor=factor, rrf_k=rrf_k)
-                de, en = evaluator.score("hybrid", "de", search), evaluator.score("hybrid", "en", search)
-                out.append({"lexical_weight": lexical_weight, "factor": factor, "rrf_k": rrf_k, "de": de, "en": en})
+    for params in grid:
+        search = replace(base, **params)
+        de, en = evaluator.score("hybrid", "de", search), evaluator.score("hybrid", "en", search)
+        out.append({**params, "de": de, "en": en})
     return out
 
 
@@ -266,10 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({info['model']}, {info['chunks']} passages, built in {info['build_seconds']} s)")
     if args.sweep and evaluator is not None:
         result["sweep"] = sweep(evaluator)
-        print("lexical_weight factor rrf_k   de R@1/R@5      en R@1/R@5")
+        print("fusion  dense lexical factor rrf_k   de R@1/R@5      en R@1/R@5")
         for row in result["sweep"]:
             print(
-                f"{row['lexical_weight']:>14} {row['factor']:>6} {row['rrf_k']:>5}  {fmt(row['de'])}  {fmt(row['en'])}"
+                f"{row['fusion']:<6} {row['dense_weight']:>6} {row['lexical_weight']:>7.2f}"
+                f" {row['cross_language_lexical_factor']:>6} {row.get('rrf_k', '-'):>5}"
+                f"  {fmt(row['de'])}  {fmt(row['en'])}"
             )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "multilingual.json").write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -145,11 +145,17 @@ class Synthetic:
         values, vectors = np.linalg.eigh(cov)
         self.transform = (vectors * np.sqrt(np.clip(values, 0, None))).T.astype(np.float32)
         self.rng = np.random.default_rng(seed)
+        self._pool = np.zeros((0, len(self.mean)), dtype=np.float32)
 
     def sample(self, n: int) -> np.ndarray:
-        z = self.rng.standard_normal((n, len(self.mean)), dtype=np.float32)
-        x = z @ self.transform + self.mean
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        # Drawn 20k at a time: one small matrix product per article wakes every BLAS thread, and on
+        # a loaded machine that made writing the store ten times slower.
+        if len(self._pool) < n:
+            z = self.rng.standard_normal((max(n, 20_000), len(self.mean)), dtype=np.float32)
+            x = z @ self.transform + self.mean
+            self._pool = np.vstack([self._pool, x / np.linalg.norm(x, axis=1, keepdims=True)])
+        out, self._pool = self._pool[:n], self._pool[n:]
+        return np.ascontiguousarray(out, dtype=np.float32)
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -299,7 +305,7 @@ def measure(label: str, config_path: str | None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def recall(label: str, config, settings_list: list[dict]) -> list[dict]:
+def recall(label: str, config, settings_list: list[dict], ef_values: list[int]) -> list[dict]:
     """recall@10 of each index setting against exact search on the same stored vectors."""
     import faiss
 
@@ -324,26 +330,36 @@ def recall(label: str, config, settings_list: list[dict]) -> list[dict]:
 
     for overrides in settings_list:
         search = replace(config.search, **overrides)
-        index = VectorIndex(data_dir(label) / "recall-tmp", search, embedder.model_id, embedder.dim)
         started = time.perf_counter()
-        index.rebuild(store)
+        if overrides.get("saved"):  # the index the `index` step saved (no second build)
+            search = config.search
+            index = VectorIndex(data_dir(label), search, embedder.model_id, embedder.dim)
+            index.load_or_rebuild(store)
+        else:
+            index = VectorIndex(data_dir(label) / "recall-tmp", search, embedder.model_id, embedder.dim)
+            index.rebuild(store)
         built = time.perf_counter() - started
-        times, hits = [], 0.0
-        for query, expected in zip(queries, truth_ids, strict=True):
-            t0 = time.perf_counter()
-            found = index.search(query, 10)
-            times.append(time.perf_counter() - t0)
-            hits += len({i for i, _ in found} & expected) / 10
-        out.append(
-            {
-                **overrides,
-                "kind": index.kind,
-                "recall_at_10": round(hits / len(queries), 4),
-                "build_seconds": round(built, 1),
-                **percentiles(times),
-            }
-        )
-        print(json.dumps(out[-1]), file=sys.stderr)
+        efs = ef_values if index.kind == "hnsw" else [None]
+        for ef in efs:
+            if ef is not None:
+                faiss.downcast_index(index._index.index).hnsw.efSearch = ef
+            times, hits = [], 0.0
+            for query, expected in zip(queries, truth_ids, strict=True):
+                t0 = time.perf_counter()
+                found = index.search(query, 10)
+                times.append(time.perf_counter() - t0)
+                hits += len({i for i, _ in found} & expected) / 10
+            out.append(
+                {
+                    **overrides,
+                    **({"hnsw_ef_search": ef} if ef is not None else {}),
+                    "kind": index.kind,
+                    "recall_at_10": round(hits / len(queries), 4),
+                    "build_seconds": round(built, 1),
+                    **percentiles(times),
+                }
+            )
+            print(json.dumps(out[-1]), file=sys.stderr)
         del index
     store.close()
     return out
@@ -368,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10k,100k,1m")
     parser.add_argument("--config", help="TOML config (default: built-in defaults)")
     parser.add_argument("--spawned", type=float, default=0.0)
+    parser.add_argument("--ef", default="64,128,256,512", help="recall: HNSW efSearch values to try")
     parser.add_argument("--set", action="append", default=[], help="recall: SEARCH_KEY=VALUE,... per setting")
     args = parser.parse_args(argv)
     config = load_config(args.config)
@@ -395,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = [
                 {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in spec.split(","))} for spec in args.set
             ] or [{"index": "hnsw"}, {"index": "hnsw", "float16": True}]
-            result["recall"] = recall(label, config, settings)
+            result["recall"] = recall(label, config, settings, [int(e) for e in args.ef.split(",")])
         save(f"{label}-{args.step}", result)
     return 0
 

