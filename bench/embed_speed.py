@@ -146,7 +146,7 @@ def ingest(runtime: str, texts: list[str]) -> dict:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         stats = subprocess.run(
-            [*command[:6], "stats", "--json"], cwd=ROOT, capture_output=True, text=True, check=True
+            [*command[:7], "stats", "--json"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout
         counts = json.loads(stats)
         return {
@@ -161,12 +161,26 @@ def ingest(runtime: str, texts: list[str]) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def measure_throughput(result: dict, texts: list[str], args) -> None:
+    models = embedders()
+    chunks, titles = passages(texts, models["torch"], args.chunks)
+    result["passages"] = len(chunks)
+    result["mean_passage_chars"] = round(statistics.mean(len(c) for c in chunks))
+    result["throughput"] = throughput(models, chunks, titles, args.rounds)
+    for name, row in result["throughput"].items():
+        print(
+            f"{name:<18} {row['chunks_per_s_median']:7.1f} passages/s  ×{row['speedup_vs_torch_median']:.2f} vs torch"
+            f"  rounds {row['chunks_per_s_rounds']}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=600, help="passages per throughput round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--only-ingest", action="store_true", help="skip throughput and quality")
     parser.add_argument("--ingest-runtimes", default="onnx-int8", help="comma-separated runtimes to ingest with")
     args = parser.parse_args(argv)
     try:
@@ -178,17 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    models = embedders()
-    chunks, titles = passages(texts, models["torch"], args.chunks)
-    result["passages"] = len(chunks)
-    result["mean_passage_chars"] = round(statistics.mean(len(c) for c in chunks))
-    result["throughput"] = throughput(models, chunks, titles, args.rounds)
-    for name, row in result["throughput"].items():
-        print(
-            f"{name:<18} {row['chunks_per_s_median']:7.1f} passages/s  ×{row['speedup_vs_torch_median']:.2f} vs torch"
-            f"  rounds {row['chunks_per_s_rounds']}"
-        )
-    del models
+    if args.only_ingest:
+        args.skip_quality = True
+    else:
+        measure_throughput(result, texts, args)
     if not args.skip_quality:
         result["quality"] = quality()
         for runtime, rows in result["quality"].items():
@@ -204,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             result["ingest"][runtime] = ingest(runtime, texts)
             print(f"ingest {runtime}: {result['ingest'][runtime]}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "embed_speed.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    name = "embed_speed_ingest.json" if args.only_ingest else "embed_speed.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0
 
 

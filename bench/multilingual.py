@@ -45,6 +45,7 @@ from bench.xquad import (  # noqa: E402
     shared_file,
 )
 from bot.config import Config, parse_config  # noqa: E402
+from index.lexical import fts_query  # noqa: E402
 from index.search import hybrid_search, lexical_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,6 +256,57 @@ def sweep(evaluator: Evaluator) -> list[dict]:
     return out
 
 
+def names_and_numbers(question: str) -> str:
+    """The question's capitalised non-function words (not the first word) and anything with a digit."""
+    from index.lexical import STOPWORDS, words
+
+    tokens = words(question)
+    kept = [
+        t
+        for i, t in enumerate(tokens)
+        if any(c.isdigit() for c in t) or (i > 0 and t[0].isupper() and t.lower() not in STOPWORDS)
+    ]
+    return " ".join(kept)
+
+
+class _NamesOnly(_CachedLexical):
+    """Answers every lexical search with the names-and-numbers query of one question."""
+
+    def __init__(self, store, cache: dict, question: str):
+        super().__init__(store, cache)
+        self._match = fts_query(names_and_numbers(question)) if names_and_numbers(question) else None
+
+    def lexical_search(self, _match: str, k: int) -> list[tuple[int, float]]:
+        return super().lexical_search(self._match, k) if self._match else []
+
+
+def ablation(evaluator: Evaluator) -> dict:
+    """English questions, German articles: what the lexical side should contribute across languages."""
+    base = evaluator.config.search
+    factor = base.cross_language_lexical_factor
+    out = {
+        "full question, weight 1 (language-blind)": evaluator.score(
+            "hybrid", "en", replace(base, cross_language_lexical_factor=1.0)
+        ),
+        "no lexical evidence across languages": evaluator.score(
+            "hybrid", "en", replace(base, cross_language_lexical_factor=0.0)
+        ),
+    }
+    ranks = []
+    for q in evaluator.queries:
+        store = _NamesOnly(evaluator.kb.store, evaluator.fts_cache, q.en)
+        hits = hybrid_search(store, evaluator.dense[(q.id, "en")], q.en, DEPTH, base, "hybrid")
+        ids = [h.chunk_id for h in hits]
+        ranks.append(next((i for i, c in enumerate(ids, 1) if relevant(q.gold, *evaluator.position[c])), None))
+    n = len(ranks)
+    out[f"names and numbers only, weight {factor}"] = {
+        "R@1": sum(1 for r in ranks if r == 1) / n,
+        "R@5": sum(1 for r in ranks if r and r <= 5) / n,
+    }
+    out[f"full question, weight {factor} (shipped)"] = evaluator.score("hybrid", "en", base)
+    return out
+
+
 def fmt(row: dict) -> str:
     return f"{row['R@1']:.3f} / {row['R@5']:.3f}"
 
@@ -288,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         for mode, row in info["rows"].items():
             print(f"{name:<28} {mode:<8} {fmt(row['de']):>15} {fmt(row['en']):>15}")
         print(f"  ({info['model']}, {info['chunks']} passages, built in {info['build_seconds']} s)")
+    if evaluator is not None and evaluator.config.embedding.backend == "use-multilingual":
+        result["ablation_en"] = ablation(evaluator)
+        print("cross-language lexical side (last config, en→de R@1 / R@5):")
+        for name, row in result["ablation_en"].items():
+            print(f"  {name:<55} {fmt(row)}")
     if args.sweep and evaluator is not None:
         result["sweep"] = sweep(evaluator)
         print("fusion  dense lexical factor rrf_k   de R@1/R@5      en R@1/R@5")

@@ -260,23 +260,6 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{t}"' for t in terms[:64])
 
 
-def cross_language_query(text: str) -> str | None:
-    """An FTS5 query over the words of ``text`` that read the same in other languages, or None.
-
-    Those are names and numbers: capitalised words that are not function words (the first word of
-    the question only when it holds a digit, since every question starts with a capital) and
-    anything with a digit. "How many points did the Panthers defense surrender in 2015?" keeps
-    "Panthers" and "2015"; the English words around them would only match German text by accident.
-    """
-    tokens = words(text)
-    kept = [
-        t
-        for i, t in enumerate(tokens)
-        if any(c.isdigit() for c in t) or (i > 0 and t[0].isupper() and t.lower() not in STOPWORDS)
-    ]
-    return fts_query(" ".join(kept)) if kept else None
-
-
 def detect_language(text: str) -> str:
     """'de' or 'en' by stop-word votes; German wins ties since the corpus is mostly German."""
     tokens = [w.lower() for w in words(text)]

@@ -12,21 +12,20 @@ Score fusion keeps how *much* better one passage matched, which rank fusion thro
 bundled English model (weak on German) equal-weight RRF lets a poor dense ranking outvote a
 confident BM25 ranking. Measured on German XQuAD in BENCHMARKS.md ("Retrieval (issue 3)").
 
-Fusion knows the languages. The question's language and every article's language are detected
-(``lexical.detect_language``). BM25 can only match words the question shares with the article, so
-for an article in another language the lexical evidence comes from a second query made only of the
-question's names and numbers (``lexical.cross_language_query``), whose hits in such articles are
-weighted by ``cross_language_lexical_factor``; hits of the full query count only in articles of the
-question's language. The second query runs only when a candidate is in another language. Measured
-in BENCHMARKS.md ("Cross-lingual retrieval (issue 6)"): full-query BM25 across languages hurts,
-names and numbers at a low weight help.
+Fusion knows the languages: the question's language and every article's language are detected
+(``lexical.detect_language``), and an article in another language than the question gets its
+lexical score weighted by ``cross_language_lexical_factor``. BM25 can only match the words the
+question shares with such an article (names, numbers, loan words), which is weak evidence: at full
+weight it pulls the ranking away from the multilingual dense side; at a low weight it still breaks
+ties. Measured in BENCHMARKS.md ("Cross-lingual retrieval (issue 6)"), including the alternative of
+a names-and-numbers-only query for other-language articles, which was not better.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lexical import cross_language_query, detect_language, fts_query
+from .lexical import detect_language, fts_query
 from .settings import SearchSettings
 from .store import Store
 
@@ -116,16 +115,10 @@ def hybrid_search(
     records = store.chunks_by_id(list(candidates))
     query_language = detect_language(query)
 
-    def same_language(chunk_id: int) -> bool:
-        record = records.get(chunk_id)
-        return record is None or record.language == query_language
-
-    if mode == "hybrid" and not all(same_language(c) for c in candidates):
-        lexical = _language_aware(store, query, lexical, records, same_language, settings)
-
     def lexical_weight_for(chunk_id: int) -> float:
-        factor = 1.0 if same_language(chunk_id) else settings.cross_language_lexical_factor
-        return settings.lexical_weight * factor
+        record = records.get(chunk_id)
+        same = record is None or record.language == query_language
+        return settings.lexical_weight * (1.0 if same else settings.cross_language_lexical_factor)
 
     fused = fuse(dense, lexical, settings, lexical_weight_for)
     dense_scores, lexical_scores = dict(dense), dict(lexical)
@@ -152,25 +145,3 @@ def hybrid_search(
         if len(hits) == k:
             break
     return hits
-
-
-def _language_aware(store: Store, query: str, lexical, records: dict, same_language, settings: SearchSettings):
-    """Full-query hits in the question's language, names-and-numbers hits in the others.
-
-    Each list is scaled by its own best BM25 (the two queries' scores are not comparable) and the
-    two are merged by that scaled score, which both fusions then read.
-    """
-    own = [(c, s) for c, s in lexical if same_language(c)]
-    match = cross_language_query(query) if settings.cross_language_lexical_factor > 0 else None
-    other = [(c, s) for c, s in store.lexical_search(match, settings.lexical_k)] if match else []
-    missing = [c for c, _ in other if c not in records]
-    if missing:
-        records.update(store.chunks_by_id(missing))
-    other = [(c, s) for c, s in other if not same_language(c)]
-    merged = [(c, s) for part in (own, other) if part for c, s in _scaled(part)]
-    return sorted(merged, key=lambda item: -item[1])
-
-
-def _scaled(hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    best = max(s for _, s in hits)
-    return [(c, s / best if best > 0 else 0.0) for c, s in hits]

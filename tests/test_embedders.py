@@ -133,16 +133,7 @@ def test_multilingual_kb_answers_an_english_question_about_a_german_article(tmp_
         kb.close()
 
 
-def test_cross_language_query_keeps_only_names_and_numbers():
-    from index.lexical import analyze, cross_language_query
-
-    query = cross_language_query("How many points did the Panthers defense surrender in 2015?")
-    terms = {t.strip('"') for t in query.split(" OR ")}
-    assert terms == {analyze("Panthers")[0], "2015"}
-    assert cross_language_query("What is the capital of the country?") is None
-
-
-def test_other_language_articles_get_lexical_evidence_from_names_only(tmp_path, use):
+def test_lexical_weight_is_lowered_for_articles_in_another_language(tmp_path, use):
     settings = IndexSettings(data_dir=str(tmp_path / "data"))
     settings.embedding = EmbeddingSettings(backend="use-multilingual")
     kb = KnowledgeBase(settings, embedder=use)
@@ -151,9 +142,13 @@ def test_other_language_articles_get_lexical_evidence_from_names_only(tmp_path, 
             Document(title="Ulmenhagen", text="Die Straßenbahn in Ulmenhagen kostete 118 Millionen Euro.", source="t")
         )
         kb.add(Document(title="Talgrund", text="Der Wasserpreis in Talgrund steigt auf 2,35 Euro.", source="t"))
-        hits = kb.search("How much did the tram in Ulmenhagen cost?", mode="hybrid")
+        question = "How much did the tram in Ulmenhagen cost?"
+        hits = kb.search(question, mode="hybrid")
         assert hits[0].title == "Ulmenhagen" and hits[0].language == "de"
-        # The German article matched the English question lexically only through the name.
-        assert hits[0].lexical_score is not None
+        assert hits[0].lexical_score is not None  # the name matched
+        # Factor 0: the German articles get no lexical share at all for an English question.
+        kb.settings.search.cross_language_lexical_factor = 0.0
+        dense_only = kb.search(question, mode="dense")
+        assert [h.chunk_id for h in kb.search(question)] == [h.chunk_id for h in dense_only]
     finally:
         kb.close()
