@@ -170,8 +170,14 @@ def run(limit: int | None, rebuild: bool, config: Config, threads: int, fit: boo
     cold = [r.seconds for r in answered]
     # The same questions again: passages' sentence vectors are cached, as for a follow-up or a repeat.
     warm = [ask(answerer, q, chunk_reader(full)).seconds for q in questions[:WARM_SAMPLE]]
-    english = crosslingual(answerer, questions, chunk_reader(full))
-    return {
+    # The same questions in English against the German articles, scored on the German gold answers.
+    english = english_questions(questions)
+    en_answered = [ask(answerer, q, chunk_reader(full)) for q in english]
+    en_absent = []
+    for fold, kb in heldout.items():
+        fold_answerer = Answerer(kb, probe)
+        en_absent += [ask(fold_answerer, q, chunk_reader(kb)) for q in english if fold_of(q.article) == fold]
+    result = {
         "questions": len(answered),
         "absent_questions": len(absent),
         "valid_citation_rate": sum(r.valid for r in answered + absent) / len(answered + absent),
@@ -182,21 +188,26 @@ def run(limit: int | None, rebuild: bool, config: Config, threads: int, fit: boo
         "latency_warm_p50_ms": 1000 * percentile(warm, 0.5),
         "latency_warm_p95_ms": 1000 * percentile(warm, 0.95),
         "configured": at_threshold(answered, absent, settings.min_relevance),
-        "english_questions_configured": at_threshold(english, [], settings.min_relevance),
+        "english_hit_ignoring_threshold": sum(r.hit for r in en_answered) / len(en_answered),
+        "english_configured": at_threshold(en_answered, en_absent, settings.min_relevance),
         "sweep": [at_threshold(answered, absent, t) for t in thresholds],
-        **({"fit": refit_relevance(answered, absent, settings)} if fit else {}),
+        "english_sweep": [at_threshold(en_answered, en_absent, t) for t in thresholds],
     }
+    if fit:
+        result["fit"] = refit_relevance(answered, absent, settings)
+        result["fit_cross_language"] = refit_relevance(en_answered, en_absent, settings)
+    return result
 
 
-def crosslingual(answerer: Answerer, questions: list[Question], chunk_text) -> list[Row]:
-    """The same questions in English against the German articles, scored on the German gold answers."""
+def english_questions(questions: list[Question]) -> list[Question]:
+    """The XQuAD English wording of each question, keeping the German gold answers and article."""
     german = {q.id: q for q in questions}
-    rows = []
-    for article in load_articles(shared_file(XQUAD_EN)):
-        for q in article.questions:
-            if q.id in german:
-                rows.append(ask(answerer, replace(german[q.id], question=q.question), chunk_text))
-    return rows
+    return [
+        replace(german[q.id], question=q.question)
+        for article in load_articles(shared_file(XQUAD_EN))
+        for q in article.questions
+        if q.id in german
+    ]
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 100) -> np.ndarray:
@@ -270,12 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "answers.json" if not args.config else f"answers-{Path(args.config).stem}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if k not in ("sweep", "fit")}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if "sweep" not in k and "fit" not in k}, indent=2))
     print_sweep(result["sweep"])
-    if "fit" in result:
-        print("refitted relevance model:", result["fit"]["coefficients"], "intercept", result["fit"]["intercept"])
-        print("cross-validated (article-grouped) with the refitted model:")
-        print_sweep(result["fit"]["cross_validated_sweep"])
+    print("English questions, German articles:")
+    print_sweep(result["english_sweep"])
+    for key in ("fit", "fit_cross_language"):
+        if key in result:
+            print(f"{key}: refitted", result[key]["coefficients"], "intercept", result[key]["intercept"])
+            print("cross-validated (article-grouped) with the refitted model:")
+            print_sweep(result[key]["cross_validated_sweep"])
     return 0
 
 

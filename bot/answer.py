@@ -206,7 +206,7 @@ class Answerer:
             return not_found(question, "de"), Evidence([], [], 0.0)
         resolved = self.memory.resolve(conversation, question)
         language = question_language(question, resolved.topic)
-        evidence = self.gather(question, resolved)
+        evidence = self.gather(question, resolved, language)
         return self._respond(question, language, evidence), evidence
 
     def _respond(self, question: str, language: str, evidence: Evidence) -> Answer:
@@ -220,7 +220,7 @@ class Answerer:
             log.warning("LLM failed, answering extractively: %s", exc)
             return extractive(question, language, evidence, self.settings, "extractive-fallback")
 
-    def gather(self, question: str, resolved: Resolved) -> Evidence:
+    def gather(self, question: str, resolved: Resolved, language: str) -> Evidence:
         hits = self.kb.search(resolved.query, k=self.settings.passages)
         if not hits:
             return Evidence([], [], 0.0)
@@ -232,8 +232,10 @@ class Answerer:
         vectors = self.sentence_vectors.for_hits(hits, spans)
         sentences = score_sentences(question, mass, query_vector, hits, spans, vectors, self.weights)
         sentences.sort(key=lambda s: -s.score)
-        features = relevance_features(sentences[0] if sentences else None, sentences, hits, mass)
-        return Evidence(hits, sentences, relevance(features), features)
+        best = sentences[0] if sentences else None
+        features = relevance_features(best, sentences, hits, mass)
+        cross_language = best is not None and best.hit.language != language
+        return Evidence(hits, sentences, relevance(features, cross_language), features)
 
     def close(self) -> None:
         if self.chat is not None:

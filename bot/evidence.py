@@ -63,9 +63,15 @@ class Weights:
     passage_score: float = 0.3
 
 
-# Logistic relevance model (bench/answers.py, fitted with article-grouped cross-validation).
+# Logistic relevance models, refitted by ``bench/answers.py --fit`` (article-grouped cross-validation):
+# one for a question in the language of its passages, one for a question in another language
+# (English about German articles), where words rarely match and the embedding has to carry it.
 RELEVANCE_COEFFICIENTS = {"best": 5.7, "sentence_dense": 3.5, "passage_dense": 4.0, "chunk": 4.2, "union": 1.9}
 RELEVANCE_INTERCEPT = -10.9
+# Fitted alike for the bundled model and the multilingual USE (averaged); the intercept is moved down
+# by 0.9 so that one min_relevance (0.25) keeps false answers near 10% in both cases.
+CROSS_LANGUAGE_COEFFICIENTS = {"best": 3.8, "sentence_dense": 8.0, "passage_dense": 6.5, "chunk": 2.4, "union": 0.2}
+CROSS_LANGUAGE_INTERCEPT = -8.3
 # Compound parts shorter than this match too much ("Bau" in "Ausbau", "Haus" in "Rathaus" is fine).
 MIN_COMPOUND_PART = 5
 COMPOUND_CREDIT = 0.7
@@ -152,10 +158,12 @@ class SentenceVectors:
 
 
 def question_terms(question: str, topic: str | None = None) -> dict[str, float]:
-    """Content terms of the question (weight 1) and of a follow-up's topic question (weight 0.5)."""
+    """Content terms of the question (weight 1) and of a follow-up's topic question (weight 0.5).
+
+    Function words never count: "Und wo?" on its own has nothing to match, so nothing is found.
+    """
     weights = {t: 0.5 for t in analyze(topic or "", drop_stopwords=True)}
-    own = analyze(question, drop_stopwords=True) or analyze(question)
-    weights.update({t: 1.0 for t in own})
+    weights.update({t: 1.0 for t in analyze(question, drop_stopwords=True)})
     return weights
 
 
@@ -231,7 +239,7 @@ def relevance_features(
     best: Sentence | None, sentences: list[Sentence], hits: list[SearchHit], mass: dict[str, float]
 ) -> dict[str, float]:
     """The inputs of ``relevance``: how well the best sentence and the passages match the question."""
-    if best is None:
+    if best is None or not mass:  # no content word in the question: nothing to be relevant to
         return dict.fromkeys(RELEVANCE_COEFFICIENTS, 0.0)
     chunk, union = coverage(mass, hits)
     return {
@@ -243,9 +251,14 @@ def relevance_features(
     }
 
 
-def relevance(features: dict[str, float]) -> float:
+def relevance(features: dict[str, float], cross_language: bool = False) -> float:
     """Probability-like 0..1 that the passages answer the question (threshold: min_relevance)."""
     if not any(features.values()):
         return 0.0
-    z = RELEVANCE_INTERCEPT + sum(RELEVANCE_COEFFICIENTS[k] * features[k] for k in RELEVANCE_COEFFICIENTS)
+    coefficients, intercept = (
+        (CROSS_LANGUAGE_COEFFICIENTS, CROSS_LANGUAGE_INTERCEPT)
+        if cross_language
+        else (RELEVANCE_COEFFICIENTS, RELEVANCE_INTERCEPT)
+    )
+    z = intercept + sum(coefficients[k] * features[k] for k in coefficients)
     return 1.0 / (1.0 + math.exp(-z))

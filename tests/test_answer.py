@@ -103,8 +103,10 @@ def test_abstains_on_an_empty_knowledge_base(kb):
     assert not answer.found and answer.body == NOT_FOUND["de"]
 
 
-def test_empty_question_is_not_found(answerer):
+def test_question_without_content_words_is_not_found(answerer):
     assert not answerer.answer("   ").found
+    assert not answerer.answer("Und wo?").found  # a follow-up without a conversation has no topic
+    assert not answerer.answer("Was ist das?").found
 
 
 def test_reply_language_follows_the_question(answerer):
