@@ -165,13 +165,13 @@ def _load_lexicon() -> Lexicon | None:
 
 
 def _build_lexicon() -> Lexicon:
-    from simplemma.strategies.dictionaries.dictionary_factory import _load_dictionary_from_disk
+    from simplemma.strategies.dictionaries import DefaultDictionaryFactory
 
     log.info("deriving the German compound lexicon from simplemma (once)")
     forms: set[str] = set()
-    for form, lemma in _load_dictionary_from_disk("de").items():
-        forms.add(form.decode("utf-8"))
-        forms.add(lemma.decode("utf-8"))
+    for form, lemma in DefaultDictionaryFactory(cache_max_size=0).get_dictionary("de").items():
+        forms.add(form)
+        forms.add(lemma)
     forms_list = [f for f in forms if len(f) >= MIN_PART and f.isalpha()]
     stems = _stemmer().stemWords([f.lower() for f in forms_list])
     folded = [fold(s) for s in stems]
