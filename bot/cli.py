@@ -319,6 +319,14 @@ def format_answer_text(answer) -> str:
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
             lines.append(f"    „{c.quote}“" if answer.language == "de" else f'    "{c.quote}"')
+    if getattr(answer, "mode", "") == "extractive-fallback":
+        # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
+        lines.append("")
+        lines.append(
+            "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)"
+            if answer.language == "de"
+            else "(language model unavailable: answer quoted from the articles)"
+        )
     return "\n".join(lines)
 
 

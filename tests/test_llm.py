@@ -141,6 +141,23 @@ def test_timeout_falls_back_to_extractive(server, loaded_kb):
     assert answer.mode == "extractive-fallback" and "4,2 Millionen Euro" in answer.body
 
 
+def test_cli_marks_the_fallback(loaded_kb, monkeypatch, capsys):
+    from bot import cli
+    from bot.config import Config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = Config()
+    config.answer.mode = "llm"
+    config.llm = LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=2.0)
+    monkeypatch.setattr(cli, "open_kb", lambda _: loaded_kb)
+    monkeypatch.setattr(cli, "load_config", lambda *args: config)
+    assert cli.main(["ask", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
+
+
 def test_refused_connection_falls_back_to_extractive(loaded_kb):
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there now
         sock.bind(("127.0.0.1", 0))
