@@ -248,7 +248,9 @@ def cmd_reindex(args: argparse.Namespace, config: Config) -> int:
     finally:
         kb.close()
     extra = f", {result['reembedded']} passages re-embedded" if result["reembedded"] else ""
-    print(f"index rebuilt: {result['vectors']} vectors ({result['kind']}){extra}")
+    print(
+        f"index rebuilt: {result['vectors']} vectors ({result['kind']}), {result['analyzed']} passages analysed{extra}"
+    )
     return 0
 
 

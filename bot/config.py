@@ -99,6 +99,7 @@ _CHOICES = {
     ("embedding", "backend"): {"sentence-transformers", "use-multilingual"},
     ("embedding", "runtime"): {"torch", "onnx-int8"},
     ("search", "index"): {"auto", "flat", "hnsw"},
+    ("search", "fusion"): {"score", "rrf"},
     ("answer", "mode"): {"extractive", "llm"},
 }
 # Zero would mean a fetch that cannot wait, an empty result list, a batch of nothing (which

@@ -258,13 +258,23 @@ class KnowledgeBase:
         reembedded = 0
         if models and models != [(embedder.model_id, embedder.dim)]:
             reembedded = self._reembed(progress)
+        analyzed = self._reanalyze()
         vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
         vectors.rebuild(self.store)
         vectors.save()
         with self._open_lock:
             self._vectors = vectors
             self.index_status = "rebuilt"
-        return {"vectors": vectors.count, "kind": vectors.kind, "reembedded": reembedded}
+        return {"vectors": vectors.count, "kind": vectors.kind, "reembedded": reembedded, "analyzed": analyzed}
+
+    def _reanalyze(self) -> int:
+        """Rewrite the FTS rows with the current analyzer, so analyzer improvements reach old articles."""
+        rows = []
+        for article in self.store.articles():
+            title_terms = " ".join(analyze(article.title))
+            rows.extend((c.id, title_terms, " ".join(analyze(c.text))) for c in self.store.article_chunks(article.id))
+        self.store.replace_fts(rows)
+        return len(rows)
 
     def _reembed(self, progress: Callable[[int, int], None] | None) -> int:
         articles = self.store.articles()

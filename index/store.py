@@ -264,6 +264,12 @@ class Store:
             )
             self._bump_version(conn)
 
+    def replace_fts(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """Swap every FTS row (chunk id, title terms, terms) in one transaction: a new analyzer's terms."""
+        with self._write_lock, self._transaction() as conn:
+            conn.execute("DELETE FROM chunks_fts")
+            conn.executemany("INSERT INTO chunks_fts (rowid, title_terms, terms) VALUES (?, ?, ?)", rows)
+
     def set_meta(self, key: str, value: str) -> None:
         with self._write_lock, self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -150,3 +150,13 @@ def test_cli_search_reads_queries_from_stdin_as_json_lines(tmp_path):
     result = lines[0]["results"][0]
     assert set(result) == {"chunk_id", "article_id", "title", "url", "text", "score"}
     assert result["url"] == "https://example.org/t" and "88 Millionen Euro" in result["text"]
+
+
+def test_reindex_reanalyses_the_lexical_index(kb: KnowledgeBase):
+    """Analyzer improvements must reach articles added before them; reindex rewrites every FTS row."""
+    kb.add(TRAM)
+    kb.store.replace_fts([])  # as if analysed by an analyzer that matched nothing
+    assert kb.search("Straßenbahnlinie", k=1, mode="lexical") == []
+    result = kb.reindex()
+    assert result["analyzed"] == len(kb.store.article_chunks(1))
+    assert kb.search("Straßenbahnlinie", k=1, mode="lexical")[0].title == TRAM.title
