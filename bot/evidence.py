@@ -51,7 +51,8 @@ _MONTH = (
 )
 _DATE = re.compile(rf"\b(\d{{3,4}}|\d{{1,2}}\.|{_MONTH}|jahrhundert(s)?|century|jahre?n?|years?)\b", re.IGNORECASE)
 
-SENTENCE_CACHE_SIZE = 4096
+# Passages whose sentence vectors are kept (~8 sentences x 384-512 floats each: about 30 MB).
+SENTENCE_CACHE_SIZE = 2048
 
 
 @dataclass
