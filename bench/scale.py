@@ -329,10 +329,10 @@ def recall(label: str, config, settings_list: list[dict], ef_values: list[int]) 
     from dataclasses import replace
 
     for overrides in settings_list:
+        saved = overrides.pop("saved", False)
         search = replace(config.search, **overrides)
         started = time.perf_counter()
-        if overrides.get("saved"):  # the index the `index` step saved (no second build)
-            search = config.search
+        if saved:  # the index the `index` step saved (no second build)
             index = VectorIndex(data_dir(label), search, embedder.model_id, embedder.dim)
             index.load_or_rebuild(store)
         else:
@@ -365,6 +365,65 @@ def recall(label: str, config, settings_list: list[dict], ef_values: list[int]) 
     return out
 
 
+def dilute(label: str, config) -> dict:
+    """XQuAD's 36 German articles inside the big corpus: lexical R@1/R@5 and latency per pruning level.
+
+    The only way to see what leaving common terms out of the FTS query does at 1M passages with
+    real questions: the gold passages are real, the other 1M passages are distractors.
+    """
+    import index.search as search_module
+    from bench.multilingual import load_queries, relevant
+    from index.kb import KnowledgeBase
+
+    articles = load_articles()
+    settings = config.index_settings()
+    settings.data_dir = str(data_dir(label))
+    kb = KnowledgeBase(settings)
+    titles = {a.title: i for i, a in enumerate(articles)}
+    present = {r.title for r in kb.store.articles() if r.title in titles}
+    from bench.xquad import documents
+
+    missing = [d for d in documents(articles) if d.title not in present]
+    if missing:
+        kb.add_many(missing)
+    position = {}
+    for record in kb.store.articles(limit=len(articles) + 50):
+        if record.title in titles:
+            for chunk in kb.store.article_chunks(record.id):
+                position[chunk.id] = (titles[record.title], chunk.start, chunk.end)
+    queries = load_queries(articles)
+    shipped = search_module.COMMON_TERM_PASSAGES
+    out = []
+    try:
+        for threshold in (10**12, 50_000, 20_000, 10_000):
+            search_module.COMMON_TERM_PASSAGES = threshold
+            ranks, times = [], []
+            for q in queries:
+                t0 = time.perf_counter()
+                hits = search_module.lexical_search(kb.store, q.de, 10)
+                times.append(time.perf_counter() - t0)
+                ranks.append(
+                    next(
+                        (i for i, (c, _) in enumerate(hits, 1) if c in position and relevant(q.gold, *position[c])),
+                        None,
+                    )
+                )
+            n = len(ranks)
+            out.append(
+                {
+                    "common_term_passages": threshold if threshold < 10**12 else None,
+                    "R@1": round(sum(1 for r in ranks if r == 1) / n, 3),
+                    "R@5": round(sum(1 for r in ranks if r and r <= 5) / n, 3),
+                    **percentiles(times),
+                }
+            )
+            print(json.dumps(out[-1]), file=sys.stderr)
+    finally:
+        search_module.COMMON_TERM_PASSAGES = shipped
+        kb.close()
+    return {"rows": out}
+
+
 def save(name: str, payload: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "scale.json"
@@ -379,7 +438,7 @@ def save(name: str, payload: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["build", "index", "measure", "all", "recall", "_measure"])
+    parser.add_argument("step", choices=["build", "index", "measure", "all", "recall", "dilute", "_measure"])
     parser.add_argument("--size", default="10k")
     parser.add_argument("--sizes", default="10k,100k,1m")
     parser.add_argument("--config", help="TOML config (default: built-in defaults)")
@@ -408,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.step in ("measure", "all"):
             result["measure"] = measure(label, args.config)
             print(label, "measure", json.dumps(result["measure"]), flush=True)
+        if args.step == "dilute":
+            result["dilute"] = dilute(label, config)
         if args.step == "recall":
             settings = [
                 {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in spec.split(","))} for spec in args.set

@@ -250,14 +250,20 @@ def analyze(text: str, *, drop_stopwords: bool = False) -> list[str]:
     return terms
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query over the analyzed terms, each quoted so no term is read as syntax."""
+def query_terms(text: str) -> list[str]:
+    """The analyzed terms of a query, stop words dropped unless nothing else is left."""
     terms = list(dict.fromkeys(analyze(text, drop_stopwords=True)))
-    if not terms:
-        terms = list(dict.fromkeys(analyze(text)))
-    if not terms:
-        return None
-    return " OR ".join(f'"{t}"' for t in terms[:64])
+    return terms or list(dict.fromkeys(analyze(text)))
+
+
+def fts_match(terms: list[str]) -> str | None:
+    """An FTS5 OR-query over analyzed terms, each quoted so no term is read as syntax."""
+    return " OR ".join(f'"{t}"' for t in terms[:64]) if terms else None
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 OR-query over the analyzed terms of ``text``."""
+    return fts_match(query_terms(text))
 
 
 def detect_language(text: str) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lexical import detect_language, fts_query
+from .lexical import detect_language, fts_match, query_terms
 from .settings import SearchSettings
 from .store import Store
 
@@ -95,8 +95,21 @@ def fuse(
     raise ValueError(f"unknown fusion {settings.fusion!r} (known: score, rrf)")
 
 
+# A query term that occurs in more passages than this is left out of the FTS query (the rarest
+# term always stays). FTS5 scores every passage in a term's posting list before it can sort, so
+# one such term cost up to 500 ms at 1M passages, while BM25 gives it little weight (idf < 3 at
+# 5 % of the passages). Below this many passages in all nothing is ever left out, so retrieval on
+# smaller corpora is exactly unchanged (bench/scale.py, BENCHMARKS.md "Scale (issue 6)").
+COMMON_TERM_PASSAGES = 50_000
+
+
 def lexical_search(store: Store, query: str, k: int) -> list[tuple[int, float]]:
-    match = fts_query(query)
+    terms = query_terms(query)
+    if len(terms) > 1 and store.chunk_id_bound() > COMMON_TERM_PASSAGES:
+        frequencies = store.document_frequencies(terms)
+        kept = [t for t in terms if frequencies[t] <= COMMON_TERM_PASSAGES]
+        terms = kept or [min(terms, key=frequencies.__getitem__)]
+    match = fts_match(terms)
     return store.lexical_search(match, k) if match else []
 
 

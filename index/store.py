@@ -410,6 +410,24 @@ class Store:
     def embedding_models(self) -> list[tuple[str, int]]:
         return [tuple(r) for r in self.reader().execute("SELECT DISTINCT model, dim FROM embeddings")]
 
+    def chunk_id_bound(self) -> int:
+        """The highest chunk id: an upper bound of the passage count, in O(1) (ids are never reused)."""
+        return int(self.reader().execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0])
+
+    def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """Passages holding each analysed term, read from FTS5's term index (fts5vocab, no schema change)."""
+        conn = self.reader()
+        if not getattr(self._local, "vocab", False):
+            conn.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab USING fts5vocab(main, chunks_fts, 'row')"
+            )
+            self._local.vocab = True
+        out = {}
+        for term in terms:
+            row = conn.execute("SELECT doc FROM temp.chunks_vocab WHERE term = ?", (term,)).fetchone()
+            out[term] = int(row[0]) if row else 0
+        return out
+
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, bm25 score, higher is better) for an FTS5 query string."""
         rows = (

@@ -170,3 +170,21 @@ def test_flat_removal_deletes(tmp_path, store):
     index = open_index(tmp_path, store, index="flat")
     index.remove(articles[1])
     assert index.count == 150 and set(articles[1]).isdisjoint(index.ids().tolist())
+
+
+def test_lexical_search_leaves_out_terms_common_in_a_big_corpus(store, monkeypatch):
+    import index.search as search
+    from index.lexical import analyze
+
+    texts = [f"Bericht {i} über die Wahl" for i in range(8)] + ["Die Wahl in Ulmenhagen"]
+    for i, text in enumerate(texts):
+        article = {"title": f"T{i}", "url": None, "source": "t", "text": text, "language": "de"}
+        chunk = [{"position": 0, "text": text, "start": 0, "end": len(text)}]
+        store.add_article(article, chunk, clustered(1, seed=i), MODEL, [("", " ".join(analyze(text)))])
+    assert store.document_frequencies(["wahl", "ulmenhag", "nirgends"]) == {"wahl": 9, "ulmenhag": 1, "nirgends": 0}
+    question = "Wahl in Ulmenhagen?"
+    assert len(search.lexical_search(store, question, 20)) == 9  # below the threshold: every term counts
+    monkeypatch.setattr(search, "COMMON_TERM_PASSAGES", 5)
+    assert [c for c, _ in search.lexical_search(store, question, 20)] == [9]  # "wahl" left out
+    # When every term is common, the rarest one stays.
+    assert len(search.lexical_search(store, "Bericht Wahl", 20)) == 8
