@@ -417,11 +417,11 @@ class Store:
     def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
         """Passages holding each analysed term, read from FTS5's term index (fts5vocab, no schema change)."""
         conn = self.reader()
-        if not getattr(self._local, "vocab", False):
+        if getattr(self._local, "vocab_conn", None) is not conn:  # temp tables belong to a connection
             conn.execute(
                 "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab USING fts5vocab(main, chunks_fts, 'row')"
             )
-            self._local.vocab = True
+            self._local.vocab_conn = conn
         out = {}
         for term in terms:
             row = conn.execute("SELECT doc FROM temp.chunks_vocab WHERE term = ?", (term,)).fetchone()
