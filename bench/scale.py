@@ -424,6 +424,50 @@ def dilute(label: str, config) -> dict:
     return {"rows": out}
 
 
+def recall_clustered(config, size: int, spread: float, ef_values: list[int]) -> dict:
+    """HNSW recall@10 on vectors with topic structure: each a real passage vector plus Gaussian noise
+    (real covariance, scaled by ``spread``), the way near-duplicate and same-topic news cluster."""
+    import faiss
+
+    corpus = base(config)
+    real = corpus["vectors"]
+    noise = Synthetic(real, seed=1)
+    rng = np.random.default_rng(2)
+    centres = real[rng.integers(0, len(real), size)]
+    x = centres + spread * (noise.sample(size) - noise.mean)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    queries = corpus["embedder"].embed_queries(questions())
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    _, truth = exact.search(queries, 10)
+    index = faiss.IndexHNSWSQ(
+        x.shape[1], faiss.ScalarQuantizer.QT_fp16, config.search.hnsw_m, faiss.METRIC_INNER_PRODUCT
+    )
+    index.hnsw.efConstruction = 80
+    started = time.perf_counter()
+    index.add(x)
+    built = time.perf_counter() - started
+    rows = []
+    for ef in ef_values:
+        index.hnsw.efSearch = ef
+        times, hits = [], 0.0
+        for query, expected in zip(queries, truth, strict=True):
+            t0 = time.perf_counter()
+            _, found = index.search(query[None, :], 10)
+            times.append(time.perf_counter() - t0)
+            hits += len(set(found[0]) & set(expected)) / 10
+        rows.append({"hnsw_ef_search": ef, "recall_at_10": round(hits / len(queries), 4), **percentiles(times)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    cosine = float(np.mean(np.sum(x * centres, axis=1) / np.linalg.norm(centres, axis=1)))
+    return {
+        "vectors": size,
+        "spread": spread,
+        "mean_cos_to_centre": round(cosine, 3),
+        "build_s": round(built, 1),
+        "rows": rows,
+    }
+
+
 def save(name: str, payload: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "scale.json"
@@ -438,7 +482,10 @@ def save(name: str, payload: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["build", "index", "measure", "all", "recall", "dilute", "_measure"])
+    parser.add_argument(
+        "step", choices=["build", "index", "measure", "all", "recall", "recall-clustered", "dilute", "_measure"]
+    )
+    parser.add_argument("--spread", type=float, default=0.5, help="recall-clustered: noise scale")
     parser.add_argument("--size", default="10k")
     parser.add_argument("--sizes", default="10k,100k,1m")
     parser.add_argument("--config", help="TOML config (default: built-in defaults)")
@@ -467,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.step in ("measure", "all"):
             result["measure"] = measure(label, args.config)
             print(label, "measure", json.dumps(result["measure"]), flush=True)
+        if args.step == "recall-clustered":
+            result["recall_clustered"] = recall_clustered(
+                config, size_of(label), args.spread, [int(e) for e in args.ef.split(",")]
+            )
         if args.step == "dilute":
             result["dilute"] = dilute(label, config)
         if args.step == "recall":
