@@ -4,13 +4,16 @@ It holds the updates that "users" send (``send_text``, ``send_document``, ``pres
 confirms them with getUpdates' offset, records everything the bot sends, and checks it the way
 Telegram does: HTML must parse with Telegram's tags and entities, a message holds at most 4,096
 characters, callback data at most 64 bytes. Unknown methods get Telegram's 404 error; any method
-can be made to fail (``fail``), including with flood control (429 with retry_after).
+can be made to fail (``fail``), including with flood control (429 with retry_after), and any
+method can be held (``hold``): its requests wait, as if in flight, until released or dropped, so a
+test can kill the bot at a known moment. The server outlives any number of bot processes.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -111,10 +114,34 @@ class Failure:
 
 
 @dataclass
+class Hold:
+    method: str
+    when: Callable[[dict], bool]
+
+
+@dataclass
+class Held:
+    """A request waiting at a hold: ``outcome`` becomes "release" (handle it) or "drop" (never arrived)."""
+
+    method: str
+    params: dict[str, Any]
+    outcome: str = ""
+
+
+@dataclass
 class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A bot killed or stopped mid-request resets its connections: expected here, not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class BotApiServer:
@@ -139,12 +166,15 @@ class BotApiServer:
         self.callbacks: dict[str, dict] = {}
         self.failures: dict[str, Failure] = {}
         self.webhook: dict[str, Any] = {}
+        self.holds: list[Hold] = []
+        # Called with each message the bot sends or edits (in the server's thread, no lock held).
+        self.listeners: list[Callable[[dict], None]] = []
+        self.held: list[Held] = []
         self.update_ids: dict[int, int] = {}  # message id → id of the update that brought it
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(5000)
         self._stopping = False
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="botapi", daemon=True)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -265,6 +295,43 @@ class BotApiServer:
         with self.cond:
             self.failures[method] = Failure(code, description, kwargs.get("times"), retry_after)
 
+    def hold(self, method: str, when: Callable[[dict], bool] = lambda params: True) -> None:
+        """From now on, requests to ``method`` whose parameters satisfy ``when`` wait (see ``held``)."""
+        with self.cond:
+            self.holds.append(Hold(method, when))
+
+    def waiting(self, method: str | None = None) -> list[Held]:
+        with self.cond:
+            return [h for h in self.held if not h.outcome and (method is None or h.method == method)]
+
+    def release_all(self) -> None:
+        """Lift every hold; waiting requests are handled now."""
+        self._end_holds("release")
+
+    def drop_all(self) -> None:
+        """Lift every hold; waiting requests fail without effect (the bot died before they got through)."""
+        self._end_holds("drop")
+
+    def _end_holds(self, outcome: str) -> None:
+        with self.cond:
+            self.holds.clear()
+            for held in self.held:
+                held.outcome = held.outcome or outcome
+            self.held.clear()
+            self.cond.notify_all()
+
+    def _wait_if_held(self, method: str, params: dict) -> bool:
+        """Block while a hold matches this request; False when it is dropped."""
+        with self.cond:
+            if not any(h.method == method and h.when(params) for h in self.holds):
+                return True
+            held = Held(method, params)
+            self.held.append(held)
+            self.cond.notify_all()
+            while not held.outcome and not self._stopping:
+                self.cond.wait(0.5)
+            return held.outcome == "release"
+
     def clear(self, method: str) -> None:
         with self.cond:
             self.failures.pop(method, None)
@@ -351,6 +418,8 @@ class BotApiServer:
             params = _params(content_type, raw)
         except ValueError as exc:
             return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {exc}"}
+        if not self._wait_if_held(method, params):
+            return 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}
         with self.cond:
             self.calls.append(Call(method, params))
             self.cond.notify_all()
@@ -428,7 +497,12 @@ class BotApiServer:
         with self.cond:
             self.messages[(chat_id, message["message_id"])] = message
             self.cond.notify_all()
+        self._tell(message)
         return _public(message)
+
+    def _tell(self, message: dict) -> None:
+        for listener in self.listeners:
+            listener(dict(message))
 
     def api_editMessageText(self, params: dict) -> dict:  # noqa: N802
         key = (params.get("chat_id"), params.get("message_id"))
@@ -446,7 +520,8 @@ class BotApiServer:
             else:
                 message.pop("reply_markup", None)
             self.cond.notify_all()
-            return _public(message)
+        self._tell(message)
+        return _public(message)
 
     def api_answerCallbackQuery(self, params: dict) -> bool:  # noqa: N802
         with self.cond:

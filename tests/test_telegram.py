@@ -18,12 +18,24 @@ from dataclasses import replace
 import pytest
 from botapi_server import BotApiServer, PageServer, utf16_len
 from newsroom import FERRY, FORWARDED, GYM_TXT, LIBRARY_HTML, MARKET_TEXT, POOL_TXT, SOLAR
+from telegram import Update
 
 from bot.answer import Answer, Answerer
 from bot.config import AnswerSettings, TelegramSettings
 from bot.conversation import Conversation
 from bot.feedback import FeedbackStore
-from bot.telegram_app import build_application, file_url_for, protect_token, resolve_token, run_bot, serve
+from bot.telegram_app import (
+    ADMIN_JOBS,
+    CONCURRENT_UPDATES,
+    build_application,
+    file_url_for,
+    lane_of,
+    protect_token,
+    resolve_token,
+    run_bot,
+    serve,
+)
+from bot.updates import ANSWERED, FAILED, read_states
 from index.extract import from_text
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
@@ -118,6 +130,33 @@ class SlowCallbacks(logging.Handler):
             self.reports.append(message)
 
 
+class AllLogs(logging.Handler):
+    """Every record of the module's run, formatted as a log file would hold it (tracebacks too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture(scope="module")
+def all_logs():
+    handler, root = AllLogs(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # PTB logs its request URLs, token included, at DEBUG
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def api():
     server = BotApiServer(TOKEN).start()
@@ -173,7 +212,7 @@ def slow_callbacks():
 
 
 @pytest.fixture(scope="module")
-def bot(api, tg_settings, conversation, slow_callbacks):
+def bot(api, tg_settings, conversation, slow_callbacks, all_logs):
     protect_token(TOKEN)
     runner = BotThread(tg_settings, conversation).start(api)
     yield runner
@@ -383,11 +422,14 @@ def test_remove_needs_an_admin_at_every_press(api, bot, bot_kb):
     _, confirm = ask(api, ADMIN, f"/remove {victim.id}")
     assert confirm["text"] == f"Artikel #{victim.id} „{victim.title}“ entfernen?"
     remove = buttons(confirm)["🗑 Entfernen"]
+    key = (ADMIN["id"], confirm["message_id"])
+    before = dict(api.messages[key])
     query = api.press(READER_DE, confirm, remove)
     refusal = answered(api, query)
     assert refusal["show_alert"] and refusal["text"] == "Das dürfen leider nur die Admins dieses Bots."
     assert bot_kb.article(victim.id).title == victim.title
-    key = (ADMIN["id"], confirm["message_id"])
+    assert api.messages[key] == before, "the confirmation is neither edited nor used up"
+    assert api.replies_after(confirm) == [] and not api.bot_messages(READER_DE["id"])[-1]["text"].startswith("Entfernt")
     query = api.press(ADMIN, confirm, remove)
     api.wait_for(lambda: api.messages[key]["text"].startswith(f"Entfernt: #{victim.id}"), WAIT, "removal")
     assert not buttons(api.messages[key])
@@ -428,6 +470,50 @@ def test_questions_are_answered_while_an_article_is_added(api, bot, pages):
     api.wait_for(lambda: api.messages[key]["text"].startswith("Hinzugefügt"), WAIT, "the slow article")
 
 
+def test_questions_never_wait_behind_a_burst_of_admin_jobs(api, bot):
+    chat = api.private_chat(ADMIN)
+    before = len(api.bot_messages(ADMIN["id"]))
+    api.hold("sendMessage", lambda p: p.get("chat_id") == ADMIN["id"])  # every admin job gets stuck
+    try:
+        jobs = [api.send_text(ADMIN, chat, f"/add x{i}") for i in range(CONCURRENT_UPDATES + 4)]
+        api.wait_for(lambda: len(api.waiting("sendMessage")) == ADMIN_JOBS, WAIT, "the admin lane to fill")
+        _, answer = ask(api, someone(), "How many solar panels will Harbourton fit on school roofs?")
+        assert "1,240" in answer["text"]
+        assert len(api.waiting("sendMessage")) == ADMIN_JOBS, "no more admin jobs than their lane holds"
+    finally:
+        api.release_all()
+    api.wait_for(lambda: len(api.bot_messages(ADMIN["id"])) == before + len(jobs), WAIT, "every job's reply")
+
+
+def test_updates_are_routed_to_lanes(api):
+    def update(message: dict | None = None, data: str | None = None) -> Update:
+        raw: dict = {"update_id": 1}
+        if message is not None:
+            chat = {"id": 5, "type": "private"}
+            raw["message"] = {"message_id": 1, "date": 0, "chat": chat, "from": READER_EN, **message}
+        if data is not None:
+            raw["callback_query"] = {"id": "1", "from": READER_EN, "chat_instance": "c", "data": data}
+        return Update.de_json(raw, None)
+
+    admin = [{"text": "/add https://e.org"}, {"text": "/reindex"}, {"text": "/remove 3"}, {"text": "/add@bot x"}]
+    admin.append({"caption": "/add", "document": {"file_id": "f", "file_unique_id": "u"}})
+    admin.append({"document": {"file_id": "f", "file_unique_id": "u"}})
+    assert [lane_of(update(m)) for m in admin] == ["admin"] * len(admin)
+    other = [{"text": "What is /add?"}, {"text": "/help"}, {"text": "/sources"}, {"text": "/additional"}]
+    assert [lane_of(update(m)) for m in other] == ["other"] * len(other)
+    assert [lane_of(update(data=d)) for d in ["rm:3", "rmx:3", "q:1:1", "fb:1:+"]] == ["admin"] + ["other"] * 3
+    assert lane_of(object()) == "other"
+
+
+def test_a_failed_handler_is_logged_and_marked_failed(api, bot, bot_kb):
+    api.fail("sendMessage", 500, "Internal Server Error", times=1)  # 500 is no flood control: not retried
+    reader = someone()
+    question = api.send_text(reader, api.private_chat(reader), "Who leads the Harbourton solar project?")
+    update_id = api.update_id_of(question)
+    api.wait_for(lambda: read_states(bot_kb.store.path).get(update_id) == FAILED, WAIT, "the failure")
+    assert not api.replies_after(question)
+
+
 def test_the_token_is_never_logged(api, bot, caplog):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="httpx")  # it logs every request URL, token included
@@ -457,7 +543,7 @@ def test_restart_loses_no_update_and_answers_none_twice(api, bot):
     assert all(api.is_confirmed(api.update_id_of(m)) for m in [first, *waiting])
 
 
-def test_webhook_mode(api, bot, tg_settings, conversation):
+def test_webhook_mode(api, bot, tg_settings, conversation, bot_kb):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -478,11 +564,17 @@ def test_webhook_mode(api, bot, tg_settings, conversation):
             },
         }
         assert _post(port, update, "wrong") == 403
-        assert _post(port, update, "s3") == 200
+        assert _post(port, update, "s3") == 200  # recorded in the ledger before this 200
+        assert read_states(bot_kb.store.path).get(1) is not None
         (reply,) = api.wait_for(lambda: api.bot_messages(reader["id"]), WAIT, "the answer to a webhook update")
         assert reply["text"].startswith("I answer questions about")
+        api.wait_for(lambda: read_states(bot_kb.store.path).get(1) == ANSWERED, WAIT, "the update answered")
+        assert _post(port, update, "s3") == 200  # Telegram repeating a delivery it thinks failed
+        webhook.stop()  # finishes whatever was received
+        assert len(api.bot_messages(reader["id"])) == 1, "a repeated update is not answered again"
     finally:
-        webhook.stop()
+        if webhook.thread and webhook.thread.is_alive():
+            webhook.stop()
         bot.start(api)  # polling again: PTB deletes the webhook first
     assert not api.webhook
 
@@ -529,3 +621,10 @@ def test_token_and_urls():
 
 def test_the_event_loop_never_blocked(bot, slow_callbacks):
     assert slow_callbacks.reports == []
+
+
+def test_the_token_never_appears_in_the_whole_runs_logs(bot, all_logs):
+    text = all_logs.text
+    assert "/bot<token>/" in text, "request URLs were logged (and scrubbed)"
+    assert "handling update" in text and "Traceback" in text, "the run included a handler error"
+    assert TOKEN not in text and TOKEN.split(":")[1] not in text

