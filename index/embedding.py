@@ -70,6 +70,11 @@ class SentenceTransformerEmbedder:
         self.tokenizer = self.model.tokenizer
         # Tokenizers are not safe to share across threads mid-encode; the bot embeds from workers.
         self._lock = threading.Lock()
+        # Counting gets its own copy: the encoder switches padding/truncation on the shared one per
+        # batch, so counting on it from another thread (chunking an /add while a question is
+        # embedded) left that batch unpadded. A copy also keeps chunking from waiting on a batch.
+        self._counter = _counting_tokenizer(self.tokenizer)
+        self._count_lock = threading.Lock()
 
     def _load_onnx(self, name: str):
         """The int8 ONNX model, or None (then torch) when this model or machine cannot run it."""
@@ -88,7 +93,8 @@ class SentenceTransformerEmbedder:
         return model
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        with self._count_lock:
+            return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def passage_budget(self, title: str) -> int:
         overhead = self.count_tokens(passage_input(title, "", self.settings.passage_prefix)) + 3
@@ -111,6 +117,16 @@ class SentenceTransformerEmbedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode([self.settings.query_prefix + t for t in texts])
+
+
+def _counting_tokenizer(tokenizer):
+    """A private copy of the fast tokenizer's Rust backend with padding and truncation off."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    counter.no_padding()
+    counter.no_truncation()
+    return counter
 
 
 def load_embedder(settings: EmbeddingSettings) -> Embedder:
