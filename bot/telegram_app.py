@@ -84,6 +84,7 @@ ADMIN_JOBS = 2
 ADMIN_COMMANDS = {"add", "reindex", "remove"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
+TYPING_FIRST_WAIT = 1.0
 # Intermediate progress edits closer together than this are skipped (the final text always lands).
 PROGRESS_INTERVAL = 1.5
 # Flood control: wait as long as Telegram asks, up to this, and at most this many times per call.
@@ -191,7 +192,7 @@ async def best_effort(call: Callable[[], Awaitable[Any]], what: str) -> bool:
     """A call the bot can do without: failures are logged, never raised."""
     try:
         await call()
-    except (TelegramError, OSError, RuntimeError) as exc:
+    except (TelegramError, OSError, RuntimeError, TimeoutError) as exc:
         log.warning("%s failed (ignored): %s", what, exc)
         return False
     return True
@@ -294,13 +295,25 @@ class ProgressMessage:
 
 @asynccontextmanager
 async def typing(bot: Any, chat_id: int, enabled: bool = True) -> AsyncIterator[None]:
-    """Show "typing…" while the body runs; stops at the first failure (it is only decoration)."""
+    """Show "typing…" while the body runs; stops at the first failure (it is only decoration).
+
+    The first action is awaited before the work starts, as in python-telegram-bot's own
+    ``send_action`` example: a background-only task was cancelled unsent whenever an answer came
+    from cache in a few milliseconds. A slow Bot API delays the answer by at most TYPING_FIRST_WAIT.
+    """
+
+    def send() -> Awaitable[Any]:
+        return asyncio.wait_for(bot.send_chat_action(chat_id, ChatAction.TYPING), TYPING_FIRST_WAIT)
 
     async def keep_typing() -> None:
-        while await best_effort(lambda: bot.send_chat_action(chat_id, ChatAction.TYPING), "sendChatAction"):
+        while True:
             await asyncio.sleep(TYPING_EVERY)
+            if not await best_effort(lambda: bot.send_chat_action(chat_id, ChatAction.TYPING), "sendChatAction"):
+                return
 
-    task = asyncio.create_task(keep_typing()) if enabled else None
+    task = None
+    if enabled and await best_effort(send, "sendChatAction"):
+        task = asyncio.create_task(keep_typing())
     try:
         yield
     finally:
