@@ -153,7 +153,6 @@ def ingest(runtime: str, texts: list[str]) -> dict:
             "seconds": round(seconds, 1),
             "exit": done.returncode,
             "summary": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "",
-            "progress_shown": "importing" in done.stderr,
             "articles": counts.get("articles"),
             "chunks": counts.get("chunks"),
         }

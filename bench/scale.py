@@ -268,7 +268,7 @@ def measure_here(label: str, config, spawned_at: float) -> dict:
         t1 = time.perf_counter()
         kb.vectors.search(vector, config.search.dense_k)
         t2 = time.perf_counter()
-        lexical_search(kb.store, question, config.search.lexical_k)
+        lexical_search(kb.store, question, config.search.lexical_k, config.search.common_term_passages)
         t3 = time.perf_counter()
         kb.search(question)
         t4 = time.perf_counter()
@@ -392,15 +392,13 @@ def dilute(label: str, config) -> dict:
             for chunk in kb.store.article_chunks(record.id):
                 position[chunk.id] = (titles[record.title], chunk.start, chunk.end)
     queries = load_queries(articles)
-    shipped = search_module.COMMON_TERM_PASSAGES
     out = []
     try:
         for threshold in (10**12, 50_000, 20_000, 10_000):
-            search_module.COMMON_TERM_PASSAGES = threshold
             ranks, times = [], []
             for q in queries:
                 t0 = time.perf_counter()
-                hits = search_module.lexical_search(kb.store, q.de, 10)
+                hits = search_module.lexical_search(kb.store, q.de, 10, threshold)
                 times.append(time.perf_counter() - t0)
                 ranks.append(
                     next(
@@ -419,7 +417,6 @@ def dilute(label: str, config) -> dict:
             )
             print(json.dumps(out[-1]), file=sys.stderr)
     finally:
-        search_module.COMMON_TERM_PASSAGES = shipped
         kb.close()
     return {"rows": out}
 

@@ -100,14 +100,18 @@ def fuse(
 # one such term cost up to 500 ms at 1M passages, while BM25 gives it little weight (idf < 3 at
 # 5 % of the passages). Below this many passages in all nothing is ever left out, so retrieval on
 # smaller corpora is exactly unchanged (bench/scale.py, BENCHMARKS.md "Scale (issue 6)").
+# The default of ``SearchSettings.common_term_passages``.
 COMMON_TERM_PASSAGES = 50_000
 
 
-def lexical_search(store: Store, query: str, k: int) -> list[tuple[int, float]]:
+def lexical_search(
+    store: Store, query: str, k: int, common_term_passages: int | None = None
+) -> list[tuple[int, float]]:
     terms = query_terms(query)
-    if len(terms) > 1 and store.chunk_id_bound() > COMMON_TERM_PASSAGES:
+    limit = COMMON_TERM_PASSAGES if common_term_passages is None else common_term_passages
+    if len(terms) > 1 and store.chunk_id_bound() > limit:
         frequencies = store.document_frequencies(terms)
-        kept = [t for t in terms if frequencies[t] <= COMMON_TERM_PASSAGES]
+        kept = [t for t in terms if frequencies[t] <= limit]
         terms = kept or [min(terms, key=frequencies.__getitem__)]
     match = fts_match(terms)
     return store.lexical_search(match, k) if match else []
@@ -121,7 +125,7 @@ def hybrid_search(
     settings: SearchSettings,
     mode: str = "hybrid",
 ) -> list[SearchHit]:
-    lexical = lexical_search(store, query, settings.lexical_k) if mode != "dense" else []
+    lexical = lexical_search(store, query, settings.lexical_k, settings.common_term_passages) if mode != "dense" else []
     if mode == "lexical":
         dense = []
     candidates = set(c for c, _ in dense) | set(c for c, _ in lexical)
