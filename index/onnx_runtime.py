@@ -132,15 +132,26 @@ def export_quantized(path: Path, target: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    quantize_dynamic(
-        str(fp32),
-        str(target / ONNX_FILE),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-    )
+    root = logging.getLogger()
+    quiet = _DropPreprocessHint()
+    root.addFilter(quiet)  # onnxruntime logs a hint about pre-processing on the root logger
+    try:
+        quantize_dynamic(
+            str(fp32),
+            str(target / ONNX_FILE),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    finally:
+        root.removeFilter(quiet)
     fp32.unlink()
     (target / "inputs.json").write_text(json.dumps(names))
+
+
+class _DropPreprocessHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 class QuantizedOnnxModel:
