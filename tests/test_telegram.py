@@ -29,6 +29,7 @@ from bot.telegram_app import (
     CONCURRENT_UPDATES,
     build_application,
     file_url_for,
+    freeze_startup_objects,
     lane_of,
     protect_token,
     resolve_token,
@@ -81,6 +82,9 @@ class BotThread:
         ready = threading.Event()
         self.error: BaseException | None = None
         app = build_application(self.settings, self.conversation, TOKEN)
+        # As run_bot does at start-up: without it a full collection of the test process's heap (the
+        # model, every test module) stalls the loop for 300+ ms at random.
+        freeze_startup_objects()
 
         async def main() -> None:
             self.loop = asyncio.get_running_loop()
