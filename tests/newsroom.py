@@ -66,3 +66,13 @@ Ein Sturm hat in der Nacht zum Freitag Teile des Daches der Turnhalle in Kestena
 
 Der Schulsport findet bis dahin in der Halle des Nachbarorts Pellwitz statt. Die Gemeinde schätzt den Schaden auf rund 400.000 Euro und hofft auf die Gebäudeversicherung.
 """
+
+
+def add_ferry_and_solar(kb) -> None:
+    """The two articles most tests ask about, each with its own URL (so sources carry links)."""
+    from index.extract import from_text
+
+    for text, url in ((FERRY, "https://example.org/faehre"), (SOLAR, "https://example.org/solar")):
+        doc = from_text(text)
+        doc.url = url
+        kb.add(doc)

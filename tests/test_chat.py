@@ -10,7 +10,7 @@ from pathlib import Path
 from string import Formatter
 
 import pytest
-from newsroom import FERRY, MARKET_TEXT, SOLAR
+from newsroom import FERRY, MARKET_TEXT, add_ferry_and_solar
 
 from bot.answer import Answerer
 from bot.chat import CONSOLE_USER_ID, messages, run_chat
@@ -19,7 +19,6 @@ from bot.conversation import Attachment, Conversation, Incoming, Press, Quote, R
 from bot.feedback import FeedbackStore
 from bot.render import plain_text
 from bot.texts import TEXTS
-from index.extract import from_text
 from index.settings import FetchSettings
 
 ADMIN = User(1, "Ada", "de")
@@ -30,10 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def conversation(kb):
-    for text, url in ((FERRY, "https://example.org/faehre"), (SOLAR, "https://example.org/solar")):
-        doc = from_text(text)
-        doc.url = url
-        kb.add(doc)
+    add_ferry_and_solar(kb)
     feedback = FeedbackStore(kb.store.path)
     settings = TelegramSettings(admins=[ADMIN.id], rate_limit_per_minute=3, max_question_chars=120)
     conv = Conversation(kb, Answerer(kb, AnswerSettings()), feedback, settings, FetchSettings(), page_size=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from newsroom import FERRY, SOLAR
+from newsroom import add_ferry_and_solar
 from test_render_properties import TRICKY, parse_strict
 
 from bot.answer import Answer, Answerer
@@ -16,7 +16,6 @@ from bot.conversation import Conversation, Incoming, Reply, User, parse_command,
 from bot.feedback import FeedbackStore
 from bot.render import plain_text, to_html
 from bot.texts import say
-from index.extract import from_text
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
 
@@ -39,10 +38,7 @@ questions = st.one_of(
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory, embedder):
     knowledge_base = KnowledgeBase(IndexSettings(data_dir=str(tmp_path_factory.mktemp("questions"))), embedder=embedder)
-    for text, url in ((FERRY, "https://example.org/faehre"), (SOLAR, "https://example.org/solar")):
-        doc = from_text(text)
-        doc.url = url
-        knowledge_base.add(doc)
+    add_ferry_and_solar(knowledge_base)
     yield knowledge_base
     knowledge_base.close()
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import pytest
 from botapi_server import BotApiServer, PageServer, utf16_len
-from newsroom import FERRY, FORWARDED, GYM_TXT, LIBRARY_HTML, MARKET_TEXT, POOL_TXT, SOLAR
+from newsroom import FORWARDED, GYM_TXT, LIBRARY_HTML, MARKET_TEXT, POOL_TXT, SOLAR, add_ferry_and_solar
 from telegram import Update
 
 from bot.answer import Answer, Answerer
@@ -37,7 +37,6 @@ from bot.telegram_app import (
     serve,
 )
 from bot.updates import ANSWERED, FAILED, read_states
-from index.extract import from_text
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
 
@@ -179,10 +178,7 @@ def pages():
 @pytest.fixture(scope="module")
 def bot_kb(tmp_path_factory, embedder):
     kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path_factory.mktemp("telegram"))), embedder=embedder)
-    for text, url in ((FERRY, "https://example.org/faehre"), (SOLAR, "https://example.org/solar")):
-        doc = from_text(text)
-        doc.url = url
-        kb.add(doc)
+    add_ferry_and_solar(kb)
     yield kb
     kb.close()
 
