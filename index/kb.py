@@ -48,6 +48,12 @@ class Prepared:
     vectors: np.ndarray
 
 
+def fts_terms(title: str, texts: list[str]) -> list[tuple[str, str]]:
+    """(title terms, passage terms) per passage: what the FTS5 table holds, at add and at reindex alike."""
+    title_terms = " ".join(analyze(title))
+    return [(title_terms, " ".join(analyze(text))) for text in texts]
+
+
 class KnowledgeBase:
     def __init__(self, settings: IndexSettings, embedder: Embedder | None = None):
         self.settings = settings
@@ -140,8 +146,7 @@ class KnowledgeBase:
             "text": doc.text,
             "language": detect_language(doc.text[:5000]),
         }
-        title_terms = " ".join(analyze(doc.title))
-        fts_rows = [(title_terms, " ".join(analyze(c.text))) for c in item.chunks]
+        fts_rows = fts_terms(doc.title, [c.text for c in item.chunks])
         chunks = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in item.chunks]
         vectors = self.vectors
         article_id, chunk_ids = self.store.add_article(article, chunks, item.vectors, self.embedder.model_id, fts_rows)
@@ -271,8 +276,9 @@ class KnowledgeBase:
         """Rewrite the FTS rows with the current analyzer, so analyzer improvements reach old articles."""
         rows = []
         for article in self.store.articles():
-            title_terms = " ".join(analyze(article.title))
-            rows.extend((c.id, title_terms, " ".join(analyze(c.text))) for c in self.store.article_chunks(article.id))
+            chunks = self.store.article_chunks(article.id)
+            terms = fts_terms(article.title, [c.text for c in chunks])
+            rows.extend((c.id, *row) for c, row in zip(chunks, terms, strict=True))
         self.store.replace_fts(rows)
         return len(rows)
 
