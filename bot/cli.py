@@ -390,7 +390,7 @@ def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | Non
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
-    feedback = FeedbackStore(kb.store.path)
+    feedback = FeedbackStore(kb.state_path)
     answerer = make_answerer(config, kb)
     return Conversation(kb, answerer, feedback, config.telegram, config.fetch, admins=admins, origin=origin)
 

@@ -505,7 +505,7 @@ class Conversation:
     # --- pages of articles --------------------------------------------------------------------
 
     def _article_count(self) -> int:
-        return self.kb.store.counts()["articles"]
+        return self.kb.counts()["articles"]
 
     def _page(self, offset: int, lang: str, admin_view: bool, edit: bool = False) -> Reply:
         total = self._article_count()

@@ -107,21 +107,15 @@ class TermWeights:
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         with self._lock:
-            version = self.kb.store.version()
+            version = self.kb.version()
             if version != self._version:
                 self._cache.clear()
                 self._version = version
-                self._total = self.kb.store.counts()["chunks"]
-            missing = [t for t in terms if t not in self._cache]
-            for term in missing:
-                self._cache[term] = self._idf(self._document_count(term))
+                self._total = self.kb.counts()["chunks"]
+            missing = [t for t in dict.fromkeys(terms) if t not in self._cache]
+            for term, df in self.kb.term_passages(missing).items():
+                self._cache[term] = self._idf(df)
             return {t: self._cache[t] for t in terms}
-
-    def _document_count(self, term: str) -> int:
-        row = self.kb.store.reader().execute(
-            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", ('"' + term.replace('"', "") + '"',)
-        )
-        return int(row.fetchone()[0])
 
     def _idf(self, df: int) -> float:
         # BM25's idf, floored: a term in every passage still says a little.

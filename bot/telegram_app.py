@@ -454,7 +454,7 @@ def lane_of(update: object) -> str:
 def build_application(settings: TelegramSettings, conversation: Conversation, token: str) -> Application:
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
-    ledger = UpdateLedger(conversation.kb.store.path)
+    ledger = UpdateLedger(conversation.kb.state_path)
     builder = (
         ApplicationBuilder()
         .token(token)

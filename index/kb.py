@@ -236,6 +236,27 @@ class KnowledgeBase:
     def article(self, article_id: int) -> ArticleRecord:
         return self.store.article(article_id)
 
+    def version(self) -> int:
+        """Grows with every write: caches derived from the articles compare it to know they are stale."""
+        return self.store.version()
+
+    def counts(self) -> dict[str, int]:
+        """Articles, passages ("chunks") and vectors held."""
+        return self.store.counts()
+
+    def term_passages(self, terms: list[str]) -> dict[str, int]:
+        """How many passages hold each analysed term (the lexical index's document frequency)."""
+        return self.store.document_frequencies(terms)
+
+    @property
+    def state_path(self) -> Path:
+        """The local SQLite file where the bot keeps its own tables (update ledger, feedback).
+
+        Today that is the knowledge base's own file, so one backup holds everything; a knowledge base on
+        a server engine would hand out a local file here instead, and bot/ would not change.
+        """
+        return self.data_dir / DB_FILE
+
     def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleRecord]:
         return self.store.articles(limit, offset)
 

@@ -11,6 +11,7 @@ import pytest
 
 from index.extract import Document, from_text
 from index.kb import DuplicateArticle, KnowledgeBase
+from index.lexical import analyze
 
 TRAM = Document(
     title="Neue Straßenbahn in Lindenau",
@@ -160,3 +161,15 @@ def test_reindex_reanalyses_the_lexical_index(kb: KnowledgeBase):
     result = kb.reindex()
     assert result["analyzed"] == len(kb.store.article_chunks(1))
     assert kb.search("Straßenbahnlinie", k=1, mode="lexical")[0].title == TRAM.title
+
+
+def test_facade_counts_terms_and_versions_for_the_bot(kb: KnowledgeBase):
+    before = kb.version()
+    kb.add(TRAM)
+    kb.add(BAKERY)
+    assert kb.version() > before
+    assert kb.counts()["articles"] == 2
+    # "Straßenbahnlinie" and "Straßenbahn" meet in one analysed term; the bakery never mentions it.
+    [term] = analyze("Straßenbahn")
+    assert kb.term_passages([term, "zzzunbekannt"]) == {term: 1, "zzzunbekannt": 0}
+    assert kb.state_path.is_file()
