@@ -102,6 +102,9 @@ _CHOICES = {
     ("search", "fusion"): {"score", "rrf"},
     ("answer", "mode"): {"extractive", "llm"},
 }
+# Settings that take a bool or a keyword: TOML gives them as bool or str, which the type check
+# alone cannot tell apart from a typo ("yes", 1), so the allowed values are listed here.
+_BOOL_OR = {("search", "float16"): ("auto",)}
 # Zero would mean a fetch that cannot wait, an empty result list, a batch of nothing (which
 # crashes the encoder): these must be positive, not merely non-negative.
 _POSITIVE = {
@@ -171,6 +174,9 @@ def _fill(instance: object, values: dict, section: str, source: str) -> object:
         where = f"{source}: {section}.{key}"
         if key not in known:
             raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(known))})")
+        if (section, key) in _BOOL_OR:
+            setattr(instance, key, _bool_or_keyword(value, _BOOL_OR[section, key], where))
+            continue
         value = _coerce(value, hints[key], where)
         choices = _CHOICES.get((section, key))
         if choices and value not in choices:
@@ -183,6 +189,13 @@ def _fill(instance: object, values: dict, section: str, source: str) -> object:
             raise ConfigError(f"{where}: must be greater than 0")
         setattr(instance, key, value)
     return instance
+
+
+def _bool_or_keyword(value: object, keywords: tuple[str, ...], where: str) -> bool | str:
+    if isinstance(value, bool) or (isinstance(value, str) and value in keywords):
+        return value
+    allowed = ", ".join(["true", "false", *(f'"{k}"' for k in keywords)])
+    raise ConfigError(f"{where}: must be one of {allowed}, not {type(value).__name__} {value!r}")
 
 
 def _coerce(value: object, hint: object, where: str) -> object:

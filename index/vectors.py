@@ -71,9 +71,16 @@ class VectorIndex:
             return "hnsw"
         return "hnsw" if count >= threshold else "flat"
 
+    def _half(self, kind: str) -> bool:
+        """Whether a ``kind`` index stores float16: "auto" halves only HNSW, the large case, and
+        keeps a small flat index exact in fp32 (its memory does not matter there)."""
+        if self.settings.float16 == "auto":
+            return kind == "hnsw"
+        return bool(self.settings.float16)
+
     def _empty(self, kind: str) -> faiss.Index:
         if kind == "hnsw":
-            if self.settings.float16:
+            if self._half(kind):
                 inner = faiss.IndexHNSWSQ(
                     self.dim, faiss.ScalarQuantizer.QT_fp16, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT
                 )
@@ -82,7 +89,7 @@ class VectorIndex:
             inner.hnsw.efConstruction = 80
             inner.hnsw.efSearch = self.settings.hnsw_ef_search
             return faiss.IndexIDMap2(inner)
-        if self.settings.float16:
+        if self._half(kind):
             inner = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
         else:
             inner = faiss.IndexFlatIP(self.dim)
@@ -105,7 +112,7 @@ class VectorIndex:
         wanted = self._kind_for(self.count, self.kind)
         if wanted != self.kind:
             return f"{self.count} vectors call for a {wanted} index, not {self.kind}"
-        if self.float16 != self.settings.float16:
+        if self.float16 != self._half(self.kind):
             return "float16 setting changed"
         return None
 

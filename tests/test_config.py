@@ -36,6 +36,11 @@ BAD = {
     "wrong list item": ('[telegram]\nadmins = ["alice"]\n', r"telegram\.admins: must be int, not str 'alice'"),
     "not a list": ("[telegram]\nadmins = 5\n", r"telegram\.admins: must be a list"),
     "bad choice": ('[search]\nindex = "ivf"\n', r"search\.index: must be one of auto, flat, hnsw, not 'ivf'"),
+    "float16 word": (
+        '[search]\nfloat16 = "yes"\n',
+        r"search\.float16: must be one of true, false, \"auto\", not str 'yes'",
+    ),
+    "float16 int": ("[search]\nfloat16 = 1\n", r"search\.float16: must be one of true, false, \"auto\", not int 1"),
     "negative": ("[fetch]\nmax_bytes = -1\n", r"fetch\.max_bytes: must not be negative"),
     "zero timeout": ("[fetch]\ntimeout = 0\n", r"fetch\.timeout: must be greater than 0"),
     "zero batch": ("[embedding]\nbatch_size = 0\n", r"embedding\.batch_size: must be greater than 0"),
@@ -118,3 +123,10 @@ def test_real_cli_process_with_bad_or_missing_config(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "articlebot: config error: config file not found: missing.toml\n"
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(("text", "value"), [('"auto"', "auto"), ("true", True), ("false", False)])
+def test_float16_takes_true_false_or_auto(text, value):
+    config = parse_config(f"[search]\nfloat16 = {text}\n")
+    assert config.search.float16 is value or config.search.float16 == value
+    assert type(config.search.float16) is type(value)

@@ -137,6 +137,35 @@ def test_float16_halves_the_index_and_keeps_the_ranking(tmp_path, store):
     assert agree >= 0.99
 
 
+def test_float16_auto_halves_hnsw_and_keeps_flat_exact(tmp_path, store):
+    # The default: float16 where the index is big (HNSW), fp32 exact search while small.
+    assert SearchSettings().float16 == "auto"
+    fill(store, clustered(300))
+    flat = open_index(tmp_path / "flat", store, hnsw_threshold=400)
+    hnsw = open_index(tmp_path / "hnsw", store, hnsw_threshold=300)
+    assert flat.kind == "flat" and not flat.float16
+    assert hnsw.kind == "hnsw" and hnsw.float16
+    assert open_index(tmp_path / "off", store, index="hnsw", float16=False).float16 is False
+    assert open_index(tmp_path / "on", store, index="flat", float16=True).float16 is True
+
+
+def test_float16_auto_converts_to_half_precision_when_crossing_the_threshold(tmp_path, store):
+    fill(store, clustered(250))
+    index = open_index(tmp_path, store, hnsw_threshold=300)
+    assert (index.kind, index.float16) == ("flat", False)
+    index.add(np.arange(10_000, 10_100), clustered(100, seed=2))
+    assert (index.kind, index.float16) == ("hnsw", True)
+
+
+def test_saved_float16_hnsw_index_loads_under_auto(tmp_path, store):
+    fill(store, clustered(300))
+    open_index(tmp_path, store, index="hnsw", float16=True).save()
+    reopened = VectorIndex(tmp_path, SearchSettings(index="hnsw"), MODEL, DIM)
+    assert reopened.load_or_rebuild(store) == "loaded"
+    explicit_fp32 = VectorIndex(tmp_path, SearchSettings(index="hnsw", float16=False), MODEL, DIM)
+    assert explicit_fp32.load_or_rebuild(store) == "rebuilt" and not explicit_fp32.float16
+
+
 def test_changing_float16_rebuilds_the_saved_index(tmp_path, store):
     fill(store, clustered(100))
     open_index(tmp_path, store).save()
