@@ -40,7 +40,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.xquad import Article, Question, SharedDataMissing, build_kb, load_articles, questions  # noqa: E402
-from index import chunking, lexical  # noqa: E402
+from index import chunking, embedding, lexical  # noqa: E402
 from index.search import fuse, hybrid_search, lexical_search  # noqa: E402
 from index.settings import IndexSettings, SearchSettings  # noqa: E402
 
@@ -59,7 +59,8 @@ def _digest(*paths: Path) -> str:
 
 def build_key(settings: IndexSettings) -> dict:
     return {
-        "chunking": _digest(Path(chunking.__file__)),
+        # The embedder decides the passage budget (its window), so its code is part of the key too.
+        "chunking": _digest(Path(chunking.__file__), Path(embedding.__file__)),
         "chunk_settings": [settings.chunking.max_chars, settings.chunking.min_chars],
         "embedding": [settings.embedding.backend, settings.embedding.model, settings.embedding.runtime],
     }

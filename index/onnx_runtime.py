@@ -177,7 +177,9 @@ class QuantizedOnnxModel:
         self.session = ort.InferenceSession(str(onnx_dir / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         pooling, self.normalize, self.max_seq_length, self.lower_case = _read_st_config(path, self.tokenizer)
         self.pooling = pooling
-        self.dim = int(json.loads((path / "config.json").read_text())["hidden_size"])
+        config = json.loads((path / "config.json").read_text())
+        self.dim = int(config["hidden_size"])
+        self.position_limit = config.get("max_position_embeddings")
 
     def get_embedding_dimension(self) -> int:
         return self.dim

