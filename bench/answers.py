@@ -41,7 +41,7 @@ from bench.xquad import (  # noqa: E402
 )
 from bot.answer import Answer, Answerer  # noqa: E402
 from bot.config import AnswerSettings, Config, parse_config  # noqa: E402
-from bot.evidence import RELEVANCE_COEFFICIENTS  # noqa: E402
+from bot.evidence import CROSS_LANGUAGE_COEFFICIENTS, RELEVANCE_COEFFICIENTS  # noqa: E402
 from index.settings import IndexSettings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -194,8 +194,10 @@ def run(limit: int | None, rebuild: bool, config: Config, threads: int, fit: boo
         "english_sweep": [at_threshold(en_answered, en_absent, t) for t in thresholds],
     }
     if fit:
-        result["fit"] = refit_relevance(answered, absent, settings)
-        result["fit_cross_language"] = refit_relevance(en_answered, en_absent, settings)
+        result["fit"] = refit_relevance(answered, absent, settings, list(RELEVANCE_COEFFICIENTS))
+        result["fit_cross_language"] = refit_relevance(
+            en_answered, en_absent, settings, list(CROSS_LANGUAGE_COEFFICIENTS)
+        )
     return result
 
 
@@ -226,13 +228,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int 
     return w
 
 
-def refit_relevance(answered: list[Row], absent: list[Row], settings: AnswerSettings) -> dict:
+def refit_relevance(answered: list[Row], absent: list[Row], settings: AnswerSettings, names: list[str]) -> dict:
     """Refit the relevance model: article-grouped cross-validated figures, then the fit on everything.
 
     Label 1: a question asked with its article present; 0: asked with it absent. Paste the printed
-    coefficients into bot/evidence.py (RELEVANCE_COEFFICIENTS, RELEVANCE_INTERCEPT).
+    coefficients into bot/evidence.py (RELEVANCE_COEFFICIENTS and RELEVANCE_INTERCEPT for ``fit``,
+    CROSS_LANGUAGE_COEFFICIENTS and CROSS_LANGUAGE_INTERCEPT for ``fit_cross_language``).
     """
-    names = list(RELEVANCE_COEFFICIENTS)
     rows = answered + absent
     x = np.array([[r.features.get(n, 0.0) for n in names] for r in rows])
     y = np.r_[np.ones(len(answered)), np.zeros(len(absent))]

