@@ -52,6 +52,9 @@ class SearchSettings:
     hnsw_m: int = 32
     # Recall@10 vs exact 0.976 at 512 on topic-clustered vectors (bench/scale.py recall-clustered).
     hnsw_ef_search: int = 512
+    # Beyond this many passages efSearch grows in proportion (0 = fixed): recall at a fixed efSearch
+    # falls as the graph grows (bench/scale.py recall-realistic).
+    hnsw_ef_scale_passages: int = 200_000
     # Vectors in the index as float16: true, false, or "auto" (float16 for HNSW, where it halves the
     # 1M index to 1.0 GB with the same recall and keeps memory under 2.5 GB; exact fp32 while flat).
     float16: bool | str = "auto"

@@ -128,6 +128,15 @@ class VectorIndex:
             self._index = index
         log.info("FAISS index converted to %s at %d vectors", kind, index.ntotal)
 
+    def ef_search(self) -> int:
+        """efSearch for the index's current size. At a fixed efSearch HNSW recall falls as the graph
+        grows (recall@10 0.84 at 512 on 1M realistic vectors, BENCHMARKS.md "Scale"), so beyond
+        ``hnsw_ef_scale_passages`` it grows in proportion to the passages."""
+        base, per = self.settings.hnsw_ef_search, self.settings.hnsw_ef_scale_passages
+        if per <= 0:
+            return base
+        return max(base, round(base * self.count / per))
+
     @property
     def count(self) -> int:
         return int(self._index.ntotal) - len(self._removed)
@@ -232,7 +241,10 @@ class VectorIndex:
             if self._index.ntotal == 0:
                 return []
             extra = len(self._removed)
-            scores, ids = self._index.search(query, min(k + extra, int(self._index.ntotal)))
+            # Per call, not stored in the index: a saved index keeps the efSearch it was built with,
+            # and the configured value and the corpus size may both have changed since.
+            params = faiss.SearchParametersHNSW(efSearch=self.ef_search()) if self.kind == "hnsw" else None
+            scores, ids = _one_thread_search(self._index, query, min(k + extra, int(self._index.ntotal)), params)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if extra:
             hits = [h for h in hits if h[0] not in self._removed]
@@ -315,6 +327,19 @@ class VectorIndex:
             self.version = meta.version
             self.store_id = meta.store_id
         return None
+
+
+def _one_thread_search(index: faiss.Index, query: np.ndarray, k: int, params) -> tuple[np.ndarray, np.ndarray]:
+    """One query on one OpenMP thread. FAISS otherwise opens a parallel region for a single query,
+    and on a busy 2-core machine waking the second thread costs whole scheduler ticks (HNSW at 1M,
+    efSearch 2560: p95 28 ms with both threads, 13 ms with one). The thread count is the calling
+    thread's own OpenMP setting, restored after, so index builds keep every core."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(query, k, params=params)
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _checksum(path: Path) -> str:

@@ -41,6 +41,10 @@ BAD = {
         r"search\.float16: must be one of true, false, \"auto\", not str 'yes'",
     ),
     "float16 int": ("[search]\nfloat16 = 1\n", r"search\.float16: must be one of true, false, \"auto\", not int 1"),
+    "negative ef scale": (
+        "[search]\nhnsw_ef_scale_passages = -1\n",
+        r"search\.hnsw_ef_scale_passages: must not be negative",
+    ),
     "negative": ("[fetch]\nmax_bytes = -1\n", r"fetch\.max_bytes: must not be negative"),
     "zero timeout": ("[fetch]\ntimeout = 0\n", r"fetch\.timeout: must be greater than 0"),
     "zero batch": ("[embedding]\nbatch_size = 0\n", r"embedding\.batch_size: must be greater than 0"),

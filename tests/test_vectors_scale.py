@@ -120,6 +120,32 @@ def test_hnsw_recall_at_10_against_exact(tmp_path, store, float16):
     assert recall >= 0.95
 
 
+def test_ef_search_grows_with_the_corpus_beyond_the_scale_point(tmp_path, store):
+    fill(store, clustered(400))
+    index = open_index(tmp_path, store, index="hnsw", hnsw_ef_search=64, hnsw_ef_scale_passages=100)
+    assert index.ef_search() == 256  # 64 * 400 / 100
+    index.settings.hnsw_ef_scale_passages = 1000  # below the scale point: the configured value
+    assert index.ef_search() == 64
+    index.settings.hnsw_ef_scale_passages = 0  # 0: fixed
+    assert index.ef_search() == 64
+
+
+def _distances_computed(index: VectorIndex, query: np.ndarray) -> int:
+    faiss.cvar.hnsw_stats.reset()
+    index.search(query, 10)
+    return faiss.cvar.hnsw_stats.ndis
+
+
+def test_search_uses_the_configured_ef_search_not_the_one_saved_with_the_index(tmp_path, store):
+    vectors = clustered(2000)
+    fill(store, vectors, per_article=500)
+    open_index(tmp_path, store, index="hnsw", hnsw_ef_search=16).save()
+    narrow = VectorIndex(tmp_path, SearchSettings(index="hnsw", hnsw_ef_search=16), MODEL, DIM)
+    wide = VectorIndex(tmp_path, SearchSettings(index="hnsw", hnsw_ef_search=400), MODEL, DIM)
+    assert narrow.load_or_rebuild(store) == wide.load_or_rebuild(store) == "loaded"
+    assert _distances_computed(wide, vectors[0]) > 3 * _distances_computed(narrow, vectors[0])
+
+
 def test_float16_halves_the_index_and_keeps_the_ranking(tmp_path, store):
     vectors = clustered(2000)
     fill(store, vectors, per_article=500)
