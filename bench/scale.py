@@ -5,6 +5,16 @@
     .venv/bin/python -m bench.scale measure --size 100k    # fresh process: start-up, latency, memory
     .venv/bin/python -m bench.scale all --sizes 10k,100k   # the three steps per size
     .venv/bin/python -m bench.scale recall                 # ANN recall@10 vs exact, per index setting
+    .venv/bin/python -m bench.scale recall-clustered --size 100k --spread 0.5   # real vector + noise
+    .venv/bin/python -m bench.scale recall-realistic --size 1m [--noise 0.3]    # sentence mixtures
+
+``recall-realistic`` measures HNSW recall@10 against exact search on vectors shaped like real
+passage embeddings, built in memory only (no store; ~15 min and ~4 GB at 1M on 2 cores): the real
+passage vectors of the 10kGNAD test articles, and for the rest, passage-like vectors made of the
+articles' real sentences, each embedded by the configured model: the normalised sum of 3-6
+consecutive sentence vectors of one article with random start, length and weights (0.5-1.5),
+optionally plus Gaussian noise (``--noise``, times the sentence vectors' covariance). The index is
+the shipped one (``VectorIndex`` with the configured M, efConstruction and float16 setting).
 
 Corpus: the 10kGNAD test articles, chunked and embedded for real by the configured model (cached
 in the work dir), then repeated until the size is reached. Copy 0 of each article keeps its real
@@ -225,7 +235,7 @@ def build_index(label: str, config) -> dict:
     size = (directory / "faiss.index").stat().st_size
     return {
         "kind": index.kind,
-        "float16": config.search.float16,
+        "float16": index.float16,
         "build_seconds": round(built, 1),
         "save_seconds": round(saved, 1),
         "index_mb": round(size / 2**20),
@@ -281,6 +291,8 @@ def measure_here(label: str, config, spawned_at: float) -> dict:
     out = {
         "passages": kb.vectors.count,
         "index": kb.vectors.kind,
+        "float16": kb.vectors.float16,
+        "ef_search": kb.vectors.ef_search() if kb.vectors.kind == "hnsw" else None,
         "index_status": status,
         "startup_ready_s": round(ready, 2),
         "first_answer_s": round(first_answer, 2),
@@ -341,8 +353,8 @@ def recall(label: str, config, settings_list: list[dict], ef_values: list[int]) 
         built = time.perf_counter() - started
         efs = ef_values if index.kind == "hnsw" else [None]
         for ef in efs:
-            if ef is not None:
-                faiss.downcast_index(index._index.index).hnsw.efSearch = ef
+            if ef is not None:  # VectorIndex.search passes its efSearch per call
+                index.settings.hnsw_ef_search, index.settings.hnsw_ef_scale_passages = ef, 0
             times, hits = [], 0.0
             for query, expected in zip(queries, truth_ids, strict=True):
                 t0 = time.perf_counter()
@@ -465,6 +477,160 @@ def recall_clustered(config, size: int, spread: float, ef_values: list[int]) -> 
     }
 
 
+def sentence_vectors(config) -> dict:
+    """Every sentence of the 10kGNAD test articles embedded by the configured model (cached), with
+    the row range of each article, for building passage-like vectors out of real sentences."""
+    from index.chunking import split_sentences
+    from index.embedding import load_embedder
+
+    embedder = load_embedder(config.embedding)
+    cache = WORK / f"sentences-{embedder.model_id.replace('/', '_')}.npz"
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        return {"vectors": data["vectors"], "bounds": data["bounds"], "embedder": embedder}
+    with open(shared_file(GNAD), encoding="utf-8", newline="") as f:
+        texts = [r[1] for r in csv.reader(f, delimiter=";", quotechar="'") if len(r) >= 2 and r[1].strip()]
+    sentences, bounds = [], []
+    for text in texts:
+        found = [s for s in split_sentences(text) if len(s) >= 20]
+        bounds.append((len(sentences), len(sentences) + len(found)))
+        sentences += found
+    print(f"embedding {len(sentences)} sentences of {len(texts)} articles", file=sys.stderr)
+    vectors = embedder.embed_passages(sentences, [""] * len(sentences)).astype(np.float32)
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, vectors=vectors, bounds=np.asarray(bounds, dtype=np.int64))
+    return {"vectors": vectors, "bounds": np.asarray(bounds, dtype=np.int64), "embedder": embedder}
+
+
+def xquad_vectors(config, embedder) -> dict:
+    """The XQuAD articles the questions are about: their paragraphs as real passages (title as
+    context, as the knowledge base embeds them) and their sentences with each article's row range."""
+    from bench.xquad import PARAGRAPH_SEPARATOR
+    from index.chunking import split_sentences
+
+    cache = WORK / f"xquad-{embedder.model_id.replace('/', '_')}.npz"
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        return {k: data[k] for k in ("passages", "sentences", "bounds")}
+    paragraphs, titles, sentences, bounds = [], [], [], []
+    for article in load_articles():
+        for paragraph in article.text.split(PARAGRAPH_SEPARATOR):
+            paragraphs.append(paragraph)
+            titles.append(article.title)
+        found = [s for s in split_sentences(article.text) if len(s) >= 20]
+        bounds.append((len(sentences), len(sentences) + len(found)))
+        sentences += found
+    print(f"embedding {len(paragraphs)} XQuAD paragraphs and {len(sentences)} sentences", file=sys.stderr)
+    out = {
+        "passages": embedder.embed_passages(paragraphs, titles).astype(np.float32),
+        "sentences": embedder.embed_passages(sentences, [""] * len(sentences)).astype(np.float32),
+        "bounds": np.asarray(bounds, dtype=np.int64),
+    }
+    np.savez(cache, **out)
+    return out
+
+
+def sentence_mixtures(sentences: np.ndarray, bounds: np.ndarray, n: int, noise: float, seed: int = 3) -> np.ndarray:
+    """``n`` passage-like vectors: the normalised weighted sum of 3-6 consecutive sentence vectors of
+    one article (random start, length and weights 0.5-1.5), optionally plus Gaussian noise with the
+    sentence vectors' covariance scaled by ``noise``. Neighbouring windows share sentences, the way
+    overlapping passages, follow-up reports and near-duplicates of one story do."""
+    rng = np.random.default_rng(seed)
+    article_of = np.repeat(np.arange(len(bounds)), bounds[:, 1] - bounds[:, 0])
+    jitter = Synthetic(sentences, seed=seed + 1) if noise else None
+    out = np.empty((n, sentences.shape[1]), dtype=np.float32)
+    for begin in range(0, n, 100_000):
+        m = min(100_000, n - begin)
+        first = rng.integers(0, len(sentences), m)  # every sentence equally likely to open a passage
+        lo, hi = bounds[article_of[first], 0], bounds[article_of[first], 1]
+        length = np.minimum(rng.integers(3, 7, m), hi - lo)
+        start = np.maximum(lo, np.minimum(first, hi - length))
+        weights = rng.uniform(0.5, 1.5, (m, 6)).astype(np.float32)
+        x = np.zeros((m, sentences.shape[1]), dtype=np.float32)
+        for j in range(6):
+            used = j < length
+            x[used] += weights[used, j, None] * sentences[start[used] + j]
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        if jitter is not None:
+            x += noise * (jitter.sample(m) - jitter.mean)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[begin : begin + m] = x
+    return out
+
+
+def recall_realistic(config, size: int, noise: float, in_corpus: bool, ef_values: list[int]) -> dict:
+    """HNSW recall@10 against exact search on passage-like vectors made from real sentence
+    embeddings (``sentence_mixtures``) plus the real passage vectors, built in memory exactly as the
+    shipped index (``VectorIndex`` settings: M, efConstruction, float16) without a store.
+
+    ``in_corpus`` adds the XQuAD articles the questions are about (paragraphs and sentences), so a
+    question has its answer's passages in the corpus, as when users ask about imported articles;
+    without it every question is about something the corpus does not hold."""
+    import faiss
+
+    from index.vectors import VectorIndex
+
+    real = base(config)["vectors"]
+    found = sentence_vectors(config)
+    sentences, bounds = found["vectors"], found["bounds"]
+    if in_corpus:
+        xquad = xquad_vectors(config, found["embedder"])
+        real = np.vstack([real, xquad["passages"]])
+        bounds = np.vstack([bounds, xquad["bounds"] + len(sentences)])
+        sentences = np.vstack([sentences, xquad["sentences"]])
+    x = np.vstack([real, sentence_mixtures(sentences, bounds, size - len(real), noise)])
+    queries = found["embedder"].embed_queries(questions())
+    started = time.perf_counter()
+    _, truth = faiss.knn(queries, x, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    exact_s = (time.perf_counter() - started) / len(queries)
+    index = VectorIndex(WORK / "unused", config.search, found["embedder"].model_id, x.shape[1])._empty("hnsw")
+    started = time.perf_counter()
+    for begin in range(0, size, 50_000):
+        stop = min(size, begin + 50_000)
+        index.add_with_ids(x[begin:stop], np.arange(begin, stop, dtype=np.int64))
+        print(f"  {stop} vectors in HNSW ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    built = time.perf_counter() - started
+    # How clustered the set is: cosine of each query's 1st and 10th exact neighbour.
+    top = np.einsum("qd,qd->q", queries, x[truth[:, 0]])
+    tenth = np.einsum("qd,qd->q", queries, x[truth[:, 9]])
+    inner = faiss.downcast_index(index.index)
+    rows = []
+    for ef in ef_values:
+        inner.hnsw.efSearch = ef
+        times, hits, close = [], 0.0, 0.0
+        for query, expected in zip(queries, truth, strict=True):
+            t0 = time.perf_counter()
+            _, got = index.search(query[None, :], 10)
+            times.append(time.perf_counter() - t0)
+            hits += len(set(got[0]) & set(expected)) / 10
+            # ann-benchmarks' k-nn recall: a hit whose exact score is within 1e-3 of the 10th best
+            # counts (near-duplicates tie; which of them is returned does not matter to a reader).
+            close += np.sum(x[got[0][got[0] >= 0]] @ query >= query @ x[expected[9]] - 1e-3) / 10
+        rows.append(
+            {
+                "hnsw_ef_search": ef,
+                "recall_at_10": round(hits / len(queries), 4),
+                "recall_at_10_eps": round(close / len(queries), 4),
+                **percentiles(times),
+            }
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return {
+        "vectors": size,
+        "real_passages": len(real),
+        "sentences": len(sentences),
+        "noise": noise,
+        "in_corpus": in_corpus,
+        "hnsw_m": config.search.hnsw_m,
+        "float16": isinstance(faiss.downcast_index(inner.storage), faiss.IndexScalarQuantizer),
+        "query_cos_top1_mean": round(float(top.mean()), 3),
+        "query_cos_top10_mean": round(float(tenth.mean()), 3),
+        "exact_ms_per_query": round(1000 * exact_s, 1),
+        "build_s": round(built, 1),
+        "rows": rows,
+    }
+
+
 def save(name: str, payload: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "scale.json"
@@ -480,9 +646,24 @@ def save(name: str, payload: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "step", choices=["build", "index", "measure", "all", "recall", "recall-clustered", "dilute", "_measure"]
+        "step",
+        choices=[
+            "build",
+            "index",
+            "measure",
+            "all",
+            "recall",
+            "recall-clustered",
+            "recall-realistic",
+            "dilute",
+            "_measure",
+        ],
     )
     parser.add_argument("--spread", type=float, default=0.5, help="recall-clustered: noise scale")
+    parser.add_argument("--noise", type=float, default=0.0, help="recall-realistic: noise scale")
+    parser.add_argument(
+        "--in-corpus", action="store_true", help="recall-realistic: add the articles the questions are about"
+    )
     parser.add_argument("--size", default="10k")
     parser.add_argument("--sizes", default="10k,100k,1m")
     parser.add_argument("--config", help="TOML config (default: built-in defaults)")
@@ -515,14 +696,26 @@ def main(argv: list[str] | None = None) -> int:
             result["recall_clustered"] = recall_clustered(
                 config, size_of(label), args.spread, [int(e) for e in args.ef.split(",")]
             )
+        if args.step == "recall-realistic":
+            for spec in args.set:  # e.g. --set hnsw_m=48 (search settings of the index built)
+                for key, value in (pair.split("=", 1) for pair in spec.split(",")):
+                    setattr(config.search, key, json.loads(value))
+            result["recall_realistic"] = recall_realistic(
+                config, size_of(label), args.noise, args.in_corpus, [int(e) for e in args.ef.split(",")]
+            )
         if args.step == "dilute":
             result["dilute"] = dilute(label, config)
         if args.step == "recall":
             settings = [
                 {k: json.loads(v) for k, v in (pair.split("=", 1) for pair in spec.split(","))} for spec in args.set
-            ] or [{"index": "hnsw"}, {"index": "hnsw", "float16": True}]
+            ] or [{"index": "hnsw", "float16": False}, {"index": "hnsw", "float16": True}]
             result["recall"] = recall(label, config, settings, [int(e) for e in args.ef.split(",")])
-        save(f"{label}-{args.step}", result)
+        suffix = ""
+        if args.step == "recall-realistic":
+            suffix = (
+                f"-noise{args.noise:g}" + ("-in-corpus" if args.in_corpus else "") + "".join(f"-{s}" for s in args.set)
+            )
+        save(f"{label}-{args.step}{suffix}", result)
     return 0
 
 
