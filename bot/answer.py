@@ -113,7 +113,8 @@ def compose(sentences: list[Sentence], settings: AnswerSettings, cross_language:
 
     A clear winner (ahead of the runner-up by ``confident_margin``) gets the short budget; otherwise
     more context goes in, since the answer is then as likely in the second or third sentence. Quotes
-    in another language than the question always get the long budget and a little more.
+    in another language than the question always get the long budget and a little more. A sentence
+    scoring below ``min_support`` of the best one never goes in.
     """
     if not sentences:
         return []
@@ -131,6 +132,8 @@ def compose(sentences: list[Sentence], settings: AnswerSettings, cross_language:
     for sentence in sentences[1:]:
         if len(chosen) >= max_sentences:
             break
+        if sentence.score < settings.min_support * best.score:
+            break  # sorted by score: none after it is stronger
         size = len(sentence.text) + len(" [n] ")
         if sentence.text in seen or used + size > max_chars:
             continue

@@ -39,7 +39,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 GERMAN_STOPWORDS = frozenset(
     """
-    aber alle allem allen aller alles als also am an ander andere anderem anderen anderer anderes auch
+    ab aber alle allem allen aller alles als also am an ander andere anderem anderen anderer anderes auch
     auf aus bei bin bis bist da dabei dadurch dafür dagegen daher dahin damals damit dann daran darauf
     daraus darin darum darunter das dass dasselbe dazu dein deine dem den denn der deren des dessen
     deshalb die dies diese diesem diesen dieser dieses doch dort du durch ein eine einem einen einer

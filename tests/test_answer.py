@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from answer_articles import ALL, FERRY, LIBRARY
 
 from bot import cli
-from bot.answer import NOT_FOUND, Answer, Answerer
+from bot.answer import NOT_FOUND, Answer, Answerer, compose
 from bot.config import AnswerSettings, Config
 from bot.followup import FollowupMemory, is_followup
 
@@ -266,3 +267,26 @@ def test_word_match_finds_translated_words(multilingual_answerer):
     translated = matcher.score("Das Schiff bietet Platz für 120 Fahrgäste und 40 Fahrräder.")
     unrelated = matcher.score("Bürgermeisterin Petra Lang sagte, ein Neubau wäre noch teurer geworden.")
     assert translated > 0.1 > unrelated  # "bicycles" finds "Fahrräder"; nothing in the mayor's sentence
+
+
+def test_a_sentence_sharing_only_a_date_with_the_question_stays_out(kb):
+    # The samples' bike-lane article opens its test phase "ab dem 1. Juli"; the water price rises
+    # "zum 1. April". Only the water article answers, and only its sentences are quoted.
+    from bot.cli import load_samples
+
+    load_samples(kb)
+    answer = Answerer(kb, AnswerSettings()).answer("Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?")
+    assert_integrity(answer, kb)
+    assert "2,74 Euro" in answer.body
+    assert {c.title for c in answer.citations} == {"Wasserverband Talgrund erhöht Trinkwasserpreis um 14 Prozent"}
+
+
+def test_weak_sentences_never_fill_the_budget(loaded_kb):
+    evidence = Answerer(loaded_kb, AnswerSettings()).answer_with_evidence("Wann fährt die neue Fähre?")[1]
+    best, *rest = (replace(s) for s in evidence.sentences[:3])
+    best.score, rest[0].score, rest[1].score = 1.0, 0.8, 0.3  # short sentences: the budget is not the limit
+    for sentence in (best, *rest):
+        sentence.end = sentence.start + min(sentence.end - sentence.start, 60)
+    assert compose([best, *rest], AnswerSettings(min_support=0.9)) == [best]
+    assert len(compose([best, *rest], AnswerSettings(min_support=0.5))) == 2
+    assert len(compose([best, *rest], AnswerSettings(min_support=0.0))) == 3
