@@ -53,7 +53,10 @@ SEPARATOR = " "
 # A body quoting sentences in another language than the question may be this much longer: the
 # sentence choice is less sure there (the gold sentence ranks first for 0.69 of English questions
 # about German articles, 0.76 for German ones), so more context goes in, never the short budget.
+# One more sentence within the same 700 characters: English answer-hit 0.841 -> 0.851 on XQuAD
+# (multilingual config; 0.854 / 0.848 on even / odd articles), the abstention unchanged.
 CROSS_LANGUAGE_EXTRA_CHARS = 100
+CROSS_LANGUAGE_EXTRA_SENTENCES = 1
 
 
 @dataclass
@@ -121,7 +124,8 @@ def compose(sentences: list[Sentence], settings: AnswerSettings, cross_language:
     best = sentences[0]
     runner_up = sentences[1].score if len(sentences) > 1 else 0.0
     if cross_language:
-        max_sentences, max_chars = settings.max_sentences, settings.max_chars + CROSS_LANGUAGE_EXTRA_CHARS
+        max_sentences = settings.max_sentences + CROSS_LANGUAGE_EXTRA_SENTENCES
+        max_chars = settings.max_chars + CROSS_LANGUAGE_EXTRA_CHARS
     elif best.score - runner_up >= settings.confident_margin:
         max_sentences, max_chars = settings.confident_sentences, settings.confident_chars
     else:
