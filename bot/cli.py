@@ -248,6 +248,9 @@ def cmd_reindex(args: argparse.Namespace, config: Config) -> int:
     finally:
         kb.close()
     extra = f", {result['reembedded']} passages re-embedded" if result["reembedded"] else ""
+    if result["rechunked"]:
+        count = result["rechunked"]
+        extra += f", {count} article{'' if count == 1 else 's'} re-chunked to fit the embedding window"
     print(
         f"index rebuilt: {result['vectors']} vectors ({result['kind']}), {result['analyzed']} passages analysed{extra}"
     )

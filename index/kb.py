@@ -19,7 +19,7 @@ from .extract import Document, ExtractionError
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search
 from .settings import IndexSettings
-from .store import ArticleNotFound, ArticleRecord, DuplicateArticle, Store, content_hash, normalize_url
+from .store import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, Store, content_hash, normalize_url
 from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,16 @@ class KnowledgeBase:
             raise DuplicateArticle(*found)
 
     def chunk(self, doc: Document) -> list[Chunk]:
+        return self._chunk_text(doc.title, doc.text)
+
+    def _chunk_text(self, title: str, text: str) -> list[Chunk]:
+        """Passages of ``text`` within the current settings and the embedder's budget next to ``title``."""
         embedder = self.embedder
         return chunk_text(
-            doc.text,
+            text,
             max_chars=self.settings.chunking.max_chars,
             min_chars=self.settings.chunking.min_chars,
-            max_tokens=embedder.passage_budget(doc.title),
+            max_tokens=embedder.passage_budget(title),
             count_tokens=embedder.count_tokens,
         )
 
@@ -278,12 +282,12 @@ class KnowledgeBase:
     # --- maintenance --------------------------------------------------------------------------
 
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> dict:
-        """Rebuild FAISS from SQLite; re-embed first if the stored vectors came from another model."""
+        """Rebuild FAISS from SQLite; re-chunk articles whose passages no longer fit the embedder's
+        window, and re-embed the rest if the stored vectors came from another model."""
         embedder = self.embedder
         models = self.store.embedding_models()
-        reembedded = 0
-        if models and models != [(embedder.model_id, embedder.dim)]:
-            reembedded = self._reembed(progress)
+        model_changed = bool(models) and models != [(embedder.model_id, embedder.dim)]
+        rechunked, reembedded = self._refit(model_changed, progress)
         analyzed = self._reanalyze()
         vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
         vectors.rebuild(self.store)
@@ -291,7 +295,13 @@ class KnowledgeBase:
         with self._open_lock:
             self._vectors = vectors
             self.index_status = "rebuilt"
-        return {"vectors": vectors.count, "kind": vectors.kind, "reembedded": reembedded, "analyzed": analyzed}
+        return {
+            "vectors": vectors.count,
+            "kind": vectors.kind,
+            "reembedded": reembedded,
+            "rechunked": rechunked,
+            "analyzed": analyzed,
+        }
 
     def _reanalyze(self) -> int:
         """Rewrite the FTS rows with the current analyzer, so analyzer improvements reach old articles."""
@@ -303,14 +313,40 @@ class KnowledgeBase:
         self.store.replace_fts(rows)
         return len(rows)
 
-    def _reembed(self, progress: Callable[[int, int], None] | None) -> int:
+    def _refit(self, reembed: bool, progress: Callable[[int, int], None] | None) -> tuple[int, int]:
+        """Re-chunk every article with a passage over the current budget; re-embed the others if asked.
+
+        Passages were cut for the window of the model (or ``max_tokens``) they were added with; a
+        smaller window would silently truncate them. Returns (articles re-chunked, passages embedded).
+        """
         articles = self.store.articles()
-        rows: list[tuple[int, np.ndarray]] = []
+        kept: list[tuple[int, np.ndarray]] = []
+        rechunked = embedded = 0
         for done, article in enumerate(articles, 1):
             chunks = self.store.article_chunks(article.id)
-            vectors = self.embedder.embed_passages([c.text for c in chunks], [article.title] * len(chunks))
-            rows.extend(zip([c.id for c in chunks], vectors, strict=True))
-            if progress:
+            if not self._fits(article.title, chunks):
+                embedded += self._rechunk(article)
+                rechunked += 1
+            elif reembed:
+                vectors = self.embedder.embed_passages([c.text for c in chunks], [article.title] * len(chunks))
+                kept.extend(zip([c.id for c in chunks], vectors, strict=True))
+            if progress and reembed:
                 progress(done, len(articles))
-        self.store.replace_vectors(rows, self.embedder.model_id)
-        return len(rows)
+        if reembed:
+            self.store.replace_vectors(kept, self.embedder.model_id)
+        return rechunked, embedded + len(kept)
+
+    def _fits(self, title: str, chunks: list[ChunkRecord]) -> bool:
+        """The chunker's own test (tokens per passage within the budget), so a fresh chunking always passes."""
+        budget = self.embedder.passage_budget(title)
+        return all(self.embedder.count_tokens(c.text) <= budget for c in chunks)
+
+    def _rechunk(self, article: ArticleRecord) -> int:
+        """Cut an article anew and swap its passages, vectors and FTS rows in one transaction."""
+        chunks = self._chunk_text(article.title, article.text)
+        texts = [c.text for c in chunks]
+        vectors = self.embedder.embed_passages(texts, [article.title] * len(chunks))
+        rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
+        fts_rows = fts_terms(article.title, texts)
+        self.store.replace_chunks(article.id, rows, vectors, fts_rows, self.embedder.model_id)
+        return len(chunks)

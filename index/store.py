@@ -222,44 +222,92 @@ class Store:
             columns = ", ".join(record)
             marks = ", ".join("?" for _ in record)
             conn.execute(f"INSERT INTO articles ({columns}) VALUES ({marks})", tuple(record.values()))
-            chunk_ids = []
-            next_chunk = self._next_id(conn, "chunks", len(chunks))
-            for chunk, vector, (title_terms, terms) in zip(chunks, vectors, fts_rows, strict=True):
-                chunk_id = next_chunk + len(chunk_ids)
-                conn.execute(
-                    "INSERT INTO chunks (id, article_id, position, text, start, end) VALUES (?, ?, ?, ?, ?, ?)",
-                    (chunk_id, article_id, chunk["position"], chunk["text"], chunk["start"], chunk["end"]),
-                )
-                chunk_ids.append(chunk_id)
-                conn.execute(
-                    "INSERT INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
-                    (chunk_id, model, int(vector.shape[0]), vector.tobytes()),
-                )
-                conn.execute(
-                    "INSERT INTO chunks_fts (rowid, title_terms, terms) VALUES (?, ?, ?)",
-                    (chunk_id, title_terms, terms),
-                )
+            first_chunk = self._next_id(conn, "chunks", len(chunks))
+            chunk_ids = self._insert_chunks(conn, article_id, first_chunk, chunks, vectors, model, fts_rows)
             self._bump_version(conn)
         return article_id, chunk_ids
+
+    def replace_chunks(
+        self,
+        article_id: int,
+        chunks: Sequence[dict],
+        vectors: np.ndarray,
+        fts_rows: Sequence[tuple[str, str]],
+        model: str,
+    ) -> tuple[list[int], list[int]]:
+        """Swap an article's passages for new ones (re-chunked) in one transaction: (old ids, new ids).
+
+        After a crash the article holds either all its old passages or all its new ones. The new
+        passages get ids never used before, so a stale FAISS index never mistakes one for an old one.
+        """
+        if not chunks:
+            raise ValueError("an article needs at least one passage")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._write_lock, self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM articles WHERE id = ?", (article_id,)).fetchone() is None:
+                raise ArticleNotFound(article_id)
+            # Ids first: _next_id falls back to max(id), which must still see the old passages.
+            first_chunk = self._next_id(conn, "chunks", len(chunks))
+            old_ids = self._delete_chunks(conn, article_id)
+            new_ids = self._insert_chunks(conn, article_id, first_chunk, chunks, vectors, model, fts_rows)
+            self._bump_version(conn)
+        return old_ids, new_ids
+
+    @staticmethod
+    def _insert_chunks(
+        conn: sqlite3.Connection,
+        article_id: int,
+        first_id: int,
+        chunks: Sequence[dict],
+        vectors: np.ndarray,
+        model: str,
+        fts_rows: Sequence[tuple[str, str]],
+    ) -> list[int]:
+        """Chunks with their vectors and FTS rows, ids from ``first_id`` on (inside the caller's transaction)."""
+        chunk_ids = []
+        for chunk, vector, (title_terms, terms) in zip(chunks, vectors, fts_rows, strict=True):
+            chunk_id = first_id + len(chunk_ids)
+            conn.execute(
+                "INSERT INTO chunks (id, article_id, position, text, start, end) VALUES (?, ?, ?, ?, ?, ?)",
+                (chunk_id, article_id, chunk["position"], chunk["text"], chunk["start"], chunk["end"]),
+            )
+            chunk_ids.append(chunk_id)
+            conn.execute(
+                "INSERT INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
+                (chunk_id, model, int(vector.shape[0]), vector.tobytes()),
+            )
+            conn.execute(
+                "INSERT INTO chunks_fts (rowid, title_terms, terms) VALUES (?, ?, ?)",
+                (chunk_id, title_terms, terms),
+            )
+        return chunk_ids
+
+    @staticmethod
+    def _delete_chunks(conn: sqlite3.Connection, article_id: int) -> list[int]:
+        """Remove an article's chunks with their vectors and FTS rows (inside the caller's transaction)."""
+        chunk_ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (article_id,))]
+        conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(c,) for c in chunk_ids])
+        conn.executemany("DELETE FROM embeddings WHERE chunk_id = ?", [(c,) for c in chunk_ids])
+        conn.execute("DELETE FROM chunks WHERE article_id = ?", (article_id,))
+        return chunk_ids
 
     def remove_article(self, article_id: int) -> list[int]:
         with self._write_lock, self._transaction() as conn:
             if conn.execute("SELECT 1 FROM articles WHERE id = ?", (article_id,)).fetchone() is None:
                 raise ArticleNotFound(article_id)
-            chunk_ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE article_id = ?", (article_id,))]
-            conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(c,) for c in chunk_ids])
-            conn.executemany("DELETE FROM embeddings WHERE chunk_id = ?", [(c,) for c in chunk_ids])
-            conn.execute("DELETE FROM chunks WHERE article_id = ?", (article_id,))
+            chunk_ids = self._delete_chunks(conn, article_id)
             conn.execute("DELETE FROM articles WHERE id = ?", (article_id,))
             self._bump_version(conn)
         return chunk_ids
 
     def replace_vectors(self, rows: Sequence[tuple[int, np.ndarray]], model: str) -> None:
-        """Re-embedding with another model: all vectors swapped in one transaction."""
+        """Re-embedding with another model: these passages' vectors swapped in one transaction.
+
+        Only the given rows: passages re-chunked during the same reindex already hold new vectors.
+        """
         with self._write_lock, self._transaction() as conn:
-            conn.execute("DELETE FROM embeddings")
             conn.executemany(
-                "INSERT INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO embeddings (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
                 [(cid, model, int(v.shape[0]), np.asarray(v, dtype=np.float32).tobytes()) for cid, v in rows],
             )
             self._bump_version(conn)

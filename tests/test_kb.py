@@ -8,10 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from util_cli import CLI
 
+from index.embedding import SentenceTransformerEmbedder
 from index.extract import Document, from_text
 from index.kb import DuplicateArticle, KnowledgeBase
 from index.lexical import analyze
+from index.settings import EmbeddingSettings
 
 TRAM = Document(
     title="Neue Straßenbahn in Lindenau",
@@ -173,3 +176,115 @@ def test_facade_counts_terms_and_versions_for_the_bot(kb: KnowledgeBase):
     [term] = analyze("Straßenbahn")
     assert kb.term_passages([term, "zzzunbekannt"]) == {term: 1, "zzzunbekannt": 0}
     assert kb.state_path.is_file()
+
+
+BUDGET = Document(
+    title="Lindenau beschließt Haushalt mit Klärwerk-Ausbau",
+    text=(
+        "Der Gemeinderat von Lindenau hat am Dienstagabend nach einer mehr als fünfstündigen Sitzung den Haushalt "
+        "für das kommende Jahr beschlossen. Das Zahlenwerk sieht Ausgaben von 412 Millionen Euro vor, davon fließen "
+        "rund 96 Millionen Euro in Schulen, Kindertagesstätten und die Sanierung der städtischen Turnhallen. "
+        "Kämmerin Dr. Petra Vogelsang sprach von einem Haushalt der Verantwortung, der trotz steigender Zinsen ohne "
+        "neue Schulden auskomme. Die Opposition kritisierte dagegen, dass die Grundsteuer zum zweiten Mal in Folge "
+        "angehoben werde und viele Familien die Mehrbelastung kaum noch schultern könnten.\n\n"
+        "Besonders umstritten war die geplante Erweiterung des Klärwerks am Mühlbach, die allein 38 Millionen Euro "
+        "kosten soll. Die Stadtwerke verweisen auf strengere Grenzwerte für Phosphor und Spurenstoffe, die ab 2028 "
+        "gelten, und auf die wachsende Einwohnerzahl in den Neubaugebieten im Norden der Stadt. Mehrere Stadträte "
+        "forderten, zunächst ein unabhängiges Gutachten einzuholen, weil die Kostenschätzung seit dem ersten Entwurf "
+        "um fast ein Drittel gestiegen sei. Der Antrag auf Vertagung fand jedoch keine Mehrheit.\n\n"
+        "Für den Nahverkehr stellt die Stadt im kommenden Jahr zusätzlich elf Millionen Euro bereit. Damit sollen "
+        "die Buslinien 12 und 14 künftig auch am Wochenende im Zehn-Minuten-Takt fahren, und an der Haltestelle "
+        "Alter Schlachthof entsteht ein überdachter Fahrradparkplatz mit 240 Stellplätzen. Der Verkehrsausschuss "
+        "hatte die Maßnahmen bereits im Frühjahr empfohlen, die Finanzierung war bislang aber offen geblieben."
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def narrow_embedder() -> SentenceTransformerEmbedder:
+    """The bundled model with a 128-token window: the same model id, so only the passage length changed."""
+    return SentenceTransformerEmbedder(EmbeddingSettings(max_tokens=128))
+
+
+def _over_budget(kb: KnowledgeBase, article_id: int) -> list[int]:
+    title = kb.article(article_id).title
+    budget = kb.embedder.passage_budget(title)
+    return [c.id for c in kb.store.article_chunks(article_id) if kb.embedder.count_tokens(c.text) > budget]
+
+
+def test_reindex_rechunks_passages_over_a_smaller_window(settings, embedder, narrow_embedder):
+    """Re-embedding a 384-token passage with a 128-token window would silently truncate it."""
+    wide = KnowledgeBase(settings, embedder=embedder)
+    long_id = wide.add(BUDGET).article_id
+    wide.add(BAKERY)
+    old_ids = {c.id for c in wide.store.article_chunks(long_id)}
+    highest_old = int(wide.store.chunk_ids().max())
+    wide.close()
+
+    narrow = KnowledgeBase(settings, embedder=narrow_embedder)
+    assert narrow_embedder.model_id == embedder.model_id
+    assert _over_budget(narrow, long_id), "the test article must not fit the narrow window as stored"
+    result = narrow.reindex()
+    assert result["rechunked"] == 1
+    article = narrow.article(long_id)
+    chunks = narrow.store.article_chunks(long_id)
+    assert _over_budget(narrow, long_id) == []
+    assert len(chunks) > len(old_ids)
+    assert all(article.text[c.start : c.end] == c.text for c in chunks)
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+    new_ids = {c.id for c in chunks}
+    assert min(new_ids) > highest_old  # never an id some stale index or citation still holds
+    assert not old_ids & set(narrow.store.chunk_ids().tolist())
+    assert not old_ids & set(narrow.vectors.ids().tolist())
+    assert np.array_equal(np.sort(narrow.vectors.ids()), narrow.store.chunk_ids())
+    assert narrow.store.integrity() == dict.fromkeys(narrow.store.integrity(), 0)
+    hit = narrow.search("Wie teuer ist die Erweiterung des Klärwerks am Mühlbach?", k=1)[0]
+    assert hit.article_id == long_id and "38 Millionen Euro" in hit.text
+    assert narrow.search("Klärwerk Mühlbach", k=1, mode="lexical")[0].article_id == long_id
+    assert narrow.reindex()["rechunked"] == 0  # fresh passages pass the same test the chunker applies
+    narrow.close()
+
+
+def test_reindex_keeps_passages_that_fit(settings, embedder, narrow_embedder):
+    wide = KnowledgeBase(settings, embedder=embedder)
+    tram = wide.add(TRAM).article_id
+    bakery = wide.add(BAKERY).article_id
+    before = {a: [c.id for c in wide.store.article_chunks(a)] for a in (tram, bakery)}
+    wide.close()
+    narrow = KnowledgeBase(settings, embedder=narrow_embedder)
+    result = narrow.reindex()
+    assert result["rechunked"] == 0 and result["reembedded"] == 0
+    assert {a: [c.id for c in narrow.store.article_chunks(a)] for a in (tram, bakery)} == before
+    narrow.close()
+
+
+def test_model_change_to_a_smaller_window_rechunks_and_reembeds(settings, embedder, narrow_embedder):
+    """Both at once: the re-chunked article's new vectors survive the re-embedding of the others."""
+    wide = KnowledgeBase(settings, embedder=embedder)
+    long_id = wide.add(BUDGET).article_id
+    tram = wide.add(TRAM).article_id
+    tram_ids = [c.id for c in wide.store.article_chunks(tram)]
+    wide.close()
+    switched = KnowledgeBase(settings, embedder=_OtherModel(narrow_embedder))
+    result = switched.reindex()
+    assert result["rechunked"] == 1
+    assert result["reembedded"] == switched.counts()["chunks"]
+    assert [c.id for c in switched.store.article_chunks(tram)] == tram_ids
+    assert _over_budget(switched, long_id) == []
+    assert switched.store.embedding_models() == [("test/other-model", embedder.dim)]
+    assert switched.store.integrity() == dict.fromkeys(switched.store.integrity(), 0)
+    assert switched.search("Klärwerk Mühlbach Kosten", k=1)[0].article_id == long_id
+    switched.close()
+
+
+def test_cli_reindex_reports_rechunked_articles(monkeypatch, capsys, settings, embedder, narrow_embedder):
+    wide = KnowledgeBase(settings, embedder=embedder)
+    wide.add(BUDGET)
+    wide.close()
+    run = CLI(monkeypatch, capsys, narrow_embedder, settings.data_dir)
+    try:
+        result = run("reindex")
+    finally:
+        run.close()
+    assert result.code == 0, result
+    assert "1 article re-chunked" in result.out

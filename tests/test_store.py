@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +24,7 @@ from index.kb import KnowledgeBase
 from index.store import DuplicateArticle, Store
 from index.vectors import INDEX_FILE, META_FILE, VectorIndex
 
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
 
@@ -434,3 +441,90 @@ def test_concurrent_writers_in_one_process(settings, embedder):
     assert again.open() == "loaded"
     assert index_problems(again) == []
     again.close()
+
+
+# --- re-chunking (reindex with a smaller window) -------------------------------------------------------
+
+
+def _passages(article_id: int, generation: int, count: int) -> tuple[list[dict], list[tuple[str, str]]]:
+    texts = [f"Generation{generation} Artikel{article_id} Absatz{i}." for i in range(count)]
+    chunks = [{"position": i, "text": t, "start": 0, "end": len(t)} for i, t in enumerate(texts)]
+    return chunks, [(f"titel{article_id}", t.lower()) for t in texts]
+
+
+def test_replace_chunks_swaps_an_articles_passages_in_one_write(store):
+    rng = np.random.default_rng(7)
+    first, first_chunks = fake_article(store, 1, 3, MODEL, DIM, rng)
+    fake_article(store, 2, 2, MODEL, DIM, rng)
+    # An older store may lack the id high-water mark: new ids must still pass every old one.
+    store._write_conn.execute("DELETE FROM meta WHERE key = 'last_chunks_id'")
+    before = (store.counts(), store.version())
+    chunks, fts = _passages(first, 1, 4)
+    with pytest.raises(ValueError):  # three vectors for four passages: fails after three inserts
+        store.replace_chunks(first, chunks, rng.standard_normal((3, DIM)), fts, MODEL)
+    assert (store.counts(), store.version()) == before
+    assert [c.id for c in store.article_chunks(first)] == first_chunks
+
+    highest = int(store.chunk_ids().max())
+    old, new = store.replace_chunks(first, chunks, rng.standard_normal((4, DIM)), fts, MODEL)
+    assert old == first_chunks and min(new) > highest
+    assert [c.id for c in store.article_chunks(first)] == new
+    assert store.version() == before[1] + 1
+    assert store.integrity() == ZERO_INTEGRITY
+    assert {chunk_id for chunk_id, _ in store.lexical_search("generation1", 10)} == set(new)
+    assert store.vectors_for(first_chunks)[0].size == 0
+
+
+# Only numpy and the store in the child: it starts in a fraction of a second.
+CHILD = """
+import sys
+import numpy as np
+from index.store import Store
+
+store = Store(sys.argv[1])
+rng = np.random.default_rng(int(sys.argv[2]))
+generation = int(sys.argv[2])
+while True:
+    generation += 1
+    for article_id in (1, 2, 3):
+        count = 2 + (generation + article_id) % 5
+        chunks, fts = _passages(article_id, generation, count)
+        store.replace_chunks(article_id, chunks, rng.standard_normal((count, 384)), fts, "m")
+"""
+CHILD = inspect.getsource(_passages) + CHILD
+
+
+def test_replace_chunks_killed_leaves_old_or_new_passages_complete(tmp_path):
+    """SIGKILL while articles are re-chunked over and over: each holds one generation, whole."""
+    path = tmp_path / "store.db"
+    store = Store(path)
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 3):
+        fake_article(store, n, 3, "m", DIM, rng)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    seen_ids = set(store.chunk_ids().tolist())
+    for run in range(6):
+        start = store.version()
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(run * 100_000)], env=env)
+        try:
+            while store.version() == start:
+                assert child.poll() is None, "the re-chunking process died by itself"
+                time.sleep(0.005)
+            time.sleep(random.Random(run).uniform(0, 0.3))
+        finally:
+            child.kill()
+            child.wait()
+        assert store.integrity() == ZERO_INTEGRITY
+        assert article_problems(SimpleNamespace(store=store)) == []
+        for article_id in (1, 2, 3):
+            chunks = store.article_chunks(article_id)
+            generations = {c.text.split()[0] for c in chunks}
+            assert len(generations) == 1, f"article {article_id} mixes passages: {generations}"
+            assert [c.position for c in chunks] == list(range(len(chunks)))
+            if generations != {"Satz"}:  # re-chunked at least once: the count its generation wrote
+                generation = int(generations.pop().removeprefix("Generation"))
+                assert len(chunks) == 2 + (generation + article_id) % 5
+        fresh = set(store.chunk_ids().tolist()) - seen_ids
+        assert fresh and min(fresh) > max(seen_ids), "a re-chunked passage took an id used before"
+        seen_ids |= fresh
+    store.close()
