@@ -245,7 +245,7 @@ class Answerer:
         terms = question_terms(question, resolved.topic)
         idf = self.term_weights.idf(list(terms))
         mass = {t: w * idf[t] for t, w in terms.items()}
-        (query_vector,) = self.kb.embedder.embed_queries([resolved.query])
+        query_vector = self.kb.embed_query(resolved.query)
         spans = split_hits(hits)
         vectors = self.sentence_vectors.for_hits(hits, spans)
         matcher = None

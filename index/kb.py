@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
 from .extract import Document, ExtractionError
 from .lexical import analyze, detect_language
-from .search import SearchHit, hybrid_search
+from .search import SearchHit, hybrid_search, lexical_search
 from .settings import IndexSettings
 from .store import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, Store, content_hash, normalize_url
 from .vectors import VectorIndex
@@ -28,6 +30,8 @@ DB_FILE = "articlebot.db"
 # Saving the FAISS file after every write is cheap while small; beyond this it waits for close()
 # and a restart catches up from SQLite (sync), which never needs re-embedding.
 SAVE_EVERY_WRITE_BELOW = 100_000
+# Question vectors kept: search and answerer embed the same question, and questions repeat.
+QUERY_CACHE_SIZE = 256
 
 __all__ = ["KnowledgeBase", "AddResult", "DuplicateArticle", "ArticleNotFound", "ExtractionError"]
 
@@ -63,6 +67,9 @@ class KnowledgeBase:
         self._embedder = embedder
         self._vectors: VectorIndex | None = None
         self._open_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
         self.index_status = "not loaded"
 
     # --- lazily loaded parts (list/show/stats need neither the model nor FAISS) ----------------
@@ -100,6 +107,9 @@ class KnowledgeBase:
         return self.index_status
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._vectors is not None:
             self._vectors.save()
         self.store.close()
@@ -228,14 +238,41 @@ class KnowledgeBase:
         query = query.strip()
         if not query:
             return []
+        settings = self.settings.search
+        # BM25 runs on another thread while the question is embedded and FAISS searched: SQLite,
+        # ONNX and FAISS all release the GIL, so the two sides overlap instead of adding up.
+        lexical = None
+        if mode != "dense":
+            lexical = self._lexical_pool().submit(
+                lexical_search, self.store, query, settings.lexical_k, settings.common_term_passages
+            )
         dense: list[tuple[int, float]] = []
         if mode != "lexical":
             vectors = self.vectors
             if self.store.version() != vectors.version:
                 vectors.sync(self.store)  # another process (CLI import) wrote since we loaded
-            (vector,) = self.embedder.embed_queries([query])
-            dense = vectors.search(vector, self.settings.search.dense_k)
-        return hybrid_search(self.store, dense, query, k, self.settings.search, mode)
+            dense = vectors.search(self.embed_query(query), settings.dense_k)
+        return hybrid_search(self.store, dense, query, k, settings, mode, lexical.result() if lexical else [])
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector; the answerer asks for the one search just made, so it is kept."""
+        with self._query_lock:
+            cached = self._query_vectors.get(query)
+            if cached is not None:
+                self._query_vectors.move_to_end(query)
+                return cached
+        (vector,) = self.embedder.embed_queries([query])
+        with self._query_lock:
+            self._query_vectors[query] = vector
+            while len(self._query_vectors) > QUERY_CACHE_SIZE:
+                self._query_vectors.popitem(last=False)
+        return vector
+
+    def _lexical_pool(self) -> ThreadPoolExecutor:
+        with self._open_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
+            return self._pool
 
     def article(self, article_id: int) -> ArticleRecord:
         return self.store.article(article_id)

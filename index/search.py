@@ -124,8 +124,13 @@ def hybrid_search(
     k: int,
     settings: SearchSettings,
     mode: str = "hybrid",
+    lexical: list[tuple[int, float]] | None = None,
 ) -> list[SearchHit]:
-    lexical = lexical_search(store, query, settings.lexical_k, settings.common_term_passages) if mode != "dense" else []
+    """Fuse the dense list with BM25's (run here unless the caller already has it) into ``k`` hits."""
+    if lexical is None:
+        lexical = (
+            lexical_search(store, query, settings.lexical_k, settings.common_term_passages) if mode != "dense" else []
+        )
     if mode == "lexical":
         dense = []
     candidates = set(c for c, _ in dense) | set(c for c, _ in lexical)

@@ -288,3 +288,38 @@ def test_cli_reindex_reports_rechunked_articles(monkeypatch, capsys, settings, e
         run.close()
     assert result.code == 0, result
     assert "1 article re-chunked" in result.out
+
+
+class _CountingModel(_OtherModel):
+    """The bundled model, counting the questions it embeds."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.model_id = inner.model_id
+        self.queries: list[str] = []
+
+    def embed_passages(self, texts, titles):
+        return self.inner.embed_passages(texts, titles)
+
+    def embed_queries(self, texts):
+        self.queries.extend(texts)
+        return self.inner.embed_queries(texts)
+
+
+def test_search_and_answer_embed_the_question_once(settings, embedder):
+    from bot.answer import Answerer
+    from bot.config import AnswerSettings
+
+    counting = _CountingModel(embedder)
+    kb = KnowledgeBase(settings, embedder=counting)
+    kb.add(TRAM)
+    kb.add(BAKERY)
+    answer = Answerer(kb, AnswerSettings()).answer("Wie hoch waren die Baukosten der Straßenbahn?")
+    assert "88 Millionen Euro" in answer.body
+    assert counting.queries.count("Wie hoch waren die Baukosten der Straßenbahn?") == 1
+    # Both sides still take part when they run side by side: BM25 alone finds the bakery's word,
+    # the dense side alone returns passages for a query with no indexed term.
+    assert kb.search("Unterschriften", k=1, mode="lexical")[0].title == BAKERY.title
+    assert kb.search("Unterschriften", k=1)[0].title == BAKERY.title
+    assert kb.search("zzzunbekannt", k=2, mode="dense")
+    kb.close()
