@@ -383,10 +383,25 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     answerer = make_answerer(config, kb)
     for question in args.questions or SAMPLE_QUESTIONS:
         print(f"> {question}")
-        print(format_answer_text(answerer.answer(question)))
+        answer = answerer.answer(question)
+        print(format_answer_text(answer))
+        if hint := multilingual_hint(answer, config):
+            print(hint)
         print()
     kb.close()
     return 0
+
+
+def multilingual_hint(answer, config: Config) -> str | None:
+    """Why an English question went unanswered with the English-only default model, and the fix."""
+    if answer.found or answer.language == "de" or config.embedding.backend != "sentence-transformers":
+        return None
+    if config.embedding.model:  # a chosen model may well be multilingual
+        return None
+    return (
+        "(If the answer is in a German article: the default model reads English only. "
+        "`.venv/bin/articlebot --config config.multilingual.example.toml demo` uses a multilingual one.)"
+    )
 
 
 def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):

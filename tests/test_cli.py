@@ -213,3 +213,18 @@ def test_import_bad_file(run, tmp_path, name, content, message):
 
 def test_search_bad_k(run, one_article):
     assert "-k must be a positive number" in _one_line_error(run("search", "Fähre", "-k", "0"))
+
+
+def test_demo_answers_the_sample_questions_and_explains_the_english_miss(run):
+    result = run("demo")
+    assert result.code == 0, result
+    assert result.out.startswith("8 articles in ") and "(8 sample articles added now)" in result.out
+    water, tram, bees, eurovision = result.out.split("\n> ")[1:]
+    assert "2,74 Euro" in water and "Quellen:" in water and "Radwege" not in water
+    assert "Imogen Threlkeld" in bees and "Sources:" in bees
+    assert "Dazu habe ich in den Artikeln nichts gefunden." in eurovision and "(If the answer" not in eurovision
+    # The English-only default model cannot match the English question to the German tram article:
+    # either it still answers, or the demo says why not and how to fix it.
+    assert "118 Millionen Euro" in tram or "config.multilingual.example.toml" in tram
+    again = run("demo", "Wer leitete die Hummelstudie?")
+    assert again.out.startswith("8 articles in ") and "(0 sample articles added now)" in again.out
