@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
+from index.cache import LRU
 from index.chunking import paragraph_spans, sentence_spans
 from index.kb import KnowledgeBase
 from index.lexical import STOPWORDS, analyze, term, words
@@ -160,27 +160,21 @@ class SentenceVectors:
 
     def __init__(self, kb: KnowledgeBase, size: int = SENTENCE_CACHE_SIZE):
         self.kb = kb
-        self.size = size
-        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: LRU[tuple[int, int], np.ndarray] = LRU(size)
 
     def for_hits(self, hits: list[SearchHit], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
         keys = [(h.chunk_id, hash(h.text)) for h in hits]
-        with self._lock:
-            found = {k: self._cache[k] for k in keys if k in self._cache}
+        found = self._cache.get_many(keys)
         todo = [i for i, k in enumerate(keys) if k not in found and spans[i]]
         if todo:
             texts = [hits[i].text[s:e] for i in todo for s, e in spans[i]]
             titles = [hits[i].title for i in todo for _ in spans[i]]
             vectors = self.kb.embedder.embed_passages(texts, titles)
             offset = 0
-            with self._lock:
-                for i in todo:
-                    found[keys[i]] = vectors[offset : offset + len(spans[i])]
-                    offset += len(spans[i])
-                    self._cache[keys[i]] = found[keys[i]]
-                while len(self._cache) > self.size:
-                    self._cache.popitem(last=False)
+            for i in todo:
+                found[keys[i]] = vectors[offset : offset + len(spans[i])]
+                offset += len(spans[i])
+            self._cache.put_many((keys[i], found[keys[i]]) for i in todo)
         empty = np.zeros((0, self.kb.embedder.dim), dtype=np.float32)
         return [found.get(k, empty) for k in keys]
 
@@ -190,24 +184,18 @@ class WordVectors:
 
     def __init__(self, kb: KnowledgeBase, size: int = WORD_CACHE_SIZE):
         self.kb = kb
-        self.size = size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: LRU[str, np.ndarray] = LRU(size)
 
     def for_words(self, items: list[str]) -> np.ndarray:
         """One row per word, in order (float32)."""
-        with self._lock:
-            found = {w: self._cache[w] for w in items if w in self._cache}
+        if not items:
+            return np.zeros((0, self.kb.embedder.dim), dtype=np.float32)
+        found = self._cache.get_many(items)
         todo = [w for w in dict.fromkeys(items) if w not in found]
         if todo:
             vectors = self.kb.embedder.embed_queries(todo).astype(np.float16)
-            with self._lock:
-                for word, vector in zip(todo, vectors, strict=True):
-                    found[word] = self._cache[word] = vector
-                while len(self._cache) > self.size:
-                    self._cache.popitem(last=False)
-        if not items:
-            return np.zeros((0, self.kb.embedder.dim), dtype=np.float32)
+            found.update(zip(todo, vectors, strict=True))
+            self._cache.put_many(zip(todo, vectors, strict=True))
         return np.vstack([found[w] for w in items]).astype(np.float32)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
 from .extract import Document, ExtractionError
@@ -68,8 +68,7 @@ class KnowledgeBase:
         self._vectors: VectorIndex | None = None
         self._open_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._query_lock = threading.Lock()
+        self._query_vectors: LRU[str, np.ndarray] = LRU(QUERY_CACHE_SIZE)
         self.index_status = "not loaded"
 
     # --- lazily loaded parts (list/show/stats need neither the model nor FAISS) ----------------
@@ -256,16 +255,11 @@ class KnowledgeBase:
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector; the answerer asks for the one search just made, so it is kept."""
-        with self._query_lock:
-            cached = self._query_vectors.get(query)
-            if cached is not None:
-                self._query_vectors.move_to_end(query)
-                return cached
+        cached = self._query_vectors.get_many([query])
+        if query in cached:
+            return cached[query]
         (vector,) = self.embedder.embed_queries([query])
-        with self._query_lock:
-            self._query_vectors[query] = vector
-            while len(self._query_vectors) > QUERY_CACHE_SIZE:
-                self._query_vectors.popitem(last=False)
+        self._query_vectors.put_many([(query, vector)])
         return vector
 
     def _lexical_pool(self) -> ThreadPoolExecutor:
