@@ -265,7 +265,9 @@ class KnowledgeBase:
     def _lexical_pool(self) -> ThreadPoolExecutor:
         with self._open_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
+                # As many workers as Python gives a pool on this machine: concurrent questions from
+                # the bot each get their BM25 thread, as they did when it ran in their own thread.
+                self._pool = ThreadPoolExecutor(thread_name_prefix="bm25")
             return self._pool
 
     def article(self, article_id: int) -> ArticleRecord:
