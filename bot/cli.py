@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     remove = sub.add_parser("remove", help="remove one article")
     remove.add_argument("id")
-    sub.add_parser("reindex", help="rebuild the FAISS index from SQLite (re-embeds if the model changed)")
+    reindex = sub.add_parser("reindex", help="rebuild the FAISS index from SQLite (re-embeds if the model changed)")
+    reindex.add_argument(
+        "--rechunk", action="store_true", help="also re-cut every article with the current chunking settings and window"
+    )
     stats = sub.add_parser("stats", help="counts, model, index")
     stats.add_argument("--json", action="store_true")
 
@@ -244,13 +247,16 @@ def cmd_remove(args: argparse.Namespace, config: Config) -> int:
 def cmd_reindex(args: argparse.Namespace, config: Config) -> int:
     kb = open_kb(config)
     try:
-        result = kb.reindex(lambda done, total: print(f"re-embedding {done}/{total}", end="\r", file=sys.stderr))
+        result = kb.reindex(
+            lambda done, total: print(f"re-indexing {done}/{total}", end="\r", file=sys.stderr), rechunk=args.rechunk
+        )
     finally:
         kb.close()
     extra = f", {result['reembedded']} passages re-embedded" if result["reembedded"] else ""
     if result["rechunked"]:
         count = result["rechunked"]
-        extra += f", {count} article{'' if count == 1 else 's'} re-chunked to fit the embedding window"
+        reason = "with the current settings" if args.rechunk else "to fit the embedding window"
+        extra += f", {count} article{'' if count == 1 else 's'} re-chunked {reason}"
     print(
         f"index rebuilt: {result['vectors']} vectors ({result['kind']}), {result['analyzed']} passages analysed{extra}"
     )

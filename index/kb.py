@@ -314,13 +314,14 @@ class KnowledgeBase:
 
     # --- maintenance --------------------------------------------------------------------------
 
-    def reindex(self, progress: Callable[[int, int], None] | None = None) -> dict:
+    def reindex(self, progress: Callable[[int, int], None] | None = None, rechunk: bool = False) -> dict:
         """Rebuild FAISS from SQLite; re-chunk articles whose passages no longer fit the embedder's
-        window, and re-embed the rest if the stored vectors came from another model."""
+        window (with ``rechunk``: every article the current settings would cut differently), and
+        re-embed the rest if the stored vectors came from another model."""
         embedder = self.embedder
         models = self.store.embedding_models()
         model_changed = bool(models) and models != [(embedder.model_id, embedder.dim)]
-        rechunked, reembedded = self._refit(model_changed, progress)
+        rechunked, reembedded = self._refit(model_changed, progress, rechunk)
         analyzed = self._reanalyze()
         vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
         vectors.rebuild(self.store)
@@ -346,8 +347,10 @@ class KnowledgeBase:
         self.store.replace_fts(rows)
         return len(rows)
 
-    def _refit(self, reembed: bool, progress: Callable[[int, int], None] | None) -> tuple[int, int]:
-        """Re-chunk every article with a passage over the current budget; re-embed the others if asked.
+    def _refit(
+        self, reembed: bool, progress: Callable[[int, int], None] | None, rechunk: bool = False
+    ) -> tuple[int, int]:
+        """Re-chunk the articles that need it (``_fresh_chunks``); re-embed the others if asked.
 
         Passages were cut for the window of the model (or ``max_tokens``) they were added with; a
         smaller window would silently truncate them. Returns (articles re-chunked, passages embedded).
@@ -357,26 +360,36 @@ class KnowledgeBase:
         rechunked = embedded = 0
         for done, article in enumerate(articles, 1):
             chunks = self.store.article_chunks(article.id)
-            if not self._fits(article.title, chunks):
-                embedded += self._rechunk(article)
+            fresh = self._fresh_chunks(article, chunks, rechunk)
+            if fresh is not None:
+                embedded += self._rechunk(article, fresh)
                 rechunked += 1
             elif reembed:
                 vectors = self.embedder.embed_passages([c.text for c in chunks], [article.title] * len(chunks))
                 kept.extend(zip([c.id for c in chunks], vectors, strict=True))
-            if progress and reembed:
+            if progress and (reembed or rechunk):
                 progress(done, len(articles))
         if reembed:
             self.store.replace_vectors(kept, self.embedder.model_id)
         return rechunked, embedded + len(kept)
+
+    def _fresh_chunks(self, article: ArticleRecord, chunks: list[ChunkRecord], rechunk: bool) -> list[Chunk] | None:
+        """New passages when the stored ones must go: too long for the window, or (``rechunk``) cut
+        otherwise than the current settings cut; None when they stay."""
+        if not rechunk and self._fits(article.title, chunks):
+            return None
+        fresh = self._chunk_text(article.title, article.text)
+        if [(c.start, c.end) for c in fresh] == [(c.start, c.end) for c in chunks]:
+            return None
+        return fresh
 
     def _fits(self, title: str, chunks: list[ChunkRecord]) -> bool:
         """The chunker's own test (tokens per passage within the budget), so a fresh chunking always passes."""
         budget = self.embedder.passage_budget(title)
         return all(self.embedder.count_tokens(c.text) <= budget for c in chunks)
 
-    def _rechunk(self, article: ArticleRecord) -> int:
-        """Cut an article anew and swap its passages, vectors and FTS rows in one transaction."""
-        chunks = self._chunk_text(article.title, article.text)
+    def _rechunk(self, article: ArticleRecord, chunks: list[Chunk]) -> int:
+        """Swap an article's passages for ``chunks``, with vectors and FTS rows, in one transaction."""
         texts = [c.text for c in chunks]
         vectors = self.embedder.embed_passages(texts, [article.title] * len(chunks))
         rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]

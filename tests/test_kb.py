@@ -290,6 +290,31 @@ def test_cli_reindex_reports_rechunked_articles(monkeypatch, capsys, settings, e
     assert "1 article re-chunked" in result.out
 
 
+def test_reindex_rechunk_recuts_short_passages_with_a_wider_window(
+    monkeypatch, capsys, settings, embedder, narrow_embedder
+):
+    """A data dir from a narrower window keeps its short passages until asked: --rechunk widens them."""
+    narrow = KnowledgeBase(settings, embedder=narrow_embedder)
+    long_id = narrow.add(BUDGET).article_id
+    short_ids = {c.id for c in narrow.store.article_chunks(long_id)}
+    narrow.close()
+    run = CLI(monkeypatch, capsys, embedder, settings.data_dir)
+    try:
+        assert "re-chunked" not in run("reindex").out  # they fit the wider window: left alone
+        result = run("reindex", "--rechunk")
+        again = run("reindex", "--rechunk")
+    finally:
+        run.close()
+    assert result.code == 0 and "1 article re-chunked with the current settings" in result.out, result
+    assert "re-chunked" not in again.out  # already cut as the settings cut: idempotent
+    wide = KnowledgeBase(settings, embedder=embedder)
+    chunks = wide.store.article_chunks(long_id)
+    assert len(chunks) < len(short_ids) and not short_ids & {c.id for c in chunks}
+    assert [(c.start, c.end) for c in chunks] == [(c.start, c.end) for c in wide.chunk(wide.article(long_id))]
+    assert wide.store.integrity() == dict.fromkeys(wide.store.integrity(), 0)
+    wide.close()
+
+
 class _CountingModel(_OtherModel):
     """The bundled model, counting the questions it embeds."""
 
