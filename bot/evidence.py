@@ -39,8 +39,8 @@ _WANTS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _WANTS_DATE = re.compile(
-    r"\b(wann|seit wann|bis wann|in welchem jahr|welches jahr|in welchem jahrhundert|when|what year|which year|"
-    r"in what year|what century)\b",
+    r"\b(wann|seit wann|bis wann|in welchem jahr|welches jahr|in welchen jahren|welche jahre|in welchem jahrhundert|"
+    r"when|what years?|which years?|in what years?|what century)\b",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(
