@@ -420,19 +420,7 @@ class Conversation:
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
 
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
-        stats, votes = self.kb.stats(), self.feedback.counts()
-        index = stats.get("index") or {}
-        text = say(
-            "stats",
-            req.language,
-            articles=stats["articles"],
-            chunks=stats["chunks"],
-            model=stats["model"],
-            index=f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
-            db_mb=_mb(stats["db_bytes"]),
-            **votes,
-        )
-        return [Reply([para(text)])]
+        return [Reply([para(say("stats", req.language, **index_facts(self.kb, self.feedback)))])]
 
     def _reindex(self, req: Request, progress: Progress) -> list[Reply]:
         lang = req.language
@@ -527,6 +515,21 @@ class Conversation:
         if last < total:
             row.append(Button(say("next", lang), f"{prefix}:{last}"))
         return Reply([para(*spans)], [row] if row else [], edit)
+
+
+def index_facts(kb: KnowledgeBase, feedback: FeedbackStore) -> dict[str, object]:
+    """The fields of the "stats" text: what /stats in a chat and ``articlebot stats`` both show."""
+    kb.open()  # the index's kind, size and state are facts only once it is loaded
+    stats, votes = kb.stats(), feedback.counts()
+    index = stats.get("index") or {}
+    return {
+        "articles": stats["articles"],
+        "chunks": stats["chunks"],
+        "model": stats["model"],
+        "index": f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
+        "db_mb": _mb(stats["db_bytes"]),
+        **votes,
+    }
 
 
 def answer_reply(answer: Answer, answer_id: int) -> Reply:

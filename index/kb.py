@@ -17,6 +17,7 @@ import numpy as np
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
+from .errors import SetupError
 from .extract import Document, ExtractionError
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
@@ -95,7 +96,7 @@ class KnowledgeBase:
         models = self.store.embedding_models()
         if models and models != [(embedder.model_id, embedder.dim)]:
             names = ", ".join(f"{m} ({d} dims)" for m, d in models)
-            raise RuntimeError(
+            raise SetupError(
                 f"the stored vectors were made by {names}, not by the configured {embedder.model_id}; "
                 "run 'articlebot reindex' to re-embed them"
             )
@@ -272,6 +273,18 @@ class KnowledgeBase:
 
     def article(self, article_id: int) -> ArticleRecord:
         return self.store.article(article_id)
+
+    def passage_numbers(self, chunk_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """(number within its article from 1, passages in that article) per passage id still stored.
+
+        What people are shown instead of a global passage id ("passage 3 of 7").
+        """
+        found = self.store.chunks_by_id(list(dict.fromkeys(chunk_ids)))
+        numbers: dict[int, tuple[int, int]] = {}
+        for article_id in {c.article_id for c in found.values()}:
+            ids = [c.id for c in self.store.article_chunks(article_id)]
+            numbers.update((cid, (i, len(ids))) for i, cid in enumerate(ids, 1) if cid in found)
+        return numbers
 
     def version(self) -> int:
         """Grows with every write: caches derived from the articles compare it to know they are stale."""

