@@ -483,6 +483,13 @@ def _lines(value: str, what: str) -> Iterator[str]:
             yield line.strip()
 
 
+def log_loading(kb: KnowledgeBase) -> None:
+    """Load model and index up front, so the first question's timings are its own."""
+    started = time.perf_counter()
+    status = kb.open()
+    log.info("model and index ready in %s (index %s)", ms(time.perf_counter() - started), status)
+
+
 class SearchClock:
     """Time spent in ``kb.search``, which the answerer calls from inside ``answer_with_evidence``."""
 
@@ -500,9 +507,9 @@ class SearchClock:
             self.seconds += time.perf_counter() - started
 
 
-def passage_label(numbers: dict[int, tuple[int, int]], chunk_id: int) -> str:
-    number, total = numbers.get(chunk_id, (0, 0))
-    return f"passage {number} of {total}" if number else f"passage id {chunk_id}"
+def passage_label(places: dict, chunk_id: int) -> str:
+    place = places.get(chunk_id)
+    return f"passage {place.number} of {place.total}" if place else f"passage id {chunk_id}"
 
 
 def log_hits(kb: KnowledgeBase, hits) -> None:
@@ -524,6 +531,8 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if args.k is not None and args.k <= 0:
         raise CommandError("-k must be a positive number")
     kb = open_kb(config)
+    if log.isEnabledFor(logging.INFO):
+        log_loading(kb)
     for query in _lines(args.query, "query"):
         started = time.perf_counter()
         hits = kb.search(query, k=args.k, mode=args.mode)
@@ -568,9 +577,14 @@ def format_answer_text(answer) -> str:
     if answer.citations:
         lines.append("")
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
+        by_article: dict[int, list] = {}
         for c in answer.citations:
-            lines.append(f"[{c.n}] {c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
-            lines.append(f"    „{c.quote}“" if answer.language == "de" else f'    "{c.quote}"')
+            by_article.setdefault(c.article_id, []).append(c)
+        for citations in by_article.values():  # one title per article, its quotes under it
+            c = citations[0]
+            lines.append(f"{c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
+            for c in citations:
+                lines.append(f"  [{c.n}] „{c.quote}“" if answer.language == "de" else f'  [{c.n}] "{c.quote}"')
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
@@ -588,6 +602,8 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
     answerer = make_answerer(config, kb)
     verbose = log.isEnabledFor(logging.INFO)
     clock = SearchClock(kb) if verbose else None
+    if verbose:
+        log_loading(kb)
     first = True
     for question in _lines(args.question, "question"):
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,6 +43,12 @@ class AddResult:
     article_id: int
     title: str
     chunks: int
+
+
+class PassagePlace(NamedTuple):
+    article_id: int
+    number: int  # from 1, in text order
+    total: int  # passages in the article
 
 
 @dataclass
@@ -274,17 +281,15 @@ class KnowledgeBase:
     def article(self, article_id: int) -> ArticleRecord:
         return self.store.article(article_id)
 
-    def passage_numbers(self, chunk_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
-        """(number within its article from 1, passages in that article) per passage id still stored.
-
-        What people are shown instead of a global passage id ("passage 3 of 7").
-        """
+    def passage_numbers(self, chunk_ids: Iterable[int]) -> dict[int, PassagePlace]:
+        """Where each passage still stored sits in its article: what people are shown ("passage 3 of 7")
+        instead of a global passage id."""
         found = self.store.chunks_by_id(list(dict.fromkeys(chunk_ids)))
-        numbers: dict[int, tuple[int, int]] = {}
+        places: dict[int, PassagePlace] = {}
         for article_id in {c.article_id for c in found.values()}:
             ids = [c.id for c in self.store.article_chunks(article_id)]
-            numbers.update((cid, (i, len(ids))) for i, cid in enumerate(ids, 1) if cid in found)
-        return numbers
+            places.update((cid, PassagePlace(article_id, i, len(ids))) for i, cid in enumerate(ids, 1) if cid in found)
+        return places
 
     def version(self) -> int:
         """Grows with every write: caches derived from the articles compare it to know they are stale."""

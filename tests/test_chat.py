@@ -188,7 +188,7 @@ def test_chat_session_with_piped_input(conversation):
     assert added in text
     answer = text.split(added)[1]
     assert "auf dem Kirchplatz statt. [1]" in answer and "Quellen:" in answer and "1) Zitat [1]" in answer
-    assert "\n> " in answer.split("1) Zitat [1]")[1]
+    assert "\n│ " in answer.split("1) Zitat [1]")[1]
     assert "Entfernt: #3" in text
     assert "… Verarbeite" in err.getvalue()
     assert text.count("Ich beantworte") == 1  # nothing after /quit
