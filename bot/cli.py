@@ -316,6 +316,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     report = ImportReport()
     kb = open_kb(config)
     kb.open()
+    before = kb.counts()["articles"]
     lines: dict[int, int] = {}
     progress = Progress("importing", total, "articles")
 
@@ -345,8 +346,10 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         kb.add_many(documents(), added_by="import", on_result=on_result)
     except KeyboardInterrupt:
         progress.close()
+        # Counted in the database: Ctrl-C may land after an article's commit and before its report.
+        added = kb.counts()["articles"] - before
         print(
-            f"articlebot: interrupted after adding {count_of(len(report.added), 'article')}; "
+            f"articlebot: interrupted after adding {count_of(added, 'article')}; "
             f"run the same import again to continue (articles already present are skipped)",
             file=sys.stderr,
         )
