@@ -198,7 +198,7 @@ GERMAN_REASONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"PDF is encrypted"), "Das PDF ist verschlüsselt; bitte eine ungeschützte Fassung schicken."),
     (re.compile(r"PDF contains no extractable text"), "Das PDF enthält keinen lesbaren Text (ein Scan?)."),
     (re.compile(r"PDF has (?P<pages>\d+) pages"), "Das PDF hat zu viele Seiten ({pages})."),
-    (re.compile(r"PDF"), "Das PDF lässt sich nicht lesen (zu groß, zu komplex oder beschädigt)."),
+    (re.compile(r"\bthe PDF\b"), "Das PDF lässt sich nicht lesen (zu groß, zu komplex oder beschädigt)."),
     (re.compile(r"too large|larger than the limit|too long \("), "Das ist zu groß für einen Artikel."),
     (
         re.compile(r"not an article|not a supported type|unsupported file type"),
