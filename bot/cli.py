@@ -789,7 +789,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.data_dir)
         prepare_data_dir(Path(config.storage.data_dir))
-        return HANDLERS[args.command](args, config)
+        code = HANDLERS[args.command](args, config)
+        sys.stdout.flush()  # here, not at exit, so a reader that went away is noticed while it can be handled
+        return code
     except ConfigError as exc:
         print(f"articlebot: config error: {exc}", file=sys.stderr)
         return 2

@@ -298,12 +298,14 @@ def test_a_bug_keeps_its_traceback(run, monkeypatch):
         run("stats")
 
 
-def _closed_pipe_run(data_dir: Path, *argv: str) -> subprocess.CompletedProcess:
+def _closed_pipe_run(data_dir: Path, *argv: str, buffered: bool) -> subprocess.CompletedProcess:
     """``articlebot ARGV | head`` after head has gone: stdout is a pipe whose reader is closed."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     env.pop("ARTICLEBOT_CONFIG", None)
+    if buffered:  # then the first write fails only when Python flushes stdout
+        env.pop("PYTHONUNBUFFERED")
     try:
         return subprocess.run(
             [sys.executable, "-m", "bot", "--data-dir", str(data_dir), *argv],
@@ -318,9 +320,12 @@ def _closed_pipe_run(data_dir: Path, *argv: str) -> subprocess.CompletedProcess:
         os.close(write_end)
 
 
-@pytest.mark.parametrize("argv", [["list"], ["list", "--json"], ["ask", "Wie oft fährt die Fähre?"]])
-def test_closed_pipe_exits_quietly(run, one_article, argv):
-    result = _closed_pipe_run(run.data_dir, *argv)
+@pytest.mark.parametrize(
+    ("argv", "buffered"),
+    [(["list"], True), (["list"], False), (["list", "--json"], False), (["ask", "Wie oft fährt die Fähre?"], True)],
+)
+def test_closed_pipe_exits_quietly(run, one_article, argv, buffered):
+    result = _closed_pipe_run(run.data_dir, *argv, buffered=buffered)
     assert result.stderr == ""
     assert result.returncode in (0, 141)
 
