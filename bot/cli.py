@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -770,8 +771,12 @@ def prepare_data_dir(path: Path) -> None:
             path.mkdir()
         except OSError as exc:
             raise CommandError(f"cannot create the data dir {path}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise CommandError(f"data dir {path} is not writable")
+    try:
+        # A real probe: os.access says yes to root even where the file system refuses every write.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CommandError(f"data dir {path} is not writable") from exc
 
 
 def quiet_broken_pipe() -> int:

@@ -268,6 +268,7 @@ def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, mon
         (tmp_path / "missing" / "parent" / "data", "its parent"),
         (a_file / "data", "its parent"),
         (Path("/proc/articlebot-data"), "cannot create the data dir"),
+        (Path("/proc"), "is not writable"),
     ]
     for data_dir, message in cases:
         err = _one_line_error(_main(capsys, "--data-dir", str(data_dir), "list"))
