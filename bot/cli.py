@@ -268,6 +268,10 @@ def log_added(kb: KnowledgeBase, doc: Document, result: AddResult, where: str = 
     )
 
 
+# Without a terminal (a log file, a CI job) one line this often says that work goes on.
+PROGRESS_EVERY_SECONDS = 5.0
+
+
 class Progress:
     """A tqdm bar with total and ETA on a terminal; elsewhere a plain line every few seconds."""
 
@@ -302,10 +306,6 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-# Without a terminal (a log file, a CI job) one line this often says that work goes on.
-PROGRESS_EVERY_SECONDS = 5.0
 
 
 @command("import")
@@ -746,12 +746,14 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
 OUR_LOGGERS = ("articlebot", "bot", "index")
 
 
-def setup_logging(verbosity: int) -> None:
+def setup_logging(verbosity: int, timestamps: bool = False) -> None:
     """Warnings only; -v: what articlebot did, libraries still at WARNING; -vv: everything at DEBUG."""
+    # A command's report reads best without timestamps; a running bot's log needs them.
+    detailed = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if verbosity >= 2:
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.DEBUG, format=detailed)
     else:
-        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        logging.basicConfig(level=logging.WARNING, format=detailed if timestamps else "%(name)s: %(message)s")
     logging.getLogger().setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.NOTSET)
@@ -790,7 +792,7 @@ def quiet_broken_pipe() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, timestamps=args.command == "run")
     try:
         config = load_config(args.config, args.data_dir)
         prepare_data_dir(Path(config.storage.data_dir))
