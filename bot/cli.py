@@ -731,6 +731,7 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
     from .texts import ui_language
 
     kb = open_kb(config)
+    kb.open()  # a model or index that cannot work is one line now, not a failure at the first question
     if args.samples:
         load_samples(kb)
     conversation = open_conversation(config, kb, admins=[CONSOLE_USER_ID], origin="chat")

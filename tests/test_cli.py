@@ -282,8 +282,10 @@ def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     config = tmp_path / "model.toml"
     config.write_text('[embedding]\nmodel = "no-such-org/no-such-model"\n')
     data = tmp_path / "data"
-    err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), "search", "Fähre"))
-    assert "[embedding] model 'no-such-org/no-such-model' is not installed" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("Wie oft fährt die Fähre?\n"))
+    for argv in (["search", "Fähre"], ["ask", "Wie oft fährt die Fähre?"], ["stats"], ["chat"]):
+        err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), *argv))
+        assert "[embedding] model 'no-such-org/no-such-model' is not installed" in err, argv
     path = tmp_path / "a.txt"
     path.write_text(f"Titel\n\n{SAMPLE}\n")
     _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), "add", str(path)))
