@@ -537,6 +537,7 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     kb = open_kb(config)
     if log.isEnabledFor(logging.INFO):
         log_loading(kb)
+    first = True
     for query in _lines(args.query, "query"):
         started = time.perf_counter()
         hits = kb.search(query, k=args.k, mode=args.mode)
@@ -557,6 +558,9 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             ]
             print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
             continue
+        if args.query == "-":  # several queries: each result list under its query
+            print(("" if first else "\n") + f"> {query}")
+            first = False
         if not hits:
             print(f"{query}: no results")
         numbers = kb.passage_numbers(h.chunk_id for h in hits)

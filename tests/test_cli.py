@@ -489,3 +489,11 @@ def test_ask_from_stdin_repeats_each_question_above_its_answer(run, one_article,
     first, second = out.split("\n\n> ")
     assert first.startswith("> Wie oft fährt die elektrische Fähre in Lindholm?\n") and "alle 20 Minuten" in first
     assert second.startswith("Wer gewann 1998 die Tour?\nDazu habe ich in den Artikeln nichts gefunden.")
+
+
+def test_search_from_stdin_shows_each_query_above_its_passages(run, one_article, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Fähre Lindholm\nxyzzy\n"))
+    out = run("search", "-").out
+    first, second = out.split("\n\n> ")
+    assert first.startswith("> Fähre Lindholm\n1. [") and "(passage 1 of 1)" in first
+    assert second.startswith("xyzzy\n")
