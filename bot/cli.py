@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Bad lines are reported by line number and skipped; articles already present are skipped too,\n"
         "so running the same import again continues an interrupted one.",
     )
-    imp.add_argument("file")
+    imp.add_argument("file", help="a .jsonl or .csv file")
 
     lst = _subcommand(
         sub, "list", "List the articles, newest first.", "  articlebot list\n  articlebot list --json | jq .title"

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -454,10 +455,10 @@ def test_every_command_help_has_a_description_options_and_an_example(capsys, com
     description = text.split("\n\n")[1]
     assert description.strip() and description.strip().endswith(".")
     assert "examples:\n  articlebot" in text or "examples:\n  TELEGRAM" in text or "examples:\n  pbpaste" in text
-    for option in ("--json", "-k", "--title", "--lang", "--samples", "--rechunk"):
-        if option + " " in text.split("options:")[1]:
-            line = next(x for x in text.splitlines() if x.strip().startswith(option))
-            assert len(line.split()) > 1 or option in ("--json",), line  # every option is explained
+    options = text.split("options:\n")[1].split("\n\n")[0]
+    for entry in re.split(r"\n(?=  -)", options):  # an option's line and its wrapped help lines
+        signature = re.match(r"\s*(-\S+(?: [A-Z_]+)?(?:, -\S+(?: [A-Z_]+)?)*)", entry)
+        assert signature and entry[signature.end() :].strip(), f"{command}: unexplained option {entry!r}"
     for mention in mentions:
         assert mention in text, (command, mention)
     assert command in cli.build_parser().format_help()
@@ -497,3 +498,11 @@ def test_search_from_stdin_shows_each_query_above_its_passages(run, one_article,
     first, second = out.split("\n\n> ")
     assert first.startswith("> Fähre Lindholm\n1. [") and "(passage 1 of 1)" in first
     assert second.startswith("xyzzy\n")
+
+
+def test_verbose_import_tells_what_each_line_became(run, tmp_path, caplog):
+    article = {"title": "Hafen", "text": "Der Hafen meldet neue Liegeplätze.", "published": "2025-05-02"}
+    path = _jsonl(tmp_path / "one.jsonl", [json.dumps(article)])
+    assert run("-v", "import", path).code == 0
+    assert "line 1: added #1 'Hafen': published 2025-05-02, language de, 1 passage" in caplog.text
+    assert "import took " in caplog.text
