@@ -20,3 +20,7 @@ class SetupError(UserError, RuntimeError):
 
 class ModelNotInstalled(UserError, FileNotFoundError):
     """``[embedding] model`` names a model that is neither a directory nor in the local cache."""
+
+
+class SettingError(UserError, ValueError):
+    """A setting that cannot work with the others; also a ``ValueError``, as raised before this type existed."""

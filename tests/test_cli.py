@@ -293,6 +293,14 @@ def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     assert _main(capsys, "--data-dir", str(data), "list", "--json").out == ""
 
 
+def test_settings_that_cannot_work_together_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    config = tmp_path / "use.toml"
+    config.write_text('[embedding]\nbackend = "use-multilingual"\nmodel = "some/model"\n')
+    argv = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "search", "Fähre"]
+    assert "embedding.model must be empty with backend = 'use-multilingual'" in _one_line_error(_main(capsys, *argv))
+
+
 def test_a_bug_keeps_its_traceback(run, monkeypatch):
     def broken(args, config):
         raise RuntimeError("a bug, not a user mistake")
