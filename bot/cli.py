@@ -445,12 +445,13 @@ def cmd_reindex(args: argparse.Namespace, config: Config) -> int:
         if progress is not None:
             progress.close()
         kb.close()
-    extra = f", {result['reembedded']} passages re-embedded" if result["reembedded"] else ""
+    extra = f", {count_of(result['reembedded'], 'passage')} re-embedded" if result["reembedded"] else ""
     if result["rechunked"]:
         reason = "with the current settings" if args.rechunk else "to fit the embedding window"
         extra += f", {count_of(result['rechunked'], 'article')} re-chunked {reason}"
     print(
-        f"index rebuilt: {result['vectors']} vectors ({result['kind']}), {result['analyzed']} passages analysed{extra}"
+        f"index rebuilt: {count_of(result['vectors'], 'vector')} ({result['kind']}), "
+        f"{count_of(result['analyzed'], 'passage')} analysed{extra}"
     )
     return 0
 

@@ -395,6 +395,7 @@ def test_import_and_reindex_progress_without_a_terminal_is_plain_lines(run, tmp_
     assert "\r" not in result.err and len(lines) == 3  # no line for the last one: the summary follows
     reindexed = run("reindex", "--rechunk")
     assert reindexed.code == 0 and "\r" not in reindexed.err
+    assert reindexed.out == "index rebuilt: 4 vectors (flat), 4 passages analysed\n"
     assert [line.split(",")[0] for line in reindexed.err.splitlines()] == [
         "re-indexing: 1/4 articles",
         "re-indexing: 2/4 articles",
