@@ -25,10 +25,10 @@ from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings
 from index.store import ArticleRecord
 
-from .answer import Answer
+from .answer import Answer, Citation
 from .config import TelegramSettings
 from .feedback import FeedbackStore
-from .texts import say
+from .texts import counted, reason_text, say
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ def para(*spans: Span | str) -> Paragraph:
 
 def text_reply(text: str, buttons: list[list[Button]] | None = None, edit: bool = False) -> Reply:
     return Reply([para(p) for p in text.split("\n\n") if p.strip()], buttons or [], edit)
+
+
+class Refusal(ExtractionError):
+    """Why something cannot be added, already phrased in the user's language."""
 
 
 # --- what arrives -----------------------------------------------------------------------------
@@ -323,16 +327,20 @@ class Conversation:
     def _help(self, req: Request, _: Progress) -> list[Reply]:
         lang = req.language
         total = self._article_count()
-        blocks: list[Block] = [para(Bold(say("greeting", lang, count=total) if total else say("greeting_empty", lang)))]
+        greeting = (
+            say("greeting", lang, articles=counted(total, "article", lang)) if total else say("greeting_empty", lang)
+        )
+        blocks: list[Block] = [para(Bold(greeting))]
         latest = self.kb.articles(limit=LATEST_IN_HELP)
         if latest:
             spans: list[Span | str] = [say("latest", lang)]
             for article in latest:
                 spans += ["\n• ", Link(article.title, article.url), _date_suffix(article)]
             blocks.append(para(*spans))
-        blocks += [para(p) for p in say("how_to_ask", lang).split("\n\n")]
+        terminal = self.origin == "chat"  # the terminal has no groups, captions or replies to messages
+        blocks += [para(p) for p in say("how_to_ask_chat" if terminal else "how_to_ask", lang).split("\n\n")]
         if self.is_admin(req.message.user.id):
-            blocks.append(para(say("admin_help", lang)))
+            blocks.append(para(say("admin_help_chat" if terminal else "admin_help", lang)))
         return [Reply(blocks)]
 
     def _ask(self, req: Request, _: Progress) -> list[Reply]:
@@ -375,9 +383,11 @@ class Conversation:
         except DuplicateArticle as exc:
             return [text_reply(say("duplicate", lang, id=exc.article_id))]
         except ExtractionError as exc:
-            return [text_reply(say("not_added", lang, reason=str(exc)))]
+            reason = str(exc) if isinstance(exc, Refusal) else reason_text(str(exc), lang)
+            return [text_reply(say("not_added", lang, reason=reason))]
         log.info("user %s added article #%s (%s passages)", req.message.user.id, result.article_id, result.chunks)
-        return [text_reply(say("added", lang, id=result.article_id, title=result.title, chunks=result.chunks))]
+        passages = counted(result.chunks, "passage", lang)
+        return [text_reply(say("added", lang, id=result.article_id, title=result.title, passages=passages))]
 
     def _document(self, req: Request, progress: Progress) -> Document | None:
         """The article an /add names: a document, a link, pasted text, or the message replied to."""
@@ -397,13 +407,13 @@ class Conversation:
     def _from_attachment(self, attachment: Attachment, progress: Progress, lang: str) -> Document:
         name, limit = attachment.filename or "document", self.settings.max_file_bytes
         if not name.lower().endswith(SUPPORTED_SUFFIXES):
-            raise ExtractionError(say("file_type", lang, name=name))
+            raise Refusal(say("file_type", lang, name=name))
         if limit and attachment.size and attachment.size > limit:
-            raise ExtractionError(say("file_size", lang, name=name, size=_mb(attachment.size), limit=_mb(limit)))
+            raise Refusal(say("file_size", lang, name=name, size=_mb(attachment.size), limit=_mb(limit)))
         progress(say("downloading", lang, name=name))
         data = attachment.load()
         if limit and len(data) > limit:
-            raise ExtractionError(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
+            raise Refusal(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
         return from_bytes(data, name)
 
     def _remove(self, req: Request, _: Progress) -> list[Reply]:
@@ -420,26 +430,15 @@ class Conversation:
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
 
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
-        stats, votes = self.kb.stats(), self.feedback.counts()
-        index = stats.get("index") or {}
-        text = say(
-            "stats",
-            req.language,
-            articles=stats["articles"],
-            chunks=stats["chunks"],
-            model=stats["model"],
-            index=f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
-            db_mb=_mb(stats["db_bytes"]),
-            **votes,
-        )
-        return [Reply([para(text)])]
+        return [Reply([para(say("stats", req.language, **index_facts(self.kb, self.feedback)))])]
 
     def _reindex(self, req: Request, progress: Progress) -> list[Reply]:
         lang = req.language
         progress(say("reindexing", lang))
         with self._exclusive(progress, lang):
             result = self.kb.reindex(lambda done, total: progress(say("reembedding", lang, done=done, total=total)))
-        return [text_reply(say("reindexed", lang, vectors=result["vectors"], kind=result["kind"]))]
+        vectors = counted(result["vectors"], "vector", lang)
+        return [text_reply(say("reindexed", lang, vectors=vectors, kind=result["kind"]))]
 
     @contextmanager
     def _exclusive(self, progress: Progress, lang: str) -> Iterator[None]:
@@ -494,8 +493,15 @@ class Conversation:
         citation = next((c for c in stored.citations if c.n == n), None) if stored else None
         if citation is None:
             return Pressed(notice=say("expired", lang))
-        heading = para(Bold(f"[{n}]"), " ", Link(citation.title, citation.url))
+        heading = para(Bold(f"[{n}]"), " ", Link(citation.title, citation.url), self._place(citation, lang))
         return Pressed([Reply([heading, Quote(" ".join(citation.quote.split()))])])
+
+    def _place(self, citation: Citation, lang: str) -> str:
+        """ " – Abschnitt 3 von 7": where the quote sits in its article, while that passage is still stored."""
+        place = self.kb.passage_numbers([citation.chunk_id]).get(citation.chunk_id)
+        if place is None or place.article_id != citation.article_id:
+            return ""
+        return " – " + say("passage_of", lang, number=place.number, total=place.total)
 
     def _vote(self, answer_id: int, user: User, vote: int) -> Pressed:
         if not self.feedback.vote(answer_id, user.id, vote):
@@ -519,7 +525,7 @@ class Conversation:
         for article in articles:
             spans += [f"\n#{article.id} ", Link(article.title, article.url), _date_suffix(article)]
             if admin_view:
-                spans.append(f" · {say('passages', lang, count=article.chunk_count)} · {article.added_by or '–'}")
+                spans.append(f" · {counted(article.chunk_count, 'passage', lang)} · {article.added_by or '–'}")
         prefix = "lst" if admin_view else "src"
         row = []
         if offset > 0:
@@ -529,14 +535,33 @@ class Conversation:
         return Reply([para(*spans)], [row] if row else [], edit)
 
 
+def index_facts(kb: KnowledgeBase, feedback: FeedbackStore) -> dict[str, object]:
+    """The fields of the "stats" text: what /stats in a chat and ``articlebot stats`` both show."""
+    kb.open()  # the index's kind, size and state are facts only once it is loaded
+    stats, votes = kb.stats(), feedback.counts()
+    index = stats.get("index") or {}
+    return {
+        "articles": stats["articles"],
+        "chunks": stats["chunks"],
+        "model": stats["model"],
+        "index": f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
+        "db_mb": _mb(stats["db_bytes"]),
+        **votes,
+    }
+
+
 def answer_reply(answer: Answer, answer_id: int) -> Reply:
     """The answer's paragraphs, a sources block, and buttons for each quote and for feedback."""
     blocks: list[Block] = [para(p.strip()) for p in answer.body.split("\n\n") if p.strip()]
     buttons: list[list[Button]] = []
     if answer.citations:
         spans: list[Span | str] = [Bold(say("sources_label", answer.language))]
+        by_article: dict[tuple[int, str, str | None], list[Citation]] = {}
         for c in answer.citations:
-            spans += [f"\n[{c.n}] ", Link(c.title, c.url)]
+            by_article.setdefault((c.article_id, c.title, c.url), []).append(c)
+        for citations in by_article.values():  # one title per article, however many of its passages are quoted
+            markers = " ".join(f"[{c.n}]" for c in citations)
+            spans += [f"\n{markers} ", Link(citations[0].title, citations[0].url)]
         blocks.append(para(*spans))
         quotes = [Button(say("quote_button", answer.language, n=c.n), f"q:{answer_id}:{c.n}") for c in answer.citations]
         buttons = [quotes[i : i + QUOTE_BUTTONS_PER_ROW] for i in range(0, len(quotes), QUOTE_BUTTONS_PER_ROW)]

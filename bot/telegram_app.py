@@ -52,6 +52,7 @@ from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
 from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
+from index.errors import SetupError  # noqa: E402
 from index.extract import ExtractionError  # noqa: E402
 
 from .config import TelegramSettings  # noqa: E402
@@ -653,7 +654,7 @@ def freeze_startup_objects() -> None:
 def resolve_token(settings: TelegramSettings, environ: dict[str, str]) -> str:
     token = (environ.get("TELEGRAM_BOT_TOKEN") or settings.token).strip()
     if not token:
-        raise RuntimeError(
+        raise SetupError(
             "no Telegram bot token: set $TELEGRAM_BOT_TOKEN or [telegram] token (try 'articlebot chat' without one)"
         )
     return token
@@ -663,13 +664,13 @@ def run_bot(settings: TelegramSettings, conversation: Conversation, token: str) 
     """Serve until SIGINT/SIGTERM. Errors come back as RuntimeError with the token taken out."""
     protect_token(token)
     if settings.webhook_url and urlsplit(settings.webhook_url).scheme != "https":
-        raise RuntimeError("[telegram] webhook_url must be an https:// URL")
+        raise SetupError("[telegram] webhook_url must be an https:// URL")
     freeze_startup_objects()
     app = build_application(settings, conversation, token)
     try:
         asyncio.run(_serve_until_signal(app, settings))
     except InvalidToken:
-        raise RuntimeError("Telegram rejected the bot token ([telegram] token or $TELEGRAM_BOT_TOKEN)") from None
+        raise SetupError("Telegram rejected the bot token ([telegram] token or $TELEGRAM_BOT_TOKEN)") from None
     except TelegramError as exc:
         raise RuntimeError(f"Telegram: {redact(str(exc))}") from None
     return 0

@@ -6,12 +6,14 @@ escape and equally usable in Telegram and in the terminal.
 
 from __future__ import annotations
 
+import re
+
 LANGUAGES = ("de", "en")
 
 TEXTS: dict[str, dict[str, str]] = {
     "greeting": {
-        "de": "Ich beantworte Fragen zu {count} Artikeln – mit Quellenangaben.",
-        "en": "I answer questions about {count} articles – with sources.",
+        "de": "Ich beantworte Fragen zu {articles} – mit Quellenangaben.",
+        "en": "I answer questions about {articles} – with sources.",
     },
     "greeting_empty": {
         "de": "Ich beantworte Fragen zu Artikeln – mit Quellenangaben. Noch kenne ich keine.",
@@ -32,6 +34,40 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "For admins: /add <link> or /add with a title line and text, /add as a reply to a message, "
         "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /list, /stats, /reindex.",
     },
+    "how_to_ask_chat": {
+        "de": "Tippen Sie einfach Ihre Frage ein, zum Beispiel: „Was kostet das neue Stadion?“\n"
+        "Eine Zahl allein drückt den Knopf mit dieser Nummer (Zitate, 👍/👎, Blättern).\n"
+        "/sources zeigt alle Artikel; /quit oder Strg-D beendet.",
+        "en": "Just type your question, for example: “What does the new stadium cost?”\n"
+        "A number on its own presses the button with that number (quotes, 👍/👎, paging).\n"
+        "/sources lists all articles; /quit or Ctrl-D ends.",
+    },
+    "admin_help_chat": {
+        "de": "Als Admin: /add <Link>; /add <Pfad> für eine Datei (.txt .md .html .pdf); /add allein, dann "
+        "Titelzeile und Text einfügen und mit einer Zeile nur aus „.“ abschließen; /remove <id>, /list, "
+        "/stats, /reindex.",
+        "en": "As an admin: /add <link>; /add <path> for a file (.txt .md .html .pdf); /add alone, then paste "
+        "a title line and the text and end with a line holding only “.”; /remove <id>, /list, /stats, /reindex.",
+    },
+    "chat_greeting": {
+        "de": "articlebot im Terminal – hier sind Sie Admin. Fragen einfach eintippen; /help zeigt alles, "
+        "/quit oder Strg-D beendet. Ein eingefügter Artikel (nach /add allein) endet mit einer Zeile nur "
+        "aus „.“; einen Knopf drücken Sie mit seiner Nummer.",
+        "en": "articlebot in the terminal – you are an admin here. Just type a question; /help shows "
+        "everything, /quit or Ctrl-D ends. A pasted article (after /add alone) ends with a line holding "
+        "only “.”; press a button by typing its number.",
+    },
+    "no_such_file": {"de": "Die Datei {path} gibt es nicht.", "en": "There is no file {path}."},
+    "not_a_file": {"de": "{path} ist ein Ordner, keine Datei.", "en": "{path} is a directory, not a file."},
+    "not_a_button": {
+        "de": "Einen Knopf {number} gibt es nicht (Knöpfe 1–{count}). Eine Frage bitte in Worten.",
+        "en": "There is no button {number} (buttons 1–{count}). Please ask a question in words.",
+    },
+    "no_buttons": {
+        "de": "Gerade gibt es keinen Knopf {number} zu drücken. Eine Frage bitte in Worten.",
+        "en": "There is no button {number} to press just now. Please ask a question in words.",
+    },
+    "passage_of": {"de": "Abschnitt {number} von {total}", "en": "passage {number} of {total}"},
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
     "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
@@ -71,7 +107,6 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "previous": {"de": "◀ Neuere", "en": "◀ Newer"},
     "next": {"de": "Ältere ▶", "en": "Older ▶"},
-    "passages": {"de": "{count} Abschnitte", "en": "{count} passages"},
     "add_usage": {
         "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add gefolgt von Titelzeile und Text, /add als "
         "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add.",
@@ -82,8 +117,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "downloading": {"de": "Lade {name} herunter …", "en": "Downloading {name} …"},
     "indexing": {"de": "Verarbeite „{title}“ …", "en": "Processing “{title}” …"},
     "added": {
-        "de": "Hinzugefügt: #{id} „{title}“ ({chunks} Abschnitte).",
-        "en": "Added #{id} “{title}” ({chunks} passages).",
+        "de": "Hinzugefügt: #{id} „{title}“ ({passages}).",
+        "en": "Added #{id} “{title}” ({passages}).",
     },
     "duplicate": {"de": "Nicht hinzugefügt: schon vorhanden als #{id}.", "en": "Not added: already present as #{id}."},
     "not_added": {"de": "Nicht hinzugefügt: {reason}", "en": "Not added: {reason}"},
@@ -111,8 +146,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "reindexing": {"de": "Baue den Index neu auf …", "en": "Rebuilding the index …"},
     "reembedding": {"de": "Berechne Vektoren neu: {done}/{total} Artikel …", "en": "Re-embedding: {done}/{total} …"},
     "reindexed": {
-        "de": "Index neu aufgebaut: {vectors} Vektoren ({kind}).",
-        "en": "Index rebuilt: {vectors} vectors ({kind}).",
+        "de": "Index neu aufgebaut: {vectors} ({kind}).",
+        "en": "Index rebuilt: {vectors} ({kind}).",
     },
     "busy": {
         "de": "Warte, bis die vorige Admin-Aufgabe fertig ist …",
@@ -121,6 +156,68 @@ TEXTS: dict[str, dict[str, str]] = {
     "thanks": {"de": "Danke für die Rückmeldung!", "en": "Thanks for the feedback!"},
     "expired": {"de": "Dieser Knopf ist nicht mehr gültig.", "en": "This button is no longer valid."},
 }
+
+
+# (singular, plural) per language; German "article" as after "zu" (dative plural "Artikeln").
+NOUNS: dict[str, dict[str, tuple[str, str]]] = {
+    "passage": {"de": ("Abschnitt", "Abschnitte"), "en": ("passage", "passages")},
+    "article": {"de": ("Artikel", "Artikeln"), "en": ("article", "articles")},
+    "vector": {"de": ("Vektor", "Vektoren"), "en": ("vector", "vectors")},
+}
+
+
+def counted(count: int, noun: str, language: str) -> str:
+    """ "1 Abschnitt", "2 Abschnitte", "1 passage": the number with its noun in the right form."""
+    forms = NOUNS[noun].get(language) or NOUNS[noun]["en"]
+    return f"{count} {forms[0] if count == 1 else forms[1]}"
+
+
+# Why an article could not be added, in German. The reasons come from index/ in English (for the CLI
+# and logs); a German conversation gets the matching explanation instead of a mixed-language sentence.
+GERMAN_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"refusing to fetch (?P<host>\S+): it resolves to a non-public"),
+        "{host} ist eine interne Adresse; solche Links rufe ich aus Sicherheitsgründen nicht ab.",
+    ),
+    (
+        re.compile(r"cannot resolve host '(?P<host>[^']*)'"),
+        "Den Server {host} gibt es nicht (der Name lässt sich nicht auflösen).",
+    ),
+    (re.compile(r"only http and https links"), "Ich rufe nur http- und https-Links ab."),
+    (re.compile(r"not a valid link"), "Das ist kein gültiger Link."),
+    (re.compile(r"answered HTTP (?P<status>\d+)"), "Die Seite antwortete mit dem Fehler HTTP {status}."),
+    (re.compile(r"redirects without a location|too many redirects"), "Der Link leitet zu oft oder ins Leere weiter."),
+    (
+        re.compile(r"could not be downloaded from Telegram|downloading the file took too long"),
+        "Die Datei ließ sich nicht von Telegram herunterladen.",
+    ),
+    (re.compile(r"reading the PDF took longer"), "Das PDF ist zu komplex, um es zu lesen."),
+    (re.compile(r"did not answer within|took too long"), "Die Seite hat zu lange gebraucht."),
+    (re.compile(r"TLS error"), "Die sichere Verbindung (TLS) zur Seite ist gescheitert."),
+    (re.compile(r"cannot fetch "), "Die Seite ist nicht erreichbar."),
+    (re.compile(r"PDF is encrypted"), "Das PDF ist verschlüsselt; bitte eine ungeschützte Fassung schicken."),
+    (re.compile(r"PDF contains no extractable text"), "Das PDF enthält keinen lesbaren Text (ein Scan?)."),
+    (re.compile(r"PDF has (?P<pages>\d+) pages"), "Das PDF hat zu viele Seiten ({pages})."),
+    (re.compile(r"\bthe PDF\b"), "Das PDF lässt sich nicht lesen (zu groß, zu komplex oder beschädigt)."),
+    (re.compile(r"too large|larger than the limit|too long \("), "Das ist zu groß für einen Artikel."),
+    (
+        re.compile(r"not an article|not a supported type|unsupported file type"),
+        "Das ist kein Artikel, den ich lesen kann (HTML, Text, Markdown oder PDF).",
+    ),
+    (re.compile(r"empty page|no article text|contains no text|is empty"), "Darin steht kein Artikeltext."),
+    (re.compile(r"no such file"), "Diese Datei gibt es nicht."),
+]
+
+
+def reason_text(reason: str, language: str) -> str:
+    """Why something was not added, in the user's language (the English reasons pass unchanged)."""
+    if language != "de":
+        return reason
+    for pattern, text in GERMAN_REASONS:
+        match = pattern.search(reason)
+        if match:
+            return text.format(**match.groupdict())
+    return f"Der Text ließ sich nicht verarbeiten (Meldung: {reason})."
 
 
 def say(key: str, language: str, **fields: object) -> str:

@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
+from .errors import SetupError
 from .extract import Document, ExtractionError
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
@@ -41,6 +43,12 @@ class AddResult:
     article_id: int
     title: str
     chunks: int
+
+
+class PassagePlace(NamedTuple):
+    article_id: int
+    number: int  # from 1, in text order
+    total: int  # passages in the article
 
 
 @dataclass
@@ -95,7 +103,7 @@ class KnowledgeBase:
         models = self.store.embedding_models()
         if models and models != [(embedder.model_id, embedder.dim)]:
             names = ", ".join(f"{m} ({d} dims)" for m, d in models)
-            raise RuntimeError(
+            raise SetupError(
                 f"the stored vectors were made by {names}, not by the configured {embedder.model_id}; "
                 "run 'articlebot reindex' to re-embed them"
             )
@@ -272,6 +280,16 @@ class KnowledgeBase:
 
     def article(self, article_id: int) -> ArticleRecord:
         return self.store.article(article_id)
+
+    def passage_numbers(self, chunk_ids: Iterable[int]) -> dict[int, PassagePlace]:
+        """Where each passage still stored sits in its article: what people are shown ("passage 3 of 7")
+        instead of a global passage id."""
+        found = self.store.chunks_by_id(list(dict.fromkeys(chunk_ids)))
+        places: dict[int, PassagePlace] = {}
+        for article_id in {c.article_id for c in found.values()}:
+            ids = [c.id for c in self.store.article_chunks(article_id)]
+            places.update((cid, PassagePlace(article_id, i, len(ids))) for i, cid in enumerate(ids, 1) if cid in found)
+        return places
 
     def version(self) -> int:
         """Grows with every write: caches derived from the articles compare it to know they are stale."""
