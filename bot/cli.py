@@ -23,6 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from index.bulk import ImportReport, read_records  # noqa: E402
 from index.extract import Document, ExtractionError, from_file, from_text, parse_date  # noqa: E402
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
+from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 
@@ -329,7 +330,7 @@ def format_answer_text(answer) -> str:
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
-            lines.append(f"    „{c.quote}“" if answer.language == "de" else f'    "{c.quote}"')
+            lines.append("    " + quoted(c.quote, answer.language))
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
