@@ -77,7 +77,9 @@ def _is_sentence_end(text: str, punct_start: int, punct_end: int) -> bool:
     if punct.startswith(".") and not punct.startswith("...") and not closes_quote:
         before = _WORD_BEFORE.search(text, max(0, punct_start - 40), punct_start)
         word = before.group(1) if before else ""
-        if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+        # "geht's.", "Peter's.": the letter after an apostrophe is an ending, no abbreviation.
+        elided = before is not None and text[before.start(1) - 1 : before.start(1)] in ("'", "’")
+        if not elided and (word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha())):
             return False
         # "12. Februar", "im 19. Jahrhundert": short numbers before a period are ordinals, unless
         # they close a score or a grouped number ("endete 2:1.", "auf 1.000.").

@@ -42,6 +42,7 @@ MAX_QUOTE_CHARS = 600
 HEADING_MAX_CHARS = 100
 _CLOSING_TAIL = ")]}" + CLOSING_MARKS
 _SENTENCE_END = ".!?…:;"
+_INNER_END = re.compile(r"[.!?…]\S*\s")
 # Lines that are list items or table rows carry facts without final punctuation.
 _LIST_ITEM = re.compile(r"^\s*([-–—•*·▪►]|\d{1,3}[.)]\s)|\|")
 
@@ -116,7 +117,7 @@ def is_heading(text: str, start: int, end: int, next_line: str = "") -> bool:
         return False
     tail = line.rstrip(_CLOSING_TAIL + " ")
     if tail.endswith("?"):
-        return True
+        return not _INNER_END.search(tail)
     return not tail.endswith(tuple(_SENTENCE_END))
 
 
