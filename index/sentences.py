@@ -37,6 +37,9 @@ _MARK_OR_BREAK = re.compile("[" + re.escape(QUOTE_MARKS) + "\n]")
 # A quotation longer than this is split like running text: one endless "sentence" is no answer, and
 # an opening mark that was never meant to be closed must not swallow the rest of the paragraph.
 MAX_QUOTE_CHARS = 600
+# Quotations nest two or three deep in real text; keeping more open marks only costs time (a line of
+# 100,000 „ would otherwise be quadratic).
+MAX_NESTING = 8
 
 # A stand-alone line shorter than this without a sentence end is a heading, a byline or a caption.
 HEADING_MAX_CHARS = 100
@@ -73,6 +76,8 @@ def quotation_spans(text: str, start: int = 0, end: int | None = None) -> list[t
                 spans.append((opened, i + 1))
         elif mark in CLOSERS and not after.isspace() and not before.isalnum():
             stack.append((mark, i))
+            if len(stack) > MAX_NESTING:
+                del stack[0]
     return sorted(spans)
 
 
