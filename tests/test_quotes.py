@@ -148,3 +148,20 @@ def test_chat_and_telegram_show_no_doubled_marks(loaded_kb, answerer):
     for text in shown:
         assert not DOUBLED.search(text), text
         assert text.count("„") == text.count("“"), text
+
+
+def test_a_title_with_its_own_quotation_marks_is_not_wrapped_in_them_again(kb):
+    feedback = FeedbackStore(kb.store.path)
+    try:
+        admin = User(1, "Ada", "de")
+        settings = TelegramSettings(admins=[admin.id])
+        conversation = Conversation(kb, Answerer(kb, AnswerSettings()), feedback, settings, FetchSettings())
+        title = "„Wir haben verloren“: Selenskyj zieht Bilanz"
+        text = f"/add\n{title}\n{SELENSKYJ.text}"
+        replies = conversation.handle(Incoming(admin, chat_id=1, text=text, bot_username="articles_bot"))
+    finally:
+        feedback.close()
+    shown = [plain_text(r) for r in replies] + [html for r in replies for html in to_html(r)]
+    assert any(f"»{title}«" in text for text in shown), shown
+    for text in shown:
+        assert not DOUBLED.search(text), text
