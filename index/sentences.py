@@ -44,7 +44,6 @@ MAX_NESTING = 8
 # A stand-alone line shorter than this without a sentence end is a heading, a byline or a caption.
 HEADING_MAX_CHARS = 100
 _CLOSING_TAIL = ")]}" + CLOSING_MARKS
-_SENTENCE_END = ".!?…:;"
 _INNER_END = re.compile(r"[.!?…]\S*\s")
 # Lines that are list items or table rows carry facts without final punctuation.
 _LIST_ITEM = re.compile(r"^\s*([-–—•*·▪►]|\d{1,3}[.)]\s)|\|")
@@ -123,7 +122,8 @@ def is_heading(text: str, start: int, end: int, next_line: str = "") -> bool:
     tail = line.rstrip(_CLOSING_TAIL + " ")
     if tail.endswith("?"):
         return not _INNER_END.search(tail)
-    return not tail.endswith(tuple(_SENTENCE_END))
+    # Not after a sentence end (. ! … : ;), nor a comma or hyphen (a line that goes on: wrapped text).
+    return tail[-1:].isalnum()
 
 
 def quoted(text: str, language: str) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index.chunking import answer_spans, chunk_text, paragraph_spans, sentence_spans
-from index.sentences import MAX_QUOTE_CHARS, quotation_spans, quoted
+from index.sentences import MAX_QUOTE_CHARS, is_heading, quotation_spans, quoted
 
 WORDS = ["die", "Stadt", "baut", "eine", "neue", "Brücke", "über", "den", "Fluss", "Rat", "the", "council", "bridge"]
 # Pieces inside a sentence that carry a period but end nothing.
@@ -224,3 +225,26 @@ def test_a_line_of_quotation_marks_is_split_in_linear_time():
         elapsed = time.monotonic() - started
         assert elapsed < 15, f"{len(text):,} characters of quotation marks took {elapsed:.1f} s"
         assert all(text[c.start : c.end] == c.text for c in chunks)
+
+
+@pytest.mark.parametrize(
+    ("line", "next_line", "heading"),
+    [
+        ('Rutte: NATO und Trump "zunehmend" auf derselben Seite', "Generalsekretär Rutte sagte …", True),
+        ("Selenskyj: „Wir haben verloren“", "", True),
+        ("Von Anna Weber", "", True),
+        ("[OM/KN]", "", True),
+        ("Was bedeutet das für Pendler?", "Zunächst wenig.", True),
+        ("Er sagte: „Wir haben verloren.“", "", False),
+        ("Die Brücke ist fertig.", "", False),
+        ("Endlich ist die Brücke fertig!", "", False),
+        ("Wer zahlt? Die Stadt?", "", False),  # two sentences: a short exchange, not a heading
+        ("Die Stadt hat am Montag beschlossen,", "Die Kosten …", False),
+        ("Die Stadt hat am Montag beschlossen", "dass die Brücke …", False),  # a wrapped line
+        ("- 120 Fahrgäste und 40 Fahrräder", "", False),
+        ("Kosten | 4,2 Millionen Euro", "", False),
+        ("Ein langer Satz ohne Punkt am Ende " * 4, "", False),
+    ],
+)
+def test_heading_lines(line, next_line, heading):
+    assert is_heading(line, 0, len(line), next_line) is heading
