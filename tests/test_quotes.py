@@ -61,7 +61,17 @@ BRIDGE = Document(
         "Der Bau hat 6,1 Millionen Euro gekostet, eine Million mehr als geplant."
     ),
 )
-ARTICLES = [SELENSKYJ, RUTTE, BRIDGE]
+POOL_HEADING = "Hallenbad Grauwinkel: Eröffnung im Herbst 2027"
+POOL = Document(
+    title="Neues Hallenbad in Grauwinkel",
+    url="https://example.org/grauwinkel-hallenbad",
+    text=(
+        "Der Stadtrat von Grauwinkel hat den Bau eines neuen Hallenbads beschlossen. Das Hallenbad soll 14 "
+        f"Millionen Euro kosten.\n\n{POOL_HEADING}\n\n"
+        "Das neue Hallenbad in Grauwinkel soll im Herbst 2027 eröffnen. Bis dahin bleibt das alte Bad geöffnet."
+    ),
+)
+ARTICLES = [SELENSKYJ, RUTTE, BRIDGE, POOL]
 
 # The same mark twice in a row: „„, ““, »», or the ASCII "" of a quote wrapped in its own marks.
 DOUBLED = re.compile(r"([„“”\"»«‚‘’‹›])\1")
@@ -115,6 +125,14 @@ def test_answer_never_quotes_a_heading(answerer):
     assert "Generalsekretär Mark Rutte sieht das Bündnis" in answer.body
     assert all(HEADING not in c.quote for c in answer.citations)
     assert_reads_right(answer.body)
+
+
+def test_a_quote_never_runs_across_a_left_out_heading(answerer):
+    """Sentences on either side of a heading are two quotes, not one verbatim span with the heading in it."""
+    answer = answerer.answer("Was kostet das neue Hallenbad in Grauwinkel und wann eröffnet es?")
+    assert "14 Millionen Euro" in answer.body and "Herbst 2027 eröffnen" in answer.body
+    assert POOL_HEADING not in answer.body
+    assert all(POOL_HEADING not in c.quote for c in answer.citations), [c.quote for c in answer.citations]
 
 
 QUESTION_BRIDGE = "Wann wird die Brücke in Talheim freigegeben?"
