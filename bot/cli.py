@@ -28,6 +28,7 @@ from index.bulk import ImportReport, read_records  # noqa: E402
 from index.errors import UserError  # noqa: E402
 from index.extract import Document, ExtractionError, from_file, from_text, parse_date  # noqa: E402
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
+from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 
@@ -593,7 +594,7 @@ def format_answer_text(answer) -> str:
             c = citations[0]
             lines.append(f"{c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
             for c in citations:
-                lines.append(f"  [{c.n}] „{c.quote}“" if answer.language == "de" else f'  [{c.n}] "{c.quote}"')
+                lines.append(f"  [{c.n}] " + quoted(c.quote, answer.language))
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")

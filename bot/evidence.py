@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.cache import LRU
-from index.chunking import paragraph_spans, sentence_spans
+from index.chunking import answer_spans
 from index.kb import KnowledgeBase
 from index.lexical import STOPWORDS, analyze, term, words
 from index.search import SearchHit
@@ -252,8 +252,8 @@ def answer_type(question: str, sentence: str) -> float:
 
 
 def split_hits(hits: list[SearchHit]) -> list[list[tuple[int, int]]]:
-    """Sentence spans per passage, never across a paragraph break (a heading is not half a sentence)."""
-    return [[span for p in paragraph_spans(h.text) for span in sentence_spans(h.text, *p)] for h in hits]
+    """Sentence spans per passage, never across a paragraph break, never a heading line, never inside a quotation."""
+    return [answer_spans(h.text) for h in hits]
 
 
 def term_match(term: str, tokens: set[str]) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from index.chunking import sentence_spans
+from index.chunking import answer_spans, sentence_spans
 from index.lexical import analyze
 
 from .config import AnswerSettings
@@ -104,7 +104,7 @@ def inherit_markers(statements: list[tuple[str, list[int]]]) -> list[tuple[str, 
 def best_quote(passage_text: str, said: str) -> str:
     """The passage sentence sharing the most terms with what the model said it supports."""
     said_terms = set(analyze(said, drop_stopwords=True))
-    spans = sentence_spans(passage_text) or [(0, len(passage_text))]
+    spans = answer_spans(passage_text) or [(0, len(passage_text))]
 
     def overlap(span: tuple[int, int]) -> int:
         return len(said_terms & set(analyze(passage_text[span[0] : span[1]], drop_stopwords=True)))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from index.sentences import quoted
+
 LANGUAGES = ("de", "en")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -115,10 +117,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "fetching": {"de": "Lade {url} …", "en": "Fetching {url} …"},
     "downloading": {"de": "Lade {name} herunter …", "en": "Downloading {name} …"},
-    "indexing": {"de": "Verarbeite „{title}“ …", "en": "Processing “{title}” …"},
+    "indexing": {"de": "Verarbeite {title} …", "en": "Processing {title} …"},
     "added": {
-        "de": "Hinzugefügt: #{id} „{title}“ ({passages}).",
-        "en": "Added #{id} “{title}” ({passages}).",
+        "de": "Hinzugefügt: #{id} {title} ({passages}).",
+        "en": "Added #{id} {title} ({passages}).",
     },
     "duplicate": {"de": "Nicht hinzugefügt: schon vorhanden als #{id}.", "en": "Not added: already present as #{id}."},
     "not_added": {"de": "Nicht hinzugefügt: {reason}", "en": "Not added: {reason}"},
@@ -132,10 +134,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "remove_usage": {"de": "Bitte die Nummer angeben: /remove <id>", "en": "Please give the number: /remove <id>"},
     "no_such_article": {"de": "Es gibt keinen Artikel #{id}.", "en": "There is no article #{id}."},
-    "confirm_remove": {"de": "Artikel #{id} „{title}“ entfernen?", "en": "Remove article #{id} “{title}”?"},
+    "confirm_remove": {"de": "Artikel #{id} {title} entfernen?", "en": "Remove article #{id} {title}?"},
     "remove_button": {"de": "🗑 Entfernen", "en": "🗑 Remove"},
     "cancel_button": {"de": "Abbrechen", "en": "Cancel"},
-    "removed": {"de": "Entfernt: #{id} „{title}“.", "en": "Removed #{id} “{title}”."},
+    "removed": {"de": "Entfernt: #{id} {title}.", "en": "Removed #{id} {title}."},
     "remove_cancelled": {"de": "Nicht entfernt: #{id}.", "en": "Not removed: #{id}."},
     "stats": {
         "de": "Artikel: {articles}\nAbschnitte: {chunks}\nModell: {model}\nIndex: {index}\nDatenbank: {db_mb} MB\n"
@@ -221,7 +223,10 @@ def reason_text(reason: str, language: str) -> str:
 
 
 def say(key: str, language: str, **fields: object) -> str:
-    text = TEXTS[key].get(language) or TEXTS[key]["en"]
+    language = language if language in TEXTS[key] else "en"
+    if "title" in fields:  # in quotation marks, but not in marks a title like „Wir …“: Bilanz already has
+        fields["title"] = quoted(str(fields["title"]), language)
+    text = TEXTS[key][language]
     return text.format(**fields) if fields else text
 
 
