@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     remove = sub.add_parser("remove", help="remove one article")
     remove.add_argument("id")
+    update = sub.add_parser("update", help="fetch an article's URL again and refresh it if the text changed")
+    update.add_argument("id")
     reindex = sub.add_parser("reindex", help="rebuild the FAISS index from SQLite (re-embeds if the model changed)")
     reindex.add_argument(
         "--rechunk", action="store_true", help="also re-cut every article with the current chunking settings and window"
@@ -134,9 +136,35 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
     try:
         print(format_added(kb.add(doc, added_by="cli")))
     except DuplicateArticle as exc:
-        print(f"{doc.title}: {exc}")
+        print(f"{doc.title}: {duplicate_message(exc)}")
     finally:
         kb.close()
+    return 0
+
+
+def duplicate_message(exc: DuplicateArticle) -> str:
+    if exc.reason == "same URL":
+        return (
+            f"#{exc.article_id} has this URL, but its text has changed since; "
+            f"'articlebot update {exc.article_id}' refreshes it"
+        )
+    return str(exc)
+
+
+@command("update")
+def cmd_update(args: argparse.Namespace, config: Config) -> int:
+    article_id = parse_id(args.id)
+    kb = open_kb(config)
+    try:
+        result = kb.update(article_id)
+    except DuplicateArticle as exc:
+        raise CommandError(f"#{article_id} not updated: its new text is that of #{exc.article_id}") from None
+    finally:
+        kb.close()
+    if result.changed:
+        print(f"updated #{result.article_id}: {result.title} ({result.chunks} passages)")
+    else:
+        print(f"#{result.article_id} unchanged: {result.title}")
     return 0
 
 

@@ -170,9 +170,9 @@ def _no_progress(_: str) -> None:
     pass
 
 
-COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex"}
+COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex", "update"}
 ALIASES = {"articles": "sources", "artikel": "sources", "quellen": "sources", "hilfe": "help", "frage": "ask"}
-ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex"}
+ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex", "update"}
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
@@ -275,6 +275,7 @@ class Conversation:
             "list": self._list,
             "stats": self._stats,
             "reindex": self._reindex,
+            "update": self._update,
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
             "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
         }
@@ -373,7 +374,8 @@ class Conversation:
             with self._exclusive(progress, lang):
                 result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")
         except DuplicateArticle as exc:
-            return [text_reply(say("duplicate", lang, id=exc.article_id))]
+            key = "changed_use_update" if exc.reason == "same URL" else "duplicate"
+            return [text_reply(say(key, lang, id=exc.article_id))]
         except ExtractionError as exc:
             return [text_reply(say("not_added", lang, reason=str(exc)))]
         log.info("user %s added article #%s (%s passages)", req.message.user.id, result.article_id, result.chunks)
@@ -418,6 +420,25 @@ class Conversation:
         confirm = Button(say("remove_button", lang), f"rm:{article_id}")
         cancel = Button(say("cancel_button", lang), f"rmx:{article_id}")
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
+
+    def _update(self, req: Request, progress: Progress) -> list[Reply]:
+        lang = req.language
+        article_id = _parse_id(req.args)
+        if article_id is None:
+            return [text_reply(say("update_usage", lang))]
+        try:
+            article = self.kb.article(article_id)
+            progress(say("fetching", lang, url=article.url or f"#{article_id}"))
+            with self._exclusive(progress, lang):
+                result = self.kb.update(article_id)
+        except ArticleNotFound:
+            return [text_reply(say("no_such_article", lang, id=article_id))]
+        except DuplicateArticle as exc:
+            return [text_reply(say("update_is_duplicate", lang, id=article_id, other=exc.article_id))]
+        except ExtractionError as exc:
+            return [text_reply(say("not_updated", lang, id=article_id, reason=str(exc)))]
+        key = "updated" if result.changed else "unchanged"
+        return [text_reply(say(key, lang, id=article_id, title=result.title, chunks=result.chunks))]
 
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
         stats, votes = self.kb.stats(), self.feedback.counts()

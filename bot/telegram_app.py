@@ -81,7 +81,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
 CONCURRENT_UPDATES = 16
 ADMIN_JOBS = 2
-ADMIN_COMMANDS = {"add", "reindex", "remove"}
+ADMIN_COMMANDS = {"add", "reindex", "remove", "update", "subscribe", "unsubscribe"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
 TYPING_FIRST_WAIT = 1.0

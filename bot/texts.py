@@ -28,9 +28,11 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "admin_help": {
         "de": "Für Admins: /add <Link> oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
-        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /list, /stats, /reindex.",
+        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /update <id>, /list, /stats, "
+        "/reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
         "en": "For admins: /add <link> or /add with a title line and text, /add as a reply to a message, "
-        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /list, /stats, /reindex.",
+        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /update <id>, /list, /stats, /reindex; "
+        "feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
     },
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
@@ -117,6 +119,22 @@ TEXTS: dict[str, dict[str, str]] = {
     "busy": {
         "de": "Warte, bis die vorige Admin-Aufgabe fertig ist …",
         "en": "Waiting for the previous admin job to finish …",
+    },
+    "changed_use_update": {
+        "de": "Nicht hinzugefügt: #{id} hat diesen Link, aber der Text hat sich seitdem geändert. "
+        "/update {id} aktualisiert ihn.",
+        "en": "Not added: #{id} has this link, but its text has changed since. /update {id} refreshes it.",
+    },
+    "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
+    "updated": {
+        "de": "Aktualisiert: #{id} „{title}“ ({chunks} Abschnitte).",
+        "en": "Updated #{id} “{title}” ({chunks} passages).",
+    },
+    "unchanged": {"de": "Unverändert: #{id} „{title}“.", "en": "Unchanged: #{id} “{title}”."},
+    "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
+    "update_is_duplicate": {
+        "de": "Nicht aktualisiert: der neue Text von #{id} ist der von #{other}.",
+        "en": "Not updated: the new text of #{id} is that of #{other}.",
     },
     "thanks": {"de": "Danke für die Rückmeldung!", "en": "Thanks for the feedback!"},
     "expired": {"de": "Dieser Knopf ist nicht mehr gültig.", "en": "This button is no longer valid."},
