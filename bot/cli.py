@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the bundled sample articles and answer sample questions")
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
 
+    feeds = sub.add_parser("feeds", help="RSS/Atom feeds whose new items are added: add, list, remove, poll")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    feeds_add = feeds_sub.add_parser("add", help="subscribe to a feed URL")
+    feeds_add.add_argument("url")
+    feeds_list = feeds_sub.add_parser("list", help="the feeds, with last check, last success, items added, last error")
+    feeds_list.add_argument("--json", action="store_true")
+    feeds_remove = feeds_sub.add_parser("remove", help="unsubscribe (the articles it brought stay)")
+    feeds_remove.add_argument("id")
+    feeds_sub.add_parser("poll", help="poll every feed that is due once, then exit (for cron or a systemd timer)")
+
     sub.add_parser("run", help="run the Telegram bot (token: $TELEGRAM_BOT_TOKEN or [telegram] token)")
     chat = sub.add_parser("chat", help="the bot's conversation in the terminal, as an admin (no token needed)")
     chat.add_argument("--lang", choices=["de", "en"], help="language of the bot's messages (default: from $LANG)")
@@ -382,6 +392,88 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
             if args.question == "-":
                 print()
     return 0
+
+
+def parse_feed_id(value: str) -> int:
+    value = value.strip().lstrip("#")
+    if not value.isdigit() or int(value) <= 0:
+        raise CommandError(f"not a feed id: {value!r} (ids are numbers; see 'articlebot feeds list')")
+    return int(value)
+
+
+def format_poll(result) -> str:
+    name = f"feed #{result.feed_id} {result.title or result.url}"
+    if result.status == "failed":
+        return f"{name}: failed: {result.error}"
+    if result.status == "not modified":
+        return f"{name}: not modified"
+    parts = [f"{len(result.added)} added", f"{len(result.refreshed)} refreshed", f"{result.duplicates} already present"]
+    if result.skipped:
+        parts.append(f"{result.skipped} older ones left out")
+    if result.item_errors:
+        parts.append(f"{len(result.item_errors)} failed")
+    return f"{name}: {', '.join(parts)}"
+
+
+@command("feeds")
+def cmd_feeds(args: argparse.Namespace, config: Config) -> int:
+    from index.feeds import FeedError, Feeds
+
+    kb = open_kb(config)
+    feeds = Feeds(kb, backfill=config.feeds.backfill)
+    try:
+        return FEED_ACTIONS[args.feeds_command](args, feeds)
+    except FeedError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        feeds.close()
+        kb.close()
+
+
+def _feeds_add(args: argparse.Namespace, feeds) -> int:
+    feed = feeds.add(args.url)
+    print(f"subscribed feed #{feed.id}: {feed.url} (polled by 'articlebot feeds poll' or the running bot)")
+    return 0
+
+
+def _feeds_list(args: argparse.Namespace, feeds) -> int:
+    records = feeds.list()
+    if args.json:
+        for feed in records:
+            print(json.dumps(feed.to_json(), ensure_ascii=False))
+        return 0
+    if not records:
+        print("no feeds yet; subscribe with 'articlebot feeds add URL'")
+    for feed in records:
+        print(
+            f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
+            f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
+            f"{feed.items_added} items added" + (f", last error: {feed.last_error}" if feed.last_error else "")
+        )
+    return 0
+
+
+def _feeds_remove(args: argparse.Namespace, feeds) -> int:
+    feed = feeds.remove(parse_feed_id(args.id))
+    print(f"unsubscribed feed #{feed.id}: {feed.url} (its articles stay)")
+    return 0
+
+
+def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+    results = []
+    for feed in feeds.due():
+        result = feeds.poll(feed.id)
+        results.append(result)
+        print(format_poll(result), flush=True)
+        for error in result.item_errors:
+            print(f"  item failed: {error}", file=sys.stderr)
+    if not results:
+        print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
+    feeds.kb.save_index()
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+FEED_ACTIONS = {"add": _feeds_add, "list": _feeds_list, "remove": _feeds_remove, "poll": _feeds_poll}
 
 
 SAMPLE_QUESTIONS = [
