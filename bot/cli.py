@@ -531,12 +531,25 @@ def multilingual_hint(answer, config: Config) -> str | None:
 
 
 def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):
+    from index.feeds import Feeds
+
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
     feedback = FeedbackStore(kb.state_path)
     answerer = make_answerer(config, kb)
-    return Conversation(kb, answerer, feedback, config.telegram, config.fetch, admins=admins, origin=origin)
+    feeds = Feeds(kb, backfill=config.feeds.backfill)
+    return Conversation(
+        kb,
+        answerer,
+        feedback,
+        config.telegram,
+        config.fetch,
+        admins=admins,
+        origin=origin,
+        feeds=feeds,
+        feed_interval_minutes=config.feeds.interval_minutes,
+    )
 
 
 @command("run")
@@ -552,6 +565,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         return run_bot(config.telegram, conversation, token)
     finally:
         conversation.feedback.close()
+        conversation.feeds.close()
         kb.close()
 
 
@@ -570,6 +584,7 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
         return run_chat(conversation, lines, sys.stdout, sys.stderr, language)
     finally:
         conversation.feedback.close()
+        conversation.feeds.close()
         kb.close()
 
 
