@@ -355,6 +355,13 @@ class Feeds:
         except ArticleNotFound:
             ours = False
         with self._transaction() as conn:
+            recorded = conn.execute(
+                "SELECT 1 FROM feed_items WHERE feed_id = ? AND guid = ? AND status IN (?, ?)",
+                (feed.id, item.guid, ADDED, DUPLICATE),
+            ).fetchone()
+            if recorded:  # another process polling the same feed got here first
+                result.duplicates += 1
+                return
             claimed = conn.execute(
                 "SELECT 1 FROM feed_items WHERE feed_id = ? AND article_id = ? AND status = ?",
                 (feed.id, article_id, ADDED),
