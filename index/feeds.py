@@ -163,9 +163,11 @@ def _entry_item(entry: dict, order: int) -> Item | None:
     return Item(guid or f"sha256:{digest}", link, title, summary, published, digest, order, timestamp)
 
 
-def parse_feed(body: bytes, url: str) -> tuple[str | None, list[Item]]:
+def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | None, list[Item]]:
     """The feed's title and its items, in the feed's order; FeedError when it is no feed at all."""
-    parsed = feedparser.parse(body)
+    # The feed's address resolves relative links; its declared type helps with the encoding.
+    headers = {"content-location": url, **({"content-type": content_type} if content_type else {})}
+    parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         reason = parsed.get("bozo_exception")
         detail = f" ({str(reason).splitlines()[0][:120]})" if reason else ""
@@ -278,7 +280,7 @@ class Feeds:
             if fetched.status == 304:
                 self._succeeded(feed, None, None, None)
                 return PollResult(feed.id, feed.url, feed.title, "not modified")
-            title, items = parse_feed(fetched.body, feed.url)
+            title, items = parse_feed(fetched.body, fetched.url, fetched.content_type)
         except (FetchError, FeedError) as exc:
             return self._failed(feed, str(exc))
         result = PollResult(feed.id, feed.url, title or feed.title, "ok")

@@ -173,6 +173,19 @@ def test_malformed_feed_is_read_leniently_and_garbage_is_refused(feeds, kb_net, 
     assert kb_net.counts()["articles"] == 1
 
 
+def test_relative_item_links_resolve_against_the_feed(feeds, kb_net, site):
+    serve_stories(site, [9])
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Relativ</title>'
+        '<entry><id>urn:rel:9</id><title>Projekt 9</title><link href="/news/9"/>'
+        "<updated>2026-03-09T08:00:00Z</updated></entry></feed>"
+    )
+    feed = feeds.add(publish(site, "/feeds/relative.xml", document, "atom"))
+    (article_id,) = feeds.poll(feed.id).added
+    assert kb_net.article(article_id).url == site.url + "/news/9"
+    assert kb_net.article(article_id).published == "2026-03-09"
+
+
 def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, site, clock):
     feed = feeds.add(site.url + "/missing")
     results = [feeds.poll(feed.id)]

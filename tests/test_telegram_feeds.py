@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from bot.telegram_app import protect_token
 from index.feeds import Feeds
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
-from tests.util_feeds import publish, rss2, serve_stories
+from tests.util_feeds import publish, rss2, serve_stories, story
 from tests.util_pages import Site
 
 ADMIN = BotApiServer.user(1101, "Ada", "de")
@@ -145,3 +146,33 @@ def test_a_feed_failing_for_a_day_is_reported_to_the_admins_once(api, bot, site,
     assert missing["text"] == f"Es gibt keinen Feed #{feed_id}."
     _, usage = ask(api, ADMIN, "/unsubscribe")
     assert usage["text"] == "Bitte die Nummer des Feeds angeben: /unsubscribe <id>"
+
+
+def test_update_through_the_bot(api, bot, feed_kb, site):
+    (article,) = [a for a in feed_kb.articles() if a.url == site.url + "/news/1"]
+    _, refused = ask(api, READER, f"/update {article.id}")
+    assert refused["text"] == "Sorry, only this bot's admins can do that."
+    question, _ = ask(api, ADMIN, f"/update {article.id}")
+    assert reply_to(api, question, finished("Unverändert"))["text"] == f"Unverändert: #{article.id} „{article.title}“."
+
+    site.html("/news/1", "Projekt 1", story(1, version=5))
+    question, _ = ask(api, ADMIN, f"/update {article.id}")
+    done = reply_to(api, question, finished("Aktualisiert"))
+    assert done["text"].startswith(f"Aktualisiert: #{article.id} „{article.title}“ (")
+    assert "Stand 5" in feed_kb.article(article.id).text
+
+
+def test_questions_are_answered_while_a_slow_feed_is_polled(api, bot, feed_kb, site):
+    """The timed poll works in the admin lane: a question asked meanwhile does not wait for it."""
+    before = feed_kb.counts()["articles"]
+    site.delay = 3.0  # every article page takes 3 s
+    try:
+        bot.conversation.feeds.add(publish(site, "/slow.xml", rss2(serve_stories(site, [20, 21], prefix="/slow/"))))
+        api.wait_for(lambda: site.hits.get("/slow/20", 0) + site.hits.get("/slow/21", 0) >= 1, WAIT, "the slow poll")
+        started = time.monotonic()
+        _, answer = ask(api, READER, "How much does project 2 in Lindenfurt cost?")
+        assert time.monotonic() - started < 3.0 and answer["text"]
+        assert feed_kb.counts()["articles"] < before + 2, "the poll should still be running"
+    finally:
+        site.delay = 0.0
+    api.wait_for(lambda: feed_kb.counts()["articles"] == before + 2, WAIT, "the slow feed's articles")
