@@ -460,16 +460,14 @@ def _feeds_remove(args: argparse.Namespace, feeds) -> int:
 
 
 def _feeds_poll(args: argparse.Namespace, feeds) -> int:
-    results = []
-    for feed in feeds.due():
-        result = feeds.poll(feed.id)
-        results.append(result)
+    def report(result) -> None:
         print(format_poll(result), flush=True)
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
+
+    results = feeds.poll_due(report)
     if not results:
         print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
-    feeds.kb.save_index()
     return 1 if any(r.status == "failed" for r in results) else 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import logging
 import re
 import sqlite3
 import threading
@@ -32,6 +33,8 @@ from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
 from .store import ArticleNotFound, DuplicateArticle, connect, normalize_url
 
+log = logging.getLogger(__name__)
+
 BACKFILL = 20
 # A failing feed waits 5 minutes, then twice as long after each further failure, at most a day.
 FIRST_BACKOFF = timedelta(minutes=5)
@@ -43,7 +46,7 @@ MAX_ITEM_ATTEMPTS = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feeds (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: old items must not attach to a new feed
     url TEXT NOT NULL,
     url_key TEXT NOT NULL UNIQUE,
     title TEXT,
@@ -264,9 +267,21 @@ class Feeds:
         now = _iso(self.clock())
         return [f for f in self.list() if f.next_try is None or f.next_try <= now]
 
-    def poll_due(self) -> list[PollResult]:
-        """One pass over every feed that is not waiting out a back-off."""
-        return [self.poll(feed.id) for feed in self.due()]
+    def poll_due(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
+        """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other."""
+        results = []
+        for feed in self.due():
+            try:
+                result = self.poll(feed.id)
+            except FeedError:
+                continue  # unsubscribed meanwhile
+            except Exception as exc:
+                log.exception("polling feed #%s failed", feed.id)
+                result = self._failed(feed, f"{type(exc).__name__}: {exc}")
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return results
 
     def poll(self, feed_id: int) -> PollResult:
         feed = self.get(feed_id)

@@ -239,6 +239,8 @@ def test_feed_subscriptions_refuse_bad_input(feeds):
     with pytest.raises(FeedError, match="no feed with id 99"):
         feeds.remove(99)
     assert [f.id for f in feeds.list()] == [feed.id]
+    feeds.remove(feed.id)  # the newest feed's id is not given to the next one (its items may linger)
+    assert feeds.add("https://example.org/other.xml").id == feed.id + 1
 
 
 def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
