@@ -146,6 +146,12 @@ def test_cli_update_and_add_of_a_changed_url(monkeypatch, capsys, embedder, tmp_
         gone = cli("update", "1", config=config)
         assert gone.code == 1 and "HTTP 404" in gone.err
         assert cli.counts() == after
+
+        local = tmp_path / "notiz.txt"
+        local.write_text("Notiz ohne Link\n\n" + " ".join(paragraphs(4, 1)), encoding="utf-8")
+        assert cli("add", str(local), config=config).code == 0
+        no_url = cli("update", "2", config=config)
+        assert (no_url.code, no_url.err.strip()) == (1, "articlebot: article #2 has no http(s) URL to fetch again")
     finally:
         cli.close()
 
