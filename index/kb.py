@@ -307,13 +307,13 @@ class KnowledgeBase:
         # A write landing mid-search (a refresh swapping an article's passages) can leave the FAISS
         # or BM25 candidates naming passages that the final lookup no longer finds: search again.
         for _ in range(SEARCH_ATTEMPTS - 1):
-            version = self.store.version()
-            hits = self._search(query, k, mode)
-            if self.store.version() == version:
+            missing: list[int] = []
+            hits = self._search(query, k, mode, missing)
+            if not missing:
                 return hits
         return self._search(query, k, mode)
 
-    def _search(self, query: str, k: int, mode: str) -> list[SearchHit]:
+    def _search(self, query: str, k: int, mode: str, missing: list[int] | None = None) -> list[SearchHit]:
         settings = self.settings.search
         # BM25 runs on another thread while the question is embedded and FAISS searched: SQLite,
         # ONNX and FAISS all release the GIL, so the two sides overlap instead of adding up.
@@ -328,7 +328,8 @@ class KnowledgeBase:
             if self.store.version() != vectors.version:
                 vectors.sync(self.store)  # another process (CLI import) wrote since we loaded
             dense = vectors.search(self.embed_query(query), settings.dense_k)
-        return hybrid_search(self.store, dense, query, k, settings, mode, lexical.result() if lexical else [])
+        lexical_hits = lexical.result() if lexical else []
+        return hybrid_search(self.store, dense, query, k, settings, mode, lexical_hits, missing)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector; the answerer asks for the one search just made, so it is kept."""
