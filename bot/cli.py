@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", help="the article's id, as 'list' shows it (#12 or 12)")
     remove = _subcommand(sub, "remove", "Remove one article with its passages and vectors.", "  articlebot remove 12")
     remove.add_argument("id", help="the article's id, as 'list' shows it (#12 or 12)")
+    update = _subcommand(
+        sub,
+        "update",
+        "Fetch an article's URL again and refresh it if the text changed (same id).",
+        "  articlebot update 12",
+        "Unchanged text changes nothing; changed text replaces the passages in one transaction.",
+    )
+    update.add_argument("id", help="the article's id, as 'list' shows it (#12 or 12)")
     reindex = _subcommand(
         sub,
         "reindex",
@@ -152,6 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
         '  articlebot --data-dir data-demo demo\n  articlebot demo "Wer leitete die Hummelstudie?"',
     )
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
+
+    feeds = _subcommand(
+        sub,
+        "feeds",
+        "RSS/Atom feeds whose new items are added: add, list, remove, poll.",
+        "  articlebot feeds add https://example.org/feed.xml\n  articlebot feeds list --json\n"
+        "  articlebot feeds poll    # one pass over every due feed, then exit (cron, systemd timer)",
+    )
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    feeds_add = feeds_sub.add_parser("add", help="subscribe to a feed URL")
+    feeds_add.add_argument("url")
+    feeds_list = feeds_sub.add_parser("list", help="the feeds, with last check, last success, items added, last error")
+    feeds_list.add_argument("--json", action="store_true")
+    feeds_remove = feeds_sub.add_parser("remove", help="unsubscribe (the articles it brought stay)")
+    feeds_remove.add_argument("id")
+    feeds_sub.add_parser("poll", help="poll every feed that is due once, then exit (for cron or a systemd timer)")
 
     _subcommand(
         sub,
@@ -240,7 +264,7 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
         log_added(kb, doc, result)
         print(format_added(result))
     except DuplicateArticle as exc:
-        print(f"{doc.title}: {exc}")
+        print(f"{doc.title}: {duplicate_message(exc)}")
     finally:
         kb.close()
     done = time.perf_counter()
@@ -307,6 +331,32 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def duplicate_message(exc: DuplicateArticle) -> str:
+    if exc.reason == "same URL":
+        return (
+            f"#{exc.article_id} has this URL, but its text has changed since; "
+            f"'articlebot update {exc.article_id}' refreshes it"
+        )
+    return str(exc)
+
+
+@command("update")
+def cmd_update(args: argparse.Namespace, config: Config) -> int:
+    article_id = parse_id(args.id)
+    kb = open_kb(config)
+    try:
+        result = kb.update(article_id)
+    except DuplicateArticle as exc:
+        raise CommandError(f"#{article_id} not updated: its new text is that of #{exc.article_id}") from None
+    finally:
+        kb.close()
+    if result.changed:
+        print(f"updated #{result.article_id}: {result.title} ({result.chunks} passages)")
+    else:
+        print(f"#{result.article_id} unchanged: {result.title}")
+    return 0
 
 
 @command("import")
@@ -652,6 +702,86 @@ def log_evidence(kb: KnowledgeBase, answer, evidence, config: Config, clock: Sea
 SENTENCES_LOGGED = 5
 
 
+def parse_feed_id(value: str) -> int:
+    value = value.strip().lstrip("#")
+    if not value.isdigit() or int(value) <= 0:
+        raise CommandError(f"not a feed id: {value!r} (ids are numbers; see 'articlebot feeds list')")
+    return int(value)
+
+
+def format_poll(result) -> str:
+    name = f"feed #{result.feed_id} {result.title or result.url}"
+    if result.status == "failed":
+        return f"{name}: failed: {result.error}"
+    if result.status == "not modified":
+        return f"{name}: not modified"
+    parts = [f"{len(result.added)} added", f"{len(result.refreshed)} refreshed", f"{result.duplicates} already present"]
+    if result.skipped:
+        parts.append(f"{result.skipped} older ones left out")
+    if result.item_errors:
+        parts.append(f"{len(result.item_errors)} failed")
+    return f"{name}: {', '.join(parts)}"
+
+
+@command("feeds")
+def cmd_feeds(args: argparse.Namespace, config: Config) -> int:
+    from index.feeds import FeedError, Feeds
+
+    kb = open_kb(config)
+    feeds = Feeds(kb, backfill=config.feeds.backfill)
+    try:
+        return FEED_ACTIONS[args.feeds_command](args, feeds)
+    except FeedError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        feeds.close()
+        kb.close()
+
+
+def _feeds_add(args: argparse.Namespace, feeds) -> int:
+    feed = feeds.add(args.url)
+    print(f"subscribed feed #{feed.id}: {feed.url} (polled by 'articlebot feeds poll' or the running bot)")
+    return 0
+
+
+def _feeds_list(args: argparse.Namespace, feeds) -> int:
+    records = feeds.list()
+    if args.json:
+        for feed in records:
+            print(json.dumps(feed.to_json(), ensure_ascii=False))
+        return 0
+    if not records:
+        print("no feeds yet; subscribe with 'articlebot feeds add URL'")
+    for feed in records:
+        print(
+            f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
+            f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
+            f"{feed.items_added} items added" + (f", last error: {feed.last_error}" if feed.last_error else "")
+        )
+    return 0
+
+
+def _feeds_remove(args: argparse.Namespace, feeds) -> int:
+    feed = feeds.remove(parse_feed_id(args.id))
+    print(f"unsubscribed feed #{feed.id}: {feed.url} (its articles stay)")
+    return 0
+
+
+def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+    def report(result) -> None:
+        print(format_poll(result), flush=True)
+        for error in result.item_errors:
+            print(f"  item failed: {error}", file=sys.stderr)
+
+    results = feeds.poll_due(report)
+    if not results:
+        print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+FEED_ACTIONS = {"add": _feeds_add, "list": _feeds_list, "remove": _feeds_remove, "poll": _feeds_poll}
+
+
 SAMPLE_QUESTIONS = [
     "Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?",
     "How much did the new tram line in Ulmenhagen cost to build?",
@@ -707,12 +837,25 @@ def multilingual_hint(answer, config: Config) -> str | None:
 
 
 def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):
+    from index.feeds import Feeds
+
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
     feedback = FeedbackStore(kb.state_path)
     answerer = make_answerer(config, kb)
-    return Conversation(kb, answerer, feedback, config.telegram, config.fetch, admins=admins, origin=origin)
+    feeds = Feeds(kb, backfill=config.feeds.backfill)
+    return Conversation(
+        kb,
+        answerer,
+        feedback,
+        config.telegram,
+        config.fetch,
+        admins=admins,
+        origin=origin,
+        feeds=feeds,
+        feed_interval_minutes=config.feeds.interval_minutes,
+    )
 
 
 @command("run")
@@ -728,6 +871,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         return run_bot(config.telegram, conversation, token)
     finally:
         conversation.feedback.close()
+        conversation.feeds.close()
         kb.close()
 
 
@@ -747,6 +891,7 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
         return run_chat(conversation, lines, sys.stdout, sys.stderr, language)
     finally:
         conversation.feedback.close()
+        conversation.feeds.close()
         kb.close()
 
 

@@ -85,6 +85,14 @@ class TelegramSettings:
 
 
 @dataclass
+class FeedSettings:
+    # How often 'articlebot run' polls the subscribed feeds (a feed that keeps failing waits longer).
+    interval_minutes: float = 15.0
+    # A feed's first poll adds at most this many of its newest items; the older ones are left out.
+    backfill: int = 20
+
+
+@dataclass
 class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -94,6 +102,7 @@ class Config:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
     source: str = "defaults"
 
     def index_settings(self) -> IndexSettings:
@@ -130,6 +139,7 @@ _POSITIVE = {
     ("search", "hnsw_ef_search"),
     ("fetch", "timeout"),
     ("fetch", "max_bytes"),
+    ("feeds", "interval_minutes"),
 }
 
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text
+from index.feeds import FeedError, FeedRecord, Feeds, PollResult
 from index.fetch import fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings
@@ -174,9 +175,10 @@ def _no_progress(_: str) -> None:
     pass
 
 
-COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex"}
+COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex", "update"}
+COMMANDS |= {"subscribe", "feeds", "unsubscribe"}
 ALIASES = {"articles": "sources", "artikel": "sources", "quellen": "sources", "hilfe": "help", "frage": "ask"}
-ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex"}
+ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex", "update", "subscribe", "feeds", "unsubscribe"}
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
@@ -257,6 +259,8 @@ class Conversation:
         origin: str = "telegram",
         clock: Callable[[], float] = time.monotonic,
         page_size: int = PAGE_SIZE,
+        feeds: Feeds | None = None,
+        feed_interval_minutes: float = 15.0,
     ):
         self.kb = kb
         self.answerer = answerer
@@ -266,6 +270,9 @@ class Conversation:
         self.admins = frozenset(settings.admins if admins is None else admins)
         self.origin = origin
         self.page_size = page_size
+        # Subscribed feeds; the Telegram adapter polls them every feed_interval_minutes (None: no feeds).
+        self.feeds = feeds
+        self.feed_interval_minutes = feed_interval_minutes
         self.limiter = RateLimiter(settings.rate_limit_per_minute, clock=clock)
         # Writes (add, remove, reindex) one at a time; questions never wait for it.
         self._write_lock = threading.Lock()
@@ -279,6 +286,10 @@ class Conversation:
             "list": self._list,
             "stats": self._stats,
             "reindex": self._reindex,
+            "update": self._update,
+            "subscribe": self._subscribe,
+            "feeds": self._feeds,
+            "unsubscribe": self._unsubscribe,
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
             "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
         }
@@ -381,7 +392,8 @@ class Conversation:
             with self._exclusive(progress, lang):
                 result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")
         except DuplicateArticle as exc:
-            return [text_reply(say("duplicate", lang, id=exc.article_id))]
+            key = "changed_use_update" if exc.reason == "same URL" else "duplicate"
+            return [text_reply(say(key, lang, id=exc.article_id))]
         except ExtractionError as exc:
             reason = str(exc) if isinstance(exc, Refusal) else reason_text(str(exc), lang)
             return [text_reply(say("not_added", lang, reason=reason))]
@@ -429,6 +441,25 @@ class Conversation:
         cancel = Button(say("cancel_button", lang), f"rmx:{article_id}")
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
 
+    def _update(self, req: Request, progress: Progress) -> list[Reply]:
+        lang = req.language
+        article_id = _parse_id(req.args)
+        if article_id is None:
+            return [text_reply(say("update_usage", lang))]
+        try:
+            article = self.kb.article(article_id)
+            progress(say("fetching", lang, url=article.url or f"#{article_id}"))
+            with self._exclusive(progress, lang):
+                result = self.kb.update(article_id)
+        except ArticleNotFound:
+            return [text_reply(say("no_such_article", lang, id=article_id))]
+        except DuplicateArticle as exc:
+            return [text_reply(say("update_is_duplicate", lang, id=article_id, other=exc.article_id))]
+        except ExtractionError as exc:
+            return [text_reply(say("not_updated", lang, id=article_id, reason=str(exc)))]
+        key = "updated" if result.changed else "unchanged"
+        return [text_reply(say(key, lang, id=article_id, title=result.title, chunks=result.chunks))]
+
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
         return [Reply([para(say("stats", req.language, **index_facts(self.kb, self.feedback)))])]
 
@@ -439,6 +470,68 @@ class Conversation:
             result = self.kb.reindex(lambda done, total: progress(say("reembedding", lang, done=done, total=total)))
         vectors = counted(result["vectors"], "vector", lang)
         return [text_reply(say("reindexed", lang, vectors=vectors, kind=result["kind"]))]
+
+    # --- feeds --------------------------------------------------------------------------------
+
+    def _subscribe(self, req: Request, progress: Progress) -> list[Reply]:
+        lang, url = req.language, req.args.strip()
+        if self.feeds is None:
+            return [text_reply(say("feeds_unavailable", lang))]
+        if not url:
+            return [text_reply(say("subscribe_usage", lang))]
+        try:
+            feed = self.feeds.add(url)
+        except FeedError as exc:
+            return [text_reply(say("not_subscribed", lang, reason=str(exc)))]
+        progress(say("polling_feed", lang, url=feed.url))
+        with self._exclusive(progress, lang):
+            result = self.feeds.poll(feed.id)
+        text = say("subscribed", lang, id=feed.id, url=feed.url) + "\n\n" + poll_summary(result, lang)
+        return [text_reply(text)]
+
+    def _feeds(self, req: Request, _: Progress) -> list[Reply]:
+        lang = req.language
+        if self.feeds is None:
+            return [text_reply(say("feeds_unavailable", lang))]
+        records = self.feeds.list()
+        if not records:
+            return [text_reply(say("no_feeds", lang))]
+        spans: list[Span | str] = [Bold(say("feeds_header", lang, count=len(records)))]
+        for feed in records:
+            spans += [f"\n\n#{feed.id} ", Link(feed.title or feed.url, feed.url), "\n", _feed_status(feed, lang)]
+        return [Reply([para(*spans)])]
+
+    def _unsubscribe(self, req: Request, _: Progress) -> list[Reply]:
+        lang = req.language
+        if self.feeds is None:
+            return [text_reply(say("feeds_unavailable", lang))]
+        feed_id = _parse_id(req.args)
+        if feed_id is None:
+            return [text_reply(say("unsubscribe_usage", lang))]
+        try:
+            feed = self.feeds.remove(feed_id)
+        except FeedError:
+            return [text_reply(say("no_such_feed", lang, id=feed_id))]
+        return [text_reply(say("unsubscribed", lang, id=feed.id, url=feed.url))]
+
+    def poll_feeds(self, lang: str = "en") -> list[Reply]:
+        """Poll every due feed (blocking; the adapter calls it on a timer). Returns what the admins must
+        hear: one message per feed that has just been failing for a day."""
+        if self.feeds is None:
+            return []
+        with self._exclusive(_no_progress, lang):
+            results = self.feeds.poll_due()
+        self.kb.save_index()
+        for result in results:
+            if result.status == "failed":
+                log.warning("feed #%s (%s) failed: %s", result.feed_id, result.url, result.error)
+            elif result.added or result.refreshed:
+                log.info("feed #%s: %s", result.feed_id, poll_summary(result, "en"))
+        return [
+            text_reply(say("feed_failing", lang, id=r.feed_id, url=r.url, since=r.failing_since, error=r.error))
+            for r in results
+            if r.alert
+        ]
 
     @contextmanager
     def _exclusive(self, progress: Progress, lang: str) -> Iterator[None]:
@@ -567,6 +660,38 @@ def answer_reply(answer: Answer, answer_id: int) -> Reply:
         buttons = [quotes[i : i + QUOTE_BUTTONS_PER_ROW] for i in range(0, len(quotes), QUOTE_BUTTONS_PER_ROW)]
     buttons.append([Button("👍", f"fb:{answer_id}:+"), Button("👎", f"fb:{answer_id}:-")])
     return Reply(blocks, buttons)
+
+
+def poll_summary(result: PollResult, lang: str) -> str:
+    if result.status == "failed":
+        return say("poll_failed", lang, error=result.error)
+    if result.status == "not modified":
+        return say("poll_not_modified", lang)
+    text = say(
+        "poll_done", lang, added=len(result.added), refreshed=len(result.refreshed), duplicates=result.duplicates
+    )
+    if result.skipped:
+        text += " " + say("poll_skipped", lang, skipped=result.skipped)
+    if result.item_errors:
+        text += " " + say("poll_item_errors", lang, count=len(result.item_errors))
+    return text
+
+
+def _feed_status(feed: FeedRecord, lang: str) -> str:
+    text = say(
+        "feed_status",
+        lang,
+        check=_when(feed.last_check),
+        success=_when(feed.last_success),
+        added=feed.items_added,
+    )
+    if feed.last_error:
+        text += "\n" + say("feed_error", lang, error=feed.last_error)
+    return text
+
+
+def _when(stamp: str | None) -> str:
+    return stamp.replace("T", " ").replace("+00:00", " UTC") if stamp else "–"
 
 
 def _date_suffix(article: ArticleRecord) -> str:

@@ -29,7 +29,7 @@ import traceback
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, nullcontext, suppress
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -77,12 +77,15 @@ T = TypeVar("T")
 
 CONVERSATION = "conversation"
 LEDGER = "ledger"
+ADMIN_LANE = "admin_lane"
+# The feeds are first polled this many seconds after start (or after one interval, if shorter).
+FIRST_FEED_POLL = 30.0
 ALLOWED_UPDATES = ["message", "callback_query"]
 # Updates handled at once, by lane: admin jobs (adding, re-indexing, removing: minutes of work that
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
 CONCURRENT_UPDATES = 16
 ADMIN_JOBS = 2
-ADMIN_COMMANDS = {"add", "reindex", "remove"}
+ADMIN_COMMANDS = {"add", "reindex", "remove", "update", "subscribe", "unsubscribe"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
 TYPING_FIRST_WAIT = 1.0
@@ -427,6 +430,17 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         await ledger.run(ledger.finish, update_id, FAILED)
 
 
+async def poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The timed job: poll the due feeds in the admin lane; tell every admin about a feed failing for a day."""
+    conversation: Conversation = context.bot_data[CONVERSATION]
+    async with context.bot_data.get(ADMIN_LANE) or nullcontext():
+        alerts = await asyncio.to_thread(conversation.poll_feeds)
+    for admin in sorted(conversation.admins):
+        chat = Chat(context.bot, admin)
+        for reply in alerts:
+            await best_effort(lambda chat=chat, reply=reply: chat.send_reply(reply), "sending a feed alert")
+
+
 async def set_menu(app: Application) -> None:
     for language, commands in MENU.items():
         await best_effort(
@@ -456,12 +470,8 @@ def build_application(settings: TelegramSettings, conversation: Conversation, to
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
     ledger = UpdateLedger(conversation.kb.state_path)
-    builder = (
-        ApplicationBuilder()
-        .token(token)
-        .update_queue(LedgerQueue(ledger))
-        .concurrent_updates(LedgerProcessor(ledger, {"admin": ADMIN_JOBS, "other": CONCURRENT_UPDATES}, lane_of))
-    )
+    processor = LedgerProcessor(ledger, {"admin": ADMIN_JOBS, "other": CONCURRENT_UPDATES}, lane_of)
+    builder = ApplicationBuilder().token(token).update_queue(LedgerQueue(ledger)).concurrent_updates(processor)
     if settings.base_url:
         builder = builder.base_url(settings.base_url)
     file_url = settings.base_file_url or file_url_for(settings.base_url)
@@ -474,6 +484,10 @@ def build_application(settings: TelegramSettings, conversation: Conversation, to
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_error_handler(on_error)
+    app.bot_data[ADMIN_LANE] = processor.lane("admin")
+    if conversation.feeds is not None and app.job_queue is not None:
+        interval = conversation.feed_interval_minutes * 60
+        app.job_queue.run_repeating(poll_feeds, interval=interval, first=min(FIRST_FEED_POLL, interval), name="feeds")
     return app
 
 

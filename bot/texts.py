@@ -32,9 +32,11 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "admin_help": {
         "de": "Für Admins: /add <Link> oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
-        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /list, /stats, /reindex.",
+        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /update <id>, /list, /stats, "
+        "/reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
         "en": "For admins: /add <link> or /add with a title line and text, /add as a reply to a message, "
-        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /list, /stats, /reindex.",
+        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /update <id>, /list, /stats, /reindex; "
+        "feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
     },
     "how_to_ask_chat": {
         "de": "Tippen Sie einfach Ihre Frage ein, zum Beispiel: „Was kostet das neue Stadion?“\n"
@@ -154,6 +156,70 @@ TEXTS: dict[str, dict[str, str]] = {
     "busy": {
         "de": "Warte, bis die vorige Admin-Aufgabe fertig ist …",
         "en": "Waiting for the previous admin job to finish …",
+    },
+    "changed_use_update": {
+        "de": "Nicht hinzugefügt: #{id} hat diesen Link, aber der Text hat sich seitdem geändert. "
+        "/update {id} aktualisiert ihn.",
+        "en": "Not added: #{id} has this link, but its text has changed since. /update {id} refreshes it.",
+    },
+    "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
+    "updated": {
+        "de": "Aktualisiert: #{id} „{title}“ ({chunks} Abschnitte).",
+        "en": "Updated #{id} “{title}” ({chunks} passages).",
+    },
+    "unchanged": {"de": "Unverändert: #{id} „{title}“.", "en": "Unchanged: #{id} “{title}”."},
+    "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
+    "update_is_duplicate": {
+        "de": "Nicht aktualisiert: der neue Text von #{id} ist der von #{other}.",
+        "en": "Not updated: the new text of #{id} is that of #{other}.",
+    },
+    "feeds_unavailable": {"de": "Feeds sind hier nicht eingerichtet.", "en": "Feeds are not set up here."},
+    "subscribe_usage": {
+        "de": "Bitte den Link des Feeds angeben: /subscribe <Link>",
+        "en": "Please give the feed's link: /subscribe <link>",
+    },
+    "not_subscribed": {"de": "Nicht abonniert: {reason}", "en": "Not subscribed: {reason}"},
+    "polling_feed": {"de": "Lese den Feed {url} …", "en": "Reading the feed {url} …"},
+    "subscribed": {"de": "Abonniert: Feed #{id} ({url}).", "en": "Subscribed to feed #{id} ({url})."},
+    "poll_done": {
+        "de": "Neu: {added}, aktualisiert: {refreshed}, schon vorhanden: {duplicates}.",
+        "en": "New: {added}, updated: {refreshed}, already present: {duplicates}.",
+    },
+    "poll_skipped": {
+        "de": "{skipped} ältere Einträge übergangen.",
+        "en": "{skipped} older items left out.",
+    },
+    "poll_item_errors": {
+        "de": "{count} Einträge ließen sich nicht laden (ich versuche es wieder).",
+        "en": "{count} items could not be loaded (I will try again).",
+    },
+    "poll_failed": {
+        "de": "Der Feed ließ sich nicht lesen: {error} Ich versuche es später wieder.",
+        "en": "The feed could not be read: {error} I will try again later.",
+    },
+    "poll_not_modified": {"de": "Nichts Neues im Feed.", "en": "Nothing new in the feed."},
+    "no_feeds": {
+        "de": "Noch keine Feeds. /subscribe <Link> abonniert einen.",
+        "en": "No feeds yet. /subscribe <link> subscribes to one.",
+    },
+    "feeds_header": {"de": "Feeds ({count}):", "en": "Feeds ({count}):"},
+    "feed_status": {
+        "de": "zuletzt geprüft: {check} · zuletzt erfolgreich: {success} · Artikel hinzugefügt: {added}",
+        "en": "last check: {check} · last success: {success} · items added: {added}",
+    },
+    "feed_error": {"de": "letzter Fehler: {error}", "en": "last error: {error}"},
+    "unsubscribe_usage": {
+        "de": "Bitte die Nummer des Feeds angeben: /unsubscribe <id>",
+        "en": "Please give the feed's number: /unsubscribe <id>",
+    },
+    "no_such_feed": {"de": "Es gibt keinen Feed #{id}.", "en": "There is no feed #{id}."},
+    "unsubscribed": {
+        "de": "Abbestellt: Feed #{id} ({url}). Seine Artikel bleiben.",
+        "en": "Unsubscribed from feed #{id} ({url}). Its articles stay.",
+    },
+    "feed_failing": {
+        "de": "Feed #{id} ({url}) schlägt seit {since} fehl: {error}",
+        "en": "Feed #{id} ({url}) has been failing since {since}: {error}",
     },
     "thanks": {"de": "Danke für die Rückmeldung!", "en": "Thanks for the feedback!"},
     "expired": {"de": "Dieser Knopf ist nicht mehr gültig.", "en": "This button is no longer valid."},
