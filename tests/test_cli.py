@@ -180,8 +180,10 @@ def test_import_reports_bad_lines_and_imports_the_good_ones(run, tmp_path):
 def test_import_again_is_idempotent(run, tmp_path):
     path = _jsonl(tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen."}) for i in range(4)])
     assert run("import", path).out.strip() == "imported 4 articles, 0 already present, 0 rejected"
+    before = run.counts()
     again = run("import", path)
     assert again.code == 0 and again.out.strip() == "imported 0 articles, 4 already present, 0 rejected"
+    assert run.counts() == before, "the second import changed the store (or its version)"
 
 
 def test_import_csv_with_huge_field_and_broken_row(run, tmp_path):
