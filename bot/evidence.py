@@ -242,6 +242,13 @@ def question_terms(question: str, topic: str | None = None) -> dict[str, float]:
     return weights
 
 
+def type_missing(question: str, best: Sentence) -> float:
+    """1 when the question wants a number or a date and the best sentence has none ("Wie nah kam die
+    Sonde dem Pluto?" answered with a sentence about its photos), else 0."""
+    wants = _WANTS_DATE.search(question) or _WANTS_NUMBER.search(question)
+    return 1.0 if wants and not best.answer_type else 0.0
+
+
 def answer_type(question: str, sentence: str) -> float:
     """1 when the question wants a number or a date and the sentence has one, else 0."""
     if _WANTS_DATE.search(question):
@@ -369,6 +376,7 @@ def relevance_features(
         "union": union,
         "missing": missing_term(mass, best.hit),
         "best_names": names_found(question, best.hit),
+        "type_missing": type_missing(question, best),
     }
     if judged:
         features["e5"] = max(judged)
