@@ -414,7 +414,7 @@ def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | Non
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
-    feedback = FeedbackStore(kb.state_path)
+    feedback = FeedbackStore(kb.answer_log())
     answerer = make_answerer(config, kb)
     return Conversation(kb, answerer, feedback, config.telegram, config.fetch, admins=admins, origin=origin)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text
 from index.fetch import fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
+from index.records import ArticleRecord
 from index.settings import FetchSettings
-from index.store import ArticleRecord
 
 from .answer import Answer
 from .config import TelegramSettings

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import signal
-import sqlite3
 import time
 import traceback
 import warnings
@@ -52,6 +51,7 @@ from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
 from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
+from index.engine import StorageError  # noqa: E402
 from index.extract import ExtractionError  # noqa: E402
 
 from .config import TelegramSettings  # noqa: E402
@@ -454,7 +454,7 @@ def lane_of(update: object) -> str:
 def build_application(settings: TelegramSettings, conversation: Conversation, token: str) -> Application:
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
-    ledger = UpdateLedger(conversation.kb.state_path)
+    ledger = UpdateLedger(conversation.kb.update_ledger())
     builder = (
         ApplicationBuilder()
         .token(token)
@@ -520,7 +520,7 @@ async def poll(app: Application, settings: TelegramSettings, stop: asyncio.Event
         except RetryAfter as exc:
             wait = _retry_seconds(exc)
             log.warning("flood control on getUpdates: retrying in %.0f s", wait)
-        except (TelegramError, sqlite3.Error, OSError) as exc:
+        except (TelegramError, StorageError, OSError) as exc:
             # Nothing of this batch is acknowledged: Telegram sends it again on the next call.
             failures += 1
             wait = min(POLL_RETRY_FIRST * 2 ** (failures - 1), POLL_RETRY_MAX)

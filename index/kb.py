@@ -17,10 +17,12 @@ import numpy as np
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
+from .engine import AnswerLog, UpdateLedgerTable
 from .extract import Document, ExtractionError
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
 from .settings import IndexSettings
+from .side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
 from .store import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, Store, content_hash, normalize_url
 from .vectors import VectorIndex
 
@@ -287,12 +289,20 @@ class KnowledgeBase:
 
     @property
     def state_path(self) -> Path:
-        """The local SQLite file where the bot keeps its own tables (update ledger, feedback).
-
-        Today that is the knowledge base's own file, so one backup holds everything; a knowledge base on
-        a server engine would hand out a local file here instead, and bot/ would not change.
-        """
+        """The local SQLite file that holds the bot's own tables (update ledger, answers, feedback)."""
         return self.data_dir / DB_FILE
+
+    def update_ledger(self) -> UpdateLedgerTable:
+        """The bot's update ledger, not yet opened (``open()`` on the thread that will use it).
+
+        Today its table sits in the knowledge base's own file, so one backup holds everything; a
+        knowledge base on a server engine would hand out its own ledger here, and bot/ would not change.
+        """
+        return SQLiteUpdateLedger(self.state_path)
+
+    def answer_log(self) -> AnswerLog:
+        """The answers the bot gave and the votes on them (a connection of its own; the caller closes it)."""
+        return SQLiteAnswerLog(self.state_path)
 
     def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleRecord]:
         return self.store.articles(limit, offset)

@@ -16,7 +16,6 @@ import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,47 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import sqlite_utils
 
+from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle
+
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class ArticleRecord:
-    id: int
-    title: str
-    url: str | None
-    source: str
-    published: str | None
-    added_by: str | None
-    added_at: str
-    content_hash: str
-    text: str
-    language: str
-    chunk_count: int = 0
-
-
-@dataclass
-class ChunkRecord:
-    id: int
-    article_id: int
-    position: int
-    text: str
-    start: int
-    end: int
-    title: str
-    url: str | None
-    language: str
-
-
-class DuplicateArticle(Exception):
-    def __init__(self, article_id: int, reason: str):
-        super().__init__(f"already present as #{article_id} ({reason})")
-        self.article_id = article_id
-
-
-class ArticleNotFound(Exception):
-    def __init__(self, article_id: object):
-        super().__init__(f"no article with id {article_id}")
-        self.article_id = article_id
 
 
 def content_hash(text: str) -> str:

@@ -36,9 +36,10 @@ from bot.telegram_app import (
     run_bot,
     serve,
 )
-from bot.updates import ANSWERED, FAILED, read_states
+from bot.updates import ANSWERED, FAILED
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
+from index.side_tables import read_states
 
 TOKEN = "4242424242:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ADMIN = BotApiServer.user(1001, "Ada", "de")
@@ -196,7 +197,7 @@ def tg_settings(api):
 
 @pytest.fixture(scope="module")
 def conversation(bot_kb, tg_settings):
-    feedback = FeedbackStore(bot_kb.store.path)
+    feedback = FeedbackStore(bot_kb.answer_log())
     answerer = LongAnswers(Answerer(bot_kb, AnswerSettings()))
     fetch = FetchSettings(allow_private_addresses=True, timeout=10)  # the article pages are on loopback
     yield Conversation(bot_kb, answerer, feedback, tg_settings, fetch, page_size=2)
@@ -335,7 +336,7 @@ def test_feedback_buttons_are_recorded(api, bot, bot_kb):
     _, answer = ask(api, READER_DE, "Wo findet der Wochenmarkt in Grauwinkel statt?")
     query = api.press(READER_DE, answer, buttons(answer)["👍"])
     assert answered(api, query)["text"] == "Danke für die Rückmeldung!"
-    store = FeedbackStore(bot_kb.store.path)
+    store = FeedbackStore(bot_kb.answer_log())
     try:
         votes = [v for v in store.feedback() if v["question"] == "Wo findet der Wochenmarkt in Grauwinkel statt?"]
     finally:
