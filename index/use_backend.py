@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .embedding import passage_input
+from .embedding_types import passage_input
 from .settings import EmbeddingSettings
 
 MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
