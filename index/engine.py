@@ -19,8 +19,20 @@ from .records import ArticleRecord, ChunkRecord
 RECEIVED, PROCESSING, ANSWERED, FAILED, ABANDONED = "received", "processing", "answered", "failed", "abandoned"
 
 
-class StorageError(Exception):
-    """A storage engine failed in a way a caller may retry (its own errors translated, e.g. sqlite3.Error)."""
+class StorageError(RuntimeError):
+    """A storage engine failed (its own errors translated, e.g. sqlite3.Error): one line for the user."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer articlebot: opening it could damage what this code does not know."""
+
+    def __init__(self, where: object, found: int, known: int):
+        super().__init__(
+            f"{where} has schema version {found}, newer than this articlebot knows ({known}): "
+            "upgrade articlebot, or use another data dir"
+        )
+        self.found = found
+        self.known = known
 
 
 @runtime_checkable

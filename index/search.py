@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .engine import ArticleStore
 from .lexical import detect_language, fts_match, query_terms
 from .settings import SearchSettings
-from .store import Store
 
 
 @dataclass
@@ -105,7 +105,7 @@ COMMON_TERM_PASSAGES = 50_000
 
 
 def lexical_search(
-    store: Store, query: str, k: int, common_term_passages: int | None = None
+    store: ArticleStore, query: str, k: int, common_term_passages: int | None = None
 ) -> list[tuple[int, float]]:
     terms = query_terms(query)
     limit = COMMON_TERM_PASSAGES if common_term_passages is None else common_term_passages
@@ -118,7 +118,7 @@ def lexical_search(
 
 
 def hybrid_search(
-    store: Store,
+    store: ArticleStore,
     dense: list[tuple[int, float]],
     query: str,
     k: int,
