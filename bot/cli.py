@@ -185,8 +185,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 @command("list")
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    articles = kb.articles()
+    with open_kb(config) as kb:
+        articles = kb.articles()
     if args.json:
         for a in articles:
             print(json.dumps(_article_json(a), ensure_ascii=False))
@@ -215,7 +215,8 @@ def _article_json(a) -> dict:
 
 @command("show")
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    article = open_kb(config).article(parse_id(args.id))
+    with open_kb(config) as kb:
+        article = kb.article(parse_id(args.id))
     print(f"#{article.id} {article.title}")
     for label, value in (
         ("url", article.url),
@@ -265,7 +266,8 @@ def cmd_reindex(args: argparse.Namespace, config: Config) -> int:
 
 @command("stats")
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    stats = open_kb(config).stats()
+    with open_kb(config) as kb:
+        stats = kb.stats()
     if args.json:
         print(json.dumps(stats, ensure_ascii=False))
     else:
@@ -287,28 +289,28 @@ def _lines(value: str) -> Iterator[str]:
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if args.k is not None and args.k <= 0:
         raise CommandError("-k must be a positive number")
-    kb = open_kb(config)
-    for query in _lines(args.query):
-        hits = kb.search(query, k=args.k, mode=args.mode)
-        if args.json:
-            results = [
-                {
-                    "chunk_id": h.chunk_id,
-                    "article_id": h.article_id,
-                    "title": h.title,
-                    "url": h.url,
-                    "text": h.text,
-                    "score": round(h.score, 6),
-                }
-                for h in hits
-            ]
-            print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
-            continue
-        if not hits:
-            print(f"{query}: no results")
-        for rank, h in enumerate(hits, 1):
-            print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} (passage {h.chunk_id})")
-            print("   " + h.text.replace("\n", " ")[:300])
+    with open_kb(config) as kb:
+        for query in _lines(args.query):
+            hits = kb.search(query, k=args.k, mode=args.mode)
+            if args.json:
+                results = [
+                    {
+                        "chunk_id": h.chunk_id,
+                        "article_id": h.article_id,
+                        "title": h.title,
+                        "url": h.url,
+                        "text": h.text,
+                        "score": round(h.score, 6),
+                    }
+                    for h in hits
+                ]
+                print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
+                continue
+            if not hits:
+                print(f"{query}: no results")
+            for rank, h in enumerate(hits, 1):
+                print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} (passage {h.chunk_id})")
+                print("   " + h.text.replace("\n", " ")[:300])
     return 0
 
 
@@ -343,16 +345,16 @@ def format_answer_text(answer) -> str:
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    answerer = make_answerer(config, kb)
-    for question in _lines(args.question):
-        answer = answerer.answer(question)
-        if args.json:
-            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-        else:
-            print(format_answer_text(answer), flush=True)
-            if args.question == "-":
-                print()
+    with open_kb(config) as kb:
+        answerer = make_answerer(config, kb)
+        for question in _lines(args.question):
+            answer = answerer.answer(question)
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+            else:
+                print(format_answer_text(answer), flush=True)
+                if args.question == "-":
+                    print()
     return 0
 
 
@@ -382,19 +384,18 @@ def load_samples(kb: KnowledgeBase) -> int:
 
 @command("demo")
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    added = load_samples(kb)
-    total = kb.stats()["articles"]
-    print(f"{total} articles in {kb.data_dir} ({added} sample articles added now)\n")
-    answerer = make_answerer(config, kb)
-    for question in args.questions or SAMPLE_QUESTIONS:
-        print(f"> {question}")
-        answer = answerer.answer(question)
-        print(format_answer_text(answer))
-        if hint := multilingual_hint(answer, config):
-            print(hint)
-        print()
-    kb.close()
+    with open_kb(config) as kb:
+        added = load_samples(kb)
+        total = kb.stats()["articles"]
+        print(f"{total} articles in {kb.data_dir} ({added} sample articles added now)\n")
+        answerer = make_answerer(config, kb)
+        for question in args.questions or SAMPLE_QUESTIONS:
+            print(f"> {question}")
+            answer = answerer.answer(question)
+            print(format_answer_text(answer))
+            if hint := multilingual_hint(answer, config):
+                print(hint)
+            print()
     return 0
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
-from .engine import AnswerLog, UpdateLedgerTable
+from .engine import AnswerLog, ArticleStore, UpdateLedgerTable, VectorSearchIndex
 from .extract import Document, ExtractionError
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
@@ -65,13 +65,15 @@ class KnowledgeBase:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir / DB_FILE)
+        # The engines, typed by their protocols (index.engine): SQLite and FAISS are one implementation.
+        self.store: ArticleStore = Store(self.data_dir / DB_FILE)
         self._embedder = embedder
-        self._vectors: VectorIndex | None = None
+        self._vectors: VectorSearchIndex | None = None
         self._open_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._query_vectors: LRU[str, np.ndarray] = LRU(QUERY_CACHE_SIZE)
         self.index_status = "not loaded"
+        self.closed = False
 
     # --- lazily loaded parts (list/show/stats need neither the model nor FAISS) ----------------
 
@@ -83,15 +85,18 @@ class KnowledgeBase:
         return self._embedder
 
     @property
-    def vectors(self) -> VectorIndex:
+    def vectors(self) -> VectorSearchIndex:
         embedder = self.embedder
         with self._open_lock:
             if self._vectors is None:
-                vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+                vectors = self._new_vector_index(embedder)
                 self._check_stored_model(embedder)
                 self.index_status = vectors.load_or_rebuild(self.store)
                 self._vectors = vectors
         return self._vectors
+
+    def _new_vector_index(self, embedder: Embedder) -> VectorSearchIndex:
+        return VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
 
     def _check_stored_model(self, embedder: Embedder) -> None:
         models = self.store.embedding_models()
@@ -107,7 +112,14 @@ class KnowledgeBase:
         _ = self.vectors
         return self.index_status
 
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        self.closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -333,7 +345,7 @@ class KnowledgeBase:
         model_changed = bool(models) and models != [(embedder.model_id, embedder.dim)]
         rechunked, reembedded = self._refit(model_changed, progress, rechunk)
         analyzed = self._reanalyze()
-        vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+        vectors = self._new_vector_index(embedder)
         vectors.rebuild(self.store)
         vectors.save()
         with self._open_lock:
