@@ -25,9 +25,11 @@ from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.records import ArticleRecord
 from index.settings import FetchSettings
 
+from . import protocol
 from .answer import Answer
 from .config import TelegramSettings
 from .feedback import FeedbackStore
+from .protocol import ADMIN_BUTTONS, ADMIN_ONLY, ALIASES, COMMANDS, QUOTE, SOURCES_PAGE, VOTE, parse_button
 from .texts import say
 
 log = logging.getLogger(__name__)
@@ -170,9 +172,6 @@ def _no_progress(_: str) -> None:
     pass
 
 
-COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex"}
-ALIASES = {"articles": "sources", "artikel": "sources", "quellen": "sources", "hilfe": "help", "frage": "ask"}
-ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex"}
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
@@ -415,8 +414,8 @@ class Conversation:
             article = self.kb.article(article_id)
         except ArticleNotFound:
             return [text_reply(say("no_such_article", lang, id=article_id))]
-        confirm = Button(say("remove_button", lang), f"rm:{article_id}")
-        cancel = Button(say("cancel_button", lang), f"rmx:{article_id}")
+        confirm = Button(say("remove_button", lang), protocol.remove(article_id))
+        cancel = Button(say("cancel_button", lang), protocol.keep(article_id))
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
 
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
@@ -455,20 +454,21 @@ class Conversation:
 
     def press(self, press: Press) -> Pressed:
         """A button was pressed. Blocking; admin rights are checked again here, not trusted from before."""
-        action, _, rest = press.data.partition(":")
-        args = rest.split(":") if rest else []
+        button = parse_button(press.data)
         lang = press.user.language
         try:
-            if action == "q" and len(args) == 2:
-                return self._quote(int(args[0]), int(args[1]), lang)
-            if action == "fb" and len(args) == 2 and args[1] in ("+", "-"):
-                return self._vote(int(args[0]), press.user, 1 if args[1] == "+" else -1)
-            if action == "src" and len(args) == 1:
-                return Pressed([self._page(int(args[0]), lang, admin_view=False, edit=True)])
-            if action in ("lst", "rm", "rmx") and len(args) == 1:
+            if button is None:
+                pass
+            elif button.kind == QUOTE:
+                return self._quote(int(button.args[0]), int(button.args[1]), lang)
+            elif button.kind == VOTE:
+                return self._vote(int(button.args[0]), press.user, 1 if button.args[1] == protocol.UP else -1)
+            elif button.kind == SOURCES_PAGE:
+                return Pressed([self._page(int(button.args[0]), lang, admin_view=False, edit=True)])
+            elif button.kind in ADMIN_BUTTONS:
                 if not self.is_admin(press.user.id):
                     return Pressed(notice=say("admins_only", lang), alert=True)
-                return self._admin_press(action, int(args[0]), lang)
+                return self._admin_press(button.kind, int(button.args[0]), lang)
         except ValueError:
             pass
         except Exception:
@@ -477,9 +477,9 @@ class Conversation:
         return Pressed(notice=say("expired", lang))
 
     def _admin_press(self, action: str, number: int, lang: str) -> Pressed:
-        if action == "lst":
+        if action == protocol.LIST_PAGE:
             return Pressed([self._page(number, lang, admin_view=True, edit=True)])
-        if action == "rmx":
+        if action == protocol.KEEP:
             return Pressed([text_reply(say("remove_cancelled", lang, id=number), edit=True)])
         try:
             with self._exclusive(_no_progress, lang):
@@ -520,12 +520,11 @@ class Conversation:
             spans += [f"\n#{article.id} ", Link(article.title, article.url), _date_suffix(article)]
             if admin_view:
                 spans.append(f" · {say('passages', lang, count=article.chunk_count)} · {article.added_by or '–'}")
-        prefix = "lst" if admin_view else "src"
         row = []
         if offset > 0:
-            row.append(Button(say("previous", lang), f"{prefix}:{max(offset - size, 0)}"))
+            row.append(Button(say("previous", lang), protocol.page(max(offset - size, 0), admin_view)))
         if last < total:
-            row.append(Button(say("next", lang), f"{prefix}:{last}"))
+            row.append(Button(say("next", lang), protocol.page(last, admin_view)))
         return Reply([para(*spans)], [row] if row else [], edit)
 
 
@@ -538,9 +537,12 @@ def answer_reply(answer: Answer, answer_id: int) -> Reply:
         for c in answer.citations:
             spans += [f"\n[{c.n}] ", Link(c.title, c.url)]
         blocks.append(para(*spans))
-        quotes = [Button(say("quote_button", answer.language, n=c.n), f"q:{answer_id}:{c.n}") for c in answer.citations]
+        quotes = [
+            Button(say("quote_button", answer.language, n=c.n), protocol.quote(answer_id, c.n))
+            for c in answer.citations
+        ]
         buttons = [quotes[i : i + QUOTE_BUTTONS_PER_ROW] for i in range(0, len(quotes), QUOTE_BUTTONS_PER_ROW)]
-    buttons.append([Button("👍", f"fb:{answer_id}:+"), Button("👎", f"fb:{answer_id}:-")])
+    buttons.append([Button("👍", protocol.vote(answer_id, up=True)), Button("👎", protocol.vote(answer_id, up=False))])
     return Reply(blocks, buttons)
 
 

@@ -56,7 +56,6 @@ from index.extract import ExtractionError  # noqa: E402
 
 from .config import TelegramSettings  # noqa: E402
 from .conversation import (  # noqa: E402
-    ALIASES,
     Attachment,
     Button,
     Conversation,
@@ -66,6 +65,7 @@ from .conversation import (  # noqa: E402
     User,
     parse_command,
 )
+from .protocol import ADMIN_JOB_COMMANDS, ALIASES, is_admin_job  # noqa: E402
 from .render import to_html  # noqa: E402
 from .texts import ui_language  # noqa: E402
 from .updates import FAILED, LedgerProcessor, LedgerQueue, UpdateLedger  # noqa: E402
@@ -81,7 +81,6 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
 CONCURRENT_UPDATES = 16
 ADMIN_JOBS = 2
-ADMIN_COMMANDS = {"add", "reindex", "remove"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
 TYPING_FIRST_WAIT = 1.0
@@ -442,13 +441,13 @@ def lane_of(update: object) -> str:
     if not isinstance(update, Update):
         return "other"
     if update.callback_query is not None:
-        return "admin" if (update.callback_query.data or "").startswith("rm:") else "other"
+        return "admin" if is_admin_job(update.callback_query.data or "") else "other"
     message = update.message
     if message is None:
         return "other"
     command = parse_command(message.text or message.caption or "")
     name = ALIASES.get(command[0], command[0]) if command else ""
-    return "admin" if message.document is not None or name in ADMIN_COMMANDS else "other"
+    return "admin" if message.document is not None or name in ADMIN_JOB_COMMANDS else "other"
 
 
 def build_application(settings: TelegramSettings, conversation: Conversation, token: str) -> Application:
