@@ -14,7 +14,14 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index.settings import ChunkSettings, EmbeddingSettings, FetchSettings, IndexSettings, SearchSettings
+from index.settings import (
+    ChunkSettings,
+    EmbeddingSettings,
+    FetchSettings,
+    IndexSettings,
+    SearchSettings,
+    choice,
+)
 
 
 class ConfigError(Exception):
@@ -29,7 +36,7 @@ class StorageSettings:
 @dataclass
 class AnswerSettings:
     # "extractive" (offline) or "llm" (needs [llm]).
-    mode: str = "extractive"
+    mode: str = choice("extractive", "llm")
     # An extractive body holds at most max_sentences verbatim sentences within max_chars (the best
     # sentence always goes in). When the best sentence leads the runner-up by confident_margin, the
     # body stops at confident_sentences / confident_chars: sure answers stay short on a phone.
@@ -99,31 +106,6 @@ class Config:
         )
 
 
-_CHOICES = {
-    ("embedding", "backend"): {"sentence-transformers", "use-multilingual"},
-    ("embedding", "runtime"): {"torch", "onnx-int8"},
-    ("search", "index"): {"auto", "flat", "hnsw"},
-    ("search", "fusion"): {"score", "rrf"},
-    ("answer", "mode"): {"extractive", "llm"},
-}
-# Settings that take a bool or a keyword: TOML gives them as bool or str, which the type check
-# alone cannot tell apart from a typo ("yes", 1), so the allowed values are listed here.
-_BOOL_OR = {("search", "float16"): ("auto",)}
-# Zero would mean a fetch that cannot wait, an empty result list, a batch of nothing (which
-# crashes the encoder): these must be positive, not merely non-negative.
-_POSITIVE = {
-    ("embedding", "batch_size"),
-    ("chunking", "max_chars"),
-    ("search", "k"),
-    ("search", "dense_k"),
-    ("search", "lexical_k"),
-    ("search", "hnsw_m"),
-    ("search", "hnsw_ef_search"),
-    ("fetch", "timeout"),
-    ("fetch", "max_bytes"),
-}
-
-
 def find_config_path(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -173,23 +155,25 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
 def _fill(instance: object, values: dict, section: str, source: str) -> object:
     hints = typing.get_type_hints(type(instance))
-    known = {f.name for f in dataclasses.fields(instance)}
+    known = {f.name: f for f in dataclasses.fields(instance)}
     for key, value in values.items():
         where = f"{source}: {section}.{key}"
         if key not in known:
             raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(known))})")
-        if (section, key) in _BOOL_OR:
-            setattr(instance, key, _bool_or_keyword(value, _BOOL_OR[section, key], where))
+        # The field's own rules (index.settings: choice, positive, bool_or).
+        rules = known[key].metadata
+        if "keywords" in rules:
+            setattr(instance, key, _bool_or_keyword(value, rules["keywords"], where))
             continue
         value = _coerce(value, hints[key], where)
-        choices = _CHOICES.get((section, key))
+        choices = rules.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{where}: must be one of {', '.join(sorted(choices))}, not {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}: must be a finite number, not {value}")
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{where}: must not be negative")
-        if (section, key) in _POSITIVE and value <= 0:
+        if rules.get("positive") and value <= 0:
             raise ConfigError(f"{where}: must be greater than 0")
         setattr(instance, key, value)
     return instance
