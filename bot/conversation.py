@@ -456,19 +456,20 @@ class Conversation:
         """A button was pressed. Blocking; admin rights are checked again here, not trusted from before."""
         button = parse_button(press.data)
         lang = press.user.language
+        if button is None:
+            return Pressed(notice=say("expired", lang))
+        kind, args = button.kind, button.args
         try:
-            if button is None:
-                pass
-            elif button.kind == QUOTE:
-                return self._quote(int(button.args[0]), int(button.args[1]), lang)
-            elif button.kind == VOTE:
-                return self._vote(int(button.args[0]), press.user, 1 if button.args[1] == protocol.UP else -1)
-            elif button.kind == SOURCES_PAGE:
-                return Pressed([self._page(int(button.args[0]), lang, admin_view=False, edit=True)])
-            elif button.kind in ADMIN_BUTTONS:
+            if kind == QUOTE:
+                return self._quote(int(args[0]), int(args[1]), lang)
+            if kind == VOTE:
+                return self._vote(int(args[0]), press.user, 1 if args[1] == protocol.UP else -1)
+            if kind == SOURCES_PAGE:
+                return Pressed([self._page(int(args[0]), lang, admin_view=False, edit=True)])
+            if kind in ADMIN_BUTTONS:
                 if not self.is_admin(press.user.id):
                     return Pressed(notice=say("admins_only", lang), alert=True)
-                return self._admin_press(button.kind, int(button.args[0]), lang)
+                return self._admin_press(kind, int(args[0]), lang)
         except ValueError:
             pass
         except Exception:
