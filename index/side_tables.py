@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .engine import ABANDONED, PROCESSING, RECEIVED, StorageError
-from .store import connect
+from .schema import connect, open_migrated
 
 
 def _stamp(moment: datetime | None = None) -> str:
@@ -36,29 +36,13 @@ class SQLiteUpdateLedger:
         with self._lock:
             if self._conn is not None:
                 return
-            self._conn = connect(self.path)
-            self._create_schema(sqlite_utils.Database(self._conn))
+            self._conn = open_migrated(self.path)
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    @staticmethod
-    def _create_schema(db: sqlite_utils.Database) -> None:
-        if "updates" in db.table_names():
-            return
-        columns = {
-            "update_id": int,
-            "state": str,
-            "received_at": str,
-            "attempts": int,
-            "finished_at": str,
-            "payload": str,
-        }
-        db["updates"].create(columns, pk="update_id", not_null={"state", "received_at", "attempts", "payload"})
-        db["updates"].create_index(["state"])
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -166,38 +150,11 @@ class SQLiteAnswerLog:
     """The ``answers`` and ``feedback`` tables: every answer given, and one vote per person and answer."""
 
     def __init__(self, path: Path | str):
-        self._conn = connect(Path(path))
+        self._conn = open_migrated(Path(path))
         self._conn.row_factory = None
         self.db = sqlite_utils.Database(self._conn)
         # One connection shared by worker threads: sqlite3 objects need the calls serialised.
         self._lock = threading.Lock()
-        self._create_schema()
-
-    def _create_schema(self) -> None:
-        with self._lock:
-            if "answers" not in self.db.table_names():
-                self.db["answers"].create(
-                    {
-                        "id": int,
-                        "created_at": str,
-                        "chat_id": int,
-                        "question": str,
-                        "answer": str,
-                        "found": int,
-                        "language": str,
-                        "mode": str,
-                        "citations": str,
-                    },
-                    pk="id",
-                )
-            if "feedback" not in self.db.table_names():
-                self.db["feedback"].create(
-                    {"id": int, "answer_id": int, "user_id": int, "vote": int, "created_at": str},
-                    pk="id",
-                    foreign_keys=[("answer_id", "answers", "id")],
-                )
-                # One vote per person and answer: pressing again changes the vote, never adds one.
-                self.db["feedback"].create_index(["answer_id", "user_id"], unique=True)
 
     def record_answer(self, row: dict) -> int:
         """Store an answer (question, answer, found, language, mode, chat_id, citations as dicts); its id."""

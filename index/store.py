@@ -13,8 +13,7 @@ import re
 import sqlite3
 import threading
 import unicodedata
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import sqlite_utils
 
-from .engine import SchemaTooNew
 from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle
+from .schema import connect, open_migrated
 
 
 def content_hash(text: str) -> str:
@@ -47,106 +46,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-# --- schema migrations ---------------------------------------------------------------------------
-# MIGRATIONS[n] takes a database from schema version n to n + 1, inside one transaction. Append, never
-# edit: a database records in meta.schema how far it got, and only the missing steps run on open.
-
-
-_V1_SCHEMA = (
-    'CREATE TABLE IF NOT EXISTS "articles" ("id" INTEGER PRIMARY KEY, "title" TEXT, "url" TEXT, "url_key" TEXT, '
-    '"source" TEXT, "published" TEXT, "added_by" TEXT, "added_at" TEXT, "content_hash" TEXT, "text" TEXT, '
-    '"language" TEXT)',
-    'CREATE UNIQUE INDEX IF NOT EXISTS "idx_articles_content_hash" ON "articles" ("content_hash")',
-    'CREATE INDEX IF NOT EXISTS "idx_articles_url_key" ON "articles" ("url_key")',
-    'CREATE TABLE IF NOT EXISTS "chunks" ("id" INTEGER PRIMARY KEY, "article_id" INTEGER REFERENCES "articles"("id"), '
-    '"position" INTEGER, "text" TEXT, "start" INTEGER, "end" INTEGER)',
-    'CREATE UNIQUE INDEX IF NOT EXISTS "idx_chunks_article_id_position" ON "chunks" ("article_id", "position")',
-    'CREATE TABLE IF NOT EXISTS "embeddings" ("chunk_id" INTEGER PRIMARY KEY REFERENCES "chunks"("id"), '
-    '"model" TEXT, "dim" INTEGER, "vector" BLOB)',
-    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title_terms, terms, "
-    "tokenize='unicode61 remove_diacritics 2')",
-    'CREATE TABLE IF NOT EXISTS "meta" ("key" TEXT PRIMARY KEY, "value" TEXT)',
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('version', '0')",
-)
-
-
-def _v1_articles_chunks_vectors_fts(conn: sqlite3.Connection) -> None:
-    # The tables as sqlite-utils created them before migrations existed; IF NOT EXISTS because the
-    # old code created them one autocommit statement at a time, so a kill could leave some behind.
-    # (Statement by statement: executescript would commit the migration's transaction first.)
-    for statement in _V1_SCHEMA:
-        conn.execute(statement)
-
-
-def _v2_store_id(conn: sqlite3.Connection) -> None:
-    # Names this database, so a FAISS file left from another one is never taken for its index.
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_articles_chunks_vectors_fts, _v2_store_id)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    """How many migrations this database has had (0: a new file)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
-        return 0
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    return int(row[0]) if row else 0
-
-
-def migrate(
-    conn: sqlite3.Connection, where: object, migrations: Sequence[Callable[[sqlite3.Connection], None]] = MIGRATIONS
-) -> int:
-    """Apply the migrations this database lacks, in order, one transaction each; its version after.
-
-    A database at the current version is only read (no write lock taken), so readers open freely;
-    one newer than the code is refused untouched.
-    """
-    known = len(migrations)
-    while True:
-        current = schema_version(conn)
-        if current > known:
-            raise SchemaTooNew(where, current, known)
-        if current == known:
-            return current
-        # The last migration to fail leaves the database at the step before it, never half way.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = schema_version(conn)  # another process may have migrated while we waited
-            if current < known:
-                migrations[current](conn)
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(current + 1),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
-
-
 class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_conn = connect(self.path)
+        # The schema is brought up to date on open (index.schema); a database newer than the code is refused.
+        self._write_conn = open_migrated(self.path)
         self.db = sqlite_utils.Database(self._write_conn)
         self._write_lock = threading.Lock()
         self._local = threading.local()
-        self._create_schema()
-
-    # --- schema -------------------------------------------------------------------------------
-
-    def _create_schema(self) -> None:
-        with self._write_lock:
-            migrate(self._write_conn, self.path)
 
     # --- connections --------------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ from util_cli import CLI
 
 from index import engine
 from index.kb import DB_FILE, KnowledgeBase
+from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 from index.side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
-from index.store import MIGRATIONS, SCHEMA_VERSION, Store, migrate, schema_version
+from index.store import Store
 from index.vectors import VectorIndex
 
 IMPLEMENTATIONS = [
@@ -69,11 +70,29 @@ def _meta(path) -> dict[str, str]:
         conn.close()
 
 
-def test_a_new_database_gets_every_migration(tmp_path):
-    Store(tmp_path / "a.db").close()
-    meta = _meta(tmp_path / "a.db")
+def _tables(path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("opener", ["store", "ledger", "answer log"])
+def test_a_new_database_gets_every_migration_whoever_opens_it_first(tmp_path, opener):
+    path = tmp_path / "a.db"
+    if opener == "store":
+        Store(path).close()
+    elif opener == "ledger":
+        ledger = SQLiteUpdateLedger(path)
+        ledger.open()
+        ledger.close()
+    else:
+        SQLiteAnswerLog(path).close()
+    meta = _meta(path)
     assert meta["schema"] == str(SCHEMA_VERSION) == str(len(MIGRATIONS))
     assert meta["version"] == "0" and len(meta["store_id"]) == 32
+    assert {"articles", "chunks", "embeddings", "chunks_fts", "meta", "updates", "answers", "feedback"} <= _tables(path)
 
 
 def test_an_old_database_gets_the_missing_migrations_and_keeps_its_articles(tmp_path, kb):
@@ -94,6 +113,7 @@ def test_an_old_database_gets_the_missing_migrations_and_keeps_its_articles(tmp_
     finally:
         store.close()
     assert _meta(path)["schema"] == str(SCHEMA_VERSION)
+    assert {"updates", "answers", "feedback"} <= _tables(path)
 
 
 def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path):
@@ -104,9 +124,13 @@ def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path):
     conn.commit()
     conn.close()
     before = _meta(path)
-    with pytest.raises(engine.SchemaTooNew, match=rf"schema version {SCHEMA_VERSION + 1}, newer than this articlebot"):
-        Store(path)
+    ledger = SQLiteUpdateLedger(path)
+    for opening in (lambda: Store(path), ledger.open, lambda: SQLiteAnswerLog(path)):
+        with pytest.raises(engine.SchemaTooNew, match=rf"schema version {SCHEMA_VERSION + 1}, newer than this"):
+            opening()
     assert _meta(path) == before
+    with pytest.raises(RuntimeError, match="not open"):
+        ledger.states()
 
 
 def test_the_cli_says_so_in_one_line_for_a_newer_database(tmp_path, monkeypatch, capsys, embedder):
