@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "index")
 
 # Storage engines and the libraries they are built on: bot/ must import none of them.
-ENGINE_MODULES = {"index.store", "index.vectors", "index.side_tables"}
+ENGINE_MODULES = {"index.store", "index.vectors", "index.side_tables", "index.schema"}
 STORAGE_LIBRARIES = {"faiss", "sqlite3", "sqlite_utils"}
 # What the knowledge base holds its engines in; no bot code reads them, whatever the owner is called.
 STORAGE_ATTRIBUTES = {"store", "vectors"}
