@@ -1,8 +1,8 @@
 """What a storage engine provides: the interfaces the knowledge base and the bot are typed against.
 
-Today one engine exists, SQLite (``index.store``, ``index.side_tables``) with FAISS (``index.vectors``);
-a server engine (PostgreSQL with pgvector, say) would implement these same protocols. Nothing here
-imports an engine: the bot may import this module, never an engine's.
+Today one engine exists: SQLite (``index.schema``, ``index.store``, ``index.side_tables``) with FAISS
+(``index.vectors``); a server engine (PostgreSQL with pgvector, say) would implement these same
+protocols. Nothing here imports an engine: the bot may import this module, never an engine's.
 """
 
 from __future__ import annotations
