@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 from index.e5 import E5Judge
 from index.kb import KnowledgeBase
 from index.lexical import ENGLISH_STOPWORDS, GERMAN_STOPWORDS, detect_language, words
-from index.search import SearchHit
 
 from . import calibration
+from .answer_types import NOT_FOUND, Answer, Citation, Evidence, not_found
 from .config import AnswerSettings, LLMSettings
 from .evidence import (
     Sentence,
@@ -41,10 +40,9 @@ from .llm_answer import generate
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND = {
-    "de": "Dazu habe ich in den Artikeln nichts gefunden.",
-    "en": "I found nothing about this in the articles.",
-}
+# The answer types live in answer_types (shared with llm_answer without a cycle); callers import them from here.
+__all__ = ["NOT_FOUND", "Answer", "Answerer", "Citation", "Evidence", "compose", "not_found"]
+
 # Said before verbatim quotes whose language is not the question's, so the body still opens in it.
 FOREIGN_LEAD = {
     ("de", "en"): "Aus englischsprachigen Artikeln:",
@@ -54,50 +52,6 @@ SEPARATOR = " "
 # Sentences e5 judges per question (~15 ms each on one thread, cached): the relevance model reads
 # the best and the highest of them.
 JUDGED_SENTENCES = 3
-
-
-@dataclass
-class Citation:
-    n: int
-    article_id: int
-    title: str
-    url: str | None
-    chunk_id: int
-    quote: str
-
-
-@dataclass
-class Answer:
-    question: str
-    body: str
-    found: bool
-    citations: list[Citation] = field(default_factory=list)
-    language: str = "de"
-    mode: str = "extractive"
-    # How well the best passage matches the question (0..1); below min_relevance: not found.
-    relevance: float = 0.0
-
-    def to_json(self) -> dict:
-        return {
-            "question": self.question,
-            "answer": self.body,
-            "found": self.found,
-            "citations": [asdict(c) for c in self.citations],
-        }
-
-
-@dataclass
-class Evidence:
-    """What retrieval and sentence scoring found for one question."""
-
-    hits: list[SearchHit]
-    sentences: list[Sentence]  # best first
-    relevance: float
-    features: dict[str, float] = field(default_factory=dict)  # what relevance was computed from
-
-
-def not_found(question: str, language: str, mode: str = "extractive", relevance: float = 0.0) -> Answer:
-    return Answer(question, NOT_FOUND[language], False, [], language, mode, relevance)
 
 
 def question_language(question: str, topic: str | None) -> str:

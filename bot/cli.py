@@ -419,8 +419,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 @command("list")
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    articles = kb.articles()
+    with open_kb(config) as kb:
+        articles = kb.articles()
     if args.json:
         for a in articles:
             print(json.dumps(_article_json(a), ensure_ascii=False))
@@ -451,7 +451,8 @@ def _article_json(a) -> dict:
 
 @command("show")
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    article = open_kb(config).article(parse_id(args.id))
+    with open_kb(config) as kb:
+        article = kb.article(parse_id(args.id))
     print(f"#{article.id} {article.title}")
     for label, value in (
         ("url", article.url),
@@ -513,18 +514,17 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     from .feedback import FeedbackStore
     from .texts import say
 
-    kb = open_kb(config)
-    feedback = FeedbackStore(kb.state_path)
-    try:
-        facts = index_facts(kb, feedback)
-        if args.json:
-            print(json.dumps({**kb.stats(), **feedback.counts()}, ensure_ascii=False))
-        else:
-            print(say("stats", "en", **facts))
-            print(f"Data dir: {kb.data_dir}")
-    finally:
-        feedback.close()
-        kb.close()
+    with open_kb(config) as kb:
+        feedback = FeedbackStore(kb.answer_log())
+        try:
+            facts = index_facts(kb, feedback)
+            if args.json:
+                print(json.dumps({**kb.stats(), **feedback.counts()}, ensure_ascii=False))
+            else:
+                print(say("stats", "en", **facts))
+                print(f"Data dir: {kb.data_dir}")
+        finally:
+            feedback.close()
     return 0
 
 
@@ -586,39 +586,39 @@ def log_hits(kb: KnowledgeBase, hits) -> None:
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if args.k is not None and args.k <= 0:
         raise CommandError("-k must be a positive number")
-    kb = open_kb(config)
-    if log.isEnabledFor(logging.INFO):
-        log_loading(kb)
-    first = True
-    for query in _lines(args.query, "query"):
-        started = time.perf_counter()
-        hits = kb.search(query, k=args.k, mode=args.mode)
-        log.info("search %r: %s", query, ms(time.perf_counter() - started))
+    with open_kb(config) as kb:
         if log.isEnabledFor(logging.INFO):
-            log_hits(kb, hits)
-        if args.json:
-            results = [
-                {
-                    "chunk_id": h.chunk_id,
-                    "article_id": h.article_id,
-                    "title": h.title,
-                    "url": h.url,
-                    "text": h.text,
-                    "score": round(h.score, 6),
-                }
-                for h in hits
-            ]
-            print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
-            continue
-        if args.query == "-":  # several queries: each result list under its query
-            print(("" if first else "\n") + f"> {query}")
-            first = False
-        if not hits:
-            print(f"{query}: no results")
-        numbers = kb.passage_numbers(h.chunk_id for h in hits)
-        for rank, h in enumerate(hits, 1):
-            print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} ({passage_label(numbers, h.chunk_id)})")
-            print("   " + h.text.replace("\n", " ")[:300])
+            log_loading(kb)
+        first = True
+        for query in _lines(args.query, "query"):
+            started = time.perf_counter()
+            hits = kb.search(query, k=args.k, mode=args.mode)
+            log.info("search %r: %s", query, ms(time.perf_counter() - started))
+            if log.isEnabledFor(logging.INFO):
+                log_hits(kb, hits)
+            if args.json:
+                results = [
+                    {
+                        "chunk_id": h.chunk_id,
+                        "article_id": h.article_id,
+                        "title": h.title,
+                        "url": h.url,
+                        "text": h.text,
+                        "score": round(h.score, 6),
+                    }
+                    for h in hits
+                ]
+                print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
+                continue
+            if args.query == "-":  # several queries: each result list under its query
+                print(("" if first else "\n") + f"> {query}")
+                first = False
+            if not hits:
+                print(f"{query}: no results")
+            numbers = kb.passage_numbers(h.chunk_id for h in hits)
+            for rank, h in enumerate(hits, 1):
+                print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} ({passage_label(numbers, h.chunk_id)})")
+                print("   " + h.text.replace("\n", " ")[:300])
     return 0
 
 
@@ -658,26 +658,26 @@ def format_answer_text(answer) -> str:
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    answerer = make_answerer(config, kb)
-    verbose = log.isEnabledFor(logging.INFO)
-    clock = SearchClock(kb) if verbose else None
-    if verbose:
-        log_loading(kb)
-    first = True
-    for question in _lines(args.question, "question"):
-        started = time.perf_counter()
-        answer, evidence = answerer.answer_with_evidence(question)
-        if clock is not None:
-            log_evidence(kb, answer, evidence, config, clock, time.perf_counter() - started)
-        if args.json:
-            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-            continue
-        if args.question == "-":
-            # Many answers in a row: each under its question, with a blank line between them.
-            print(("" if first else "\n") + f"> {question}")
-        print(format_answer_text(answer), flush=True)
-        first = False
+    with open_kb(config) as kb:
+        answerer = make_answerer(config, kb)
+        verbose = log.isEnabledFor(logging.INFO)
+        clock = SearchClock(kb) if verbose else None
+        if verbose:
+            log_loading(kb)
+        first = True
+        for question in _lines(args.question, "question"):
+            started = time.perf_counter()
+            answer, evidence = answerer.answer_with_evidence(question)
+            if clock is not None:
+                log_evidence(kb, answer, evidence, config, clock, time.perf_counter() - started)
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+                continue
+            if args.question == "-":
+                # Many answers in a row: each under its question, with a blank line between them.
+                print(("" if first else "\n") + f"> {question}")
+            print(format_answer_text(answer), flush=True)
+            first = False
     return 0
 
 
@@ -808,19 +808,18 @@ def load_samples(kb: KnowledgeBase) -> int:
 
 @command("demo")
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    added = load_samples(kb)
-    total = kb.stats()["articles"]
-    print(f"{total} articles in {kb.data_dir} ({added} sample articles added now)\n")
-    answerer = make_answerer(config, kb)
-    for question in args.questions or SAMPLE_QUESTIONS:
-        print(f"> {question}")
-        answer = answerer.answer(question)
-        print(format_answer_text(answer))
-        if hint := multilingual_hint(answer, config):
-            print(hint)
-        print()
-    kb.close()
+    with open_kb(config) as kb:
+        added = load_samples(kb)
+        total = kb.stats()["articles"]
+        print(f"{total} articles in {kb.data_dir} ({added} sample articles added now)\n")
+        answerer = make_answerer(config, kb)
+        for question in args.questions or SAMPLE_QUESTIONS:
+            print(f"> {question}")
+            answer = answerer.answer(question)
+            print(format_answer_text(answer))
+            if hint := multilingual_hint(answer, config):
+                print(hint)
+            print()
     return 0
 
 
@@ -842,7 +841,7 @@ def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | Non
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
-    feedback = FeedbackStore(kb.state_path)
+    feedback = FeedbackStore(kb.answer_log())
     answerer = make_answerer(config, kb)
     feeds = Feeds(kb, backfill=config.feeds.backfill)
     return Conversation(

@@ -9,16 +9,13 @@ matches what the model said. The model's own words are the body; the quotes are 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from index.chunking import answer_spans, sentence_spans
 from index.lexical import analyze
 
+from .answer_types import Answer, Citation, Evidence, not_found
 from .config import AnswerSettings
 from .llm import ChatClient
-
-if TYPE_CHECKING:
-    from .answer import Answer, Evidence
 
 NOT_FOUND_TOKEN = "NOT_FOUND"
 LANGUAGE_NAMES = {"de": "German", "en": "English"}
@@ -118,7 +115,6 @@ def is_not_found(reply: str) -> bool:
 
 
 def generate(chat: ChatClient, question: str, language: str, evidence: Evidence, settings: AnswerSettings) -> Answer:
-    from .answer import Answer, Citation, not_found
 
     passages = evidence.hits[: settings.passages]
     reply = chat.complete(build_messages(question, language, passages))

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import signal
-import sqlite3
 import time
 import traceback
 import warnings
@@ -52,12 +51,12 @@ from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
 from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
+from index.engine import StorageError  # noqa: E402
 from index.errors import SetupError  # noqa: E402
 from index.extract import ExtractionError  # noqa: E402
 
 from .config import TelegramSettings  # noqa: E402
 from .conversation import (  # noqa: E402
-    ALIASES,
     Attachment,
     Button,
     Conversation,
@@ -67,6 +66,7 @@ from .conversation import (  # noqa: E402
     User,
     parse_command,
 )
+from .protocol import ADMIN_JOB_COMMANDS, ALIASES, is_admin_job  # noqa: E402
 from .render import to_html  # noqa: E402
 from .texts import ui_language  # noqa: E402
 from .updates import FAILED, LedgerProcessor, LedgerQueue, UpdateLedger  # noqa: E402
@@ -85,7 +85,6 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
 CONCURRENT_UPDATES = 16
 ADMIN_JOBS = 2
-ADMIN_COMMANDS = {"add", "reindex", "remove", "update", "subscribe", "unsubscribe"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
 TYPING_FIRST_WAIT = 1.0
@@ -457,19 +456,19 @@ def lane_of(update: object) -> str:
     if not isinstance(update, Update):
         return "other"
     if update.callback_query is not None:
-        return "admin" if (update.callback_query.data or "").startswith("rm:") else "other"
+        return "admin" if is_admin_job(update.callback_query.data or "") else "other"
     message = update.message
     if message is None:
         return "other"
     command = parse_command(message.text or message.caption or "")
     name = ALIASES.get(command[0], command[0]) if command else ""
-    return "admin" if message.document is not None or name in ADMIN_COMMANDS else "other"
+    return "admin" if message.document is not None or name in ADMIN_JOB_COMMANDS else "other"
 
 
 def build_application(settings: TelegramSettings, conversation: Conversation, token: str) -> Application:
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
-    ledger = UpdateLedger(conversation.kb.state_path)
+    ledger = UpdateLedger(conversation.kb.update_ledger())
     processor = LedgerProcessor(ledger, {"admin": ADMIN_JOBS, "other": CONCURRENT_UPDATES}, lane_of)
     builder = ApplicationBuilder().token(token).update_queue(LedgerQueue(ledger)).concurrent_updates(processor)
     if settings.base_url:
@@ -535,7 +534,7 @@ async def poll(app: Application, settings: TelegramSettings, stop: asyncio.Event
         except RetryAfter as exc:
             wait = _retry_seconds(exc)
             log.warning("flood control on getUpdates: retrying in %.0f s", wait)
-        except (TelegramError, sqlite3.Error, OSError) as exc:
+        except (TelegramError, StorageError, OSError) as exc:
             # Nothing of this batch is acknowledged: Telegram sends it again on the next call.
             failures += 1
             wait = min(POLL_RETRY_FIRST * 2 ** (failures - 1), POLL_RETRY_MAX)

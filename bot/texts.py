@@ -164,10 +164,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
     "updated": {
-        "de": "Aktualisiert: #{id} „{title}“ ({chunks} Abschnitte).",
-        "en": "Updated #{id} “{title}” ({chunks} passages).",
+        "de": "Aktualisiert: #{id} {title} ({chunks} Abschnitte).",
+        "en": "Updated #{id} {title} ({chunks} passages).",
     },
-    "unchanged": {"de": "Unverändert: #{id} „{title}“.", "en": "Unchanged: #{id} “{title}”."},
+    "unchanged": {"de": "Unverändert: #{id} {title}.", "en": "Unchanged: #{id} {title}."},
     "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
     "update_is_duplicate": {
         "de": "Nicht aktualisiert: der neue Text von #{id} ist der von #{other}.",

@@ -142,7 +142,7 @@ def from_html(html: str | bytes, url: str | None = None, title: str | None = Non
     import trafilatura
 
     if isinstance(html, bytes):
-        html = _decode(html)
+        html = decode(html)
     result = trafilatura.bare_extraction(
         html, url=url, with_metadata=True, include_comments=False, include_tables=True, favor_precision=True
     )
@@ -183,13 +183,9 @@ class _PdfBudget:
 
 
 def _pdf_limits():
-    """Tighter decompression and parsing limits than pypdf's defaults, where pypdf offers them."""
-    try:
-        from pypdf import apply_configuration
-    except ImportError:  # pypdf < 6: its own fixed limits apply
-        import contextlib
+    """Tighter decompression and parsing limits than pypdf's defaults (pyproject's floor has them all)."""
+    from pypdf import apply_configuration
 
-        return contextlib.nullcontext()
     return apply_configuration(
         zlib_maximum_output_length=MAX_PDF_STREAM_BYTES,
         stream_parsing_work_maximum_count=MAX_PDF_STREAM_TOKENS,
@@ -198,14 +194,7 @@ def _pdf_limits():
 
 def from_pdf(data: bytes, title: str | None = None) -> Document:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        from pypdf.errors import LimitReachedError
-    except ImportError:  # older pypdf
-
-        class LimitReachedError(Exception):
-            pass
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     try:
         with _pdf_limits():
@@ -239,7 +228,8 @@ def from_pdf(data: bytes, title: str | None = None) -> Document:
     return doc
 
 
-def _decode(data: bytes) -> str:
+def decode(data: bytes) -> str:
+    """Bytes of unknown encoding as text: UTF-8, else Windows-1252, else Latin-1 (which never fails)."""
     for encoding in ("utf-8", "cp1252"):
         try:
             return data.decode(encoding)
@@ -262,7 +252,7 @@ def sniff(data: bytes) -> str:
         data[:65536].decode("utf-8")
     except UnicodeDecodeError as exc:
         # A multibyte character cut by the 64 KiB window is fine; otherwise it may still be text in
-        # a legacy encoding (Windows-1252, Latin-1), which _decode() reads.
+        # a legacy encoding (Windows-1252, Latin-1), which decode() reads.
         if exc.start < 65530 and not _legacy_text(data[:65536]):
             return "binary"
     return "text"
@@ -290,7 +280,7 @@ def from_bytes(data: bytes, filename: str = "", title: str | None = None) -> Doc
         return from_pdf(data, title)
     if kind == "html":
         return from_html(data, title=title)
-    text = _decode(data)
+    text = decode(data)
     if suffix in (".md", ".markdown"):
         return from_markdown(text, title)
     return from_text(text, title)

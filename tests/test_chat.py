@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def conversation(kb):
     add_ferry_and_solar(kb)
-    feedback = FeedbackStore(kb.store.path)
+    feedback = FeedbackStore(kb.answer_log())
     settings = TelegramSettings(admins=[ADMIN.id], rate_limit_per_minute=3, max_question_chars=120)
     conv = Conversation(kb, Answerer(kb, AnswerSettings()), feedback, settings, FetchSettings(), page_size=1)
     yield conv

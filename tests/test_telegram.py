@@ -43,10 +43,11 @@ from bot.telegram_app import (
     run_bot,
     serve,
 )
-from bot.updates import ANSWERED, FAILED, read_states
+from bot.updates import ANSWERED, FAILED
 from index.extract import from_text
 from index.kb import DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
+from index.side_tables import read_states
 
 TOKEN = "4242424242:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ADMIN = BotApiServer.user(1001, "Ada", "de")
@@ -216,7 +217,7 @@ def tg_settings(api):
 
 @pytest.fixture(scope="module")
 def conversation(bot_kb, tg_settings):
-    feedback = FeedbackStore(bot_kb.store.path)
+    feedback = FeedbackStore(bot_kb.answer_log())
     answerer = LongAnswers(Answerer(bot_kb, AnswerSettings()))
     fetch = FetchSettings(allow_private_addresses=True, timeout=10)  # the article pages are on loopback
     yield Conversation(bot_kb, answerer, feedback, tg_settings, fetch, page_size=2)
@@ -395,7 +396,7 @@ def test_feedback_buttons_are_recorded(api, bot, bot_kb):
     _, answer = ask(api, reader, "Wie viele Fahrgäste passen auf die Möwe II?")
     query = api.press(reader, answer, buttons(answer)["👍"])
     assert answered(api, query)["text"] == "Danke für die Rückmeldung!"
-    store = FeedbackStore(bot_kb.store.path)
+    store = FeedbackStore(bot_kb.answer_log())
     try:
         votes = [v for v in store.feedback() if v["user_id"] == reader["id"]]
     finally:
