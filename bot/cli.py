@@ -20,8 +20,16 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from index.bulk import ImportReport, read_records  # noqa: E402
-from index.extract import Document, ExtractionError, from_file, from_text, parse_date  # noqa: E402
+from index.bulk import ImportOptions, ImportReport, read_records  # noqa: E402
+from index.extract import (  # noqa: E402
+    Document,
+    ExtractionError,
+    check_url,
+    from_file,
+    from_text,
+    parse_date,
+    require_length,
+)
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
@@ -46,8 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--url")
     add.add_argument("--published", help="publication date, YYYY-MM-DD")
 
-    imp = sub.add_parser("import", help="bulk import from .jsonl or .csv")
-    imp.add_argument("file")
+    imp = sub.add_parser(
+        "import",
+        help="bulk import from .jsonl or .csv",
+        description=IMPORT_DESCRIPTION,
+        epilog=IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("file", help="a .jsonl (or .ndjson) or .csv (or .tsv) file")
+    imp.add_argument("--delimiter", type=_one_char, help="CSV field separator (default: sniffed from , ; tab |)")
+    imp.add_argument("--quotechar", type=_one_char, help="CSV quote character (default: sniffed from \" and ')")
+    imp.add_argument(
+        "--columns",
+        type=_column_names,
+        help="the CSV has no header row; its columns in order, e.g. label,text (needs 'text')",
+    )
 
     lst = sub.add_parser("list", help="list articles, newest first")
     lst.add_argument("--json", action="store_true")
@@ -80,6 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--lang", choices=["de", "en"], help="language of the bot's messages (default: from $LANG)")
     chat.add_argument("--samples", action="store_true", help="load the bundled sample articles first")
     return parser
+
+
+IMPORT_DESCRIPTION = """Bulk import: one article per JSONL line or CSV row. A bad record is reported by its line
+number and skipped; the others are imported. Importing a file again adds nothing new.
+
+JSONL: one object per line, {"title", "text", "url"?, "published"?}. "text" is required; without a
+       "title" the first line (or the opening words) of the text becomes the title.
+CSV:   a header row naming the columns: text (required), title, url, published, in any order and
+       case. Other columns are ignored. A file without a header row needs --columns.
+       Delimiter and quote character are sniffed; --delimiter and --quotechar set them.
+Both:  UTF-8 (with or without BOM), UTF-16 with BOM, or Windows-1252/Latin-1 (with a warning).
+       url must be http(s); published is YYYY-MM-DD (or DD.MM.YYYY, ISO timestamps); a text shorter
+       than [ingest] min_chars is refused."""
+
+IMPORT_EPILOG = """examples:
+  articlebot import articles.jsonl
+  articlebot import export.csv --delimiter ';'
+  articlebot import 10kgnad/test.csv --columns label,text --delimiter ';' --quotechar "'"
+"""
+
+
+def _one_char(value: str) -> str:
+    value = {"tab": "\t", "\\t": "\t"}.get(value, value)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character, not {value!r}")
+    return value
+
+
+def _column_names(value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(",")]
+    if "text" not in names:
+        raise argparse.ArgumentTypeError(f"needs a 'text' column, not {value!r} (e.g. --columns label,text)")
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"names must be non-empty and distinct: {value!r}")
+    return names
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace, Config], int]] = {}
@@ -125,11 +181,13 @@ def format_added(result: AddResult) -> str:
 
 @command("add")
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
-    doc = read_source(args.source, config, args.title)
-    if args.url:
-        doc.url = args.url
-    if args.published:
-        doc.published = parse_date(args.published)
+    url = check_url(args.url)
+    published = parse_date(args.published) if args.published else None
+    doc = require_length(read_source(args.source, config, args.title), config.ingest.min_chars)
+    if url:
+        doc.url = url
+    if published:
+        doc.published = published
     kb = open_kb(config)
     try:
         print(format_added(kb.add(doc, added_by="cli")))
@@ -144,7 +202,14 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
-    records = read_records(args.file)
+    options = ImportOptions(
+        min_chars=config.ingest.min_chars,
+        delimiter=args.delimiter,
+        quotechar=args.quotechar,
+        columns=args.columns,
+        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
+    )
+    records = read_records(args.file, options)
     report = ImportReport()
     kb = open_kb(config)
     kb.open()

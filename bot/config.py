@@ -14,7 +14,14 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index.settings import ChunkSettings, EmbeddingSettings, FetchSettings, IndexSettings, SearchSettings
+from index.settings import (
+    ChunkSettings,
+    EmbeddingSettings,
+    FetchSettings,
+    IndexSettings,
+    IngestSettings,
+    SearchSettings,
+)
 
 
 class ConfigError(Exception):
@@ -91,6 +98,7 @@ class Config:
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
@@ -103,6 +111,7 @@ class Config:
             chunking=self.chunking,
             search=self.search,
             fetch=self.fetch,
+            ingest=self.ingest,
         )
 
 

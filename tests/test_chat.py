@@ -112,8 +112,14 @@ def test_add_by_text_duplicate_and_usage(conversation):
     assert progress == ["Verarbeite „Wochenmarkt in Grauwinkel zieht auf den Kirchplatz“ …"]
     assert text_of(say(conversation, ADMIN, "/add " + MARKET_TEXT)) == "Nicht hinzugefügt: schon vorhanden als #3."
     assert text_of(say(conversation, ADMIN, "/add 12")).startswith("So fügen Sie einen Artikel hinzu")
-    forwarded = say(conversation, ADMIN, "/add", replied_text="Kurzmeldung: Die Brücke in Ostend ist wieder offen.")
-    assert "Hinzugefügt: #4" in text_of(forwarded)
+    short = say(conversation, ADMIN, "/add", replied_text="Kurzmeldung: Die Brücke in Ostend ist wieder offen.")
+    assert "too short to be an article (51 characters; at least 200" in text_of(short)  # [ingest] min_chars
+    news = (
+        "Kurzmeldung: Die Brücke in Ostend ist wieder offen. Nach vier Monaten Bauzeit dürfen Autos, Räder und "
+        "Fußgänger sie seit Montag wieder nutzen; die Umleitung über den Hafen entfällt, die Busse fahren wieder "
+        "ihre gewohnte Strecke."
+    )
+    assert "Hinzugefügt: #4" in text_of(say(conversation, ADMIN, "/add", replied_text=news))
 
 
 def test_documents_are_checked_before_download(conversation):

@@ -11,7 +11,12 @@ import pytest
 from util_cli import CLI
 from util_kb import ZERO_INTEGRITY
 
-SAMPLE = "Die Gemeinde Lindholm setzt ab Juni eine elektrische Fähre ein. Sie fährt alle 20 Minuten."
+# Articles must be at least [ingest] min_chars (200) long: FILLER makes a test sentence an article.
+FILLER = (
+    " Die Verwaltung will die Einwohner in den kommenden Wochen auf mehreren Versammlungen über"
+    " die Einzelheiten, die Kosten und den Zeitplan des Vorhabens unterrichten und Fragen beantworten."
+)
+SAMPLE = "Die Gemeinde Lindholm setzt ab Juni eine elektrische Fähre ein. Sie fährt alle 20 Minuten." + FILLER
 
 
 @pytest.fixture
@@ -128,7 +133,9 @@ def _jsonl(path, lines):
 
 def test_import_reports_bad_lines_and_imports_the_good_ones(run, tmp_path):
     good = [
-        json.dumps({"title": f"Artikel {i}", "text": f"Ein Text über das Thema Nummer {i} in der Stadt Quillsby."})
+        json.dumps(
+            {"title": f"Artikel {i}", "text": f"Ein Text über das Thema Nummer {i} in der Stadt Quillsby." + FILLER}
+        )
         for i in range(3)
     ]
     lines = [
@@ -167,7 +174,9 @@ def test_import_reports_bad_lines_and_imports_the_good_ones(run, tmp_path):
 
 
 def test_import_again_is_idempotent(run, tmp_path):
-    path = _jsonl(tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen."}) for i in range(4)])
+    path = _jsonl(
+        tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen." + FILLER}) for i in range(4)]
+    )
     assert run("import", path).out.strip() == "imported 4 articles, 0 already present, 0 rejected"
     again = run("import", path)
     assert again.code == 0 and again.out.strip() == "imported 0 articles, 4 already present, 0 rejected"
@@ -180,9 +189,9 @@ def test_import_csv_with_huge_field_and_broken_row(run, tmp_path):
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["title", "text", "published", "notes"])
-        writer.writerow(["Kurz", "Ein kurzer Text über die Stadt Lindholm.", "2025-02-12", ""])
-        writer.writerow(["Lang", "Ein Text über den Hafen und die Fähre.", "", "Notiz " * 40_000])
-        writer.writerow(["Falsches Datum", "Noch ein Text über den Markt.", "32.13.2025", ""])
+        writer.writerow(["Kurz", "Ein kurzer Text über die Stadt Lindholm." + FILLER, "2025-02-12", ""])
+        writer.writerow(["Lang", "Ein Text über den Hafen und die Fähre." + FILLER, "", "Notiz " * 40_000])
+        writer.writerow(["Falsches Datum", "Noch ein Text über den Markt." + FILLER, "32.13.2025", ""])
     result = run("import", str(path))
     assert result.code == 1
     assert "imported 2 articles, 0 already present, 1 rejected" in result.out
@@ -190,7 +199,7 @@ def test_import_csv_with_huge_field_and_broken_row(run, tmp_path):
     with open(path, "a", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["Riesig", "x" * 9_000_000, "", ""])
-        writer.writerow(["Danach", "Ein Text nach dem riesigen Feld.", "", ""])
+        writer.writerow(["Danach", "Ein Text nach dem riesigen Feld." + FILLER, "", ""])
     result = run("import", str(path))
     assert result.code == 1
     assert "line 5: not valid CSV (field larger than field limit" in result.err
