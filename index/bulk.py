@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .extract import (
+    DAMAGED,
     MAX_TEXT_CHARS,
     Document,
     ExtractionError,
@@ -25,7 +26,6 @@ from .extract import (
     encoding_name,
     from_text,
     parse_date,
-    refuse_replacement_characters,
     require_length,
     undecodable,
 )
@@ -72,8 +72,9 @@ def _document(record: object, encoding: str, min_chars: int = 0) -> Document:
         url = check_url(record.get("url") or None)
     except ExtractionError:
         raise ExtractionError(f"'url' must be an http(s) link, not {record.get('url')!r}") from None
+    if "\ufffd" in text or "\ufffd" in (title or ""):
+        raise ExtractionError(f"the record {DAMAGED}")
     published = record.get("published")
-    refuse_replacement_characters(title or "")
     doc = from_text(clean_text(text), title=title.strip() if title and title.strip() else None, source="import")
     doc.url = url
     doc.published = parse_date(str(published)) if published else None

@@ -41,7 +41,8 @@ class Document:
 
 
 def clean_text(text: str) -> str:
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    # A byte-order mark read as a character (pasted, or decoded without utf-8-sig) would stick to the title.
+    text = unicodedata.normalize("NFC", text.removeprefix("\ufeff")).replace("\r\n", "\n").replace("\r", "\n")
     # Control characters would survive into Telegram messages and FTS; tabs and newlines stay.
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
@@ -288,13 +289,11 @@ PROSE_WORDS = 8
 def refuse_junk(text: str) -> None:
     """Refuse a page body that is a paywall teaser or only navigation, footer and banners."""
     lines = [line.strip() for line in text.split("\n") if line.strip()]
-    if len(text) < TEASER_CHARS and any(_PAYWALL.search(line) for line in lines[-3:]):
+    if len(text) < TEASER_CHARS and any(_PAYWALL.search(line) for line in lines[-2:]):
         raise ExtractionError("the page shows only a teaser behind a paywall (it ends in a subscription offer)")
     prose = sum(len(line) for line in lines if len(line.split()) >= PROSE_WORDS and not _BOILERPLATE.search(line))
     if prose < 0.3 * sum(len(line) for line in lines):
-        raise ExtractionError(
-            "the page holds no article text, only short lines (navigation, a footer or a banner)"
-        )
+        raise ExtractionError("the page holds no article text, only short lines (navigation, a footer or a banner)")
 
 
 def require_length(doc: Document, min_chars: int) -> Document:
@@ -433,11 +432,10 @@ def refuse_replacement_characters(text: str) -> None:
     """U+FFFD means the text was damaged by a wrong decoding before it reached us: refuse, by line."""
     at = text.find("\ufffd")
     if at >= 0:
-        line = text.count("\n", 0, at) + 1
-        raise ExtractionError(
-            f"line {line} holds U+FFFD replacement characters (\ufffd): the text was damaged by a wrong "
-            "decoding; send the original file"
-        )
+        raise ExtractionError(f"line {text.count(chr(10), 0, at) + 1} {DAMAGED}")
+
+
+DAMAGED = "holds U+FFFD replacement characters (\ufffd): the text was damaged by a wrong decoding; send the original"
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
@@ -460,7 +458,7 @@ def _decode(data: bytes) -> str:
 
 def sniff(data: bytes) -> str:
     """'pdf', 'html', 'text' or 'binary', judged by content."""
-    head = data[:2048].lstrip()
+    head = data[:2048].removeprefix(codecs.BOM_UTF8).lstrip()
     if head.startswith(b"%PDF-"):
         return "pdf"
     if b"\x00" in data[:8192]:
