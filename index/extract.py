@@ -276,12 +276,15 @@ _PAYWALL = re.compile(
     r"|subscribers?\s+only|sign\s+in\s+to\s+(continue|read)|this\s+(article|content)\s+is\s+for\s+subscribers",
     re.I,
 )
+# A consent banner or a copyright line; only lines this short count, so an article about data
+# protection or cookies is not mistaken for its own banner.
 _BOILERPLATE = re.compile(
-    r"cookie|datenschutz|privacy|impressum|imprint|nutzungsbedingungen|terms\s+of\s+(use|service)|©|\(c\)\s*\d{4}"
-    r"|alle\s+rechte|all\s+rights\s+reserved|akzeptieren|zustimmen|accept\s+all|newsletter|folgen\s+sie\s+uns"
-    r"|follow\s+us",
+    r"\bcookies?\b.*\b(akzeptier|zustimm|einwillig|ablehn|einstellung|verwende|verarbeite|personalisier|accept|agree"
+    r"|consent|reject|settings|we\s+use|personali[sz])|\b(wir\s+verwenden|we\s+use)\b.*\bcookies?\b"
+    r"|©|\(c\)\s*\d{4}|alle\s+rechte\s+vorbehalten|all\s+rights\s+reserved",
     re.I,
 )
+BOILERPLATE_LINE_CHARS = 300
 TEASER_CHARS = 1500
 PROSE_WORDS = 8
 
@@ -291,9 +294,15 @@ def refuse_junk(text: str) -> None:
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     if len(text) < TEASER_CHARS and any(_PAYWALL.search(line) for line in lines[-2:]):
         raise ExtractionError("the page shows only a teaser behind a paywall (it ends in a subscription offer)")
-    prose = sum(len(line) for line in lines if len(line.split()) >= PROSE_WORDS and not _BOILERPLATE.search(line))
+    prose = sum(len(line) for line in lines if _is_prose(line))
     if prose < 0.3 * sum(len(line) for line in lines):
         raise ExtractionError("the page holds no article text, only short lines (navigation, a footer or a banner)")
+
+
+def _is_prose(line: str) -> bool:
+    if len(line.split()) < PROSE_WORDS:
+        return False
+    return len(line) > BOILERPLATE_LINE_CHARS or not _BOILERPLATE.search(line)
 
 
 def require_length(doc: Document, min_chars: int) -> Document:

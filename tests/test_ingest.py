@@ -304,6 +304,13 @@ def test_an_article_with_footer_and_navigation_is_kept():
     # A long article that mentions a subscription near its start is an article, not a teaser.
     long_page = _page(f"<p>Das Abo des Stadtrats: jetzt abonnieren.</p><p>{MARKT}</p><p>{BRUECKE}</p>")
     assert "Wesel" in from_html(long_page).text
+    # An article about data protection and cookies is about them, not a banner.
+    privacy = _page(
+        "<p>Der Landtag will, dass Behörden weniger Cookies verwenden und Besucher vorher zustimmen müssen.</p>"
+        "<p>Der Datenschutzbeauftragte begrüßte den Entwurf, die Opposition will ihm im Ausschuss nicht zustimmen.</p>"
+        "<p>Nach dem Entwurf dürfen Ämter nur noch Cookies setzen, die für den Betrieb der Seite nötig sind.</p>"
+    )
+    assert "Datenschutzbeauftragte" in from_html(privacy).text
 
 
 def test_short_texts_are_refused_everywhere(run, tmp_path, monkeypatch):
