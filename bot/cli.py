@@ -25,6 +25,7 @@ from index.extract import (  # noqa: E402
     Document,
     ExtractionError,
     check_url,
+    decode_bytes,
     from_file,
     from_text,
     parse_date,
@@ -169,10 +170,16 @@ def read_source(source: str, config: Config, title: str | None) -> Document:
 
         return fetch_document(source, config.fetch, title)
     if source == "-":
-        return from_text(sys.stdin.read(), title=title, source="stdin")
+        return from_text(_read_stdin(), title=title, source="stdin")
     if "://" in source:
         raise CommandError(f"only http and https links can be added: {source}")
     return from_file(source, title=title)
+
+
+def _read_stdin() -> str:
+    """stdin's bytes decoded like a file's (BOM, Windows-1252, an undecodable line named), not by the locale."""
+    raw = getattr(sys.stdin, "buffer", None)
+    return decode_bytes(raw.read())[0] if raw is not None else sys.stdin.read()
 
 
 def format_added(result: AddResult) -> str:

@@ -41,13 +41,16 @@ class Document:
 
 
 def clean_text(text: str) -> str:
-    # A byte-order mark read as a character (pasted, or decoded without utf-8-sig) would stick to the title.
-    text = unicodedata.normalize("NFC", text.removeprefix("\ufeff")).replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     # Control characters would survive into Telegram messages and FTS; tabs and newlines stay.
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
+    return _LEADING_SPACE.sub("", text).rstrip()
+
+
+# A byte-order mark read as a character (pasted, or decoded without utf-8-sig) would stick to the title.
+_LEADING_SPACE = re.compile("\\A[\\s\ufeff]+")
 
 
 def _require_text(text: str, what: str) -> str:
@@ -425,7 +428,7 @@ def encoding_name(codec: str, sample: bytes = b"") -> str:
     """How to name a codec to a person: Windows-1252 differs from Latin-1 only in bytes 0x80-0x9F."""
     if codec == "cp1252":
         return "Windows-1252" if re.search(rb"[\x80-\x9f]", sample) else "Latin-1 (ISO-8859-1)"
-    return {"utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16", "utf-8": "UTF-8"}.get(codec, codec)
+    return {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-8": "UTF-8"}.get(codec, codec)
 
 
 def undecodable(text: str) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ from util_cli import CLI
 from util_http import RawServer, respond
 
 from index.bulk import ImportOptions, read_records, sniff_dialect
-from index.extract import ExtractionError, from_bytes, from_html, page_date
+from index.extract import ExtractionError, clean_text, from_bytes, from_html, from_text, page_date
 from index.fetch import fetch_document
 from index.kb import DB_FILE
 from index.settings import FetchSettings, IngestSettings
@@ -86,8 +86,8 @@ def test_bom_is_stripped_from_jsonl_text_and_markdown(run, tmp_path):
     markdown = from_bytes(codecs.BOM_UTF8 + f"---\ntitle: Brücke offen\n---\n{BRUECKE}".encode(), "b.md")
     html = from_bytes(codecs.BOM_UTF8 + _page(f"<p>{BRUECKE}</p><p>{MARKT}</p>").encode())
     assert (text.title, markdown.title, html.source) == ("Neue Fähre", "Brücke offen", "html")
-    pasted = from_bytes(f"\ufeffNeue Fähre\n\n{FAEHRE}".encode(), "pasted.txt")
-    assert pasted.title == "Neue Fähre"
+    pasted = from_text(f" \ufeff\ufeffNeue Fähre\n\n{FAEHRE}")
+    assert pasted.title == "Neue Fähre" and clean_text(" \ufeff\ufeffTitel ") == "Titel"
     assert not any("\ufeff" in t for t in (*_texts(run), text.text, markdown.text, html.text, pasted.text))
 
 
@@ -151,6 +151,21 @@ def test_undecodable_file_is_refused_with_its_line_number(run, tmp_path):
     damaged.write_text("# Fähre\n\n" + FAEHRE.replace("ä", "\ufffd") + "\n", encoding="utf-8")
     assert "line 3 holds U+FFFD replacement characters" in _one_line_error(run("add", str(damaged)))
     assert run.counts() == before
+
+
+def _stdin(data: bytes) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+
+
+def test_stdin_is_decoded_like_a_file(run, monkeypatch):
+    """stdin used to be decoded by the locale: a Windows-1252 paste crashed with a traceback."""
+    monkeypatch.setattr("sys.stdin", _stdin(f"Fähre\n{FAEHRE}".encode("cp1252")))
+    assert run("add", "-").out.startswith("added #1: Fähre")
+    monkeypatch.setattr("sys.stdin", _stdin(codecs.BOM_UTF8 + f"Markthalle\n{MARKT}\n".encode() + b"Gr\xfc\xdfe\n"))
+    assert "line 3 is not valid UTF-8 text (byte 0xFC)" in _one_line_error(run("add", "-"))
+    monkeypatch.setattr("sys.stdin", _stdin(codecs.BOM_UTF8 + f"Markthalle\n{MARKT}\n".encode()))
+    assert run("add", "-").out.startswith("added #2: Markthalle")
+    assert "Fähre" in _texts(run)[0]
 
 
 # --- CSV dialects --------------------------------------------------------------------------------------
