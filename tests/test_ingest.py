@@ -112,6 +112,15 @@ def test_legacy_encoded_imports_are_read_with_one_warning(run, tmp_path, encodin
     assert not any("\ufffd" in t or "Ã" in t for t in stored)
 
 
+def test_excel_unicode_text_is_read(run, tmp_path):
+    """Excel's "Unicode Text" export: UTF-16 with a BOM, tab-separated."""
+    path = tmp_path / "unicode.csv"
+    path.write_bytes(f"Title\tText\r\nFähre\t{FAEHRE}\r\n".encode("utf-16"))
+    result = run("import", str(path))
+    assert result.code == 0 and result.err == "", result
+    assert [a["title"] for a in _stored(run)] == ["Fähre"] and FAEHRE in _texts(run)[0]
+
+
 def test_undecodable_records_are_refused_by_line_and_never_stored(run, tmp_path):
     """A UTF-8 file with one Latin-1 line: that line is refused by number, the rest is imported."""
     lines = [
