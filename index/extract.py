@@ -470,6 +470,8 @@ def _decode(data: bytes) -> str:
 
 def sniff(data: bytes) -> str:
     """'pdf', 'html', 'text' or 'binary', judged by content."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _sniff_utf16(data)
     head = data[:2048].removeprefix(codecs.BOM_UTF8).lstrip()
     if head.startswith(b"%PDF-"):
         return "pdf"
@@ -488,11 +490,25 @@ def sniff(data: bytes) -> str:
     return "text"
 
 
+def _sniff_utf16(data: bytes) -> str:
+    """UTF-16 text (Windows' "Unicode" files) is half zero bytes, so judge it after decoding."""
+    text = data[:65536].decode("utf-16", errors="replace")
+    if _odd_characters(text) > len(text) // 200:
+        return "binary"
+    head = text[:2048].lstrip("\ufeff").lstrip().lower()
+    if head.startswith(("<!doctype html", "<html")) or "<body" in head or "<article" in head:
+        return "html"
+    return "text"
+
+
+def _odd_characters(text: str) -> int:
+    return sum(1 for c in text if c == "\ufffd" or (c not in "\t\n\r\f" and unicodedata.category(c) == "Cc"))
+
+
 def _legacy_text(data: bytes) -> bool:
     """Single-byte text has (almost) no control characters; binary data has about one byte in ten."""
     text = data.decode("cp1252", errors="replace")
-    odd = sum(1 for c in text if c == "\ufffd" or (c not in "\t\n\r\f" and unicodedata.category(c) == "Cc"))
-    return odd <= len(text) // 200
+    return _odd_characters(text) <= len(text) // 200
 
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")

@@ -121,6 +121,18 @@ def test_excel_unicode_text_is_read(run, tmp_path):
     assert [a["title"] for a in _stored(run)] == ["Fähre"] and FAEHRE in _texts(run)[0]
 
 
+def test_utf16_files_are_text_not_binary():
+    """They are half zero bytes, which made every UTF-16 file 'not a supported type'."""
+    text = from_bytes(f"Neue Fähre\n\n{FAEHRE}".encode("utf-16"), "faehre.txt")
+    markdown = from_bytes(codecs.BOM_UTF16_LE + f"# Brücke offen\n\n{BRUECKE}".encode("utf-16-le"), "b.md")
+    html = from_bytes(_page(f"<p>{MARKT}</p><p>{BRUECKE}</p>").encode("utf-16"), "seite.html")
+    assert (text.title, text.text) == ("Neue Fähre", FAEHRE)
+    assert (markdown.title, markdown.text) == ("Brücke offen", BRUECKE)
+    assert html.source == "html" and "Markthalle zu sanieren" in html.text
+    with pytest.raises(ExtractionError, match="not a supported type"):
+        from_bytes(codecs.BOM_UTF16_LE + bytes(range(256)) * 8, "x.txt")
+
+
 def test_undecodable_records_are_refused_by_line_and_never_stored(run, tmp_path):
     """A UTF-8 file with one Latin-1 line: that line is refused by number, the rest is imported."""
     lines = [
