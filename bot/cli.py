@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -24,9 +25,18 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from index.bulk import ImportReport, read_records  # noqa: E402
+from index.bulk import ImportOptions, ImportReport, read_records  # noqa: E402
 from index.errors import UserError  # noqa: E402
-from index.extract import Document, ExtractionError, from_file, from_text, parse_date  # noqa: E402
+from index.extract import (  # noqa: E402
+    Document,
+    ExtractionError,
+    check_url,
+    decode_bytes,
+    from_file,
+    from_text,
+    parse_date,
+    require_length,
+)
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
 from index.sentences import quoted  # noqa: E402
 
@@ -91,12 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "import",
         "Bulk import articles from a .jsonl or .csv file.",
-        '  articlebot import articles.jsonl    # one {"title", "text", "url"?, "published"?} per line\n'
-        "  articlebot import articles.csv      # a header row with a text column (title, url, published optional)",
-        "Bad lines are reported by line number and skipped; articles already present are skipped too,\n"
-        "so running the same import again continues an interrupted one.",
+        IMPORT_EXAMPLES,
+        IMPORT_DETAILS,
     )
-    imp.add_argument("file", help="a .jsonl or .csv file")
+    imp.add_argument("file", help="a .jsonl (or .ndjson) or .csv (or .tsv) file")
+    imp.add_argument("--delimiter", type=_one_char, help="CSV field separator (default: sniffed from , ; tab |)")
+    imp.add_argument("--quotechar", type=_one_char, help="CSV quote character (default: sniffed from \" and ')")
+    imp.add_argument(
+        "--columns",
+        type=_column_names,
+        help="the CSV has no header row; its columns in order, e.g. label,text (needs 'text')",
+    )
 
     lst = _subcommand(
         sub, "list", "List the articles, newest first.", "  articlebot list\n  articlebot list --json | jq .title"
@@ -198,6 +213,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+IMPORT_DETAILS = """One article per JSONL line or CSV row. A bad record is reported by its line number and
+skipped; the others are imported. Articles already present are skipped too, so running the same
+import again continues an interrupted one.
+
+JSONL: one object per line, {"title", "text", "url"?, "published"?}. "text" is required; without a
+       "title" the first line (or the opening words) of the text becomes the title.
+CSV:   a header row naming the columns: text (required), title, url, published, in any order and
+       case. Other columns are ignored. A file without a header row needs --columns.
+       Delimiter and quote character are sniffed; --delimiter and --quotechar set them.
+Both:  UTF-8 (with or without BOM), UTF-16 with BOM, or Windows-1252/Latin-1 (with a warning).
+       url must be http(s); published is YYYY-MM-DD (or DD.MM.YYYY, ISO timestamps); a text shorter
+       than [ingest] min_chars is refused."""
+
+IMPORT_EXAMPLES = (
+    '  articlebot import articles.jsonl    # one {"title", "text", "url"?, "published"?} per line\n'
+    "  articlebot import export.csv --delimiter ';'\n"
+    "  articlebot import 10kgnad/test.csv --columns label,text --delimiter ';' --quotechar \"'\""
+)
+
+
+def _one_char(value: str) -> str:
+    value = {"tab": "\t", "\\t": "\t"}.get(value, value)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character, not {value!r}")
+    return value
+
+
+def _column_names(value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(",")]
+    if "text" not in names:
+        raise argparse.ArgumentTypeError(f"needs a 'text' column, not {value!r} (e.g. --columns label,text)")
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"names must be non-empty and distinct: {value!r}")
+    return names
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, Config], int]] = {}
 
 
@@ -231,10 +282,16 @@ def read_source(source: str, config: Config, title: str | None) -> Document:
 
         return fetch_document(source, config.fetch, title)
     if source == "-":
-        return from_text(sys.stdin.read(), title=title, source="stdin")
+        return from_text(_read_stdin(), title=title, source="stdin")
     if "://" in source:
         raise CommandError(f"only http and https links can be added: {source}")
     return from_file(source, title=title)
+
+
+def _read_stdin() -> str:
+    """stdin's bytes decoded like a file's (BOM, Windows-1252, an undecodable line named), not by the locale."""
+    raw = getattr(sys.stdin, "buffer", None)
+    return decode_bytes(raw.read())[0] if raw is not None else sys.stdin.read()
 
 
 def format_added(result: AddResult) -> str:
@@ -252,11 +309,13 @@ def ms(seconds: float) -> str:
 @command("add")
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
-    doc = read_source(args.source, config, args.title)
-    if args.url:
-        doc.url = args.url
-    if args.published:
-        doc.published = parse_date(args.published)
+    url = check_url(args.url)
+    published = parse_date(args.published) if args.published else None
+    doc = require_length(read_source(args.source, config, args.title), config.ingest.min_chars)
+    if url:
+        doc.url = url
+    if published:
+        doc.published = published
     read = time.perf_counter()
     kb = open_kb(config)
     try:
@@ -362,9 +421,17 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
 @command("import")
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
-    records = read_records(args.file)
+    options = ImportOptions(
+        min_chars=config.ingest.min_chars,
+        delimiter=args.delimiter,
+        quotechar=args.quotechar,
+        columns=args.columns,
+        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
+    )
+    records = read_records(args.file, options)
     # A counting pass first, so the progress has a total and an ETA; parsing is cheap next to embedding.
-    total = sum(1 for _ in read_records(args.file))
+    # It stays quiet: the import pass gives the warnings.
+    total = sum(1 for _ in read_records(args.file, dataclasses.replace(options, warn=None)))
     report = ImportReport()
     kb = open_kb(config)
     kb.open()

@@ -19,6 +19,7 @@ from index.settings import (
     EmbeddingSettings,
     FetchSettings,
     IndexSettings,
+    IngestSettings,
     SearchSettings,
     choice,
     number_or,
@@ -108,6 +109,7 @@ class Config:
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
@@ -121,6 +123,7 @@ class Config:
             chunking=self.chunking,
             search=self.search,
             fetch=self.fetch,
+            ingest=self.ingest,
         )
 
 

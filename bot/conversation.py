@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text
+from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text, require_length
 from index.feeds import FeedError, FeedRecord, Feeds, PollResult
 from index.fetch import fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
@@ -386,6 +386,7 @@ class Conversation:
             doc = self._document(req, progress)
             if doc is None:
                 return [text_reply(say("add_usage", lang))]
+            require_length(doc, self.kb.settings.ingest.min_chars)
             progress(say("indexing", lang, title=_short(doc.title)))
             with self._exclusive(progress, lang):
                 result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")

@@ -111,9 +111,17 @@ class FetchSettings:
 
 
 @dataclass
+class IngestSettings:
+    # Shortest article body accepted, in characters (URL, file, pasted and imported text alike):
+    # shorter is a fragment, an error page or a teaser, not an article.
+    min_chars: int = 200
+
+
+@dataclass
 class IndexSettings:
     data_dir: str = "data"
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)

@@ -190,7 +190,9 @@ def test_the_knowledge_base_is_a_context_manager(settings, embedder):
 def test_every_cli_command_closes_the_knowledge_base(tmp_path, monkeypatch, capsys, embedder):
     article = tmp_path / "fähre.md"
     article.write_text(
-        "# Neue Fähre für Seewinkel\n\nDie Gemeinde Seewinkel kauft eine elektrische Fähre für 40 Fahrgäste.\n",
+        "# Neue Fähre für Seewinkel\n\nDie Gemeinde Seewinkel kauft eine elektrische Fähre für 40 Fahrgäste."
+        " Sie soll ab dem Frühjahr zwischen dem Hafen und der Insel pendeln und die alte Dieselfähre ersetzen,"
+        " die nach dreißig Jahren im Dienst zu viel Wartung braucht.\n",
         encoding="utf-8",
     )
     cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")

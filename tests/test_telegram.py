@@ -686,7 +686,11 @@ def test_the_event_loop_never_blocked(api, bot, bot_kb, slow_callbacks):
     _, answer = ask(api, someone(), "How many solar panels will Harbourton fit on school roofs?")
     assert "1,240" in answer["text"]
     place = f"Moorhusen-{time.time_ns()}"  # new on every run: always added, never "already present"
-    text = f"/add Sitzbänke für {place}\nDie Gemeinde {place} stellt zwölf neue Sitzbänke am Seeufer auf."
+    text = (
+        f"/add Sitzbänke für {place}\nDie Gemeinde {place} stellt zwölf neue Sitzbänke am Seeufer auf."
+        " Der Ortsbeirat hatte sie im Frühjahr beantragt, weil ältere Spaziergänger auf dem langen Weg"
+        " um den See bisher keinen Platz zum Ausruhen fanden."  # at least [ingest] min_chars
+    )
     question = api.send_text(ADMIN, api.private_chat(ADMIN), text)
     reply_to(api, question, finished("Hinzugefügt"))
     ask(api, someone(), "/sources")
