@@ -736,7 +736,7 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
             started = time.perf_counter()
             answer, evidence = answerer.answer_with_evidence(question)
             if clock is not None:
-                log_evidence(kb, answer, evidence, config, clock, time.perf_counter() - started)
+                log_evidence(kb, answer, evidence, answerer.min_relevance, clock, time.perf_counter() - started)
             if args.json:
                 print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
                 continue
@@ -748,7 +748,8 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def log_evidence(kb: KnowledgeBase, answer, evidence, config: Config, clock: SearchClock, total: float) -> None:
+def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: SearchClock, total: float) -> None:
+    # ``needed`` is the answerer's threshold: [answer] min_relevance may be "auto", resolved per model.
     log.info("question %r (%s)", answer.question, answer.language)
     log_hits(kb, evidence.hits)
     quoted = {c.quote for c in answer.citations}
@@ -757,7 +758,7 @@ def log_evidence(kb: KnowledgeBase, answer, evidence, config: Config, clock: Sea
         mark = "*" if any(sentence.text in q for q in quoted) else " "
         log.info("  %s %.4f  #%s %s", mark, sentence.score, sentence.hit.article_id, sentence.text[:100])
     verdict = "answered" if answer.found else "not found"
-    log.info("relevance %.3f (needed: %.3f): %s", evidence.relevance, config.answer.min_relevance, verdict)
+    log.info("relevance %.3f (needed: %.3f): %s", evidence.relevance, needed, verdict)
     if evidence.features:
         log.info("  from %s", ", ".join(f"{k} {v:.3f}" for k, v in evidence.features.items()))
     searched, clock.seconds = clock.seconds, 0.0
