@@ -292,7 +292,8 @@ def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, mon
 def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     config = tmp_path / "model.toml"
-    config.write_text('[embedding]\nmodel = "no-such-org/no-such-model"\n')
+    # A hub model needs backend sentence-transformers (the default USE bundles its weights).
+    config.write_text('[embedding]\nbackend = "sentence-transformers"\nmodel = "no-such-org/no-such-model"\n')
     data = tmp_path / "data"
     monkeypatch.setattr("sys.stdin", io.StringIO("Wie oft fährt die Fähre?\n"))
     for argv in (["search", "Fähre"], ["ask", "Wie oft fährt die Fähre?"], ["stats"], ["chat"]):
