@@ -323,7 +323,11 @@ def make_answerer(config: Config, kb: KnowledgeBase):
 
 
 def format_answer_text(answer) -> str:
+    from .texts import say
+
     lines = [answer.body]
+    if getattr(answer, "cut_off", ""):
+        lines = [f"{answer.cut_off} …", say("llm_cut_off", answer.language), "", answer.body]
     if answer.citations:
         lines.append("")
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
@@ -333,11 +337,7 @@ def format_answer_text(answer) -> str:
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
-        lines.append(
-            "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)"
-            if answer.language == "de"
-            else "(language model unavailable: answer quoted from the articles)"
-        )
+        lines.append(say("llm_fallback", answer.language))
     return "\n".join(lines)
 
 
@@ -346,7 +346,16 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
     kb = open_kb(config)
     answerer = make_answerer(config, kb)
     for question in _lines(args.question):
-        answer = answerer.answer(question)
+        if args.json or not answerer.stream:
+            answer = answerer.answer(question)
+        else:  # the model's words as it writes them, then the checked answer
+            from .chat import TerminalStream
+
+            stream = TerminalStream(sys.stdout)
+            try:
+                answer = answerer.answer_stream(question, stream)
+            finally:
+                stream.finish()
         if args.json:
             print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
         else:
@@ -429,7 +438,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     log.info("index: %s", kb.open())
     conversation = open_conversation(config, kb)
     try:
-        return run_bot(config.telegram, conversation, token)
+        return run_bot(config.telegram, conversation, token, config.llm.edit_interval)
     finally:
         conversation.feedback.close()
         kb.close()

@@ -56,9 +56,18 @@ class LLMSettings:
     base_url: str = ""
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
+    # Seconds for the whole answer, and for its first words (a model that is loading or overloaded
+    # says nothing for long: the extractive answer is better than a wait).
     timeout: float = 30.0
+    first_token_timeout: float = 15.0
     temperature: float = 0.0
     max_tokens: int = 500
+    # Read the reply as it is written (server-sent events) and show it growing.
+    stream: bool = True
+    # Requests to the endpoint at once; the others wait in order of arrival.
+    max_concurrent: int = 2
+    # Telegram: seconds between edits of a streamed answer in one chat (groups: at least 3).
+    edit_interval: float = 1.0
 
 
 @dataclass
@@ -121,6 +130,10 @@ _POSITIVE = {
     ("search", "hnsw_ef_search"),
     ("fetch", "timeout"),
     ("fetch", "max_bytes"),
+    ("llm", "timeout"),
+    ("llm", "first_token_timeout"),
+    ("llm", "max_tokens"),
+    ("llm", "max_concurrent"),
 }
 
 

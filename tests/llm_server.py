@@ -3,11 +3,17 @@
 It speaks ``POST /v1/chat/completions`` over real HTTP. Each test sets what the "model" says:
 a fixed text, a function of the request, a raw (malformed) body, an HTTP status, or a delay
 longer than the client's timeout. Every request is kept for assertions.
+
+A request with ``"stream": true`` gets server-sent events: the reply word by word (``piece_delay``
+apart, after ``delay``), then ``data: [DONE]``; ``raw_events`` sends given lines instead, and
+``break_after`` drops the connection after that many pieces (a server dying mid-answer).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +29,9 @@ class Behaviour:
     raw: bytes | None = None  # sent as the body instead of a chat-completions object
     status: int = 200
     delay: float = 0.0
+    piece_delay: float = 0.0
+    raw_events: list[str] | None = None
+    break_after: int | None = None
 
 
 @dataclass
@@ -58,6 +67,15 @@ def _completion(model: str, content: str) -> bytes:
     return json.dumps(body).encode()
 
 
+def _chunk(content: str, finish: str | None = None) -> dict:
+    delta = {"content": content} if content else {}
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
 def start_server() -> LoopbackLLM:
     state: dict[str, LoopbackLLM] = {}
 
@@ -80,7 +98,34 @@ def start_server() -> LoopbackLLM:
                 self._send(behaviour.status, behaviour.raw)
                 return
             reply = behaviour.reply(request) if callable(behaviour.reply) else behaviour.reply
+            if request.get("stream") and behaviour.status == 200:
+                self._stream(behaviour, reply)
+                return
             self._send(behaviour.status, _completion(request.get("model", ""), reply))
+
+        def _stream(self, behaviour: Behaviour, reply: str) -> None:
+            pieces = re.findall(r"\s*\S+", reply)
+            events = behaviour.raw_events
+            if events is None:
+                events = [f"data: {json.dumps(_chunk(piece))}" for piece in pieces]
+                events.append(f"data: {json.dumps(_chunk('', 'stop'))}")
+                events.append("data: [DONE]")
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for i, event in enumerate(events):
+                    if behaviour.break_after is not None and i >= behaviour.break_after:
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)  # gone without a word, as after a kill
+                        return
+                    if i and behaviour.piece_delay:
+                        time.sleep(behaviour.piece_delay)
+                    self.wfile.write(f"{event}\n\n".encode())
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                pass  # the client gave up
 
         def _send(self, status: int, body: bytes) -> None:
             try:

@@ -42,7 +42,8 @@ def llm_answerer(kb, base_url: str, timeout: float = 5.0) -> Answerer:
 def passage_numbers(request: dict) -> dict[int, str]:
     """The numbered passages as the answerer sent them: {n: text}."""
     user = request["messages"][-1]["content"]
-    return {int(n): text for n, text in re.findall(r"^\[(\d+)\] (.*?)(?=^\[\d+\] |\n\nQuestion:)", user, re.S | re.M)}
+    found = re.findall(r"^\[(\d+)\] (.*?)(?=^\[\d+\] |\n\n(?:Question|Frage):)", user, re.S | re.M)
+    return {int(n): text for n, text in found}
 
 
 def cite_passage_with(fact: str, template: str = "Die Fähre kostete {fact} [{n}]."):
@@ -66,7 +67,7 @@ def test_llm_answer_is_checked_and_renumbered(server, loaded_kb, monkeypatch):
     request = server.requests[0]
     assert request["model"] == "test-model"
     assert QUESTION in request["messages"][-1]["content"]
-    assert "German" in request["messages"][0]["content"]
+    assert "Antworte auf Deutsch" in request["messages"][0]["content"]
     assert server.headers[0]["Authorization"] == "Bearer sk-test"
 
 
@@ -74,7 +75,7 @@ def test_english_question_asks_for_an_english_reply(server, loaded_kb):
     server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro", "The ferry cost {fact} [{n}]."))
     answer = llm_answerer(loaded_kb, server.base_url).answer(ENGLISH_QUESTION)
     assert answer.language == "en" and answer.found and answer.body.endswith("[1]")
-    assert "English" in server.requests[0]["messages"][0]["content"]
+    assert "Answer in English" in server.requests[0]["messages"][0]["content"]
 
 
 def test_marker_to_a_missing_passage_is_removed(server, loaded_kb):
