@@ -43,6 +43,9 @@ class LoopbackLLM:
     behaviour: Behaviour = field(default_factory=Behaviour)
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
+    # (arrived, last byte about to go out) per request, monotonic: no client can see the end before it.
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def base_url(self) -> str:
@@ -85,12 +88,21 @@ def start_server() -> LoopbackLLM:
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             llm = state["llm"]
+            self.arrived = time.monotonic()
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, b'{"error": "not found"}')
                 return
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            llm.requests.append(request)
-            llm.headers.append(dict(self.headers))
+            with llm.lock:
+                llm.requests.append(request)
+                llm.headers.append(dict(self.headers))
+            self._answer(llm, request)
+
+        def _ending(self) -> None:
+            with state["llm"].lock:
+                state["llm"].spans.append((self.arrived, time.monotonic()))
+
+        def _answer(self, llm: LoopbackLLM, request: dict) -> None:
             behaviour = llm.behaviour
             if behaviour.delay:
                 time.sleep(behaviour.delay)
@@ -122,12 +134,15 @@ def start_server() -> LoopbackLLM:
                         return
                     if i and behaviour.piece_delay:
                         time.sleep(behaviour.piece_delay)
+                    if i == len(events) - 1:
+                        self._ending()
                     self.wfile.write(f"{event}\n\n".encode())
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError, OSError):
                 pass  # the client gave up
 
         def _send(self, status: int, body: bytes) -> None:
+            self._ending()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
