@@ -159,3 +159,12 @@ def test_flood_control_on_an_edit_is_waited_out(api, bot, llm):
     edits = calls_in(api, chat["id"], "editMessageText", since)
     gaps = [later.at - earlier.at for earlier, later in zip(edits, edits[1:], strict=False)]
     assert gaps and gaps[0] >= 1.9, gaps  # nothing more until Telegram's retry_after had passed
+
+
+def test_groups_get_fewer_edits_than_private_chats():
+    from bot.telegram_app import GROUP_EDIT_INTERVAL, ChatPace
+
+    pace = ChatPace(1.0)
+    assert pace.interval_for(4242) == 1.0
+    assert pace.interval_for(-1001234) == GROUP_EDIT_INTERVAL == 3.0  # Telegram: ~20 messages a minute in a group
+    assert ChatPace(5.0).interval_for(-1001234) == 5.0
