@@ -382,6 +382,11 @@ class StreamedAnswer:
             except RetryAfter as exc:
                 self.pace.hold_off(self.chat.chat_id, _retry_seconds(exc))
                 self._wake.set()  # the newest text, once Telegram allows it
+            except BadRequest as exc:
+                if "not modified" in str(exc).lower():
+                    continue
+                log.warning("showing a streamed answer failed (the final answer still comes): %s", exc)
+                return
             except (TelegramError, OSError) as exc:
                 log.warning("showing a streamed answer failed (the final answer still comes): %s", exc)
                 return

@@ -352,3 +352,24 @@ def test_cli_shows_a_cut_off_answer_and_the_fallback(server, loaded_kb, monkeypa
     out = capsys.readouterr().out
     assert "Die Fähre kostete …\n(Hier brach die Antwort des Sprachmodells ab" in out
     assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
+
+
+def test_terminal_chat_prints_the_stream_then_the_checked_answer(server, loaded_kb, tmp_path):
+    import io
+
+    from bot.chat import run_chat
+    from bot.config import TelegramSettings
+    from bot.conversation import Conversation
+    from bot.feedback import FeedbackStore
+    from index.settings import FetchSettings
+
+    server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"))
+    feedback = FeedbackStore(loaded_kb.store.path)
+    answerer = stream_answerer(loaded_kb, server.base_url)
+    conversation = Conversation(loaded_kb, answerer, feedback, TelegramSettings(), FetchSettings(), admins=[0])
+    out, err = io.StringIO(), io.StringIO()
+    run_chat(conversation, [QUESTION + "\n"], out, err, "de")
+    feedback.close()
+    streamed, _, final = out.getvalue().partition("\n\n")
+    assert streamed.startswith("Die Fähre kostete 4,2 Millionen Euro [")
+    assert final.startswith("Die Fähre kostete 4,2 Millionen Euro. [1]") and "Quellen:" in final
