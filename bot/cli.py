@@ -438,7 +438,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     log.info("index: %s", kb.open())
     conversation = open_conversation(config, kb)
     try:
-        return run_bot(config.telegram, conversation, token, config.llm.edit_interval)
+        return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
     finally:
         conversation.feedback.close()
         kb.close()

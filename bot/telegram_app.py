@@ -54,7 +54,7 @@ from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, 
 
 from index.extract import ExtractionError  # noqa: E402
 
-from .config import TelegramSettings  # noqa: E402
+from .config import LLMSettings, TelegramSettings  # noqa: E402
 from .conversation import (  # noqa: E402
     ALIASES,
     Attachment,
@@ -79,6 +79,7 @@ T = TypeVar("T")
 CONVERSATION = "conversation"
 LEDGER = "ledger"
 PACE = "pace"
+QUESTIONS = "questions"
 ALLOWED_UPDATES = ["message", "callback_query"]
 # Updates handled at once, by lane: admin jobs (adding, re-indexing, removing: minutes of work that
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
@@ -555,8 +556,9 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     async with typing(context.bot, message.chat_id, enabled=request.is_question) as typer:
         if request.is_question:
             stream = request.on_text = StreamedAnswer(chat, context.bot_data[PACE], typer)
+        executor = context.bot_data.get(QUESTIONS) if request.is_question else None
         try:
-            replies = await asyncio.to_thread(conversation.run, request, progress)
+            replies = await asyncio.get_running_loop().run_in_executor(executor, conversation.run, request, progress)
         finally:
             if stream is not None:
                 await stream.finish()
@@ -616,7 +618,7 @@ def lane_of(update: object) -> str:
 
 
 def build_application(
-    settings: TelegramSettings, conversation: Conversation, token: str, edit_interval: float = EDIT_INTERVAL
+    settings: TelegramSettings, conversation: Conversation, token: str, llm: LLMSettings | None = None
 ) -> Application:
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
@@ -635,7 +637,11 @@ def build_application(
     app = builder.build()
     app.bot_data[CONVERSATION] = conversation
     app.bot_data[LEDGER] = ledger
-    app.bot_data[PACE] = ChatPace(edit_interval)
+    app.bot_data[PACE] = ChatPace(llm.edit_interval if llm else EDIT_INTERVAL)
+    if llm is not None:
+        # A question waits on the model for seconds, holding its thread idle the while: questions get
+        # threads of their own, so buttons and /help never queue behind answers being written.
+        app.bot_data[QUESTIONS] = ThreadPoolExecutor(WORKER_THREADS + llm.max_concurrent, "articlebot-questions")
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | filters.CAPTION), on_message))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
@@ -796,6 +802,9 @@ async def serve(
             if app.updater and app.updater.running:
                 await app.updater.stop()
             await app.stop()  # waits for every queued update to be handled
+            questions = app.bot_data.get(QUESTIONS)
+            if questions is not None:
+                questions.shutdown(wait=False)
 
 
 async def _serve_until_signal(app: Application, settings: TelegramSettings) -> None:
@@ -826,15 +835,13 @@ def resolve_token(settings: TelegramSettings, environ: dict[str, str]) -> str:
     return token
 
 
-def run_bot(
-    settings: TelegramSettings, conversation: Conversation, token: str, edit_interval: float = EDIT_INTERVAL
-) -> int:
+def run_bot(settings: TelegramSettings, conversation: Conversation, token: str, llm: LLMSettings | None = None) -> int:
     """Serve until SIGINT/SIGTERM. Errors come back as RuntimeError with the token taken out."""
     protect_token(token)
     if settings.webhook_url and urlsplit(settings.webhook_url).scheme != "https":
         raise RuntimeError("[telegram] webhook_url must be an https:// URL")
     freeze_startup_objects()
-    app = build_application(settings, conversation, token, edit_interval)
+    app = build_application(settings, conversation, token, llm)
     try:
         asyncio.run(_serve_until_signal(app, settings))
     except InvalidToken:

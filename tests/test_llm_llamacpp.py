@@ -135,7 +135,8 @@ def test_real_server_through_telegram_edits_one_message_at_most_once_a_second(ll
     feedback = FeedbackStore(articles.store.path)
     settings = TelegramSettings(base_url=api.base_url, rate_limit_per_minute=0, poll_timeout=1.0)
     protect_token(TOKEN)
-    runner = BotThread(settings, Conversation(articles, answerer, feedback, settings, FetchSettings())).start(api)
+    conversation = Conversation(articles, answerer, feedback, settings, FetchSettings())
+    runner = BotThread(settings, conversation, answerer.chat.settings).start(api)
     try:
         user = BotApiServer.user(8301, "Jo", "de")
         chat = api.private_chat(user)

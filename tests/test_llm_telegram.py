@@ -3,6 +3,8 @@ being tests/llm_server.py on loopback (its timing is the test's to choose). One 
 
 from __future__ import annotations
 
+from time import monotonic as time_now
+
 import pytest
 from answer_articles import ALL, FERRY
 from botapi_server import BotApiServer
@@ -58,14 +60,13 @@ def bot(api, llm, tmp_path_factory, embedder):
     kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path_factory.mktemp("llm-telegram"))), embedder=embedder)
     for doc in ALL:
         kb.add(doc)
-    answerer = Answerer(
-        kb, AnswerSettings(mode="llm"), llm=LLMSettings(base_url=llm.base_url, model="m", first_token_timeout=3.0)
-    )
+    llm_settings = LLMSettings(base_url=llm.base_url, model="m", first_token_timeout=3.0)
+    answerer = Answerer(kb, AnswerSettings(mode="llm"), llm=llm_settings)
     feedback = FeedbackStore(kb.store.path)
     settings = TelegramSettings(base_url=api.base_url, rate_limit_per_minute=0, poll_timeout=1.0)
     conversation = Conversation(kb, answerer, feedback, settings, FetchSettings())
     protect_token(TOKEN)
-    runner = BotThread(settings, conversation).start(api)
+    runner = BotThread(settings, conversation, llm_settings).start(api)
     yield runner
     runner.stop()
     answerer.close()
@@ -168,3 +169,26 @@ def test_groups_get_fewer_edits_than_private_chats():
     assert pace.interval_for(4242) == 1.0
     assert pace.interval_for(-1001234) == GROUP_EDIT_INTERVAL == 3.0  # Telegram: ~20 messages a minute in a group
     assert ChatPace(5.0).interval_for(-1001234) == 5.0
+
+
+def test_questions_waiting_for_the_model_never_hold_up_help(api, bot, llm):
+    """Six answers being written (two at a time, [llm] max_concurrent) while someone asks for /help."""
+    llm.behaviour = Behaviour(reply=lambda request: SLOW_REPLY.format(n=ferry(request)), piece_delay=0.05)
+    llm.spans.clear()
+    asked = len(llm.requests)
+    questions = []
+    for _ in range(6):
+        user = reader()
+        questions.append(api.send_text(user, api.private_chat(user), QUESTION))
+    api.wait_for(lambda: len(llm.requests) >= asked + 2, WAIT, "the model to be busy")
+    user = reader()
+    started = time_now()
+    help_request = api.send_text(user, api.private_chat(user), "/help")
+    api.wait_for(lambda: api.replies_after(help_request), WAIT, "the help text")
+    assert time_now() - started < 1.5  # not behind the answers: they wait on their own threads
+    for question in questions:
+        (message,) = final_answer(api, question)
+        assert "Quellen:" in message["text"]
+    events = sorted([(start, 1) for start, _ in llm.spans] + [(end, -1) for _, end in llm.spans])
+    running = [sum(delta for _, delta in events[: i + 1]) for i in range(len(events))]
+    assert len(llm.spans) == 6 and max(running) == 2, llm.spans  # two at a time, never more

@@ -21,7 +21,7 @@ from newsroom import FORWARDED, GYM_TXT, LIBRARY_HTML, MARKET_TEXT, POOL_TXT, SO
 from telegram import Update
 
 from bot.answer import Answer, Answerer
-from bot.config import AnswerSettings, TelegramSettings
+from bot.config import AnswerSettings, LLMSettings, TelegramSettings
 from bot.conversation import Conversation
 from bot.feedback import FeedbackStore
 from bot.telegram_app import (
@@ -71,16 +71,17 @@ class LongAnswers:
 class BotThread:
     """The bot's own event loop in a thread, in asyncio debug mode so slow callbacks get reported."""
 
-    def __init__(self, settings: TelegramSettings, conversation: Conversation):
+    def __init__(self, settings: TelegramSettings, conversation: Conversation, llm: LLMSettings | None = None):
         self.settings = settings
         self.conversation = conversation
+        self.llm = llm
         self.thread: threading.Thread | None = None
 
     def start(self, api: BotApiServer) -> BotThread:
         polls = len(api.calls_to("getUpdates")) if not self.settings.webhook_url else 0
         ready = threading.Event()
         self.error: BaseException | None = None
-        app = build_application(self.settings, self.conversation, TOKEN)
+        app = build_application(self.settings, self.conversation, TOKEN, self.llm)
         # As run_bot does at start-up: without it a full collection of the test process's heap (the
         # model, every test module) stalls the loop for 300+ ms at random.
         freeze_startup_objects()
