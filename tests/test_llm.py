@@ -15,7 +15,8 @@ from llm_server import Behaviour, start_server
 from bot.answer import NOT_FOUND, Answerer
 from bot.config import AnswerSettings, LLMSettings
 from bot.llm import ChatClient, FairSlots, LLMError
-from bot.llm_answer import normalize_markers, split_statements
+from bot.llm_answer import best_quote, normalize_markers, split_statements
+from index.chunking import sentence_spans
 
 QUESTION = "Wie viel hat die Elektrofähre auf dem Kellersee gekostet?"
 # Across languages only names and numbers match lexically (the bundled model is English-only).
@@ -373,3 +374,30 @@ def test_terminal_chat_prints_the_stream_then_the_checked_answer(server, loaded_
     streamed, _, final = out.getvalue().partition("\n\n")
     assert streamed.startswith("Die Fähre kostete 4,2 Millionen Euro [")
     assert final.startswith("Die Fähre kostete 4,2 Millionen Euro. [1]") and "Quellen:" in final
+
+
+def test_quote_is_the_sentence_that_supports_the_statement_even_without_shared_words(server, loaded_kb):
+    def reply(request: dict) -> str:
+        n = next(n for n, text in passage_numbers(request).items() if "Pennick" in text)
+        return f"Pupils had long wanted a quiet place to revise [{n}]."  # no word in common with the article
+
+    server.behaviour = Behaviour(reply=reply)
+    answer = llm_answerer(loaded_kb, server.base_url).answer("Why does Brackenford library open on Sundays?")
+    assert answer.found, answer
+    (citation,) = answer.citations
+    assert (
+        citation.quote
+        == "Head librarian Oliver Pennick said that students had asked for weekend study space for years."
+    )
+
+
+def test_best_quote_prefers_shared_terms_then_similarity():
+    text = "Die Fähre kostete 4,2 Millionen Euro. Sie fährt ab Mai. Der Akku wird nachts geladen."
+    assert best_quote(text, "Der Preis lag bei 4,2 Millionen") == "Die Fähre kostete 4,2 Millionen Euro."
+    spans = sentence_spans(text)
+    closest_to_third = [0.1, 0.2, 0.9]
+    assert best_quote(text, "Strom tankt sie im Dunkeln", spans, closest_to_third.__getitem__) == (
+        "Der Akku wird nachts geladen."
+    )
+    # One shared term outweighs any similarity.
+    assert best_quote(text, "Im Mai geht es los", spans, closest_to_third.__getitem__) == "Sie fährt ab Mai."
