@@ -192,3 +192,19 @@ def test_questions_waiting_for_the_model_never_hold_up_help(api, bot, llm):
     events = sorted([(start, 1) for start, _ in llm.spans] + [(end, -1) for _, end in llm.spans])
     running = [sum(delta for _, delta in events[: i + 1]) for i in range(len(events))]
     assert len(llm.spans) == 6 and max(running) == 2, llm.spans  # two at a time, never more
+
+
+def test_long_stream_that_ends_without_a_valid_marker_shrinks_to_one_message(api, bot, llm):
+    # ~7,000 characters over ~4 s: shown in two messages before the check turns it into "not found".
+    llm.behaviour = Behaviour(
+        reply="Die Fähre kostete vermutlich eine Menge Geld, sagen die Leute am Ufer. " * 100, piece_delay=0.004
+    )
+    user = reader()
+    chat = api.private_chat(user)
+    question = api.send_text(user, chat, QUESTION)
+    message = final_answer(api, question)[0]
+    assert message["text"].startswith("Dazu habe ich in den Artikeln nichts gefunden.")
+    api.wait_for(lambda: len(api.replies_after(question)) == 1, WAIT, "the second message to go")
+    streamed_second = [key for key in api.deleted if key[0] == chat["id"]]
+    assert len(streamed_second) == 1 and streamed_second[0][1] > message["message_id"]
+    assert api.replies_after(question) == [message]
