@@ -4,6 +4,10 @@ The reply is never trusted: markers that point to no passage are removed, a sent
 marker takes the marker of the next cited sentence (else of the one before), a reply with no valid
 marker at all is "not found", and each cited passage is quoted verbatim by its sentence that best
 matches what the model said. The model's own words are the body; the quotes are the article's.
+
+Streamed, the reply is shown while it is written (``shown_text``: no marker to a missing passage,
+nothing that may yet become NOT_FOUND); the checks run on the whole reply, so the final answer may
+differ from what was shown. A failure after words were shown raises ``CutOff`` carrying them.
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ TextSink = Callable[[str], None]
 
 NOT_FOUND_TOKEN = "NOT_FOUND"
 
-# The instructions in the question's language: a small model follows a German prompt into a German
-# answer more reliably than an English prompt that asks for German.
+# The instructions in the question's language, which is the language the answer must be in.
 SYSTEM_PROMPT = {
     "de": (
         "Du beantwortest Fragen zu Nachrichtenartikeln, und zwar nur mit dem, was in den nummerierten "
