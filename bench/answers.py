@@ -22,14 +22,13 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
 
 from bench.xquad import (  # noqa: E402
     Article,
@@ -39,9 +38,9 @@ from bench.xquad import (  # noqa: E402
     load_articles,
     shared_file,
 )
+from bot import calibration  # noqa: E402
 from bot.answer import Answer, Answerer  # noqa: E402
-from bot.config import AnswerSettings, Config, parse_config  # noqa: E402
-from bot.evidence import CROSS_LANGUAGE_COEFFICIENTS, RELEVANCE_COEFFICIENTS  # noqa: E402
+from bot.config import Config, parse_config  # noqa: E402
 from index.settings import IndexSettings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -49,6 +48,8 @@ KB_ROOT = RESULTS / "answers-kb"
 FOLDS = 4
 XQUAD_EN = Path("data/xquad-de/xquad.en.dev.json")
 WARM_SAMPLE = 200
+CANDIDATES = 10
+THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 21)]
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
@@ -62,6 +63,11 @@ class Row:
     seconds: float
     features: dict[str, float]
     fold: int
+    cross: bool = False  # judged by the cross-language relevance model (best passage in another language)
+    # The best sentences as scored (text, score, article, passage, answer-type credit), for offline
+    # experiments with how a body is composed.
+    candidates: list[dict] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the gold answer strings
 
 
 def fold_of(article_index: int) -> int:
@@ -121,6 +127,24 @@ def ask(answerer: Answerer, question: Question, chunk_text) -> Row:
         seconds=seconds,
         features=evidence.features,
         fold=fold_of(question.article),
+        cross=bool(evidence.sentences) and evidence.sentences[0].hit.language != answer.language,
+        candidates=[
+            {
+                "text": s.text,
+                "score": round(s.score, 4),
+                "article": s.hit.article_id,
+                "chunk": s.hit.chunk_id,
+                "index": s.index,
+                "answer_type": s.answer_type,
+                "support": round(s.support, 4),
+                "start": s.start,
+                "lexical": round(s.lexical, 4),
+                "dense": round(s.dense, 4),
+                "language": s.hit.language,
+            }
+            for s in evidence.sentences[:CANDIDATES]
+        ],
+        answers=question.answers,
     )
 
 
@@ -140,67 +164,145 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def at_threshold(answered: list[Row], absent: list[Row], threshold: float) -> dict:
+def at_threshold(answered: list[Row], absent: list[Row], threshold: float, excuse_hits: bool = False) -> dict:
+    """Figures at one threshold; with ``excuse_hits`` an absent-article answer that still holds the
+    answer string (the same fact from another article) is not a false answer."""
     found = [r for r in answered if r.relevance >= threshold]
+    false = [r for r in absent if r.relevance >= threshold and not (excuse_hits and r.hit)]
     return {
         "min_relevance": threshold,
-        "answer_hit": sum(r.hit for r in found) / len(answered),
-        "found_rate": len(found) / len(answered),
+        "answer_hit": sum(r.hit for r in found) / len(answered) if answered else 0.0,
+        "found_rate": len(found) / len(answered) if answered else 0.0,
         "median_chars": statistics.median(r.chars for r in found) if found else 0,
-        "false_answer_rate": sum(r.relevance >= threshold for r in absent) / len(absent) if absent else 0.0,
+        "false_answer_rate": len(false) / len(absent) if absent else 0.0,
     }
 
 
-def run(limit: int | None, rebuild: bool, config: Config, threads: int, fit: bool = False) -> dict:
-    settings = config.answer
+def collect(limit: int | None, rebuild: bool, config: Config, threads: int) -> tuple[dict[str, list[Row]], dict, str]:
+    """XQuAD rows by set (German and English questions; article present, and absent), timings, model id."""
     articles = load_articles()
     full, heldout = open_kbs(articles, rebuild, config, threads)
-    probe = replace(settings, min_relevance=0.0)
+    probe = replace(config.answer, min_relevance=0.0)
     questions = [q for a in articles for q in a.questions]
     if limit:
         questions = questions[:: max(1, len(questions) // limit)][:limit]
+    english = english_questions(questions)
     answerer = Answerer(full, probe)
     answerer.answer("Warm-up: wie viele Artikel gibt es?")  # model and caches loaded before timing
-    answered = [ask(answerer, q, chunk_reader(full)) for q in questions]
-    absent = []
-    for fold, kb in heldout.items():
-        fold_answerer = Answerer(kb, probe)
-        absent += [ask(fold_answerer, q, chunk_reader(kb)) for q in questions if fold_of(q.article) == fold]
-    thresholds = sorted({round(0.05 * i, 2) for i in range(0, 21)} | {settings.min_relevance})
-    cold = [r.seconds for r in answered]
+    sets = {"present_de": [ask(answerer, q, chunk_reader(full)) for q in questions]}
     # The same questions again: passages' sentence vectors are cached, as for a follow-up or a repeat.
     warm = [ask(answerer, q, chunk_reader(full)).seconds for q in questions[:WARM_SAMPLE]]
     # The same questions in English against the German articles, scored on the German gold answers.
-    english = english_questions(questions)
-    en_answered = [ask(answerer, q, chunk_reader(full)) for q in english]
-    en_absent = []
+    sets["present_en"] = [ask(answerer, q, chunk_reader(full)) for q in english]
+    sets["absent_de"], sets["absent_en"] = [], []
     for fold, kb in heldout.items():
         fold_answerer = Answerer(kb, probe)
-        en_absent += [ask(fold_answerer, q, chunk_reader(kb)) for q in english if fold_of(q.article) == fold]
-    result = {
-        "questions": len(answered),
-        "absent_questions": len(absent),
-        "valid_citation_rate": sum(r.valid for r in answered + absent) / len(answered + absent),
-        "hit_ignoring_threshold": sum(r.hit for r in answered) / len(answered),
-        "median_chars_all": statistics.median(r.chars for r in answered),
+        for name, asked in (("absent_de", questions), ("absent_en", english)):
+            sets[name] += [ask(fold_answerer, q, chunk_reader(kb)) for q in asked if fold_of(q.article) == fold]
+    cold = [r.seconds for r in sets["present_de"]]
+    english_seconds = [r.seconds for r in sets["present_en"]]
+    timings = {
         "latency_cold_p50_ms": 1000 * percentile(cold, 0.5),
         "latency_cold_p95_ms": 1000 * percentile(cold, 0.95),
         "latency_warm_p50_ms": 1000 * percentile(warm, 0.5),
         "latency_warm_p95_ms": 1000 * percentile(warm, 0.95),
-        "configured": at_threshold(answered, absent, settings.min_relevance),
-        "english_hit_ignoring_threshold": sum(r.hit for r in en_answered) / len(en_answered),
         # Cold for the word match (each passage's words embedded once), warm for the sentence vectors.
-        "english_latency_p50_ms": 1000 * percentile([r.seconds for r in en_answered], 0.5),
-        "english_latency_p95_ms": 1000 * percentile([r.seconds for r in en_answered], 0.95),
-        "english_configured": at_threshold(en_answered, en_absent, settings.min_relevance),
-        "sweep": [at_threshold(answered, absent, t) for t in thresholds],
-        "english_sweep": [at_threshold(en_answered, en_absent, t) for t in thresholds],
+        "english_latency_p50_ms": 1000 * percentile(english_seconds, 0.5),
+        "english_latency_p95_ms": 1000 * percentile(english_seconds, 0.95),
     }
+    return sets, timings, full.embedder.model_id
+
+
+def figures(sets: dict[str, list[Row]], threshold: float) -> dict:
+    """Every target's figure at one threshold (sets missing from ``sets`` are left out)."""
+    out: dict[str, float] = {"min_relevance": round(threshold, 3)}
+    for lang in ("de", "en"):
+        if sets.get(f"present_{lang}"):
+            xq = at_threshold(sets[f"present_{lang}"], sets[f"absent_{lang}"], threshold)
+            out[f"xquad_hit_{lang}"] = xq["answer_hit"]
+            out[f"xquad_found_{lang}"] = xq["found_rate"]
+            out[f"xquad_absent_false_{lang}"] = xq["false_answer_rate"]
+            out[f"xquad_median_chars_{lang}"] = xq["median_chars"]
+        if sets.get(f"news_present_{lang}"):
+            news = at_threshold(sets[f"news_present_{lang}"], sets[f"news_removed_{lang}"], threshold, True)
+            out[f"news_hit_{lang}"] = news["answer_hit"]
+            out[f"news_removed_false_{lang}"] = news["false_answer_rate"]
+            out[f"news_median_chars_{lang}"] = news["median_chars"]
+        if sets.get(f"ood_{lang}"):
+            out[f"ood_false_{lang}"] = at_threshold([], sets[f"ood_{lang}"], threshold)["false_answer_rate"]
+    return out
+
+
+def rescore(sets: dict[str, list[Row]], fitted: calibration.Calibration) -> dict[str, list[Row]]:
+    """Every row's relevance under another calibration, from the features it recorded."""
+
+    def relevance(row: Row) -> float:
+        model = fitted.cross_language_relevance if row.cross else fitted.relevance
+        return model.probability(row.features)
+
+    return {name: [replace(r, relevance=relevance(r)) for r in rows] for name, rows in sets.items()}
+
+
+def rows_path(config: Config) -> Path:
+    return RESULTS / ("rows.json" if config.source == "defaults" else f"rows-{Path(config.source).stem}.json")
+
+
+def save_rows(path: Path, sets: dict[str, list[Row]], timings: dict, embedder_id: str) -> None:
+    data = {"model_id": embedder_id, "timings": timings, "sets": {k: [asdict(r) for r in v] for k, v in sets.items()}}
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def load_rows(path: Path) -> tuple[dict[str, list[Row]], dict, str]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: [Row(**r) for r in v] for k, v in data["sets"].items()}, data["timings"], data["model_id"]
+
+
+def run(
+    limit: int | None,
+    rebuild: bool,
+    config: Config,
+    threads: int,
+    fit: bool = False,
+    news: bool = True,
+    reuse: bool = False,
+) -> dict:
+    """Answers every question (or, with ``reuse``, reads the rows the last run saved) and reports;
+    with ``fit`` the relevance models are refitted first and the rows re-scored with them."""
+    if reuse:
+        sets, timings, embedder_id = load_rows(rows_path(config))
+    else:
+        sets, timings, embedder_id = collect(limit, rebuild, config, threads)
+        if news:
+            from bench.news import collect as collect_news
+
+            sets.update(collect_news(config, rebuild, threads, limit)[0])
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        save_rows(rows_path(config), sets, timings, embedder_id)
+    current = calibration.load(embedder_id)
+    before = current.min_relevance if config.answer.min_relevance == "auto" else config.answer.min_relevance
+    result_before = figures(sets, before)
+    fitted = None
     if fit:
-        result["fit"] = refit_relevance(answered, absent, settings, list(RELEVANCE_COEFFICIENTS))
-        result["fit_cross_language"] = refit_relevance(
-            en_answered, en_absent, settings, list(CROSS_LANGUAGE_COEFFICIENTS)
-        )
+        from bench.calibrate import fit_calibration
+
+        fitted = fit_calibration(sets, embedder_id, current, config.source)
+        current = calibration.load(embedder_id)
+        sets = rescore(sets, current)
+    threshold = current.min_relevance if config.answer.min_relevance == "auto" else config.answer.min_relevance
+    result = {
+        "model_id": embedder_id,
+        "calibration": current.source,
+        "questions": len(sets["present_de"]),
+        "valid_citation_rate": statistics.mean(r.valid for rows in sets.values() for r in rows),
+        "hit_ignoring_threshold_de": statistics.mean(r.hit for r in sets["present_de"]),
+        "hit_ignoring_threshold_en": statistics.mean(r.hit for r in sets["present_en"]),
+        **timings,
+        "configured": figures(sets, threshold),
+        "sweep": [figures(sets, t) for t in sorted({*THRESHOLDS, threshold})],
+    }
+    if fitted:
+        result["fit"] = fitted
+        result["before_fit"] = result_before
     return result
 
 
@@ -215,55 +317,11 @@ def english_questions(questions: list[Question]) -> list[Question]:
     ]
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 100) -> np.ndarray:
-    """L2-regularised logistic regression by Newton steps; the last weight is the intercept."""
-    x1 = np.c_[x, np.ones(len(x))]
-    w = np.zeros(x1.shape[1])
-    penalty = np.diag(np.r_[np.full(x.shape[1], l2), 0.0])
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-x1 @ w))
-        gradient = x1.T @ (p - y) + penalty @ w
-        hessian = (x1.T * (p * (1 - p))) @ x1 + penalty
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return w
-
-
-def refit_relevance(answered: list[Row], absent: list[Row], settings: AnswerSettings, names: list[str]) -> dict:
-    """Refit the relevance model: article-grouped cross-validated figures, then the fit on everything.
-
-    Label 1: a question asked with its article present; 0: asked with it absent. Paste the printed
-    coefficients into bot/evidence.py (RELEVANCE_COEFFICIENTS and RELEVANCE_INTERCEPT for ``fit``,
-    CROSS_LANGUAGE_COEFFICIENTS and CROSS_LANGUAGE_INTERCEPT for ``fit_cross_language``).
-    """
-    rows = answered + absent
-    x = np.array([[r.features.get(n, 0.0) for n in names] for r in rows])
-    y = np.r_[np.ones(len(answered)), np.zeros(len(absent))]
-    folds = np.array([r.fold for r in rows])
-    predicted = np.zeros(len(rows))
-    for fold in range(FOLDS):
-        w = fit_logistic(x[folds != fold], y[folds != fold])
-        predicted[folds == fold] = 1.0 / (1.0 + np.exp(-(x[folds == fold] @ w[:-1] + w[-1])))
-    cv_answered = [replace(r, relevance=float(p)) for r, p in zip(answered, predicted[: len(answered)], strict=True)]
-    cv_absent = [replace(r, relevance=float(p)) for r, p in zip(absent, predicted[len(answered) :], strict=True)]
-    w = fit_logistic(x, y)
-    thresholds = sorted({round(0.05 * i, 2) for i in range(0, 21)} | {settings.min_relevance})
-    return {
-        "coefficients": {n: round(float(v), 2) for n, v in zip(names, w[:-1], strict=True)},
-        "intercept": round(float(w[-1]), 2),
-        "cross_validated_sweep": [at_threshold(cv_answered, cv_absent, t) for t in thresholds],
-    }
-
-
 def print_sweep(sweep: list[dict]) -> None:
-    print("min_relevance  answer_hit  found  median_chars  false_answer")
+    keys = [k for k in sweep[0] if k != "min_relevance"]
+    print("min_rel " + " ".join(f"{k[-14:]:>14}" for k in keys))
     for row in sweep:
-        print(
-            f"{row['min_relevance']:>13.2f}  {row['answer_hit']:>10.3f}  {row['found_rate']:>5.3f}"
-            f"  {row['median_chars']:>12.0f}  {row['false_answer_rate']:>12.3f}"
-        )
+        print(f"{row['min_relevance']:>7.2f} " + " ".join(f"{row[k]:>14.3f}" for k in keys))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,29 +330,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="delete and rebuild the benchmark knowledge bases")
     parser.add_argument("--min-relevance", type=float, help="threshold to report (default: the configured one)")
     parser.add_argument("--config", help="a config file whose embedding, search and answer settings are measured")
-    parser.add_argument("--fit", action="store_true", help="refit the relevance model (prints its coefficients)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable latency on a shared box)")
+    parser.add_argument("--fit", action="store_true", help="refit the relevance models into bot/calibration/")
+    parser.add_argument("--no-news", action="store_true", help="XQuAD only (no 10kGNAD knowledge bases)")
+    parser.add_argument("--reuse", action="store_true", help="fit/report from the rows the last run saved")
+    parser.add_argument("--threads", type=int, default=1, help="embedding threads (1: stable latency on a shared box)")
     args = parser.parse_args(argv)
     config = parse_config(Path(args.config).read_text(encoding="utf-8"), args.config) if args.config else Config()
     if args.min_relevance is not None:
         config.answer.min_relevance = args.min_relevance
     try:
-        result = run(args.limit, args.rebuild, config, args.threads, args.fit)
+        result = run(args.limit, args.rebuild, config, args.threads, args.fit, not args.no_news, args.reuse)
     except SharedDataMissing as exc:
         print(exc)
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "answers.json" if not args.config else f"answers-{Path(args.config).stem}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if "sweep" not in k and "fit" not in k}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("sweep", "fit", "before_fit")}, indent=2))
     print_sweep(result["sweep"])
-    print("English questions, German articles:")
-    print_sweep(result["english_sweep"])
-    for key in ("fit", "fit_cross_language"):
-        if key in result:
-            print(f"{key}: refitted", result[key]["coefficients"], "intercept", result[key]["intercept"])
-            print("cross-validated (article-grouped) with the refitted model:")
-            print_sweep(result[key]["cross_validated_sweep"])
+    if "fit" in result:
+        print("before the fit, at the threshold then:")
+        print_sweep([result["before_fit"]])
+        print("fitted and written to", result["fit"]["written"], "min_relevance", result["fit"]["min_relevance"])
+        print("held out (article-grouped 4-fold; each fold's model and threshold fitted on the other three):")
+        print_sweep([result["fit"]["held_out"]])
     return 0
 
 

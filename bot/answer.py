@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from index.e5 import E5Judge
 from index.kb import KnowledgeBase
 from index.lexical import ENGLISH_STOPWORDS, GERMAN_STOPWORDS, detect_language, words
 from index.search import SearchHit
 
+from . import calibration
 from .config import AnswerSettings, LLMSettings
 from .evidence import (
     Sentence,
@@ -28,7 +30,6 @@ from .evidence import (
     Weights,
     WordVectors,
     question_terms,
-    relevance,
     relevance_features,
     score_sentences,
     split_hits,
@@ -50,13 +51,9 @@ FOREIGN_LEAD = {
     ("en", "de"): "From German-language articles:",
 }
 SEPARATOR = " "
-# A body quoting sentences in another language than the question may be this much longer: the
-# sentence choice is less sure there (the gold sentence ranks first for 0.69 of English questions
-# about German articles, 0.76 for German ones), so more context goes in, never the short budget.
-# One more sentence within the same 700 characters: English answer-hit 0.841 -> 0.851 on XQuAD
-# (multilingual config; 0.854 / 0.848 on even / odd articles), the abstention unchanged.
-CROSS_LANGUAGE_EXTRA_CHARS = 100
-CROSS_LANGUAGE_EXTRA_SENTENCES = 1
+# Sentences e5 judges per question (~15 ms each on one thread, cached): the relevance model reads
+# the best and the highest of them.
+JUDGED_SENTENCES = 3
 
 
 @dataclass
@@ -118,16 +115,17 @@ def compose(sentences: list[Sentence], settings: AnswerSettings, cross_language:
 
     A clear winner (ahead of the runner-up by ``confident_margin``) gets the short budget; otherwise
     more context goes in, since the answer is then as likely in the second or third sentence. Quotes
-    in another language than the question always get the long budget and a little more. A sentence
-    scoring below ``min_support`` of the best one never goes in.
+    in another language than the question get a budget of their own. A further sentence needs
+    ``min_support`` of the best one's score from what it says about the question (a shared number or
+    date earns nothing), and one from another article needs ``other_article_support``: a different
+    article must make nearly as strong a case as the best one, or it does not pad the answer.
     """
     if not sentences:
         return []
     best = sentences[0]
     runner_up = sentences[1].score if len(sentences) > 1 else 0.0
     if cross_language:
-        max_sentences = settings.max_sentences + CROSS_LANGUAGE_EXTRA_SENTENCES
-        max_chars = settings.max_chars + CROSS_LANGUAGE_EXTRA_CHARS
+        max_sentences, max_chars = settings.cross_language_sentences, settings.cross_language_chars
     elif best.score - runner_up >= settings.confident_margin:
         max_sentences, max_chars = settings.confident_sentences, settings.confident_chars
     else:
@@ -138,10 +136,10 @@ def compose(sentences: list[Sentence], settings: AnswerSettings, cross_language:
     for sentence in sentences[1:]:
         if len(chosen) >= max_sentences:
             break
-        if sentence.score < settings.min_support * best.score:
-            break  # sorted by score: none after it is stronger
+        other_article = sentence.hit.article_id != best.hit.article_id
+        needed = settings.other_article_support if other_article else settings.min_support
         size = len(sentence.text) + len(" [n] ")
-        if sentence.text in seen or used + size > max_chars:
+        if sentence.support < needed * best.score or sentence.text in seen or used + size > max_chars:
             continue
         chosen.append(sentence)
         seen.add(sentence.text)
@@ -205,7 +203,12 @@ class Answerer:
     ):
         self.kb = kb
         self.settings = settings or AnswerSettings()
-        self.weights = weights or Weights()
+        self.calibration = calibration.load(kb.embedder.model_id)
+        self.weights = weights or self.calibration.weights
+        self.min_relevance = (
+            self.calibration.min_relevance if self.settings.min_relevance == "auto" else self.settings.min_relevance
+        )
+        self.judge = E5Judge()
         self.memory = FollowupMemory(self.settings.followup_minutes, clock)
         self.term_weights = TermWeights(kb)
         self.sentence_vectors = SentenceVectors(kb)
@@ -242,7 +245,7 @@ class Answerer:
         return self._respond(question, language, evidence, on_text), evidence
 
     def _respond(self, question: str, language: str, evidence: Evidence, on_text: TextSink | None = None) -> Answer:
-        if not evidence.sentences or evidence.relevance < self.settings.min_relevance:
+        if not evidence.sentences or evidence.relevance < self.min_relevance:
             return not_found(question, language, "llm" if self.chat else "extractive", evidence.relevance)
         if self.chat is None:
             return extractive(question, language, evidence, self.settings, "extractive")
@@ -279,12 +282,29 @@ class Answerer:
         matcher = None
         if any(h.language != language for h in hits):  # stems rarely match across languages: words do
             matcher = word_matcher(question, language, hits, self.word_vectors, self.term_weights)
-        sentences = score_sentences(question, mass, query_vector, hits, spans, vectors, self.weights, matcher)
+        sentences = score_sentences(
+            question,
+            mass,
+            query_vector,
+            hits,
+            spans,
+            vectors,
+            self.weights,
+            matcher,
+            self.calibration.cross_language_weights,
+        )
         sentences.sort(key=lambda s: -s.score)
         best = sentences[0] if sentences else None
-        features = relevance_features(best, sentences, hits, mass, matcher)
+        judged = self.judged(question, sentences)
+        features = relevance_features(question, best, sentences, hits, mass, matcher, judged)
         cross_language = best is not None and best.hit.language != language
-        return Evidence(hits, sentences, relevance(features, cross_language), features)
+        model = self.calibration.cross_language_relevance if cross_language else self.calibration.relevance
+        return Evidence(hits, sentences, model.probability(features), features)
+
+    def judged(self, question: str, sentences: list[Sentence]) -> list[float]:
+        """e5's similarity of the question to the best few sentences (each with its article's title)."""
+        top = sentences[:JUDGED_SENTENCES]
+        return [float(v) for v in self.judge.similarity(question, [f"{s.hit.title}. {s.text}" for s in top])]
 
     def close(self) -> None:
         if self.chat is not None:

@@ -408,14 +408,14 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
 
 
 def multilingual_hint(answer, config: Config) -> str | None:
-    """Why an English question went unanswered with the English-only default model, and the fix."""
+    """Why an English question went unanswered with the English-only MiniLM model, and the fix."""
     if answer.found or answer.language == "de" or config.embedding.backend != "sentence-transformers":
         return None
     if config.embedding.model:  # a chosen model may well be multilingual
         return None
     return (
-        "(If the answer is in a German article: the default model reads English only. "
-        "`.venv/bin/articlebot --config config.multilingual.example.toml demo` uses a multilingual one.)"
+        "(If the answer is in a German article: all-MiniLM-L6-v2 reads English only. "
+        "The default configuration, without --config, uses the multilingual USE.)"
     )
 
 

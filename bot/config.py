@@ -42,9 +42,16 @@ class AnswerSettings:
     # match from another article (a date, a number) would otherwise fill the budget. At 0.5 on XQuAD
     # it halves bodies quoting another article (17% -> 8.5%) for 0.1 points of answer-hit.
     min_support: float = 0.5
-    # Below this relevance (0..1) the bot says the articles do not hold the answer. Calibrated in
-    # bench/answers.py: false answers on questions whose article is absent vs answers kept.
-    min_relevance: float = 0.25
+    # A sentence from another article than the best one's needs this share of the best score: a
+    # different article must make nearly as strong a case, or it does not pad the answer.
+    other_article_support: float = 0.9
+    # Quotes in another language than the question (English question, German article): the sentence
+    # choice is less sure there, so the body may hold more of them.
+    cross_language_sentences: int = 3
+    cross_language_chars: int = 600
+    # Below this relevance (0..1) the bot says the articles do not hold the answer. "auto": the
+    # threshold fitted with the embedding model's calibration (bot/calibration/, bench/answers.py --fit).
+    min_relevance: float | str = "auto"
     # Retrieved passages whose sentences are scored (and that the LLM sees in mode "llm").
     passages: int = 5
     # A follow-up ("Und warum?") is resolved against the conversation's last question this long.
@@ -118,6 +125,8 @@ _CHOICES = {
 # Settings that take a bool or a keyword: TOML gives them as bool or str, which the type check
 # alone cannot tell apart from a typo ("yes", 1), so the allowed values are listed here.
 _BOOL_OR = {("search", "float16"): ("auto",)}
+# Settings that take a number or a keyword.
+_NUMBER_OR = {("answer", "min_relevance"): ("auto",)}
 # Zero would mean a fetch that cannot wait, an empty result list, a batch of nothing (which
 # crashes the encoder): these must be positive, not merely non-negative.
 _POSITIVE = {
@@ -193,6 +202,11 @@ def _fill(instance: object, values: dict, section: str, source: str) -> object:
             raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(known))})")
         if (section, key) in _BOOL_OR:
             setattr(instance, key, _bool_or_keyword(value, _BOOL_OR[section, key], where))
+            continue
+        if (section, key) in _NUMBER_OR and isinstance(value, str):
+            if value not in _NUMBER_OR[section, key]:
+                raise ConfigError(f"{where}: must be a number or one of {_NUMBER_OR[section, key]}, not {value!r}")
+            setattr(instance, key, value)
             continue
         value = _coerce(value, hints[key], where)
         choices = _CHOICES.get((section, key))

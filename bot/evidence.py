@@ -77,34 +77,6 @@ class Weights:
     word_match: float = 0.0
 
 
-# Sentence weights for a question in another language than the sentence: a logistic fit (sentence
-# holds the gold answer or not) on the English XQuAD questions against the German articles with the
-# multilingual USE, scaled by 1/6.4 so a typical best sentence scores as in the same-language case.
-# Article-grouped 4-fold CV: the gold sentence ranks first for 0.69 of the questions (0.58 with the
-# same-language weights), among the first three for 0.87 (0.79). The stem overlap gets a negative
-# weight because the word match already credits the names and numbers it would count again.
-CROSS_LANGUAGE_WEIGHTS = Weights(
-    lexical=-0.4, dense=0.52, answer_type=0.08, passage_rank=0.3, passage_score=0.19, word_match=1.13
-)
-
-# Logistic relevance models, refitted by ``bench/answers.py --fit`` (article-grouped cross-validation):
-# one for a question in the language of its passages, one for a question in another language
-# (English about German articles), where words rarely match and the embedding has to carry it.
-RELEVANCE_COEFFICIENTS = {"best": 5.7, "sentence_dense": 3.5, "passage_dense": 4.0, "chunk": 4.2, "union": 1.9}
-RELEVANCE_INTERCEPT = -10.9
-# Cross-language: the best sentence's score under CROSS_LANGUAGE_WEIGHTS, the dense similarities, the
-# best word match and the share of the question's names found in the passages. Fitted with the
-# multilingual USE (English XQuAD questions, German articles); the intercept is moved down by 0.7 from
-# the fit (-10.9) so that min_relevance 0.20 keeps the article-grouped cross-validated false answers
-# near 13% (the fit's own 0.20 would let 25% through).
-CROSS_LANGUAGE_COEFFICIENTS = {
-    "best": 5.6,
-    "sentence_dense": 6.6,
-    "passage_dense": 5.5,
-    "word_match": 2.9,
-    "names": 1.2,
-}
-CROSS_LANGUAGE_INTERCEPT = -11.6
 # Compound parts shorter than this match too much ("Bau" in "Ausbau", "Haus" in "Rathaus" is fine).
 MIN_COMPOUND_PART = 5
 COMPOUND_CREDIT = 0.7
@@ -122,6 +94,14 @@ class Sentence:
     answer_type: float = 0.0
     word_match: float = 0.0
     score: float = 0.0
+    # The part of ``score`` that a number or date in the sentence earned: it helps pick the best
+    # sentence for "wie viel" or "wann", but never earns a further sentence its place in the body.
+    type_credit: float = 0.0
+
+    @property
+    def support(self) -> float:
+        """What the sentence says about the question's subject: its score without the type credit."""
+        return self.score - self.type_credit
 
     @property
     def text(self) -> str:
@@ -299,18 +279,19 @@ def score_sentences(
     vectors: list[np.ndarray],
     weights: Weights,
     matcher: WordMatcher | None = None,
+    cross_weights: Weights | None = None,
 ) -> list[Sentence]:
     """Every sentence of every hit, scored; ``mass`` is each question term's weight times its IDF.
 
     With a ``matcher``, sentences in another language than the question are scored with
-    ``CROSS_LANGUAGE_WEIGHTS`` and the word match instead of ``weights``.
+    ``cross_weights`` and the word match instead of ``weights``.
     """
     total = sum(mass.values()) or 1.0
     top_score = max((h.score for h in hits), default=0.0) or 1.0
     sentences: list[Sentence] = []
     for rank, (hit, hit_spans, hit_vectors) in enumerate(zip(hits, spans, vectors, strict=True)):
         cross = matcher is not None and hit.language != matcher.language
-        w = CROSS_LANGUAGE_WEIGHTS if cross else weights
+        w = (cross_weights or weights) if cross else weights
         passage = w.passage_rank / (1 + rank) + w.passage_score * hit.score / top_score
         for index, (start, end) in enumerate(hit_spans):
             sentence = Sentence(hit, rank, index, start, end)
@@ -320,6 +301,7 @@ def score_sentences(
             sentence.answer_type = answer_type(question, sentence.text)
             if cross:
                 sentence.word_match = matcher.score(sentence.text)
+            sentence.type_credit = w.answer_type * sentence.answer_type
             sentence.score = (
                 w.lexical * sentence.lexical
                 + w.dense * sentence.dense
@@ -340,19 +322,44 @@ def coverage(mass: dict[str, float], hits: list[SearchHit]) -> tuple[float, floa
     return best / total, sum(m for t, m in mass.items() if t in union) / total
 
 
+def missing_term(mass: dict[str, float], hit: SearchHit) -> float:
+    """The heaviest question term the passage (with its title) lacks, as a share of the question's mass.
+
+    News articles share many words with a question they do not answer ("Weltmeister 2014" in a rally
+    report for a football question): one specific term missing says more than the share covered.
+    """
+    total = sum(mass.values()) or 1.0
+    terms = set(analyze(f"{hit.title} {hit.text}"))
+    return max((m for t, m in mass.items() if term_match(t, terms) == 0.0), default=0.0) / total
+
+
+def names_found(question: str, hit: SearchHit) -> float:
+    """Share of the question's names, nouns and numbers (capitalised words but the first, digits) in
+    the passage with its title; 1 when the question has none."""
+    asked = words(question)
+    names = {w.lower() for w in asked[1:] if w[:1].isupper() or w[:1].isdigit()}
+    if not names:
+        return 1.0
+    found = {w.lower() for w in words(f"{hit.title} {hit.text}")}
+    return sum(any(n == f or (len(n) >= MIN_COMPOUND_PART and n in f) for f in found) for n in names) / len(names)
+
+
 def relevance_features(
+    question: str,
     best: Sentence | None,
     sentences: list[Sentence],
     hits: list[SearchHit],
     mass: dict[str, float],
     matcher: WordMatcher | None = None,
+    judged: list[float] | None = None,
 ) -> dict[str, float]:
     """The inputs of ``relevance``: how well the best sentence and the passages match the question.
 
-    With a ``matcher`` (passages in another language) also the best word match and the names found.
+    With a ``matcher`` (passages in another language) also the best word match and the names found;
+    ``judged`` holds e5's question–sentence similarity of the best few sentences.
     """
     if best is None or not mass:  # no content word in the question: nothing to be relevant to
-        return dict.fromkeys(RELEVANCE_COEFFICIENTS | CROSS_LANGUAGE_COEFFICIENTS, 0.0)
+        return {}
     chunk, union = coverage(mass, hits)
     features = {
         "best": best.score,
@@ -360,21 +367,13 @@ def relevance_features(
         "passage_dense": max((h.dense_score or 0.0) for h in hits),
         "chunk": chunk,
         "union": union,
+        "missing": missing_term(mass, best.hit),
+        "best_names": names_found(question, best.hit),
     }
+    if judged:
+        features["e5"] = max(judged)
+        features["e5_best"] = judged[0]
     if matcher is not None:
         features["word_match"] = max(s.word_match for s in sentences)
         features["names"] = matcher.names
     return features
-
-
-def relevance(features: dict[str, float], cross_language: bool = False) -> float:
-    """Probability-like 0..1 that the passages answer the question (threshold: min_relevance)."""
-    if not any(features.values()):
-        return 0.0
-    coefficients, intercept = (
-        (CROSS_LANGUAGE_COEFFICIENTS, CROSS_LANGUAGE_INTERCEPT)
-        if cross_language
-        else (RELEVANCE_COEFFICIENTS, RELEVANCE_INTERCEPT)
-    )
-    z = intercept + sum(coefficients[k] * features.get(k, 0.0) for k in coefficients)
-    return 1.0 / (1.0 + math.exp(-z))

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class EmbeddingSettings:
-    # "sentence-transformers" (any hub name or local path) or "use-multilingual".
-    backend: str = "sentence-transformers"
-    # Empty means the bundled all-MiniLM-L6-v2 model, loaded without hub access.
+    # "use-multilingual" (the Universal Sentence Encoder multilingual v3, bundled: German and English
+    # questions about German and English articles; BENCHMARKS.md, "Choosing the default embedding") or
+    # "sentence-transformers" (any hub name or local path).
+    backend: str = "use-multilingual"
+    # Empty: the backend's bundled model (all-MiniLM-L6-v2 for "sentence-transformers").
     model: str = ""
     query_prefix: str = ""
     passage_prefix: str = ""
@@ -38,14 +40,15 @@ class SearchSettings:
     lexical_k: int = 50
     # "score": dense_weight * cosine + lexical_weight * bm25 / best bm25 of the query;
     # "rrf": weighted reciprocal rank fusion, weight / (rrf_k + rank). Chosen on German XQuAD
-    # (BENCHMARKS.md, "Retrieval (issue 3)"): with the bundled English model, score fusion at
-    # 0.4 / 0.6 beats both BM25 alone and every RRF weighting tried.
+    # (BENCHMARKS.md, "Retrieval (issue 3)"): score fusion beats BM25 alone and every RRF weighting tried.
     fusion: str = "score"
     rrf_k: int = 60
-    dense_weight: float = 0.4
-    lexical_weight: float = 0.6
+    # Chosen with the default multilingual USE (BENCHMARKS.md, "Cross-lingual retrieval"): it carries
+    # more weight than the bundled English MiniLM could (0.4 / 0.6 there, config.minilm.example.toml).
+    dense_weight: float = 0.7
+    lexical_weight: float = 0.3
     # Applied to the lexical weight when question and article languages differ.
-    cross_language_lexical_factor: float = 0.25
+    cross_language_lexical_factor: float = 0.2
     # "flat" (exact), "hnsw", or "auto" (flat below hnsw_threshold passages).
     index: str = "auto"
     hnsw_threshold: int = 200_000

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real bundled model (loaded once per session), real SQLite in tmp dirs."""
+"""Shared fixtures: the real default embedding model (loaded once per session), real SQLite in tmp dirs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from index.embedding import SentenceTransformerEmbedder  # noqa: E402
+from index.embedding import Embedder, load_embedder  # noqa: E402
 from index.kb import KnowledgeBase  # noqa: E402
 from index.settings import EmbeddingSettings, IndexSettings  # noqa: E402
 
@@ -22,8 +22,8 @@ SAMPLES = Path(__file__).resolve().parents[1] / "bot" / "samples"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(EmbeddingSettings())
+def embedder() -> Embedder:
+    return load_embedder(EmbeddingSettings())
 
 
 @pytest.fixture
