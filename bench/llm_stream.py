@@ -92,7 +92,12 @@ def start_bot(config: Path, api: BotApiServer) -> subprocess.Popen:
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "bot", "--config", str(config), "run"]
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    api.wait_for(lambda: api.calls_to("getUpdates"), START_TIMEOUT, "the bot to start polling")
+    deadline = time.monotonic() + START_TIMEOUT
+    while not api.calls_to("getUpdates"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"the bot did not start (exit status {process.returncode}); run it with -v to see why")
+        time.sleep(0.2)
     return process
 
 
