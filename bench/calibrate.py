@@ -159,3 +159,41 @@ def model(names: list[str], w: np.ndarray) -> calibration.RelevanceModel:
     return calibration.RelevanceModel(
         {n: round(float(v), 3) for n, v in zip(names, w[:-1], strict=True)}, round(float(w[-1]), 3)
     )
+
+
+# --- how a body is composed: replayed from the recorded candidates -------------------------------
+
+
+def replay_body(row: Row, settings) -> tuple[bool, int]:
+    """(answer string in the body, body length) for ``row`` composed under ``settings``, from its
+    recorded best sentences, without asking again (markers and lead-in counted as the answerer does)."""
+    from types import SimpleNamespace
+
+    from bot.answer import FOREIGN_LEAD, compose
+
+    sentences = [
+        SimpleNamespace(
+            score=c["score"],
+            support=c["support"],
+            text=c["text"],
+            start=c["start"],
+            index=c["index"],
+            hit=SimpleNamespace(article_id=c["article"], chunk_id=c["chunk"], language=c["language"]),
+        )
+        for c in row.candidates
+    ]
+    chosen = compose(sentences, settings, row.cross)
+    body = " ".join(f"{s.text} [{i + 1}]" for i, s in enumerate(chosen))
+    if row.cross:
+        body = f"{FOREIGN_LEAD[('en', 'de')]} {body}"
+    return any(a in body for a in row.answers), len(body)
+
+
+def body_figures(rows: list[Row], settings, threshold: float) -> dict:
+    """Answer-hit and median length of the found answers, bodies replayed under ``settings``."""
+    found = [replay_body(r, settings) for r in rows if r.relevance >= threshold]
+    lengths = sorted(n for _, n in found)
+    return {
+        "hit": sum(h for h, _ in found) / len(rows) if rows else 0.0,
+        "median_chars": lengths[len(lengths) // 2] if lengths else 0,
+    }

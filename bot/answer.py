@@ -163,7 +163,7 @@ def cite(chosen: list[Sentence]) -> tuple[list[tuple[str, int]], list[Citation]]
     previous: Sentence | None = None
     for sentence in chosen:
         hit = sentence.hit
-        if previous is not None and previous.hit.chunk_id == hit.chunk_id and previous.index + 1 == sentence.index:
+        if previous is not None and adjacent(previous, sentence):
             citations[-1].quote = hit.text[quote_start : sentence.end]  # still one verbatim span
         else:
             quote_start = sentence.start
@@ -173,6 +173,15 @@ def cite(chosen: list[Sentence]) -> tuple[list[tuple[str, int]], list[Citation]]
         parts.append((sentence.text, citations[-1].n))
         previous = sentence
     return parts, citations
+
+
+def adjacent(previous: Sentence, sentence: Sentence) -> bool:
+    """Next to each other in one passage, with nothing between (a heading left out is something)."""
+    return (
+        previous.hit.chunk_id == sentence.hit.chunk_id
+        and previous.index + 1 == sentence.index
+        and not sentence.hit.text[previous.end : sentence.start].strip()
+    )
 
 
 def extractive(question: str, language: str, evidence: Evidence, settings: AnswerSettings, mode: str) -> Answer:

@@ -14,8 +14,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from index.extract import SUPPORTED_SUFFIXES
+
 from .conversation import Attachment, Button, Conversation, Incoming, Press, Reply, User, parse_command
-from .render import plain_text
+from .render import terminal_text
+from .texts import say
 
 CONSOLE_USER_ID = 0
 CONSOLE_CHAT_ID = 0
@@ -85,6 +88,20 @@ class TerminalStream:
         self.printed = ""
 
 
+def missing_file(text: str) -> tuple[str, str] | None:
+    """(text key, path) when ``/add PATH`` names a file that is absent or a directory; else None."""
+    command = parse_command(text)
+    if not command or command[0] != "add" or not command[2] or "\n" in command[2] or "://" in command[2]:
+        return None
+    arg = command[2]
+    if not (arg.startswith(("/", "~", "./", "../")) or arg.lower().endswith(SUPPORTED_SUFFIXES)):
+        return None  # a short pasted text, not a path: the conversation explains /add
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        return "not_a_file", arg
+    return None if path.is_file() else ("no_such_file", arg)
+
+
 class ChatSession:
     def __init__(self, conversation: Conversation, out: TextIO, err: TextIO, language: str = "en"):
         self.conversation = conversation
@@ -93,11 +110,23 @@ class ChatSession:
         self.user = User(CONSOLE_USER_ID, "console", language)
         self.buttons: list[Button] = []
 
+    def greet(self) -> None:
+        print(say("chat_greeting", self.user.language), file=self.out)
+        print(file=self.out, flush=True)
+
+    def note(self, key: str, **fields: object) -> None:
+        """A message of the terminal itself (not of the bot's conversation)."""
+        print(say(key, self.user.language, **fields), file=self.out)
+        print(file=self.out, flush=True)
+
     def say(self, text: str) -> list[Reply]:
         """Handle one message (or a button number) and print the replies."""
-        number = int(text) if text.isdigit() else 0
-        if self.buttons and 1 <= number <= len(self.buttons):
-            return self.press(self.buttons[number - 1])
+        if text.isdigit():
+            return self.press_number(int(text))
+        missing = missing_file(text)
+        if missing:
+            self.note(missing[0], path=missing[1])
+            return []
         incoming = Incoming(self.user, CONSOLE_CHAT_ID, text, private=True, attachment=local_file(text))
         if incoming.attachment:
             incoming.text = "/add"
@@ -108,6 +137,16 @@ class ChatSession:
             stream.finish()
         self.show(replies)
         return replies
+
+    def press_number(self, number: int) -> list[Reply]:
+        # A bare number is a button press; one that names no button says so rather than become a question.
+        if 1 <= number <= len(self.buttons):
+            return self.press(self.buttons[number - 1])
+        if self.buttons:
+            self.note("not_a_button", number=number, count=len(self.buttons))
+        else:
+            self.note("no_buttons", number=number)
+        return []
 
     def press(self, button: Button) -> list[Reply]:
         pressed = self.conversation.press(Press(self.user, CONSOLE_CHAT_ID, button.data))
@@ -121,7 +160,7 @@ class ChatSession:
 
     def show(self, replies: list[Reply]) -> None:
         for reply in replies:
-            print(plain_text(reply), file=self.out)
+            print(terminal_text(reply), file=self.out)
             if reply.buttons:
                 self.buttons = [b for row in reply.buttons for b in row]
                 labels = "   ".join(f"{i}) {b.label}" for i, b in enumerate(self.buttons, 1))
@@ -131,6 +170,7 @@ class ChatSession:
 
 def run_chat(conversation: Conversation, lines: Iterable[str], out: TextIO, err: TextIO, language: str) -> int:
     session = ChatSession(conversation, out, err, language)
+    session.greet()
     for text in messages(lines):
         if text.lower() in QUIT:
             break

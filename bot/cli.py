@@ -6,12 +6,16 @@ Errors go to stderr with a non-zero exit status; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 # Before any model library is imported: no hub access, no progress bars in our output.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,62 +25,174 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from index.bulk import ImportReport, read_records  # noqa: E402
+from index.errors import UserError  # noqa: E402
 from index.extract import Document, ExtractionError, from_file, from_text, parse_date  # noqa: E402
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
+from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 
 log = logging.getLogger("articlebot")
 
 
-class CommandError(Exception):
+# SQLite stores integers in 64 bits; a larger id cannot name an article (and overflows the driver).
+MAX_ID = 2**63 - 1
+
+
+class CommandError(UserError):
     """A user-facing error: printed as one line, exit status 1."""
 
 
+def _subcommand(sub, name: str, summary: str, examples: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose --help has a one-line description, its options, and examples."""
+    description = summary + (f"\n\n{details}" if details else "")
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="articlebot", description="Answer questions about articles, with citations.")
+    parser = argparse.ArgumentParser(
+        prog="articlebot",
+        description="Answer questions about articles, with citations.",
+        epilog="'articlebot COMMAND --help' explains a command, with examples.",
+    )
     parser.add_argument("--config", help="config file (default: $ARTICLEBOT_CONFIG, else ./config.toml)")
     parser.add_argument("--data-dir", help="directory for the database and index (overrides the config)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: what happened (passages, scores, timings); -vv: also the libraries' debug output",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    add = sub.add_parser("add", help="add one article from a URL, a file or stdin (-)")
+    add = _subcommand(
+        sub,
+        "add",
+        "Add one article from a URL, a file or stdin (-).",
+        "  articlebot add https://example.org/some-article\n"
+        '  articlebot add report.pdf --title "Jahresbericht" --published 2025-03-01\n'
+        "  pbpaste | articlebot add - --url https://example.org/original",
+        "A URL (HTML or PDF) is fetched with size and time limits; a file may be .txt .md .html or .pdf;\n"
+        "from stdin the first line is the title. An article already present is not added twice.",
+    )
     add.add_argument("source", help="http(s) URL, file (.txt .md .html .pdf), or - for stdin")
-    add.add_argument("--title")
-    add.add_argument("--url")
+    add.add_argument("--title", help="the article's title (default: from the document, or its first line)")
+    add.add_argument("--url", help="the article's link, shown with its citations (e.g. the original of a file)")
     add.add_argument("--published", help="publication date, YYYY-MM-DD")
 
-    imp = sub.add_parser("import", help="bulk import from .jsonl or .csv")
-    imp.add_argument("file")
+    imp = _subcommand(
+        sub,
+        "import",
+        "Bulk import articles from a .jsonl or .csv file.",
+        '  articlebot import articles.jsonl    # one {"title", "text", "url"?, "published"?} per line\n'
+        "  articlebot import articles.csv      # a header row with a text column (title, url, published optional)",
+        "Bad lines are reported by line number and skipped; articles already present are skipped too,\n"
+        "so running the same import again continues an interrupted one.",
+    )
+    imp.add_argument("file", help="a .jsonl or .csv file")
 
-    lst = sub.add_parser("list", help="list articles, newest first")
-    lst.add_argument("--json", action="store_true")
-    show = sub.add_parser("show", help="show one article")
-    show.add_argument("id")
-    remove = sub.add_parser("remove", help="remove one article")
-    remove.add_argument("id")
-    reindex = sub.add_parser("reindex", help="rebuild the FAISS index from SQLite (re-embeds if the model changed)")
+    lst = _subcommand(
+        sub, "list", "List the articles, newest first.", "  articlebot list\n  articlebot list --json | jq .title"
+    )
+    lst.add_argument("--json", action="store_true", help="one JSON object per article and line")
+    show = _subcommand(
+        sub, "show", "Show one article: its facts and full text.", "  articlebot show 12\n  articlebot show '#12'"
+    )
+    show.add_argument("id", help="the article's id, as 'list' shows it (#12 or 12)")
+    remove = _subcommand(sub, "remove", "Remove one article with its passages and vectors.", "  articlebot remove 12")
+    remove.add_argument("id", help="the article's id, as 'list' shows it (#12 or 12)")
+    update = _subcommand(
+        sub,
+        "update",
+        "Fetch an article's URL again and refresh it if the text changed (same id).",
+        "  articlebot update 12",
+        "Unchanged text changes nothing; changed text replaces the passages in one transaction.",
+    )
+    update.add_argument("id", help="the article's id, as 'list' shows it (#12 or 12)")
+    reindex = _subcommand(
+        sub,
+        "reindex",
+        "Rebuild the FAISS index from SQLite (re-embeds if the model changed).",
+        "  articlebot reindex             # after changing [embedding] model\n  articlebot reindex --rechunk",
+    )
     reindex.add_argument(
         "--rechunk", action="store_true", help="also re-cut every article with the current chunking settings and window"
     )
-    stats = sub.add_parser("stats", help="counts, model, index")
-    stats.add_argument("--json", action="store_true")
+    stats = _subcommand(
+        sub, "stats", "Counts, model, index and answers: what the bot's /stats shows.", "  articlebot stats --json"
+    )
+    stats.add_argument("--json", action="store_true", help="one JSON object")
 
-    search = sub.add_parser("search", help="retrieve passages (QUERY, or - for one query per stdin line)")
-    search.add_argument("query")
-    search.add_argument("-k", type=int, default=None, help="number of results")
-    search.add_argument("--json", action="store_true")
+    search = _subcommand(
+        sub,
+        "search",
+        "Retrieve the best passages for a query (no answer).",
+        '  articlebot search "Wasserpreise Talgrund" -k 5\n'
+        "  printf 'Fähre\\nStadion\\n' | articlebot search - --json    # one query per stdin line",
+    )
+    search.add_argument("query", help="the query, or - to read one query per line from stdin")
+    search.add_argument("-k", type=int, default=None, help="number of passages (default: [search] k)")
+    search.add_argument("--json", action="store_true", help="one JSON object per query and line")
     search.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid", help=argparse.SUPPRESS)
 
-    ask = sub.add_parser("ask", help="answer a question with citations (QUESTION, or - for stdin lines)")
-    ask.add_argument("question")
-    ask.add_argument("--json", action="store_true")
+    ask = _subcommand(
+        sub,
+        "ask",
+        "Answer a question with numbered citations.",
+        '  articlebot ask "Warum steigen die Wasserpreise?"\n'
+        "  articlebot ask - < questions.txt           # one question per line, each answer under it\n"
+        '  articlebot -v ask "Who led the study?"    # also the passages, scores and timings',
+    )
+    ask.add_argument("question", help="the question, or - to read one question per line from stdin")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question and line")
 
-    demo = sub.add_parser("demo", help="load the bundled sample articles and answer sample questions")
+    demo = _subcommand(
+        sub,
+        "demo",
+        "Load the bundled sample articles and answer sample questions.",
+        '  articlebot --data-dir data-demo demo\n  articlebot demo "Wer leitete die Hummelstudie?"',
+    )
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
 
-    sub.add_parser("run", help="run the Telegram bot (token: $TELEGRAM_BOT_TOKEN or [telegram] token)")
-    chat = sub.add_parser("chat", help="the bot's conversation in the terminal, as an admin (no token needed)")
+    feeds = _subcommand(
+        sub,
+        "feeds",
+        "RSS/Atom feeds whose new items are added: add, list, remove, poll.",
+        "  articlebot feeds add https://example.org/feed.xml\n  articlebot feeds list --json\n"
+        "  articlebot feeds poll    # one pass over every due feed, then exit (cron, systemd timer)",
+    )
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    feeds_add = feeds_sub.add_parser("add", help="subscribe to a feed URL")
+    feeds_add.add_argument("url")
+    feeds_list = feeds_sub.add_parser("list", help="the feeds, with last check, last success, items added, last error")
+    feeds_list.add_argument("--json", action="store_true")
+    feeds_remove = feeds_sub.add_parser("remove", help="unsubscribe (the articles it brought stay)")
+    feeds_remove.add_argument("id")
+    feeds_sub.add_parser("poll", help="poll every feed that is due once, then exit (for cron or a systemd timer)")
+
+    _subcommand(
+        sub,
+        "run",
+        "Run the Telegram bot (token: $TELEGRAM_BOT_TOKEN or [telegram] token).",
+        "  TELEGRAM_BOT_TOKEN=123456:ABC articlebot --config config.toml run",
+        "Long polling, or a webhook with [telegram] webhook_url; SIGINT/SIGTERM stop it gracefully.",
+    )
+    chat = _subcommand(
+        sub,
+        "chat",
+        "The bot's conversation in the terminal, as an admin (no token needed).",
+        "  articlebot chat --samples\n"
+        "  printf '/add notes.md\\nWer leitete die Studie?\\n' | articlebot chat --lang de",
+        "One line is one message. /add alone starts a pasted article that ends at a line holding only '.';\n"
+        "/add PATH adds a local file; a line with just a number presses that button; /quit or Ctrl-D ends.",
+    )
     chat.add_argument("--lang", choices=["de", "en"], help="language of the bot's messages (default: from $LANG)")
     chat.add_argument("--samples", action="store_true", help="load the bundled sample articles first")
     return parser
@@ -104,6 +220,8 @@ def parse_id(value: str) -> int:
         raise CommandError(f"not an article id: {value!r} (ids are numbers; see 'articlebot list')") from None
     if article_id <= 0:
         raise CommandError(f"not an article id: {value!r}")
+    if article_id > MAX_ID:
+        raise ArticleNotFound(article_id)
     return article_id
 
 
@@ -120,41 +238,145 @@ def read_source(source: str, config: Config, title: str | None) -> Document:
 
 
 def format_added(result: AddResult) -> str:
-    return f"added #{result.article_id}: {result.title} ({result.chunks} passages)"
+    return f"added #{result.article_id}: {result.title} ({count_of(result.chunks, 'passage')})"
+
+
+def count_of(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
 
 
 @command("add")
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
+    started = time.perf_counter()
     doc = read_source(args.source, config, args.title)
     if args.url:
         doc.url = args.url
     if args.published:
         doc.published = parse_date(args.published)
+    read = time.perf_counter()
     kb = open_kb(config)
     try:
-        print(format_added(kb.add(doc, added_by="cli")))
+        result = kb.add(doc, added_by="cli")
+        log_added(kb, doc, result)
+        print(format_added(result))
     except DuplicateArticle as exc:
-        print(f"{doc.title}: {exc}")
+        print(f"{doc.title}: {duplicate_message(exc)}")
     finally:
         kb.close()
+    done = time.perf_counter()
+    log.info(
+        "timings: reading %s, chunking+embedding+storing %s, total %s",
+        ms(read - started),
+        ms(done - read),
+        ms(done - started),
+    )
+    return 0
+
+
+def log_added(kb: KnowledgeBase, doc: Document, result: AddResult, where: str = "") -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    language = kb.article(result.article_id).language
+    log.info(
+        "%sadded #%s %r: published %s, language %s, %s, %s characters",
+        where,
+        result.article_id,
+        result.title,
+        doc.published or "unknown",
+        language,
+        count_of(result.chunks, "passage"),
+        f"{len(doc.text):,}",
+    )
+
+
+# Without a terminal (a log file, a CI job) one line this often says that work goes on.
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+class Progress:
+    """A tqdm bar with total and ETA on a terminal; elsewhere a plain line every few seconds."""
+
+    def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None):
+        from tqdm import tqdm
+
+        self.label, self.total, self.unit = label, total, unit
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.started = self.last_line = time.monotonic()
+        tty = self.stream.isatty()
+        self.bar = tqdm(total=total, desc=label, unit=f" {unit}", file=self.stream, dynamic_ncols=True) if tty else None
+
+    def advance(self, done: int | None = None) -> None:
+        step = 1 if done is None else done - self.done
+        self.done += step
+        if self.bar is not None:
+            self.bar.update(step)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= PROGRESS_EVERY_SECONDS and self.done < self.total:
+            self.last_line = now
+            print(self.line(now), file=self.stream, flush=True)
+
+    def line(self, now: float) -> str:
+        elapsed = now - self.started
+        text = f"{self.label}: {self.done}/{self.total} {self.unit}, {elapsed:.0f} s"
+        if self.done:
+            text += f", about {elapsed / self.done * (self.total - self.done):.0f} s left"
+        return text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def duplicate_message(exc: DuplicateArticle) -> str:
+    if exc.reason == "same URL":
+        return (
+            f"#{exc.article_id} has this URL, but its text has changed since; "
+            f"'articlebot update {exc.article_id}' refreshes it"
+        )
+    return str(exc)
+
+
+@command("update")
+def cmd_update(args: argparse.Namespace, config: Config) -> int:
+    article_id = parse_id(args.id)
+    kb = open_kb(config)
+    try:
+        result = kb.update(article_id)
+    except DuplicateArticle as exc:
+        raise CommandError(f"#{article_id} not updated: its new text is that of #{exc.article_id}") from None
+    finally:
+        kb.close()
+    if result.changed:
+        print(f"updated #{result.article_id}: {result.title} ({result.chunks} passages)")
+    else:
+        print(f"#{result.article_id} unchanged: {result.title}")
     return 0
 
 
 @command("import")
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
-    from tqdm import tqdm
-
+    started = time.perf_counter()
     records = read_records(args.file)
+    # A counting pass first, so the progress has a total and an ETA; parsing is cheap next to embedding.
+    total = sum(1 for _ in read_records(args.file))
     report = ImportReport()
     kb = open_kb(config)
     kb.open()
+    before = kb.counts()["articles"]
     lines: dict[int, int] = {}
-    progress = tqdm(desc="importing", unit=" articles", file=sys.stderr, disable=None)
+    progress = Progress("importing", total, "articles")
 
     def documents() -> Iterator[Document]:
         for line_no, item in records:
             if isinstance(item, Exception):
                 report.rejected.append((line_no, str(item)))
+                progress.advance()
                 print(f"line {line_no}: {item}", file=sys.stderr)
                 continue
             lines[id(item)] = line_no
@@ -162,9 +384,10 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
     def on_result(doc: Document, result: AddResult | Exception) -> None:
         line_no = lines.pop(id(doc), 0)
-        progress.update(1)
+        progress.advance()
         if isinstance(result, AddResult):
             report.added.append((line_no, result.article_id))
+            log_added(kb, doc, result, where=f"line {line_no}: ")
         elif isinstance(result, DuplicateArticle):
             report.duplicates.append((line_no, result.article_id))
         else:
@@ -173,11 +396,22 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
     try:
         kb.add_many(documents(), added_by="import", on_result=on_result)
+    except KeyboardInterrupt:
+        progress.close()
+        # Counted in the database: Ctrl-C may land after an article's commit and before its report.
+        added = kb.counts()["articles"] - before
+        print(
+            f"articlebot: interrupted after adding {count_of(added, 'article')}; "
+            f"run the same import again to continue (articles already present are skipped)",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         progress.close()
         kb.close()
+    log.info("import took %.1f s", time.perf_counter() - started)
     print(
-        f"imported {len(report.added)} articles, {len(report.duplicates)} already present, "
+        f"imported {count_of(len(report.added), 'article')}, {len(report.duplicates)} already present, "
         f"{len(report.rejected)} rejected"
     )
     return 1 if report.rejected else 0
@@ -195,7 +429,9 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         print("no articles yet; add one with 'articlebot add URL|FILE' or 'articlebot import FILE'")
     for a in articles:
         date = a.published or a.added_at[:10]
-        print(f"#{a.id:<5} {date}  {a.title[:70]}  ({a.chunk_count} passages){'  ' + a.url if a.url else ''}")
+        print(
+            f"#{a.id:<5} {date}  {a.title[:70]}  ({count_of(a.chunk_count, 'passage')}){'  ' + a.url if a.url else ''}"
+        )
     return 0
 
 
@@ -246,36 +482,56 @@ def cmd_remove(args: argparse.Namespace, config: Config) -> int:
 @command("reindex")
 def cmd_reindex(args: argparse.Namespace, config: Config) -> int:
     kb = open_kb(config)
+    progress: Progress | None = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress("re-indexing", total, "articles")
+        progress.advance(done)
+
     try:
-        result = kb.reindex(
-            lambda done, total: print(f"re-indexing {done}/{total}", end="\r", file=sys.stderr), rechunk=args.rechunk
-        )
+        result = kb.reindex(advance, rechunk=args.rechunk)
     finally:
+        if progress is not None:
+            progress.close()
         kb.close()
-    extra = f", {result['reembedded']} passages re-embedded" if result["reembedded"] else ""
+    extra = f", {count_of(result['reembedded'], 'passage')} re-embedded" if result["reembedded"] else ""
     if result["rechunked"]:
-        count = result["rechunked"]
         reason = "with the current settings" if args.rechunk else "to fit the embedding window"
-        extra += f", {count} article{'' if count == 1 else 's'} re-chunked {reason}"
+        extra += f", {count_of(result['rechunked'], 'article')} re-chunked {reason}"
     print(
-        f"index rebuilt: {result['vectors']} vectors ({result['kind']}), {result['analyzed']} passages analysed{extra}"
+        f"index rebuilt: {count_of(result['vectors'], 'vector')} ({result['kind']}), "
+        f"{count_of(result['analyzed'], 'passage')} analysed{extra}"
     )
     return 0
 
 
 @command("stats")
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
-    stats = open_kb(config).stats()
-    if args.json:
-        print(json.dumps(stats, ensure_ascii=False))
-    else:
-        for key, value in stats.items():
-            print(f"{key}: {value}")
+    from .conversation import index_facts
+    from .feedback import FeedbackStore
+    from .texts import say
+
+    kb = open_kb(config)
+    feedback = FeedbackStore(kb.state_path)
+    try:
+        facts = index_facts(kb, feedback)
+        if args.json:
+            print(json.dumps({**kb.stats(), **feedback.counts()}, ensure_ascii=False))
+        else:
+            print(say("stats", "en", **facts))
+            print(f"Data dir: {kb.data_dir}")
+    finally:
+        feedback.close()
+        kb.close()
     return 0
 
 
-def _lines(value: str) -> Iterator[str]:
+def _lines(value: str, what: str) -> Iterator[str]:
     if value != "-":
+        if not value.strip():
+            raise CommandError(f"the {what} is empty (give one, or - to read one per line from stdin)")
         yield value
         return
     for line in sys.stdin:
@@ -283,13 +539,63 @@ def _lines(value: str) -> Iterator[str]:
             yield line.strip()
 
 
+def log_loading(kb: KnowledgeBase) -> None:
+    """Load model and index up front, so the first question's timings are its own."""
+    started = time.perf_counter()
+    status = kb.open()
+    log.info("model and index ready in %s (index %s)", ms(time.perf_counter() - started), status)
+
+
+class SearchClock:
+    """Time spent in ``kb.search``, which the answerer calls from inside ``answer_with_evidence``."""
+
+    def __init__(self, kb: KnowledgeBase):
+        self.seconds = 0.0
+        self.search = kb.search
+        # Shadows the method on this one instance: the answerer's internals stay untouched.
+        kb.search = self.timed  # type: ignore[method-assign]
+
+    def timed(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return self.search(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def passage_label(places: dict, chunk_id: int) -> str:
+    place = places.get(chunk_id)
+    return f"passage {place.number} of {place.total}" if place else f"passage id {chunk_id}"
+
+
+def log_hits(kb: KnowledgeBase, hits) -> None:
+    numbers = kb.passage_numbers(h.chunk_id for h in hits)
+    log.info("%s considered:", count_of(len(hits), "passage"))
+    for h in hits:
+        log.info(
+            "  %.4f  #%s %s (%s, id %s)",
+            h.score,
+            h.article_id,
+            h.title[:60],
+            passage_label(numbers, h.chunk_id),
+            h.chunk_id,
+        )
+
+
 @command("search")
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if args.k is not None and args.k <= 0:
         raise CommandError("-k must be a positive number")
     kb = open_kb(config)
-    for query in _lines(args.query):
+    if log.isEnabledFor(logging.INFO):
+        log_loading(kb)
+    first = True
+    for query in _lines(args.query, "query"):
+        started = time.perf_counter()
         hits = kb.search(query, k=args.k, mode=args.mode)
+        log.info("search %r: %s", query, ms(time.perf_counter() - started))
+        if log.isEnabledFor(logging.INFO):
+            log_hits(kb, hits)
         if args.json:
             results = [
                 {
@@ -304,10 +610,14 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             ]
             print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
             continue
+        if args.query == "-":  # several queries: each result list under its query
+            print(("" if first else "\n") + f"> {query}")
+            first = False
         if not hits:
             print(f"{query}: no results")
+        numbers = kb.passage_numbers(h.chunk_id for h in hits)
         for rank, h in enumerate(hits, 1):
-            print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} (passage {h.chunk_id})")
+            print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} ({passage_label(numbers, h.chunk_id)})")
             print("   " + h.text.replace("\n", " ")[:300])
     return 0
 
@@ -331,9 +641,14 @@ def format_answer_text(answer) -> str:
     if answer.citations:
         lines.append("")
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
+        by_article: dict[int, list] = {}
         for c in answer.citations:
-            lines.append(f"[{c.n}] {c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
-            lines.append(f"    „{c.quote}“" if answer.language == "de" else f'    "{c.quote}"')
+            by_article.setdefault(c.article_id, []).append(c)
+        for citations in by_article.values():  # one title per article, its quotes under it
+            c = citations[0]
+            lines.append(f"{c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
+            for c in citations:
+                lines.append(f"  [{c.n}] " + quoted(c.quote, answer.language))
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
@@ -343,26 +658,136 @@ def format_answer_text(answer) -> str:
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
+    from .chat import TerminalStream
+
     kb = open_kb(config)
     answerer = make_answerer(config, kb)
-    for question in _lines(args.question):
-        if args.json or not answerer.stream:
-            answer = answerer.answer(question)
-        else:  # the model's words as it writes them, then the checked answer
-            from .chat import TerminalStream
-
-            stream = TerminalStream(sys.stdout)
-            try:
-                answer = answerer.answer_stream(question, stream)
-            finally:
+    verbose = log.isEnabledFor(logging.INFO)
+    clock = SearchClock(kb) if verbose else None
+    if verbose:
+        log_loading(kb)
+    first = True
+    for question in _lines(args.question, "question"):
+        if args.question == "-" and not args.json:
+            # Many answers in a row: each under its question, with a blank line between them.
+            print(("" if first else "\n") + f"> {question}", flush=True)
+        # A streaming model's words are printed as it writes them, then the checked answer.
+        stream = None if args.json or not answerer.stream else TerminalStream(sys.stdout)
+        started = time.perf_counter()
+        try:
+            answer, evidence = answerer.answer_with_evidence(question, on_text=stream)
+        finally:
+            if stream is not None:
                 stream.finish()
+        if clock is not None:
+            log_evidence(kb, answer, evidence, config, clock, time.perf_counter() - started)
         if args.json:
             print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-        else:
-            print(format_answer_text(answer), flush=True)
-            if args.question == "-":
-                print()
+            continue
+        print(format_answer_text(answer), flush=True)
+        first = False
     return 0
+
+
+def log_evidence(kb: KnowledgeBase, answer, evidence, config: Config, clock: SearchClock, total: float) -> None:
+    log.info("question %r (%s)", answer.question, answer.language)
+    log_hits(kb, evidence.hits)
+    quoted = {c.quote for c in answer.citations}
+    log.info("best sentences (* = quoted in the answer):")
+    for sentence in evidence.sentences[:SENTENCES_LOGGED]:
+        mark = "*" if any(sentence.text in q for q in quoted) else " "
+        log.info("  %s %.4f  #%s %s", mark, sentence.score, sentence.hit.article_id, sentence.text[:100])
+    verdict = "answered" if answer.found else "not found"
+    log.info("relevance %.3f (needed: %.3f): %s", evidence.relevance, config.answer.min_relevance, verdict)
+    if evidence.features:
+        log.info("  from %s", ", ".join(f"{k} {v:.3f}" for k, v in evidence.features.items()))
+    searched, clock.seconds = clock.seconds, 0.0
+    log.info(
+        "timings: search %s, sentence scoring and answer %s, total %s", ms(searched), ms(total - searched), ms(total)
+    )
+
+
+SENTENCES_LOGGED = 5
+
+
+def parse_feed_id(value: str) -> int:
+    value = value.strip().lstrip("#")
+    if not value.isdigit() or int(value) <= 0:
+        raise CommandError(f"not a feed id: {value!r} (ids are numbers; see 'articlebot feeds list')")
+    return int(value)
+
+
+def format_poll(result) -> str:
+    name = f"feed #{result.feed_id} {result.title or result.url}"
+    if result.status == "failed":
+        return f"{name}: failed: {result.error}"
+    if result.status == "not modified":
+        return f"{name}: not modified"
+    parts = [f"{len(result.added)} added", f"{len(result.refreshed)} refreshed", f"{result.duplicates} already present"]
+    if result.skipped:
+        parts.append(f"{result.skipped} older ones left out")
+    if result.item_errors:
+        parts.append(f"{len(result.item_errors)} failed")
+    return f"{name}: {', '.join(parts)}"
+
+
+@command("feeds")
+def cmd_feeds(args: argparse.Namespace, config: Config) -> int:
+    from index.feeds import FeedError, Feeds
+
+    kb = open_kb(config)
+    feeds = Feeds(kb, backfill=config.feeds.backfill)
+    try:
+        return FEED_ACTIONS[args.feeds_command](args, feeds)
+    except FeedError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        feeds.close()
+        kb.close()
+
+
+def _feeds_add(args: argparse.Namespace, feeds) -> int:
+    feed = feeds.add(args.url)
+    print(f"subscribed feed #{feed.id}: {feed.url} (polled by 'articlebot feeds poll' or the running bot)")
+    return 0
+
+
+def _feeds_list(args: argparse.Namespace, feeds) -> int:
+    records = feeds.list()
+    if args.json:
+        for feed in records:
+            print(json.dumps(feed.to_json(), ensure_ascii=False))
+        return 0
+    if not records:
+        print("no feeds yet; subscribe with 'articlebot feeds add URL'")
+    for feed in records:
+        print(
+            f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
+            f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
+            f"{feed.items_added} items added" + (f", last error: {feed.last_error}" if feed.last_error else "")
+        )
+    return 0
+
+
+def _feeds_remove(args: argparse.Namespace, feeds) -> int:
+    feed = feeds.remove(parse_feed_id(args.id))
+    print(f"unsubscribed feed #{feed.id}: {feed.url} (its articles stay)")
+    return 0
+
+
+def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+    def report(result) -> None:
+        print(format_poll(result), flush=True)
+        for error in result.item_errors:
+            print(f"  item failed: {error}", file=sys.stderr)
+
+    results = feeds.poll_due(report)
+    if not results:
+        print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+FEED_ACTIONS = {"add": _feeds_add, "list": _feeds_list, "remove": _feeds_remove, "poll": _feeds_poll}
 
 
 SAMPLE_QUESTIONS = [
@@ -420,12 +845,25 @@ def multilingual_hint(answer, config: Config) -> str | None:
 
 
 def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):
+    from index.feeds import Feeds
+
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
     feedback = FeedbackStore(kb.state_path)
     answerer = make_answerer(config, kb)
-    return Conversation(kb, answerer, feedback, config.telegram, config.fetch, admins=admins, origin=origin)
+    feeds = Feeds(kb, backfill=config.feeds.backfill)
+    return Conversation(
+        kb,
+        answerer,
+        feedback,
+        config.telegram,
+        config.fetch,
+        admins=admins,
+        origin=origin,
+        feeds=feeds,
+        feed_interval_minutes=config.feeds.interval_minutes,
+    )
 
 
 @command("run")
@@ -441,6 +879,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
     finally:
         conversation.feedback.close()
+        conversation.feeds.close()
         kb.close()
 
 
@@ -450,6 +889,7 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
     from .texts import ui_language
 
     kb = open_kb(config)
+    kb.open()  # a model or index that cannot work is one line now, not a failure at the first question
     if args.samples:
         load_samples(kb)
     conversation = open_conversation(config, kb, admins=[CONSOLE_USER_ID], origin="chat")
@@ -459,29 +899,75 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
         return run_chat(conversation, lines, sys.stdout, sys.stderr, language)
     finally:
         conversation.feedback.close()
+        conversation.feeds.close()
         kb.close()
+
+
+OUR_LOGGERS = ("articlebot", "bot", "index")
+
+
+def setup_logging(verbosity: int, timestamps: bool = False) -> None:
+    """Warnings only; -v: what articlebot did, libraries still at WARNING; -vv: everything at DEBUG."""
+    # A command's report reads best without timestamps; a running bot's log needs them.
+    detailed = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if verbosity >= 2:
+        logging.basicConfig(level=logging.DEBUG, format=detailed)
+    else:
+        logging.basicConfig(level=logging.WARNING, format=detailed if timestamps else "%(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.NOTSET)
+    if verbosity < 2:
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
+def prepare_data_dir(path: Path) -> None:
+    """The data dir exists and is writable, or a one-line reason why not (before anything is opened)."""
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"data dir {path} is a file, not a directory (fix --data-dir or [storage] data_dir)")
+    if not path.exists():
+        if not path.parent.is_dir():
+            # A typo in the path should not quietly grow a new directory tree.
+            raise CommandError(f"data dir {path}: its parent {path.parent} does not exist (create it first)")
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise CommandError(f"cannot create the data dir {path}: {exc.strerror or exc}") from None
+    try:
+        # A real probe: os.access says yes to root even where the file system refuses every write.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CommandError(f"data dir {path} is not writable") from exc
+
+
+def quiet_broken_pipe() -> int:
+    """The reader went away (``| head``): stop quietly, as ``cat`` does, without a message."""
+    # Python flushes stdout once more at exit; pointed at devnull, that flush cannot fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):  # stdout is no real file (captured in tests)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for cat
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    setup_logging(args.verbose, timestamps=args.command == "run")
     try:
         config = load_config(args.config, args.data_dir)
-        return HANDLERS[args.command](args, config)
+        prepare_data_dir(Path(config.storage.data_dir))
+        code = HANDLERS[args.command](args, config)
+        sys.stdout.flush()  # here, not at exit, so a reader that went away is noticed while it can be handled
+        return code
     except ConfigError as exc:
         print(f"articlebot: config error: {exc}", file=sys.stderr)
         return 2
-    except (CommandError, ExtractionError, ArticleNotFound) as exc:
+    except (UserError, ExtractionError, ArticleNotFound) as exc:
+        # Only errors the user can fix become one line; any other exception is a bug and keeps its traceback.
         print(f"articlebot: {exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:
-        # Model/index mismatches and the like: one line, not a traceback.
-        print(f"articlebot: {exc}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except KeyboardInterrupt:
         print("articlebot: interrupted", file=sys.stderr)
         return 130

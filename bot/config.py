@@ -94,6 +94,14 @@ class TelegramSettings:
 
 
 @dataclass
+class FeedSettings:
+    # How often 'articlebot run' polls the subscribed feeds (a feed that keeps failing waits longer).
+    interval_minutes: float = 15.0
+    # A feed's first poll adds at most this many of its newest items; the older ones are left out.
+    backfill: int = 20
+
+
+@dataclass
 class Config:
     storage: StorageSettings = field(default_factory=StorageSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -103,6 +111,7 @@ class Config:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
     source: str = "defaults"
 
     def index_settings(self) -> IndexSettings:
@@ -143,6 +152,7 @@ _POSITIVE = {
     ("llm", "first_token_timeout"),
     ("llm", "max_tokens"),
     ("llm", "max_concurrent"),
+    ("feeds", "interval_minutes"),
 }
 
 

@@ -20,15 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text
+from index.feeds import FeedError, FeedRecord, Feeds, PollResult
 from index.fetch import fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings
 from index.store import ArticleRecord
 
-from .answer import Answer
+from .answer import Answer, Citation
 from .config import TelegramSettings
 from .feedback import FeedbackStore
-from .texts import say
+from .texts import counted, reason_text, say
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,10 @@ def text_reply(text: str, buttons: list[list[Button]] | None = None, edit: bool 
     return Reply([para(p) for p in text.split("\n\n") if p.strip()], buttons or [], edit)
 
 
+class Refusal(ExtractionError):
+    """Why something cannot be added, already phrased in the user's language."""
+
+
 # --- what arrives -----------------------------------------------------------------------------
 
 
@@ -172,9 +177,10 @@ def _no_progress(_: str) -> None:
     pass
 
 
-COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex"}
+COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex", "update"}
+COMMANDS |= {"subscribe", "feeds", "unsubscribe"}
 ALIASES = {"articles": "sources", "artikel": "sources", "quellen": "sources", "hilfe": "help", "frage": "ask"}
-ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex"}
+ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex", "update", "subscribe", "feeds", "unsubscribe"}
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
@@ -255,6 +261,8 @@ class Conversation:
         origin: str = "telegram",
         clock: Callable[[], float] = time.monotonic,
         page_size: int = PAGE_SIZE,
+        feeds: Feeds | None = None,
+        feed_interval_minutes: float = 15.0,
     ):
         self.kb = kb
         self.answerer = answerer
@@ -264,6 +272,9 @@ class Conversation:
         self.admins = frozenset(settings.admins if admins is None else admins)
         self.origin = origin
         self.page_size = page_size
+        # Subscribed feeds; the Telegram adapter polls them every feed_interval_minutes (None: no feeds).
+        self.feeds = feeds
+        self.feed_interval_minutes = feed_interval_minutes
         self.limiter = RateLimiter(settings.rate_limit_per_minute, clock=clock)
         # Writes (add, remove, reindex) one at a time; questions never wait for it.
         self._write_lock = threading.Lock()
@@ -277,6 +288,10 @@ class Conversation:
             "list": self._list,
             "stats": self._stats,
             "reindex": self._reindex,
+            "update": self._update,
+            "subscribe": self._subscribe,
+            "feeds": self._feeds,
+            "unsubscribe": self._unsubscribe,
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
             "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
         }
@@ -330,16 +345,20 @@ class Conversation:
     def _help(self, req: Request, _: Progress) -> list[Reply]:
         lang = req.language
         total = self._article_count()
-        blocks: list[Block] = [para(Bold(say("greeting", lang, count=total) if total else say("greeting_empty", lang)))]
+        greeting = (
+            say("greeting", lang, articles=counted(total, "article", lang)) if total else say("greeting_empty", lang)
+        )
+        blocks: list[Block] = [para(Bold(greeting))]
         latest = self.kb.articles(limit=LATEST_IN_HELP)
         if latest:
             spans: list[Span | str] = [say("latest", lang)]
             for article in latest:
                 spans += ["\n• ", Link(article.title, article.url), _date_suffix(article)]
             blocks.append(para(*spans))
-        blocks += [para(p) for p in say("how_to_ask", lang).split("\n\n")]
+        terminal = self.origin == "chat"  # the terminal has no groups, captions or replies to messages
+        blocks += [para(p) for p in say("how_to_ask_chat" if terminal else "how_to_ask", lang).split("\n\n")]
         if self.is_admin(req.message.user.id):
-            blocks.append(para(say("admin_help", lang)))
+            blocks.append(para(say("admin_help_chat" if terminal else "admin_help", lang)))
         return [Reply(blocks)]
 
     def _ask(self, req: Request, _: Progress) -> list[Reply]:
@@ -385,11 +404,14 @@ class Conversation:
             with self._exclusive(progress, lang):
                 result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")
         except DuplicateArticle as exc:
-            return [text_reply(say("duplicate", lang, id=exc.article_id))]
+            key = "changed_use_update" if exc.reason == "same URL" else "duplicate"
+            return [text_reply(say(key, lang, id=exc.article_id))]
         except ExtractionError as exc:
-            return [text_reply(say("not_added", lang, reason=str(exc)))]
+            reason = str(exc) if isinstance(exc, Refusal) else reason_text(str(exc), lang)
+            return [text_reply(say("not_added", lang, reason=reason))]
         log.info("user %s added article #%s (%s passages)", req.message.user.id, result.article_id, result.chunks)
-        return [text_reply(say("added", lang, id=result.article_id, title=result.title, chunks=result.chunks))]
+        passages = counted(result.chunks, "passage", lang)
+        return [text_reply(say("added", lang, id=result.article_id, title=result.title, passages=passages))]
 
     def _document(self, req: Request, progress: Progress) -> Document | None:
         """The article an /add names: a document, a link, pasted text, or the message replied to."""
@@ -409,13 +431,13 @@ class Conversation:
     def _from_attachment(self, attachment: Attachment, progress: Progress, lang: str) -> Document:
         name, limit = attachment.filename or "document", self.settings.max_file_bytes
         if not name.lower().endswith(SUPPORTED_SUFFIXES):
-            raise ExtractionError(say("file_type", lang, name=name))
+            raise Refusal(say("file_type", lang, name=name))
         if limit and attachment.size and attachment.size > limit:
-            raise ExtractionError(say("file_size", lang, name=name, size=_mb(attachment.size), limit=_mb(limit)))
+            raise Refusal(say("file_size", lang, name=name, size=_mb(attachment.size), limit=_mb(limit)))
         progress(say("downloading", lang, name=name))
         data = attachment.load()
         if limit and len(data) > limit:
-            raise ExtractionError(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
+            raise Refusal(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
         return from_bytes(data, name)
 
     def _remove(self, req: Request, _: Progress) -> list[Reply]:
@@ -431,27 +453,97 @@ class Conversation:
         cancel = Button(say("cancel_button", lang), f"rmx:{article_id}")
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
 
+    def _update(self, req: Request, progress: Progress) -> list[Reply]:
+        lang = req.language
+        article_id = _parse_id(req.args)
+        if article_id is None:
+            return [text_reply(say("update_usage", lang))]
+        try:
+            article = self.kb.article(article_id)
+            progress(say("fetching", lang, url=article.url or f"#{article_id}"))
+            with self._exclusive(progress, lang):
+                result = self.kb.update(article_id)
+        except ArticleNotFound:
+            return [text_reply(say("no_such_article", lang, id=article_id))]
+        except DuplicateArticle as exc:
+            return [text_reply(say("update_is_duplicate", lang, id=article_id, other=exc.article_id))]
+        except ExtractionError as exc:
+            return [text_reply(say("not_updated", lang, id=article_id, reason=str(exc)))]
+        key = "updated" if result.changed else "unchanged"
+        return [text_reply(say(key, lang, id=article_id, title=result.title, chunks=result.chunks))]
+
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
-        stats, votes = self.kb.stats(), self.feedback.counts()
-        index = stats.get("index") or {}
-        text = say(
-            "stats",
-            req.language,
-            articles=stats["articles"],
-            chunks=stats["chunks"],
-            model=stats["model"],
-            index=f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
-            db_mb=_mb(stats["db_bytes"]),
-            **votes,
-        )
-        return [Reply([para(text)])]
+        return [Reply([para(say("stats", req.language, **index_facts(self.kb, self.feedback)))])]
 
     def _reindex(self, req: Request, progress: Progress) -> list[Reply]:
         lang = req.language
         progress(say("reindexing", lang))
         with self._exclusive(progress, lang):
             result = self.kb.reindex(lambda done, total: progress(say("reembedding", lang, done=done, total=total)))
-        return [text_reply(say("reindexed", lang, vectors=result["vectors"], kind=result["kind"]))]
+        vectors = counted(result["vectors"], "vector", lang)
+        return [text_reply(say("reindexed", lang, vectors=vectors, kind=result["kind"]))]
+
+    # --- feeds --------------------------------------------------------------------------------
+
+    def _subscribe(self, req: Request, progress: Progress) -> list[Reply]:
+        lang, url = req.language, req.args.strip()
+        if self.feeds is None:
+            return [text_reply(say("feeds_unavailable", lang))]
+        if not url:
+            return [text_reply(say("subscribe_usage", lang))]
+        try:
+            feed = self.feeds.add(url)
+        except FeedError as exc:
+            return [text_reply(say("not_subscribed", lang, reason=str(exc)))]
+        progress(say("polling_feed", lang, url=feed.url))
+        with self._exclusive(progress, lang):
+            result = self.feeds.poll(feed.id)
+        text = say("subscribed", lang, id=feed.id, url=feed.url) + "\n\n" + poll_summary(result, lang)
+        return [text_reply(text)]
+
+    def _feeds(self, req: Request, _: Progress) -> list[Reply]:
+        lang = req.language
+        if self.feeds is None:
+            return [text_reply(say("feeds_unavailable", lang))]
+        records = self.feeds.list()
+        if not records:
+            return [text_reply(say("no_feeds", lang))]
+        spans: list[Span | str] = [Bold(say("feeds_header", lang, count=len(records)))]
+        for feed in records:
+            spans += [f"\n\n#{feed.id} ", Link(feed.title or feed.url, feed.url), "\n", _feed_status(feed, lang)]
+        return [Reply([para(*spans)])]
+
+    def _unsubscribe(self, req: Request, _: Progress) -> list[Reply]:
+        lang = req.language
+        if self.feeds is None:
+            return [text_reply(say("feeds_unavailable", lang))]
+        feed_id = _parse_id(req.args)
+        if feed_id is None:
+            return [text_reply(say("unsubscribe_usage", lang))]
+        try:
+            feed = self.feeds.remove(feed_id)
+        except FeedError:
+            return [text_reply(say("no_such_feed", lang, id=feed_id))]
+        return [text_reply(say("unsubscribed", lang, id=feed.id, url=feed.url))]
+
+    def poll_feeds(self, lang: str = "en") -> list[Reply]:
+        """Poll every due feed (blocking; the adapter calls it on a timer). Returns what the admins must
+        hear: one message per feed that has just been failing for a day."""
+        if self.feeds is None:
+            return []
+        with self._exclusive(_no_progress, lang):
+            results = self.feeds.poll_due()
+        self.kb.save_index()
+        for result in results:
+            if result.status == "failed":
+                log.warning("feed #%s (%s) failed: %s", result.feed_id, result.url, result.error)
+            elif result.added or result.refreshed:
+                log.info("feed #%s: %s", result.feed_id, poll_summary(result, "en"))
+        return [
+            text_reply(say("feed_failing", lang, id=r.feed_id, url=r.url, since=r.failing_since, error=r.error))
+            for r in results
+            if r.alert
+        ]
 
     @contextmanager
     def _exclusive(self, progress: Progress, lang: str) -> Iterator[None]:
@@ -506,8 +598,15 @@ class Conversation:
         citation = next((c for c in stored.citations if c.n == n), None) if stored else None
         if citation is None:
             return Pressed(notice=say("expired", lang))
-        heading = para(Bold(f"[{n}]"), " ", Link(citation.title, citation.url))
+        heading = para(Bold(f"[{n}]"), " ", Link(citation.title, citation.url), self._place(citation, lang))
         return Pressed([Reply([heading, Quote(" ".join(citation.quote.split()))])])
+
+    def _place(self, citation: Citation, lang: str) -> str:
+        """ " – Abschnitt 3 von 7": where the quote sits in its article, while that passage is still stored."""
+        place = self.kb.passage_numbers([citation.chunk_id]).get(citation.chunk_id)
+        if place is None or place.article_id != citation.article_id:
+            return ""
+        return " – " + say("passage_of", lang, number=place.number, total=place.total)
 
     def _vote(self, answer_id: int, user: User, vote: int) -> Pressed:
         if not self.feedback.vote(answer_id, user.id, vote):
@@ -531,7 +630,7 @@ class Conversation:
         for article in articles:
             spans += [f"\n#{article.id} ", Link(article.title, article.url), _date_suffix(article)]
             if admin_view:
-                spans.append(f" · {say('passages', lang, count=article.chunk_count)} · {article.added_by or '–'}")
+                spans.append(f" · {counted(article.chunk_count, 'passage', lang)} · {article.added_by or '–'}")
         prefix = "lst" if admin_view else "src"
         row = []
         if offset > 0:
@@ -539,6 +638,21 @@ class Conversation:
         if last < total:
             row.append(Button(say("next", lang), f"{prefix}:{last}"))
         return Reply([para(*spans)], [row] if row else [], edit)
+
+
+def index_facts(kb: KnowledgeBase, feedback: FeedbackStore) -> dict[str, object]:
+    """The fields of the "stats" text: what /stats in a chat and ``articlebot stats`` both show."""
+    kb.open()  # the index's kind, size and state are facts only once it is loaded
+    stats, votes = kb.stats(), feedback.counts()
+    index = stats.get("index") or {}
+    return {
+        "articles": stats["articles"],
+        "chunks": stats["chunks"],
+        "model": stats["model"],
+        "index": f"{index.get('kind', '–')}, {index.get('vectors', '–')} ({index.get('status', 'not loaded')})",
+        "db_mb": _mb(stats["db_bytes"]),
+        **votes,
+    }
 
 
 def answer_replies(answer: Answer, answer_id: int) -> list[Reply]:
@@ -559,13 +673,49 @@ def answer_reply(answer: Answer, answer_id: int) -> Reply:
     buttons: list[list[Button]] = []
     if answer.citations:
         spans: list[Span | str] = [Bold(say("sources_label", answer.language))]
+        by_article: dict[tuple[int, str, str | None], list[Citation]] = {}
         for c in answer.citations:
-            spans += [f"\n[{c.n}] ", Link(c.title, c.url)]
+            by_article.setdefault((c.article_id, c.title, c.url), []).append(c)
+        for citations in by_article.values():  # one title per article, however many of its passages are quoted
+            markers = " ".join(f"[{c.n}]" for c in citations)
+            spans += [f"\n{markers} ", Link(citations[0].title, citations[0].url)]
         blocks.append(para(*spans))
         quotes = [Button(say("quote_button", answer.language, n=c.n), f"q:{answer_id}:{c.n}") for c in answer.citations]
         buttons = [quotes[i : i + QUOTE_BUTTONS_PER_ROW] for i in range(0, len(quotes), QUOTE_BUTTONS_PER_ROW)]
     buttons.append([Button("👍", f"fb:{answer_id}:+"), Button("👎", f"fb:{answer_id}:-")])
     return Reply(blocks, buttons)
+
+
+def poll_summary(result: PollResult, lang: str) -> str:
+    if result.status == "failed":
+        return say("poll_failed", lang, error=result.error)
+    if result.status == "not modified":
+        return say("poll_not_modified", lang)
+    text = say(
+        "poll_done", lang, added=len(result.added), refreshed=len(result.refreshed), duplicates=result.duplicates
+    )
+    if result.skipped:
+        text += " " + say("poll_skipped", lang, skipped=result.skipped)
+    if result.item_errors:
+        text += " " + say("poll_item_errors", lang, count=len(result.item_errors))
+    return text
+
+
+def _feed_status(feed: FeedRecord, lang: str) -> str:
+    text = say(
+        "feed_status",
+        lang,
+        check=_when(feed.last_check),
+        success=_when(feed.last_success),
+        added=feed.items_added,
+    )
+    if feed.last_error:
+        text += "\n" + say("feed_error", lang, error=feed.last_error)
+    return text
+
+
+def _when(stamp: str | None) -> str:
+    return stamp.replace("T", " ").replace("+00:00", " UTC") if stamp else "–"
 
 
 def _date_suffix(article: ArticleRecord) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.cache import LRU
-from index.chunking import paragraph_spans, sentence_spans
+from index.chunking import answer_spans
 from index.kb import KnowledgeBase
 from index.lexical import STOPWORDS, analyze, term, words
 from index.search import SearchHit
@@ -39,8 +39,8 @@ _WANTS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _WANTS_DATE = re.compile(
-    r"\b(wann|seit wann|bis wann|in welchem jahr|welches jahr|in welchem jahrhundert|when|what year|which year|"
-    r"in what year|what century)\b",
+    r"\b(wann|seit wann|bis wann|in welchem jahr|welches jahr|in welchen jahren|welche jahre|in welchem jahrhundert|"
+    r"when|what years?|which years?|in what years?|what century)\b",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(
@@ -252,8 +252,8 @@ def answer_type(question: str, sentence: str) -> float:
 
 
 def split_hits(hits: list[SearchHit]) -> list[list[tuple[int, int]]]:
-    """Sentence spans per passage, never across a paragraph break (a heading is not half a sentence)."""
-    return [[span for p in paragraph_spans(h.text) for span in sentence_spans(h.text, *p)] for h in hits]
+    """Sentence spans per passage, never across a paragraph break, never a heading line, never inside a quotation."""
+    return [answer_spans(h.text) for h in hits]
 
 
 def term_match(term: str, tokens: set[str]) -> float:

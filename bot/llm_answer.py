@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from index.chunking import sentence_spans
+from index.chunking import answer_spans, sentence_spans
 from index.lexical import analyze
 
 from .config import AnswerSettings
@@ -135,7 +135,7 @@ def best_quote(
     breaks ties, which matters when the reply is in another language than the passage.
     """
     said_terms = set(analyze(said, drop_stopwords=True))
-    spans = spans or sentence_spans(passage_text) or [(0, len(passage_text))]
+    spans = spans or answer_spans(passage_text) or [(0, len(passage_text))]
 
     def support(i: int) -> float:
         start, end = spans[i]

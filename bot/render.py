@@ -81,6 +81,14 @@ class PlainFormat:
         return f"> {text}"
 
 
+class TerminalFormat(PlainFormat):
+    """Plain text for the terminal chat, where "> " is the input prompt: quotes get a bar instead."""
+
+    @staticmethod
+    def quote(text: str) -> str:
+        return "\n".join(f"│ {line}" for line in text.split("\n"))
+
+
 Format = type[HtmlFormat] | type[PlainFormat]
 
 
@@ -200,3 +208,8 @@ def to_plain(reply: Reply, limit: int = MAX_MESSAGE) -> list[str]:
 def plain_text(reply: Reply) -> str:
     """The whole reply as one plain text (the terminal has no length limit)."""
     return "\n\n".join(to_plain(reply, limit=10**9))
+
+
+def terminal_text(reply: Reply) -> str:
+    """The whole reply as the terminal chat shows it."""
+    return "\n\n".join(render(reply, TerminalFormat, limit=10**9))

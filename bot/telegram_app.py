@@ -29,7 +29,7 @@ import traceback
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, nullcontext, suppress
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -52,6 +52,7 @@ from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
 from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
+from index.errors import SetupError  # noqa: E402
 from index.extract import ExtractionError  # noqa: E402
 
 from .config import LLMSettings, TelegramSettings  # noqa: E402
@@ -80,12 +81,15 @@ CONVERSATION = "conversation"
 LEDGER = "ledger"
 PACE = "pace"
 QUESTIONS = "questions"
+ADMIN_LANE = "admin_lane"
+# The feeds are first polled this many seconds after start (or after one interval, if shorter).
+FIRST_FEED_POLL = 30.0
 ALLOWED_UPDATES = ["message", "callback_query"]
 # Updates handled at once, by lane: admin jobs (adding, re-indexing, removing: minutes of work that
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
 CONCURRENT_UPDATES = 16
 ADMIN_JOBS = 2
-ADMIN_COMMANDS = {"add", "reindex", "remove"}
+ADMIN_COMMANDS = {"add", "reindex", "remove", "update", "subscribe", "unsubscribe"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
 TYPING_FIRST_WAIT = 1.0
@@ -592,6 +596,17 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         await ledger.run(ledger.finish, update_id, FAILED)
 
 
+async def poll_feeds(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The timed job: poll the due feeds in the admin lane; tell every admin about a feed failing for a day."""
+    conversation: Conversation = context.bot_data[CONVERSATION]
+    async with context.bot_data.get(ADMIN_LANE) or nullcontext():
+        alerts = await asyncio.to_thread(conversation.poll_feeds)
+    for admin in sorted(conversation.admins):
+        chat = Chat(context.bot, admin)
+        for reply in alerts:
+            await best_effort(lambda chat=chat, reply=reply: chat.send_reply(reply), "sending a feed alert")
+
+
 async def set_menu(app: Application) -> None:
     for language, commands in MENU.items():
         await best_effort(
@@ -623,12 +638,8 @@ def build_application(
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
     ledger = UpdateLedger(conversation.kb.state_path)
-    builder = (
-        ApplicationBuilder()
-        .token(token)
-        .update_queue(LedgerQueue(ledger))
-        .concurrent_updates(LedgerProcessor(ledger, {"admin": ADMIN_JOBS, "other": CONCURRENT_UPDATES}, lane_of))
-    )
+    processor = LedgerProcessor(ledger, {"admin": ADMIN_JOBS, "other": CONCURRENT_UPDATES}, lane_of)
+    builder = ApplicationBuilder().token(token).update_queue(LedgerQueue(ledger)).concurrent_updates(processor)
     if settings.base_url:
         builder = builder.base_url(settings.base_url)
     file_url = settings.base_file_url or file_url_for(settings.base_url)
@@ -646,6 +657,10 @@ def build_application(
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_error_handler(on_error)
+    app.bot_data[ADMIN_LANE] = processor.lane("admin")
+    if conversation.feeds is not None and app.job_queue is not None:
+        interval = conversation.feed_interval_minutes * 60
+        app.job_queue.run_repeating(poll_feeds, interval=interval, first=min(FIRST_FEED_POLL, interval), name="feeds")
     return app
 
 
@@ -829,7 +844,7 @@ def freeze_startup_objects() -> None:
 def resolve_token(settings: TelegramSettings, environ: dict[str, str]) -> str:
     token = (environ.get("TELEGRAM_BOT_TOKEN") or settings.token).strip()
     if not token:
-        raise RuntimeError(
+        raise SetupError(
             "no Telegram bot token: set $TELEGRAM_BOT_TOKEN or [telegram] token (try 'articlebot chat' without one)"
         )
     return token
@@ -839,13 +854,13 @@ def run_bot(settings: TelegramSettings, conversation: Conversation, token: str, 
     """Serve until SIGINT/SIGTERM. Errors come back as RuntimeError with the token taken out."""
     protect_token(token)
     if settings.webhook_url and urlsplit(settings.webhook_url).scheme != "https":
-        raise RuntimeError("[telegram] webhook_url must be an https:// URL")
+        raise SetupError("[telegram] webhook_url must be an https:// URL")
     freeze_startup_objects()
     app = build_application(settings, conversation, token, llm)
     try:
         asyncio.run(_serve_until_signal(app, settings))
     except InvalidToken:
-        raise RuntimeError("Telegram rejected the bot token ([telegram] token or $TELEGRAM_BOT_TOKEN)") from None
+        raise SetupError("Telegram rejected the bot token ([telegram] token or $TELEGRAM_BOT_TOKEN)") from None
     except TelegramError as exc:
         raise RuntimeError(f"Telegram: {redact(str(exc))}") from None
     return 0

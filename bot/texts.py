@@ -6,12 +6,16 @@ escape and equally usable in Telegram and in the terminal.
 
 from __future__ import annotations
 
+import re
+
+from index.sentences import quoted
+
 LANGUAGES = ("de", "en")
 
 TEXTS: dict[str, dict[str, str]] = {
     "greeting": {
-        "de": "Ich beantworte Fragen zu {count} Artikeln – mit Quellenangaben.",
-        "en": "I answer questions about {count} articles – with sources.",
+        "de": "Ich beantworte Fragen zu {articles} – mit Quellenangaben.",
+        "en": "I answer questions about {articles} – with sources.",
     },
     "greeting_empty": {
         "de": "Ich beantworte Fragen zu Artikeln – mit Quellenangaben. Noch kenne ich keine.",
@@ -28,10 +32,46 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "admin_help": {
         "de": "Für Admins: /add <Link> oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
-        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /list, /stats, /reindex.",
+        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /update <id>, /list, /stats, "
+        "/reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
         "en": "For admins: /add <link> or /add with a title line and text, /add as a reply to a message, "
-        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /list, /stats, /reindex.",
+        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /update <id>, /list, /stats, /reindex; "
+        "feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
     },
+    "how_to_ask_chat": {
+        "de": "Tippen Sie einfach Ihre Frage ein, zum Beispiel: „Was kostet das neue Stadion?“\n"
+        "Eine Zahl allein drückt den Knopf mit dieser Nummer (Zitate, 👍/👎, Blättern).\n"
+        "/sources zeigt alle Artikel; /quit oder Strg-D beendet.",
+        "en": "Just type your question, for example: “What does the new stadium cost?”\n"
+        "A number on its own presses the button with that number (quotes, 👍/👎, paging).\n"
+        "/sources lists all articles; /quit or Ctrl-D ends.",
+    },
+    "admin_help_chat": {
+        "de": "Als Admin: /add <Link>; /add <Pfad> für eine Datei (.txt .md .html .pdf); /add allein, dann "
+        "Titelzeile und Text einfügen und mit einer Zeile nur aus „.“ abschließen; /remove <id>, /list, "
+        "/stats, /reindex.",
+        "en": "As an admin: /add <link>; /add <path> for a file (.txt .md .html .pdf); /add alone, then paste "
+        "a title line and the text and end with a line holding only “.”; /remove <id>, /list, /stats, /reindex.",
+    },
+    "chat_greeting": {
+        "de": "articlebot im Terminal – hier sind Sie Admin. Fragen einfach eintippen; /help zeigt alles, "
+        "/quit oder Strg-D beendet. Ein eingefügter Artikel (nach /add allein) endet mit einer Zeile nur "
+        "aus „.“; einen Knopf drücken Sie mit seiner Nummer.",
+        "en": "articlebot in the terminal – you are an admin here. Just type a question; /help shows "
+        "everything, /quit or Ctrl-D ends. A pasted article (after /add alone) ends with a line holding "
+        "only “.”; press a button by typing its number.",
+    },
+    "no_such_file": {"de": "Die Datei {path} gibt es nicht.", "en": "There is no file {path}."},
+    "not_a_file": {"de": "{path} ist ein Ordner, keine Datei.", "en": "{path} is a directory, not a file."},
+    "not_a_button": {
+        "de": "Einen Knopf {number} gibt es nicht (Knöpfe 1–{count}). Eine Frage bitte in Worten.",
+        "en": "There is no button {number} (buttons 1–{count}). Please ask a question in words.",
+    },
+    "no_buttons": {
+        "de": "Gerade gibt es keinen Knopf {number} zu drücken. Eine Frage bitte in Worten.",
+        "en": "There is no button {number} to press just now. Please ask a question in words.",
+    },
+    "passage_of": {"de": "Abschnitt {number} von {total}", "en": "passage {number} of {total}"},
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
     "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
@@ -79,7 +119,6 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "previous": {"de": "◀ Neuere", "en": "◀ Newer"},
     "next": {"de": "Ältere ▶", "en": "Older ▶"},
-    "passages": {"de": "{count} Abschnitte", "en": "{count} passages"},
     "add_usage": {
         "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add gefolgt von Titelzeile und Text, /add als "
         "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add.",
@@ -88,10 +127,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "fetching": {"de": "Lade {url} …", "en": "Fetching {url} …"},
     "downloading": {"de": "Lade {name} herunter …", "en": "Downloading {name} …"},
-    "indexing": {"de": "Verarbeite „{title}“ …", "en": "Processing “{title}” …"},
+    "indexing": {"de": "Verarbeite {title} …", "en": "Processing {title} …"},
     "added": {
-        "de": "Hinzugefügt: #{id} „{title}“ ({chunks} Abschnitte).",
-        "en": "Added #{id} “{title}” ({chunks} passages).",
+        "de": "Hinzugefügt: #{id} {title} ({passages}).",
+        "en": "Added #{id} {title} ({passages}).",
     },
     "duplicate": {"de": "Nicht hinzugefügt: schon vorhanden als #{id}.", "en": "Not added: already present as #{id}."},
     "not_added": {"de": "Nicht hinzugefügt: {reason}", "en": "Not added: {reason}"},
@@ -105,10 +144,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "remove_usage": {"de": "Bitte die Nummer angeben: /remove <id>", "en": "Please give the number: /remove <id>"},
     "no_such_article": {"de": "Es gibt keinen Artikel #{id}.", "en": "There is no article #{id}."},
-    "confirm_remove": {"de": "Artikel #{id} „{title}“ entfernen?", "en": "Remove article #{id} “{title}”?"},
+    "confirm_remove": {"de": "Artikel #{id} {title} entfernen?", "en": "Remove article #{id} {title}?"},
     "remove_button": {"de": "🗑 Entfernen", "en": "🗑 Remove"},
     "cancel_button": {"de": "Abbrechen", "en": "Cancel"},
-    "removed": {"de": "Entfernt: #{id} „{title}“.", "en": "Removed #{id} “{title}”."},
+    "removed": {"de": "Entfernt: #{id} {title}.", "en": "Removed #{id} {title}."},
     "remove_cancelled": {"de": "Nicht entfernt: #{id}.", "en": "Not removed: #{id}."},
     "stats": {
         "de": "Artikel: {articles}\nAbschnitte: {chunks}\nModell: {model}\nIndex: {index}\nDatenbank: {db_mb} MB\n"
@@ -119,20 +158,149 @@ TEXTS: dict[str, dict[str, str]] = {
     "reindexing": {"de": "Baue den Index neu auf …", "en": "Rebuilding the index …"},
     "reembedding": {"de": "Berechne Vektoren neu: {done}/{total} Artikel …", "en": "Re-embedding: {done}/{total} …"},
     "reindexed": {
-        "de": "Index neu aufgebaut: {vectors} Vektoren ({kind}).",
-        "en": "Index rebuilt: {vectors} vectors ({kind}).",
+        "de": "Index neu aufgebaut: {vectors} ({kind}).",
+        "en": "Index rebuilt: {vectors} ({kind}).",
     },
     "busy": {
         "de": "Warte, bis die vorige Admin-Aufgabe fertig ist …",
         "en": "Waiting for the previous admin job to finish …",
+    },
+    "changed_use_update": {
+        "de": "Nicht hinzugefügt: #{id} hat diesen Link, aber der Text hat sich seitdem geändert. "
+        "/update {id} aktualisiert ihn.",
+        "en": "Not added: #{id} has this link, but its text has changed since. /update {id} refreshes it.",
+    },
+    "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
+    "updated": {
+        "de": "Aktualisiert: #{id} „{title}“ ({chunks} Abschnitte).",
+        "en": "Updated #{id} “{title}” ({chunks} passages).",
+    },
+    "unchanged": {"de": "Unverändert: #{id} „{title}“.", "en": "Unchanged: #{id} “{title}”."},
+    "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
+    "update_is_duplicate": {
+        "de": "Nicht aktualisiert: der neue Text von #{id} ist der von #{other}.",
+        "en": "Not updated: the new text of #{id} is that of #{other}.",
+    },
+    "feeds_unavailable": {"de": "Feeds sind hier nicht eingerichtet.", "en": "Feeds are not set up here."},
+    "subscribe_usage": {
+        "de": "Bitte den Link des Feeds angeben: /subscribe <Link>",
+        "en": "Please give the feed's link: /subscribe <link>",
+    },
+    "not_subscribed": {"de": "Nicht abonniert: {reason}", "en": "Not subscribed: {reason}"},
+    "polling_feed": {"de": "Lese den Feed {url} …", "en": "Reading the feed {url} …"},
+    "subscribed": {"de": "Abonniert: Feed #{id} ({url}).", "en": "Subscribed to feed #{id} ({url})."},
+    "poll_done": {
+        "de": "Neu: {added}, aktualisiert: {refreshed}, schon vorhanden: {duplicates}.",
+        "en": "New: {added}, updated: {refreshed}, already present: {duplicates}.",
+    },
+    "poll_skipped": {
+        "de": "{skipped} ältere Einträge übergangen.",
+        "en": "{skipped} older items left out.",
+    },
+    "poll_item_errors": {
+        "de": "{count} Einträge ließen sich nicht laden (ich versuche es wieder).",
+        "en": "{count} items could not be loaded (I will try again).",
+    },
+    "poll_failed": {
+        "de": "Der Feed ließ sich nicht lesen: {error} Ich versuche es später wieder.",
+        "en": "The feed could not be read: {error} I will try again later.",
+    },
+    "poll_not_modified": {"de": "Nichts Neues im Feed.", "en": "Nothing new in the feed."},
+    "no_feeds": {
+        "de": "Noch keine Feeds. /subscribe <Link> abonniert einen.",
+        "en": "No feeds yet. /subscribe <link> subscribes to one.",
+    },
+    "feeds_header": {"de": "Feeds ({count}):", "en": "Feeds ({count}):"},
+    "feed_status": {
+        "de": "zuletzt geprüft: {check} · zuletzt erfolgreich: {success} · Artikel hinzugefügt: {added}",
+        "en": "last check: {check} · last success: {success} · items added: {added}",
+    },
+    "feed_error": {"de": "letzter Fehler: {error}", "en": "last error: {error}"},
+    "unsubscribe_usage": {
+        "de": "Bitte die Nummer des Feeds angeben: /unsubscribe <id>",
+        "en": "Please give the feed's number: /unsubscribe <id>",
+    },
+    "no_such_feed": {"de": "Es gibt keinen Feed #{id}.", "en": "There is no feed #{id}."},
+    "unsubscribed": {
+        "de": "Abbestellt: Feed #{id} ({url}). Seine Artikel bleiben.",
+        "en": "Unsubscribed from feed #{id} ({url}). Its articles stay.",
+    },
+    "feed_failing": {
+        "de": "Feed #{id} ({url}) schlägt seit {since} fehl: {error}",
+        "en": "Feed #{id} ({url}) has been failing since {since}: {error}",
     },
     "thanks": {"de": "Danke für die Rückmeldung!", "en": "Thanks for the feedback!"},
     "expired": {"de": "Dieser Knopf ist nicht mehr gültig.", "en": "This button is no longer valid."},
 }
 
 
+# (singular, plural) per language; German "article" as after "zu" (dative plural "Artikeln").
+NOUNS: dict[str, dict[str, tuple[str, str]]] = {
+    "passage": {"de": ("Abschnitt", "Abschnitte"), "en": ("passage", "passages")},
+    "article": {"de": ("Artikel", "Artikeln"), "en": ("article", "articles")},
+    "vector": {"de": ("Vektor", "Vektoren"), "en": ("vector", "vectors")},
+}
+
+
+def counted(count: int, noun: str, language: str) -> str:
+    """ "1 Abschnitt", "2 Abschnitte", "1 passage": the number with its noun in the right form."""
+    forms = NOUNS[noun].get(language) or NOUNS[noun]["en"]
+    return f"{count} {forms[0] if count == 1 else forms[1]}"
+
+
+# Why an article could not be added, in German. The reasons come from index/ in English (for the CLI
+# and logs); a German conversation gets the matching explanation instead of a mixed-language sentence.
+GERMAN_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"refusing to fetch (?P<host>\S+): it resolves to a non-public"),
+        "{host} ist eine interne Adresse; solche Links rufe ich aus Sicherheitsgründen nicht ab.",
+    ),
+    (
+        re.compile(r"cannot resolve host '(?P<host>[^']*)'"),
+        "Den Server {host} gibt es nicht (der Name lässt sich nicht auflösen).",
+    ),
+    (re.compile(r"only http and https links"), "Ich rufe nur http- und https-Links ab."),
+    (re.compile(r"not a valid link"), "Das ist kein gültiger Link."),
+    (re.compile(r"answered HTTP (?P<status>\d+)"), "Die Seite antwortete mit dem Fehler HTTP {status}."),
+    (re.compile(r"redirects without a location|too many redirects"), "Der Link leitet zu oft oder ins Leere weiter."),
+    (
+        re.compile(r"could not be downloaded from Telegram|downloading the file took too long"),
+        "Die Datei ließ sich nicht von Telegram herunterladen.",
+    ),
+    (re.compile(r"reading the PDF took longer"), "Das PDF ist zu komplex, um es zu lesen."),
+    (re.compile(r"did not answer within|took too long"), "Die Seite hat zu lange gebraucht."),
+    (re.compile(r"TLS error"), "Die sichere Verbindung (TLS) zur Seite ist gescheitert."),
+    (re.compile(r"cannot fetch "), "Die Seite ist nicht erreichbar."),
+    (re.compile(r"PDF is encrypted"), "Das PDF ist verschlüsselt; bitte eine ungeschützte Fassung schicken."),
+    (re.compile(r"PDF contains no extractable text"), "Das PDF enthält keinen lesbaren Text (ein Scan?)."),
+    (re.compile(r"PDF has (?P<pages>\d+) pages"), "Das PDF hat zu viele Seiten ({pages})."),
+    (re.compile(r"\bthe PDF\b"), "Das PDF lässt sich nicht lesen (zu groß, zu komplex oder beschädigt)."),
+    (re.compile(r"too large|larger than the limit|too long \("), "Das ist zu groß für einen Artikel."),
+    (
+        re.compile(r"not an article|not a supported type|unsupported file type"),
+        "Das ist kein Artikel, den ich lesen kann (HTML, Text, Markdown oder PDF).",
+    ),
+    (re.compile(r"empty page|no article text|contains no text|is empty"), "Darin steht kein Artikeltext."),
+    (re.compile(r"no such file"), "Diese Datei gibt es nicht."),
+]
+
+
+def reason_text(reason: str, language: str) -> str:
+    """Why something was not added, in the user's language (the English reasons pass unchanged)."""
+    if language != "de":
+        return reason
+    for pattern, text in GERMAN_REASONS:
+        match = pattern.search(reason)
+        if match:
+            return text.format(**match.groupdict())
+    return f"Der Text ließ sich nicht verarbeiten (Meldung: {reason})."
+
+
 def say(key: str, language: str, **fields: object) -> str:
-    text = TEXTS[key].get(language) or TEXTS[key]["en"]
+    language = language if language in TEXTS[key] else "en"
+    if "title" in fields:  # in quotation marks, but not in marks a title like „Wir …“: Bilanz already has
+        fields["title"] = quoted(str(fields["title"]), language)
+    text = TEXTS[key][language]
     return text.format(**fields) if fields else text
 
 

@@ -284,6 +284,10 @@ class LedgerProcessor(BaseUpdateProcessor):
         self.lane_of = lane_of
         self._lanes = {name: asyncio.BoundedSemaphore(size) for name, size in lanes.items()}
 
+    def lane(self, name: str) -> asyncio.BoundedSemaphore:
+        """A lane's slots, for work that arrives without an update (the timed feed polls)."""
+        return self._lanes[name]
+
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         async with self._lanes[self.lane_of(update)]:
             await self._process(update, coroutine)

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .sentences import CLOSING_MARKS, Quotations, is_heading
+
 # Words that end in a period without ending a sentence (German and English news usage).
 ABBREVIATIONS = frozenset(
     """
@@ -30,8 +32,8 @@ MONTHS = frozenset(
 MAX_CHARS_PER_TOKEN = 8
 
 # A candidate boundary: terminal punctuation, optional closing quotes/brackets, then whitespace.
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”“»«’)\]]*(?=\s)")
-_NEXT_WORD = re.compile(r"\s+[\"'„“»«‚(\[]*(\w+)")
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”“»«’‘›‹)\]]*(?=\s)")
+_NEXT_WORD = re.compile(r"\s+[\"'„“»«‚‘‹›(\[]*(\w+)")
 _WORD_BEFORE = re.compile(r"(\w+)\W*$")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*")
 
@@ -70,10 +72,14 @@ def _is_sentence_end(text: str, punct_start: int, punct_end: int) -> bool:
     if nxt is None:
         return True
     next_word = nxt.group(1)
-    if punct.startswith(".") and not punct.startswith("..."):
+    # "Plan B.“ Danach": a period that a closing quotation mark follows ends the sentence in any case.
+    closes_quote = any(mark in punct for mark in CLOSING_MARKS)
+    if punct.startswith(".") and not punct.startswith("...") and not closes_quote:
         before = _WORD_BEFORE.search(text, max(0, punct_start - 40), punct_start)
         word = before.group(1) if before else ""
-        if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+        # "geht's.", "Peter's.": the letter after an apostrophe is an ending, no abbreviation.
+        elided = before is not None and text[before.start(1) - 1 : before.start(1)] in ("'", "’")
+        if not elided and (word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha())):
             return False
         # "12. Februar", "im 19. Jahrhundert": short numbers before a period are ordinals, unless
         # they close a score or a grouped number ("endete 2:1.", "auf 1.000.").
@@ -84,16 +90,20 @@ def _is_sentence_end(text: str, punct_start: int, punct_end: int) -> bool:
 
 
 def _stands_alone(text: str, start: int) -> bool:
-    return start == 0 or text[start - 1].isspace() or text[start - 1] in "(\"'„“‚[«»"
+    return start == 0 or text[start - 1].isspace() or text[start - 1] in "(\"'„“‚‘[«»‹›"
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans within text[start:end], whitespace trimmed, covering all non-space text."""
+    """Sentence spans within text[start:end], whitespace trimmed, covering all non-space text.
+
+    A quotation is never cut: „A. B“, schrieb sie. is one sentence, quote and attribution together.
+    """
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     pos = start
+    quotations = Quotations(text, start, end)
     for match in _BOUNDARY.finditer(text, start, end):
-        if _is_sentence_end(text, match.start(), match.end()):
+        if not quotations.inside(match.end()) and _is_sentence_end(text, match.start(), match.end()):
             _append_stripped(text, pos, match.end(), spans)
             pos = match.end()
     _append_stripped(text, pos, end, spans)
@@ -102,6 +112,18 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
 
 def split_sentences(text: str) -> list[str]:
     return [text[s:e] for p_start, p_end in paragraph_spans(text) for s, e in sentence_spans(text, p_start, p_end)]
+
+
+def answer_spans(text: str) -> list[tuple[int, int]]:
+    """The spans of text that can be quoted as an answer: sentences of each paragraph, never across a
+    paragraph break, and no headings (a title, subheading or byline line is no statement)."""
+    paragraphs = paragraph_spans(text)
+    spans = []
+    for i, (p_start, p_end) in enumerate(paragraphs):
+        next_line = text[paragraphs[i + 1][0] : paragraphs[i + 1][1]] if i + 1 < len(paragraphs) else ""
+        if not is_heading(text, p_start, p_end, next_line):
+            spans.extend(sentence_spans(text, p_start, p_end))
+    return spans
 
 
 @dataclass(frozen=True)

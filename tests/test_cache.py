@@ -22,10 +22,12 @@ def test_putting_again_refreshes_and_replaces():
 
 def test_many_threads_never_exceed_the_bound():
     cache: LRU[int, int] = LRU(50)
+    sizes: list[int] = []  # seen between other threads' writes, not only at the end
 
     def work(offset: int) -> None:
         for i in range(2_000):
             cache.put_many([(offset + i % 80, i)])
+            sizes.append(len(cache))
             cache.get_many([offset + (i * 7) % 80])
 
     threads = [threading.Thread(target=work, args=(n * 1_000,)) for n in range(4)]
@@ -33,4 +35,5 @@ def test_many_threads_never_exceed_the_bound():
         t.start()
     for t in threads:
         t.join()
+    assert len(sizes) == 8_000 and max(sizes) == 50
     assert len(cache) == 50

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,15 @@ from string import Formatter
 
 import pytest
 from newsroom import FERRY, MARKET_TEXT, add_ferry_and_solar
+from util_http import RawServer
 
-from bot.answer import Answerer
+from bot.answer import Answer, Answerer, Citation
 from bot.chat import CONSOLE_USER_ID, messages, run_chat
 from bot.config import AnswerSettings, TelegramSettings
-from bot.conversation import Attachment, Conversation, Incoming, Press, Quote, RateLimiter, User
+from bot.conversation import Attachment, Conversation, Incoming, Press, Quote, RateLimiter, User, answer_reply
 from bot.feedback import FeedbackStore
 from bot.render import plain_text
-from bot.texts import TEXTS
+from bot.texts import TEXTS, counted, reason_text
 from index.settings import FetchSettings
 
 ADMIN = User(1, "Ada", "de")
@@ -188,7 +190,7 @@ def test_chat_session_with_piped_input(conversation):
     assert added in text
     answer = text.split(added)[1]
     assert "auf dem Kirchplatz statt. [1]" in answer and "Quellen:" in answer and "1) Zitat [1]" in answer
-    assert "\n> " in answer.split("1) Zitat [1]")[1]
+    assert "\n│ " in answer.split("1) Zitat [1]")[1]
     assert "Entfernt: #3" in text
     assert "… Verarbeite" in err.getvalue()
     assert text.count("Ich beantworte") == 1  # nothing after /quit
@@ -222,3 +224,116 @@ def test_articlebot_chat_command(tmp_path):
     assert "Hinzugefügt: #1 „Neue Elektrofähre verbindet Lindholm und Quernsee“" in result.stdout
     assert "9,2 Millionen Euro" in result.stdout and "[1]" in result.stdout
     assert "#1 Neue Elektrofähre" in result.stdout
+
+
+# --- the terminal chat -------------------------------------------------------------------------------
+
+
+def _chat(conversation, lines: list[str], language: str = "de") -> str:
+    conversation.admins = frozenset({CONSOLE_USER_ID})
+    conversation.origin = "chat"
+    out, err = io.StringIO(), io.StringIO()
+    assert run_chat(conversation, [line + "\n" for line in lines], out, err, language) == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_chat_greets_and_its_help_describes_the_terminal(conversation, language):
+    text = _chat(conversation, ["/help"], language)
+    greeting, rest = text.split("\n\n", 1)
+    if language == "de":
+        assert "Admin" in greeting and "/quit" in greeting and "„.“" in greeting and "Nummer" in greeting
+        assert "/add <Pfad>" in rest and "Strg-D" in rest and "Eine Zahl allein drückt den Knopf" in rest
+    else:
+        assert "admin" in greeting and "/quit" in greeting and "“.”" in greeting and "number" in greeting
+        assert "/add <path>" in rest and "Ctrl-D" in rest and "A number on its own presses" in rest
+    for telegram_only in ("Gruppen", "groups", "Beschriftung", "caption", "Antwort auf eine", "reply to"):
+        assert telegram_only not in rest
+
+
+def test_a_number_that_is_no_button_says_so_and_asks_nothing(conversation):
+    answers = conversation.feedback.counts()["answers"]
+    text = _chat(conversation, ["7", "Was kostete der Bau der Möwe II?", "9", "0"])
+    assert "Gerade gibt es keinen Knopf 7 zu drücken." in text
+    assert "Einen Knopf 9 gibt es nicht (Knöpfe 1–3)." in text and "Einen Knopf 0 gibt es nicht" in text
+    assert conversation.feedback.counts()["answers"] == answers + 1  # only the real question was answered
+    english = _chat(conversation, ["3"], "en")
+    assert "There is no button 3 to press just now." in english
+
+
+def test_add_of_a_missing_file_or_a_directory_says_so(conversation, tmp_path):
+    before = conversation.kb.counts()
+    text = _chat(conversation, [f"/add {tmp_path}/nope.md", f"/add {tmp_path}", "/add ./notes.txt"])
+    assert f"Die Datei {tmp_path}/nope.md gibt es nicht." in text
+    assert f"{tmp_path} ist ein Ordner, keine Datei." in text
+    assert "Die Datei ./notes.txt gibt es nicht." in text
+    assert conversation.kb.counts() == before
+
+
+def test_quote_names_its_passage_within_the_article_and_is_not_prompt_styled(conversation):
+    text = _chat(conversation, ["Was kostete der Bau der Möwe II?", "1"])
+    quote = text.split("1) Zitat [1]")[1]
+    assert re.search(r"\[1\] Neue Elektrofähre verbindet Lindholm und Quernsee <\S+> – Abschnitt [12] von 2\n", quote)
+    assert "\n│ " in quote and "\n> " not in quote
+
+
+def test_fetch_refusals_are_explained_in_the_users_language(conversation):
+    (german,) = say(conversation, ADMIN, "/add http://127.0.0.1:9/artikel")
+    assert plain_text(german) == (
+        "Nicht hinzugefügt: 127.0.0.1 ist eine interne Adresse; solche Links rufe ich aus Sicherheitsgründen nicht ab."
+    )
+    admin_en = User(ADMIN.id, "Ada", "en")
+    (english,) = say(conversation, admin_en, "/add http://127.0.0.1:9/artikel")
+    assert plain_text(english).startswith("Not added: refusing to fetch 127.0.0.1")
+
+
+def test_fetch_failures_from_a_real_server_are_german(conversation):
+    def not_found(conn, head):
+        conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    server = RawServer(not_found)
+    conversation.fetch = FetchSettings(allow_private_addresses=True, timeout=2)
+    try:
+        (missing,) = say(conversation, ADMIN, f"/add {server.url}/weg")
+    finally:
+        server.close()
+    assert plain_text(missing) == "Nicht hinzugefügt: Die Seite antwortete mit dem Fehler HTTP 404."
+    (refused,) = say(conversation, ADMIN, f"/add {server.url}/weg")  # nothing listens there any more
+    assert plain_text(refused) == "Nicht hinzugefügt: Die Seite ist nicht erreichbar."
+
+
+@pytest.mark.parametrize(
+    ("reason", "german"),
+    [
+        ("cannot resolve host 'nowhere.invalid'", "Den Server nowhere.invalid gibt es nicht"),
+        ("https://x.org/a did not answer within 10 s", "zu lange gebraucht"),
+        ("the PDF is encrypted; send an unprotected copy", "Das PDF ist verschlüsselt"),
+        ("https://x.org/a is image/png, not an article (HTML, text or PDF)", "kein Artikel"),
+        ("the text contains no text", "kein Artikeltext"),
+        ("something new from index/", "Der Text ließ sich nicht verarbeiten (Meldung: something new from index/)"),
+    ],
+)
+def test_reasons_have_german_explanations(reason, german):
+    assert german in reason_text(reason, "de")
+    assert reason_text(reason, "en") == reason
+
+
+def test_singular_and_plural(conversation):
+    one = "Kurzmeldung aus Ostend\n\nDie Brücke in Ostend ist nach drei Monaten Bauzeit wieder für Radfahrer offen."
+    (added,) = say(conversation, ADMIN, "/add " + one)
+    assert plain_text(added).endswith("(1 Abschnitt).")
+    listing = text_of(say(conversation, User(ADMIN.id, "Ada", "en"), "/list"))
+    assert "· 1 passage ·" in listing
+    assert counted(2, "passage", "de") == "2 Abschnitte" and counted(1, "article", "de") == "1 Artikel"
+    assert counted(3, "article", "en") == "3 articles" and counted(1, "vector", "en") == "1 vector"
+
+
+def test_sources_name_each_article_once():
+    citations = [
+        Citation(1, 4, "Stadion am Mühlbach", "https://example.org/stadion", 10, "Erster Satz."),
+        Citation(2, 9, "Andere Meldung", None, 30, "Zweiter Satz."),
+        Citation(3, 4, "Stadion am Mühlbach", "https://example.org/stadion", 12, "Dritter Satz."),
+    ]
+    answer = Answer("Frage?", "Eins. [1] Zwei. [2] Drei. [3]", True, citations, "de")
+    sources = plain_text(answer_reply(answer, 5)).split("Quellen:\n")[1]
+    assert sources == "[1] [3] Stadion am Mühlbach <https://example.org/stadion>\n[2] Andere Meldung"

@@ -5,12 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
-from util_cli import CLI
+from util_cli import CLI, Result
 from util_kb import ZERO_INTEGRITY
 
+from bot import cli
+
+ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = "Die Gemeinde Lindholm setzt ab Juni eine elektrische Fähre ein. Sie fährt alle 20 Minuten."
 
 
@@ -169,8 +180,10 @@ def test_import_reports_bad_lines_and_imports_the_good_ones(run, tmp_path):
 def test_import_again_is_idempotent(run, tmp_path):
     path = _jsonl(tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen."}) for i in range(4)])
     assert run("import", path).out.strip() == "imported 4 articles, 0 already present, 0 rejected"
+    before = run.counts()
     again = run("import", path)
     assert again.code == 0 and again.out.strip() == "imported 0 articles, 4 already present, 0 rejected"
+    assert run.counts() == before, "the second import changed the store (or its version)"
 
 
 def test_import_csv_with_huge_field_and_broken_row(run, tmp_path):
@@ -228,3 +241,279 @@ def test_demo_answers_the_sample_questions_and_explains_the_english_miss(run):
     assert "118 Millionen Euro" in tram or "config.multilingual.example.toml" in tram
     again = run("demo", "Wer leitete die Hummelstudie?")
     assert again.out.startswith("8 articles in ") and "(0 sample articles added now)" in again.out
+
+
+# --- never a traceback for what a user did ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["show", "remove"])
+def test_id_beyond_sqlite_integers_is_no_article(run, one_article, command):
+    before = run.counts()
+    err = _one_line_error(run(command, "99999999999999999999999"))
+    assert "no article with id 99999999999999999999999" in err
+    assert run.counts() == before
+
+
+def _main(capsys, *argv: str):
+    capsys.readouterr()
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    cases = [
+        (a_file, "is a file, not a directory"),
+        (tmp_path / "missing" / "parent" / "data", "its parent"),
+        (a_file / "data", "its parent"),
+        (Path("/proc/articlebot-data"), "cannot create the data dir"),
+        (Path("/proc"), "is not writable"),
+    ]
+    for data_dir, message in cases:
+        err = _one_line_error(_main(capsys, "--data-dir", str(data_dir), "list"))
+        assert message in err and str(data_dir) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert a_file.read_text() == "x"
+
+
+def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    config = tmp_path / "model.toml"
+    config.write_text('[embedding]\nmodel = "no-such-org/no-such-model"\n')
+    data = tmp_path / "data"
+    monkeypatch.setattr("sys.stdin", io.StringIO("Wie oft fährt die Fähre?\n"))
+    for argv in (["search", "Fähre"], ["ask", "Wie oft fährt die Fähre?"], ["stats"], ["chat"]):
+        err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), *argv))
+        assert "[embedding] model 'no-such-org/no-such-model' is not installed" in err, argv
+    path = tmp_path / "a.txt"
+    path.write_text(f"Titel\n\n{SAMPLE}\n")
+    _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), "add", str(path)))
+    assert _main(capsys, "--data-dir", str(data), "list", "--json").out == ""
+
+
+def test_settings_that_cannot_work_together_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    config = tmp_path / "use.toml"
+    config.write_text('[embedding]\nbackend = "use-multilingual"\nmodel = "some/model"\n')
+    argv = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "search", "Fähre"]
+    assert "embedding.model must be empty with backend = 'use-multilingual'" in _one_line_error(_main(capsys, *argv))
+
+
+def test_a_bug_keeps_its_traceback(run, monkeypatch):
+    def broken(args, config):
+        raise RuntimeError("a bug, not a user mistake")
+
+    monkeypatch.setitem(cli.HANDLERS, "stats", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        run("stats")
+
+
+def _closed_pipe_run(data_dir: Path, *argv: str, buffered: bool) -> subprocess.CompletedProcess:
+    """``articlebot ARGV | head`` after head has gone: stdout is a pipe whose reader is closed."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("ARTICLEBOT_CONFIG", None)
+    if buffered:  # then the first write fails only when Python flushes stdout
+        env.pop("PYTHONUNBUFFERED")
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "--data-dir", str(data_dir), *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=data_dir.parent,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    ("argv", "buffered"),
+    [(["list"], True), (["list"], False), (["list", "--json"], False), (["ask", "Wie oft fährt die Fähre?"], True)],
+)
+def test_closed_pipe_exits_quietly(run, one_article, argv, buffered):
+    result = _closed_pipe_run(run.data_dir, *argv, buffered=buffered)
+    assert result.stderr == ""
+    assert result.returncode in (0, 141)
+
+
+# --- -v tells what happened --------------------------------------------------------------------------
+
+
+def test_verbose_ask_and_search_show_passages_sentences_relevance_and_timings(run, one_article, caplog):
+    quiet = run("ask", "Wie oft fährt die elektrische Fähre in Lindholm?")
+    assert "alle 20 Minuten" in quiet.out
+    assert not [r for r in caplog.records if r.name == "articlebot" and r.levelname == "INFO"]
+    caplog.clear()
+    result = run("-v", "ask", "Wie oft fährt die elektrische Fähre in Lindholm?")
+    assert result.out == quiet.out  # the answer itself is unchanged
+    log = caplog.text
+    assert "1 passage considered" in log
+    assert "#1 Neue Fähre für Lindholm (passage 1 of 1, id " in log
+    assert "* " in log and "Sie fährt alle 20 Minuten." in log  # the quoted sentence, marked
+    assert "relevance " in log and "(needed: 0.250): answered" in log
+    assert "timings: search " in log and "sentence scoring and answer" in log and "total" in log
+    caplog.clear()
+    run("-v", "search", "Fähre")
+    assert "search 'Fähre': " in caplog.text and "(passage 1 of 1, id " in caplog.text
+
+
+def test_verbose_add_tells_what_was_extracted(run, tmp_path, caplog):
+    path = tmp_path / "faehre.txt"
+    path.write_text(f"Neue Fähre für Lindholm\n\n{SAMPLE}\n")
+    result = run("-v", "add", str(path), "--published", "2025-06-01")
+    assert result.out == "added #1: Neue Fähre für Lindholm (1 passage)\n"
+    assert "added #1 'Neue Fähre für Lindholm': published 2025-06-01, language de, 1 passage" in caplog.text
+    assert "timings: reading " in caplog.text
+
+
+def test_verbose_keeps_libraries_at_warning_and_vv_opens_them(run, one_article):
+    run("-v", "list")
+    assert logging.getLogger("articlebot").getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("sentence_transformers").getEffectiveLevel() == logging.WARNING
+    run("-vv", "list")
+    assert logging.getLogger("sentence_transformers").getEffectiveLevel() == logging.DEBUG
+    run("list")
+    assert logging.getLogger("articlebot").getEffectiveLevel() == logging.WARNING
+
+
+# --- progress on long work ---------------------------------------------------------------------------
+
+
+def test_import_and_reindex_progress_without_a_terminal_is_plain_lines(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "PROGRESS_EVERY_SECONDS", 0.0)
+    path = _jsonl(tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen."}) for i in range(4)])
+    result = run("import", path)
+    assert result.out == "imported 4 articles, 0 already present, 0 rejected\n"
+    lines = result.err.splitlines()
+    assert lines[0].startswith("importing: 1/4 articles, ") and "s left" in lines[0]
+    assert "\r" not in result.err and len(lines) == 3  # no line for the last one: the summary follows
+    reindexed = run("reindex", "--rechunk")
+    assert reindexed.code == 0 and "\r" not in reindexed.err
+    assert reindexed.out == "index rebuilt: 4 vectors (flat), 4 passages analysed\n"
+    assert [line.split(",")[0] for line in reindexed.err.splitlines()] == [
+        "re-indexing: 1/4 articles",
+        "re-indexing: 2/4 articles",
+        "re-indexing: 3/4 articles",
+    ]
+
+
+def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(run, tmp_path):
+    texts = [f"Meldung {i}: Der Hafen von Quillsby meldet {i} neue Liegeplätze für Segelboote." for i in range(400)]
+    path = _jsonl(
+        tmp_path / "many.jsonl", [json.dumps({"title": f"Hafen {i}", "text": t}) for i, t in enumerate(texts)]
+    )
+    run("list")  # creates the database, so its count can be watched
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("ARTICLEBOT_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--data-dir", str(run.data_dir), "import", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 240
+    while run.counts()["articles"] < 16 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    added = run.counts()["articles"]
+    assert 16 <= added < 400
+    assert err.strip().endswith(
+        f"articlebot: interrupted after adding {added} articles; run the same import again to continue "
+        "(articles already present are skipped)"
+    )
+    assert run.counts()["integrity"] == ZERO_INTEGRITY
+    again = run("import", path)
+    assert again.out == f"imported {400 - added} articles, {added} already present, 0 rejected\n"
+
+
+# --- help, stats, empty input, several questions -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "mentions"),
+    [
+        ("add", ["--title", "--url", "pbpaste | articlebot add -"]),
+        ("import", [".jsonl", ".csv", "again"]),
+        ("list", ["--json"]),
+        ("show", ["#12"]),
+        ("remove", ["articlebot remove 12"]),
+        ("reindex", ["--rechunk"]),
+        ("stats", ["/stats"]),
+        ("search", ["articlebot search -", "stdin"]),
+        ("ask", ["articlebot ask -", "stdin", "-v"]),
+        ("demo", ["sample"]),
+        ("run", ["TELEGRAM_BOT_TOKEN"]),
+        ("chat", ["'.'", "number"]),
+    ],
+)
+def test_every_command_help_has_a_description_options_and_an_example(capsys, command, mentions):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]
+    assert description.strip() and description.strip().endswith(".")
+    assert "examples:\n  articlebot" in text or "examples:\n  TELEGRAM" in text or "examples:\n  pbpaste" in text
+    options = text.split("options:\n")[1].split("\n\n")[0]
+    for entry in re.split(r"\n(?=  -)", options):  # an option's line and its wrapped help lines
+        signature = re.match(r"\s*(-\S+(?: [A-Z_]+)?(?:, -\S+(?: [A-Z_]+)?)*)", entry)
+        assert signature and entry[signature.end() :].strip(), f"{command}: unexplained option {entry!r}"
+    for mention in mentions:
+        assert mention in text, (command, mention)
+    assert command in cli.build_parser().format_help()
+
+
+def test_stats_shows_the_chats_index_facts(run, one_article):
+    result = run("stats")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[:2] == ["Articles: 1", "Passages: 1"]
+    assert lines[2].startswith("Model: ") and lines[3].startswith("Index: flat, 1 (")
+    assert lines[4].startswith("Database: ") and lines[5] == "Answers: 0 (👍 0, 👎 0)"
+    assert lines[6].startswith("Data dir: ")
+    facts = json.loads(run("stats", "--json").out)
+    assert facts["articles"] == 1 and facts["index"]["vectors"] == 1 and facts["answers"] == 0
+
+
+@pytest.mark.parametrize(("command", "what"), [("search", "query"), ("ask", "question")])
+def test_empty_query_or_question_is_refused(run, one_article, command, what):
+    for value in ("", "   "):
+        assert f"the {what} is empty" in _one_line_error(run(command, value))
+
+
+def test_ask_from_stdin_repeats_each_question_above_its_answer(run, one_article, monkeypatch):
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO("Wie oft fährt die elektrische Fähre in Lindholm?\n\nWer gewann 1998 die Tour?\n")
+    )
+    out = run("ask", "-").out
+    first, second = out.split("\n\n> ")
+    assert first.startswith("> Wie oft fährt die elektrische Fähre in Lindholm?\n") and "alle 20 Minuten" in first
+    assert second.startswith("Wer gewann 1998 die Tour?\nDazu habe ich in den Artikeln nichts gefunden.")
+
+
+def test_search_from_stdin_shows_each_query_above_its_passages(run, one_article, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Fähre Lindholm\nxyzzy\n"))
+    out = run("search", "-").out
+    first, second = out.split("\n\n> ")
+    assert first.startswith("> Fähre Lindholm\n1. [") and "(passage 1 of 1)" in first
+    assert second.startswith("xyzzy\n")
+
+
+def test_verbose_import_tells_what_each_line_became(run, tmp_path, caplog):
+    article = {"title": "Hafen", "text": "Der Hafen meldet neue Liegeplätze.", "published": "2025-05-02"}
+    path = _jsonl(tmp_path / "one.jsonl", [json.dumps(article)])
+    assert run("-v", "import", path).code == 0
+    assert "line 1: added #1 'Hafen': published 2025-05-02, language de, 1 passage" in caplog.text
+    assert "import took " in caplog.text

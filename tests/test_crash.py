@@ -9,7 +9,13 @@ made by checking never hide what the next run has to cope with.
 The moment of the kill is chosen by watching the database: the test waits for the run's first
 commit (the model is loaded and the import loop is running) and then either waits a random time
 or waits for the k-th commit and kills a few milliseconds later, while the FAISS file is being
-saved or the next article's transaction is open.
+saved or the next article's transaction is open; or it kills inside the k-th article's (or the
+removal's) transaction, after all its rows and before its commit.
+
+Where each kill landed is not guessed but recorded: the runs mark their write transactions in a
+side file (``tests/sqltrace``: SQLite's statement trace, the store untouched), which can also hold
+a run inside a transaction long enough to kill it there. The tests assert how many kills landed
+inside an article's transaction and inside a removal's.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+SQLTRACE = ROOT / "tests" / "sqltrace"
 TOPICS = ["Hafen", "Brücke", "Schule", "Bahnhof", "Museum", "Markt", "Stadion", "Bibliothek", "Wasserwerk", "Park"]
 
 
@@ -58,8 +65,51 @@ def article_number(title: str) -> int:
     return int(title.removeprefix("Meldung "))
 
 
+def traced_env(trace_dir: Path) -> dict[str, str]:
+    """The environment of a run whose write transactions are marked in ``trace_dir``."""
+    trace_dir.mkdir(exist_ok=True)
+    path = os.pathsep.join(p for p in (str(SQLTRACE), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "ARTICLEBOT_SQL_TRACE": str(trace_dir)}
+
+
+def marks(trace_dir: Path, pid: int) -> list[str]:
+    path = trace_dir / f"{pid}.trace"
+    return path.read_text().split() if path.exists() else []
+
+
+def landed(trace: list[str]) -> str:
+    """Where a killed run was: inside an "article" or "remove" transaction (or "other"), or "between"."""
+    if "begin" not in trace:
+        return "between"
+    last = trace[len(trace) - 1 - trace[::-1].index("begin") :]
+    if any(m in ("commit", "rollback") for m in last):
+        return "between"
+    return "remove" if "remove" in last else "article" if "article" in last else "other"
+
+
+def hold_inside(trace_dir: Path, seconds: float) -> None:
+    """From now on runs wait ``seconds`` inside each article's or removal's transaction (0: no more)."""
+    trace_dir.mkdir(exist_ok=True)
+    (trace_dir / "pause").write_text(str(seconds))
+
+
+def kill_inside(run, trace_dir: Path, kind: str, nth: int) -> str:
+    """Kill the run while it waits inside the transaction of its ``nth`` article (or its removal)."""
+    deadline = time.monotonic() + 300
+    while True:
+        trace = marks(trace_dir, run.pid)
+        if trace.count(kind) >= nth and trace[-1] == "written":
+            break
+        if run.finished(0.002):
+            return f"ended by itself (status {run.status}) before its {kind} transaction {nth}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the run reached no {kind} transaction {nth} within 300 s")
+    how = f"killed inside {kind} transaction {nth}"
+    return how if run.kill() else f"ended by itself (status {run.status}) before it could be {how.split(' ', 1)[1]}"
+
+
 class Zygote:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, trace_dir: Path):
         self.tmp = tmp
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "util_zygote.py")],
@@ -67,6 +117,7 @@ class Zygote:
             stdout=subprocess.PIPE,
             text=True,
             cwd=tmp,
+            env=traced_env(trace_dir),
         )
         assert self._read(300) == {"ready": True}
 
@@ -121,12 +172,16 @@ class Run:
 class ConsoleRun:
     """The same, as a plain ``articlebot`` process (console script), for the quick variant."""
 
-    def __init__(self, argv: list[str], tmp: Path, name: str):
+    def __init__(self, argv: list[str], tmp: Path, name: str, trace_dir: Path):
         script = Path(sys.executable).with_name("articlebot")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
         self.out, self.err = tmp / f"{name}.out", tmp / f"{name}.err"
+        env = traced_env(trace_dir)
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen([*command, *argv], stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp)
+            self.proc = subprocess.Popen(
+                [*command, *argv], stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp, env=env
+            )
+        self.pid = self.proc.pid
         self.status: int | None = None
 
     def finished(self, timeout: float = 0) -> bool:
@@ -227,56 +282,119 @@ def _check_findable(kb: KnowledgeBase, articles, hybrid: int, rng: random.Random
         assert a.id in {h.article_id for h in kb.search(f"Kennwort quarz{n}feld Ortheim{n}", k=3)}
 
 
-def _import_runs(make_run, tmp: Path, embedder, runs: int, seed: int) -> set[int]:
+HOLD = 0.5  # seconds a run waits inside a transaction the test means to kill it in (polled every ~2 ms)
+
+
+def committed(trace: list[str], kind: str) -> int:
+    """How many transactions of ``kind`` the trace shows committed."""
+    count, current = 0, []
+    for mark in trace:
+        if mark == "begin":
+            current = []
+        elif mark == "commit":
+            count += kind in current
+        current.append(mark)
+    return count
+
+
+def _import_runs(make_run, tmp: Path, embedder, plan: list[str], seed: int, trace_dir: Path):
+    """One import per entry of ``plan`` ("inside": killed inside an article's transaction; "random").
+
+    Returns the numbers present and where each kill landed (see ``landed``; "finished" if not killed).
+    """
     rng = random.Random(seed)
     data_dir = tmp / "data"
     db = data_dir / DB_FILE
     present: set[int] = set()
-    log = []
-    for i in range(runs):
+    log, landings = [], []
+    for i, how_to_kill in enumerate(plan):
         first = len(present)
         # Overlap the last few already imported (duplicates to skip), then 60 new ones.
         source = write_jsonl(tmp / f"import{i}.jsonl", range(max(0, first - 5), first + 60))
         start_version = store_version(db)
+        if how_to_kill == "inside":
+            hold_inside(trace_dir, HOLD)
         run = make_run(["--data-dir", str(data_dir), "import", str(source)], f"import{i}")
-        how = kill_during_writes(run, db, rng, start_version, window=0.8)
-        log.append(how)
+        if how_to_kill == "inside":
+            how = kill_inside(run, trace_dir, "article", rng.randint(1, 3))
+            hold_inside(trace_dir, 0)
+        else:
+            how = kill_during_writes(run, db, rng, start_version, window=0.8)
+        trace = marks(trace_dir, run.pid)
+        where = landed(trace) if how.startswith("killed") else "finished"
+        log.append(f"{how} ({where})")
+        landings.append(where)
         if run.status not in (-signal.SIGKILL, 0):
             raise AssertionError(f"run {i} failed: {run.err.read_text()[-2000:]}")
+        if how_to_kill == "inside":
+            assert where == "article", f"run {i} was meant to die inside an article's transaction: {how}, {trace[-5:]}"
         t_check = time.monotonic()
+        before = present
         present = check_copy(data_dir, tmp / "check", embedder, expect_prefix=True, rng=rng)
         if os.environ.get("CRASH_DEBUG"):
-            print(f"run {i}: {how}; {len(present)} articles; check {time.monotonic() - t_check:.2f} s", flush=True)
+            print(f"run {i}: {log[-1]}; {len(present)} articles; check {time.monotonic() - t_check:.2f} s", flush=True)
         assert len(present) >= first, f"run {i} ({how}) lost committed articles"
+        new, marked = len(present - before), committed(trace, "article")
+        if where == "article":
+            # Killed inside: every commit it marked had finished (the next BEGIN came after it), the last none.
+            assert new == marked, f"run {i} ({how}): {new} articles arrived, {marked} commits marked"
+        else:  # a kill may fall between marking a COMMIT and finishing it
+            assert marked - 1 <= new <= marked, f"run {i} ({how}): {new} articles arrived, {marked} commits marked"
     kills = sum(how.startswith("killed") for how in log)
-    assert kills >= runs // 2, f"too few runs were killed mid-import: {log}"
-    return present
+    assert kills >= len(plan) // 2, f"too few runs were killed mid-import: {log}"
+    return present, landings
 
 
-def _remove_runs(make_run, tmp: Path, embedder, present: set[int], runs: int, seed: int) -> set[int]:
+def _remove_runs(make_run, tmp: Path, embedder, present: set[int], plan: list[str], seed: int, trace_dir: Path):
+    """One removal per entry of ``plan``: "inside" (killed inside its transaction), "random", "finish".
+
+    Each outcome is asserted: a removal killed before its commit removed nothing, one that ran to the
+    end removed the article completely (gone from SQLite, FTS and FAISS: ``check_copy``).
+    """
     rng = random.Random(seed)
     data_dir = tmp / "data"
     db = data_dir / DB_FILE
     removed: set[int] = set()
-    outcomes = []
+    landings = []
     store_ids = _ids_by_number(db)
-    for i in range(runs):
+    for i, how_to_kill in enumerate(plan):
         n = rng.choice(sorted(present - removed))
+        if how_to_kill == "inside":
+            hold_inside(trace_dir, HOLD)
         run = make_run(["--data-dir", str(data_dir), "remove", str(store_ids[n])], f"remove{i}")
-        # Removing is one short transaction after the model and index load: kill anywhere in the run.
-        delay = rng.uniform(0.05, 1.2)
-        end = time.monotonic() + delay
-        while time.monotonic() < end and not run.finished(0.005):
-            pass
-        killed = run.kill()
+        if how_to_kill == "inside":
+            how = kill_inside(run, trace_dir, "remove", 1)
+            hold_inside(trace_dir, 0)
+            killed = how.startswith("killed")
+        elif how_to_kill == "random":
+            # Removing is one short transaction after the model and index load: kill anywhere in the run.
+            delay = rng.uniform(0.05, 1.2)
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not run.finished(0.005):
+                pass
+            killed = run.kill()
+            how = f"killed {delay * 1000:.0f} ms after it started" if killed else "ended by itself"
+        else:
+            run.wait()
+            killed, how = False, "left to finish"
         if run.status not in (-signal.SIGKILL, 0):
             raise AssertionError(f"remove {i} failed: {run.err.read_text()[-2000:]}")
-        if n not in _ids_by_number(db):
+        trace = marks(trace_dir, run.pid)
+        where = landed(trace) if killed else "finished"
+        landings.append(where)
+        gone = n not in _ids_by_number(db)
+        if how_to_kill == "inside":
+            assert where == "remove", f"remove {i} was meant to die inside its transaction: {how}, {trace}"
+        if where == "remove" or committed(trace, "remove") == 0:
+            assert not gone, f"remove {i} ({how}, {where}) removed #{n} without committing"
+        if run.status == 0:
+            assert gone, f"remove {i} ran to the end but #{n} is still there"
+        if gone:
             removed.add(n)
-        outcomes.append((killed, n in removed))
         now = check_copy(data_dir, tmp / "check", embedder, expect_prefix=False, removed=removed, hybrid=1, rng=rng)
         assert now == present - removed
-    return removed
+        assert (n in now) != gone, f"remove {i} ({how}): #{n} half removed"
+    return removed, landings
 
 
 def _ids_by_number(db: Path) -> dict[int, int]:
@@ -288,20 +406,37 @@ def _ids_by_number(db: Path) -> dict[int, int]:
 
 
 def test_import_and_remove_killed_console_script(tmp_path, embedder):
-    """Quick variant: the real ``articlebot`` process, killed once mid-import and once mid-remove."""
-    present = _import_runs(lambda argv, name: ConsoleRun(argv, tmp_path, name), tmp_path, embedder, 1, seed=11)
-    assert present, "the import wrote nothing before being killed"
-    _remove_runs(lambda argv, name: ConsoleRun(argv, tmp_path, name), tmp_path, embedder, present, 1, seed=12)
+    """Quick variant, the real ``articlebot`` process: an import killed inside an article's transaction,
+    a removal killed inside its transaction (nothing removed), and a removal left to finish (all removed)."""
+    trace = tmp_path / "trace"
+
+    def make(argv, name):
+        return ConsoleRun(argv, tmp_path, name, trace)
+
+    present, imports = _import_runs(make, tmp_path, embedder, ["inside"], seed=11, trace_dir=trace)
+    assert imports == ["article"]
+    assert present, "the import committed nothing before being killed"
+    removed, removals = _remove_runs(make, tmp_path, embedder, present, ["inside", "finish"], 12, trace)
+    assert removals == ["remove", "finished"]
+    assert len(removed) == 1
 
 
 @pytest.mark.slow
 def test_import_and_remove_killed_at_random_moments(tmp_path, embedder):
-    """20 imports and 8 removals killed at random moments on one store, then a clean import finishes it."""
-    zygote = Zygote(tmp_path)
+    """20 imports and 7 removals killed at random moments on one store (every third import and three
+    removals inside their transaction), one removal left to finish, then a clean import finishes it."""
+    trace = tmp_path / "trace"
+    zygote = Zygote(tmp_path, trace)
     try:
-        present = _import_runs(zygote.start, tmp_path, embedder, 20, seed=2026)
-        removed = _remove_runs(zygote.start, tmp_path, embedder, present, 8, seed=2027)
-        assert removed, "no removal committed before its kill"
+        import_plan = ["inside" if i % 3 == 0 else "random" for i in range(20)]
+        present, imports = _import_runs(zygote.start, tmp_path, embedder, import_plan, seed=2026, trace_dir=trace)
+        assert imports.count("article") >= import_plan.count("inside"), imports
+        remove_plan = ["inside", "random"] * 3 + ["random", "finish"]
+        removed, removals = _remove_runs(zygote.start, tmp_path, embedder, present, remove_plan, 2027, trace)
+        assert removals.count("remove") >= remove_plan.count("inside"), removals
+        assert removed, "not even the removal left to finish removed its article"
+        if os.environ.get("CRASH_DEBUG"):
+            print(f"kills landed: imports {imports}, removals {removals}", flush=True)
         # A final import that is left to finish: everything is there (the removed ones again), and
         # the index it saved loads as it is.
         data_dir = tmp_path / "data"
@@ -310,6 +445,7 @@ def test_import_and_remove_killed_at_random_moments(tmp_path, embedder):
         assert run.wait() == 0, run.err.read_text()[-2000:]
         numbers = check_copy(data_dir, tmp_path / "check", embedder, expect_prefix=False, rng=random.Random(3))
         assert numbers == set(range(len(present) + 20))  # the removed ones were imported again
+        assert removed <= numbers
         shutil.copytree(data_dir, tmp_path / "clean")
         kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "clean")), embedder=embedder)
         assert kb.open() == "loaded"  # a finished import leaves an index that needs no repair

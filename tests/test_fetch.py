@@ -20,7 +20,9 @@ from util_pdf import make_pdf, text_page
 
 from index import fetch as fetch_module
 from index.fetch import FetchError, _is_public, fetch, fetch_document
+from index.kb import DB_FILE
 from index.settings import FetchSettings
+from index.store import Store
 
 ARTICLE = (
     "Neue Fähre für Lindholm\n\n"
@@ -439,10 +441,23 @@ def test_loopback_url_add_is_refused_by_default_config(run, tmp_path, server):
 
 
 def test_url_add_success_stores_the_final_url(run, tmp_path):
-    with RawServer(respond(body=HTML, content_type="text/html")) as s:
-        result = run("add", s.url + "/artikel?utm_source=feed", config=_config(tmp_path, allow_private=True))
+    """The URL stored is where the redirects ended (the article's own address), not the short link given."""
+
+    def handler(conn, head):
+        if head.startswith(b"GET /kurzlink"):
+            redirect("/artikel/faehre?utm_source=feed&id=7", "301 Moved Permanently")(conn, head)
+        else:
+            respond(body=HTML, content_type="text/html")(conn, head)
+
+    with RawServer(handler) as s:
+        result = run("add", s.url + "/kurzlink", config=_config(tmp_path, allow_private=True))
     assert result.code == 0 and result.out.startswith("added #1: Neue Fähre für Lindholm")
     assert run.counts()["articles"] == 1
+    store = Store(tmp_path / "data" / DB_FILE)
+    try:
+        assert store.article(1).url == s.url + "/artikel/faehre?utm_source=feed&id=7"
+    finally:
+        store.close()
 
 
 def test_https_certificate_is_verified(tmp_path):

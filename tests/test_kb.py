@@ -12,7 +12,7 @@ from util_cli import CLI
 
 from index.embedding import SentenceTransformerEmbedder
 from index.extract import Document, from_text
-from index.kb import DuplicateArticle, KnowledgeBase
+from index.kb import AddResult, DuplicateArticle, KnowledgeBase
 from index.lexical import analyze
 from index.settings import EmbeddingSettings
 
@@ -126,8 +126,15 @@ def test_add_many_batches_and_reports_each(kb: KnowledgeBase):
     docs = [from_text(f"Meldung {i}\nDer Gemeinderat von Ort{i} beschloss {i} neue Bänke.") for i in range(5)]
     docs.append(docs[0])
     outcomes = []
-    kb.add_many(docs, batch_size=2, on_result=lambda doc, result: outcomes.append(result))
-    assert sum(isinstance(o, DuplicateArticle) for o in outcomes) == 1
+    kb.add_many(docs, batch_size=2, on_result=lambda doc, result: outcomes.append((doc, result)))
+    assert len(outcomes) == len(docs), "one report per document, duplicates included"
+    # A duplicate found before embedding is reported at once, ahead of its batch: compare as multisets.
+    assert sorted(doc.title for doc, _ in outcomes) == sorted(doc.title for doc in docs)
+    duplicates = [result for _, result in outcomes if isinstance(result, DuplicateArticle)]
+    added = [result for _, result in outcomes if isinstance(result, AddResult)]
+    assert len(duplicates) == 1 and len(added) == 5
+    assert duplicates[0].article_id == added[0].article_id
+    assert sorted(a.article_id for a in added) == sorted(a.id for a in kb.articles())
     assert kb.stats()["articles"] == 5
     ids = kb.vectors.ids()
     assert np.array_equal(np.sort(ids), kb.store.chunk_ids())

@@ -136,7 +136,7 @@ def test_real_server_through_telegram_edits_one_message_at_most_once_a_second(ll
     settings = TelegramSettings(base_url=api.base_url, rate_limit_per_minute=0, poll_timeout=1.0)
     protect_token(TOKEN)
     conversation = Conversation(articles, answerer, feedback, settings, FetchSettings())
-    runner = BotThread(settings, conversation, answerer.chat.settings).start(api)
+    runner = BotThread(settings, conversation, llm=answerer.chat.settings).start(api)
     try:
         user = BotApiServer.user(8301, "Jo", "de")
         chat = api.private_chat(user)

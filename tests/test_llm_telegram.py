@@ -66,7 +66,7 @@ def bot(api, llm, tmp_path_factory, embedder):
     settings = TelegramSettings(base_url=api.base_url, rate_limit_per_minute=0, poll_timeout=1.0)
     conversation = Conversation(kb, answerer, feedback, settings, FetchSettings())
     protect_token(TOKEN)
-    runner = BotThread(settings, conversation, llm_settings).start(api)
+    runner = BotThread(settings, conversation, llm=llm_settings).start(api)
     yield runner
     runner.stop()
     answerer.close()

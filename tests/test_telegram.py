@@ -1,5 +1,10 @@
 """End to end over loopback: the real bot (python-telegram-bot, via ``base_url``) against our Bot API
-server, with a real SQLite store and the real model. One bot serves the whole module."""
+server, with a real SQLite store and the real model. One bot serves the whole module.
+
+Every test sets up the articles it needs and reads counts and ids from the store, so the tests pass
+in any order and alone (``pytest -p randomly tests/test_telegram.py``, ``-k NAME``). The whole-run
+checks (no stall of the event loop, no token in the logs) also run when the module ends.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pytest
 from botapi_server import BotApiServer, PageServer, utf16_len
 from newsroom import FORWARDED, GYM_TXT, LIBRARY_HTML, MARKET_TEXT, POOL_TXT, SOLAR, add_ferry_and_solar
 from telegram import Update
+from telegram.ext import Application, TypeHandler
 
 from bot.answer import Answer, Answerer
 from bot.config import AnswerSettings, LLMSettings, TelegramSettings
@@ -27,6 +33,7 @@ from bot.feedback import FeedbackStore
 from bot.telegram_app import (
     ADMIN_JOBS,
     CONCURRENT_UPDATES,
+    LoopWatch,
     build_application,
     file_url_for,
     freeze_startup_objects,
@@ -37,7 +44,8 @@ from bot.telegram_app import (
     serve,
 )
 from bot.updates import ANSWERED, FAILED, read_states
-from index.kb import KnowledgeBase
+from index.extract import from_text
+from index.kb import DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
 
 TOKEN = "4242424242:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -69,11 +77,22 @@ class LongAnswers:
 
 
 class BotThread:
-    """The bot's own event loop in a thread, in asyncio debug mode so slow callbacks get reported."""
+    """The bot's own event loop in a thread, in asyncio debug mode so slow callbacks get reported.
 
-    def __init__(self, settings: TelegramSettings, conversation: Conversation, llm: LLMSettings | None = None):
+    ``hook`` may add test-only handlers to the application before it starts; ``watch`` is the bot's
+    own LoopWatch (its heartbeat) of the latest start. ``llm``: the [llm] settings run_bot would get.
+    """
+
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        conversation: Conversation,
+        hook: Callable[[Application], None] | None = None,
+        llm: LLMSettings | None = None,
+    ):
         self.settings = settings
         self.conversation = conversation
+        self.hook = hook
         self.llm = llm
         self.thread: threading.Thread | None = None
 
@@ -82,6 +101,9 @@ class BotThread:
         ready = threading.Event()
         self.error: BaseException | None = None
         app = build_application(self.settings, self.conversation, TOKEN, self.llm)
+        if self.hook:
+            self.hook(app)
+        self.watch = LoopWatch()
         # As run_bot does at start-up: without it a full collection of the test process's heap (the
         # model, every test module) stalls the loop for 300+ ms at random.
         freeze_startup_objects()
@@ -91,7 +113,7 @@ class BotThread:
             self.loop.slow_callback_duration = 0.1
             self.stop_event = asyncio.Event()
             ready.set()
-            await serve(app, self.settings, self.stop_event)
+            await serve(app, self.settings, self.stop_event, self.watch)
 
         def run() -> None:
             try:
@@ -159,6 +181,8 @@ def all_logs():
     yield handler
     root.removeHandler(handler)
     root.setLevel(level)
+    # Whatever ran after test_the_token_never_appears_in_the_whole_runs_logs is checked here.
+    assert TOKEN.split(":")[1] not in handler.text, "the token appeared in the module's logs"
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +234,8 @@ def slow_callbacks():
     logging.getLogger("asyncio").addHandler(handler)
     yield handler
     logging.getLogger("asyncio").removeHandler(handler)
+    # Whatever ran after test_the_event_loop_never_blocked is checked here.
+    assert handler.reports == [], "the event loop was blocked during the module's run"
 
 
 @pytest.fixture(scope="module")
@@ -253,18 +279,51 @@ def finished(prefix: str) -> Callable[[dict], bool]:
     return lambda m: m["text"].startswith(prefix)
 
 
+def add_note(kb: KnowledgeBase, place: str) -> int:
+    """A short article of its own for a test that changes or needs one; its id."""
+    doc = from_text(
+        f"Neue Sitzbänke für {place}\n\nDie Gemeinde {place} stellt am Seeufer zwölf neue Sitzbänke auf. "
+        f"Der Ortsbeirat von {place} hatte sie im Frühjahr beantragt."
+    )
+    return kb.add(doc).article_id
+
+
+def ensure_articles(kb: KnowledgeBase, at_least: int) -> int:
+    """Add notes until the store holds ``at_least`` articles, whichever tests ran before; the count."""
+    places = iter(f"Feldhausen-{n}" for n in range(1000))
+    while kb.stats()["articles"] < at_least:
+        try:
+            add_note(kb, next(places))
+        except DuplicateArticle:
+            continue
+    return kb.stats()["articles"]
+
+
+def fail_one_handler(api: BotApiServer, kb: KnowledgeBase) -> dict:
+    """A question whose answer Telegram refuses with a 500: the handler fails. The question."""
+    api.fail("sendMessage", 500, "Internal Server Error", times=1)  # 500 is no flood control: not retried
+    reader = someone()
+    question = api.send_text(reader, api.private_chat(reader), "Who leads the Harbourton solar project?")
+    update_id = api.update_id_of(question)
+    api.wait_for(lambda: read_states(kb.store.path).get(update_id) == FAILED, WAIT, "the failure")
+    return question
+
+
 # --- scenarios --------------------------------------------------------------------------------
 
 
-def test_start_and_help_in_the_users_language(api, bot):
+def test_start_and_help_in_the_users_language(api, bot, bot_kb):
+    total = bot_kb.stats()["articles"]
+    newest = max(bot_kb.articles(), key=lambda a: a.id)
     _, german = ask(api, READER_DE, "/start")
-    assert german["text"].startswith("Ich beantworte Fragen zu 2 Artikeln")
-    assert (
-        '<a href="https://example.org/solar">Harbourton council approves rooftop solar scheme for schools</a>'
-        in (german["html"])
-    )
+    assert german["text"].startswith(f"Ich beantworte Fragen zu {total} Artikeln")
+    if newest.url:  # the latest articles are listed, linked when they have a URL
+        assert f'<a href="{newest.url}">{newest.title}</a>' in german["html"]
+    else:
+        assert f"• {newest.title}" in german["text"]
     _, english = ask(api, READER_EN, "/help")
-    assert english["text"].startswith("I answer questions about 2 articles") and "/ask <question>" in english["text"]
+    assert english["text"].startswith(f"I answer questions about {total} articles")
+    assert "/ask <question>" in english["text"]
     assert "For admins" not in english["text"]
 
 
@@ -273,8 +332,10 @@ def test_admin_adds_an_article_by_url(api, bot, pages, bot_kb):
     done = reply_to(api, question, finished("Hinzugefügt"))
     assert done["message_id"] == progress["message_id"], "the progress message is edited into the result"
     assert done["edits"] >= 1
-    assert done["text"].startswith("Hinzugefügt: #3 „Stadtbibliothek Wernau öffnet künftig sonntags“ (")
-    assert bot_kb.article(3).url == pages.url("/wernau")
+    added = re.match(r"Hinzugefügt: #(\d+) „Stadtbibliothek Wernau öffnet künftig sonntags“ \(", done["text"])
+    assert added, done["text"]
+    article = bot_kb.article(int(added.group(1)))
+    assert article.url == pages.url("/wernau") and article.id == max(a.id for a in bot_kb.articles())
 
 
 def test_admin_adds_an_article_by_text_and_by_reply(api, bot, bot_kb):
@@ -317,7 +378,9 @@ def test_questions_in_german_and_english_get_cited_answers(api, bot):
     question, answer = ask(api, READER_DE, "Was kostete der Bau der Möwe II?")
     assert "9,2 Millionen Euro" in answer["text"] and "[1]" in answer["text"]
     link = '<a href="https://example.org/faehre">Neue Elektrofähre verbindet Lindholm und Quernsee</a>'
-    assert f"<b>Quellen:</b>\n[1] {link}" in answer["html"]
+    # Quotes from one article share its title: "[1] [2] <a …>title</a>", the title once.
+    assert re.search(rf"<b>Quellen:</b>\n\[1\]( \[\d\])* {re.escape(link)}", answer["html"])
+    assert answer["html"].count(link) == 1
     assert {"Zitat [1]", "👍", "👎"} <= set(buttons(answer))
     assert any(c.params["chat_id"] == READER_DE["id"] for c in api.calls_to("sendChatAction"))
 
@@ -333,17 +396,19 @@ def test_questions_in_german_and_english_get_cited_answers(api, bot):
 
 
 def test_feedback_buttons_are_recorded(api, bot, bot_kb):
-    _, answer = ask(api, READER_DE, "Wo findet der Wochenmarkt in Grauwinkel statt?")
-    query = api.press(READER_DE, answer, buttons(answer)["👍"])
+    reader = someone("de")
+    _, answer = ask(api, reader, "Wie viele Fahrgäste passen auf die Möwe II?")
+    query = api.press(reader, answer, buttons(answer)["👍"])
     assert answered(api, query)["text"] == "Danke für die Rückmeldung!"
     store = FeedbackStore(bot_kb.store.path)
     try:
-        votes = [v for v in store.feedback() if v["question"] == "Wo findet der Wochenmarkt in Grauwinkel statt?"]
+        votes = [v for v in store.feedback() if v["user_id"] == reader["id"]]
     finally:
         store.close()
-    assert len(votes) == 1 and votes[0]["vote"] == 1 and votes[0]["user_id"] == READER_DE["id"]
-    assert "Kirchplatz" in votes[0]["answer"]
-    assert votes[0]["citations"] and votes[0]["citations"][0]["title"].startswith("Wochenmarkt")
+    assert len(votes) == 1 and votes[0]["vote"] == 1
+    assert votes[0]["question"] == "Wie viele Fahrgäste passen auf die Möwe II?"
+    assert "180 Fahrgäste" in votes[0]["answer"]
+    assert votes[0]["citations"] and votes[0]["citations"][0]["title"].startswith("Neue Elektrofähre")
 
 
 def test_group_answers_only_when_addressed(api, bot):
@@ -392,8 +457,8 @@ def test_keeps_answering_when_send_chat_action_fails(api, bot):
     api.fail("sendChatAction", 500, "Internal Server Error")
     try:
         tried = len(api.calls_to("sendChatAction"))
-        _, answer = ask(api, someone("de"), "Wann öffnet die Stadtbibliothek Wernau sonntags?")
-        assert "10 bis 16 Uhr" in answer["text"]
+        _, answer = ask(api, someone("de"), "Was kostete der Bau der Möwe II?")
+        assert "9,2 Millionen Euro" in answer["text"]
         assert len(api.calls_to("sendChatAction")) > tried
     finally:
         api.clear("sendChatAction")
@@ -408,7 +473,7 @@ def test_flood_control_is_respected(api, bot):
 
 
 def test_sources_are_paged(api, bot, bot_kb):
-    total = bot_kb.stats()["articles"]
+    total = ensure_articles(bot_kb, 5)  # page 2 of 2 per page has both buttons from 5 on
     _, page = ask(api, READER_DE, "/articles")
     assert page["text"].startswith(f"Artikel 1–2 von {total}")
     query = api.press(READER_DE, page, buttons(page)["Ältere ▶"])
@@ -419,7 +484,7 @@ def test_sources_are_paged(api, bot, bot_kb):
 
 
 def test_remove_needs_an_admin_at_every_press(api, bot, bot_kb):
-    victim = next(a for a in bot_kb.articles() if a.title.startswith("Eulenbrück"))
+    victim = bot_kb.article(add_note(bot_kb, "Kleinberg"))
     _, confirm = ask(api, ADMIN, f"/remove {victim.id}")
     assert confirm["text"] == f"Artikel #{victim.id} „{victim.title}“ entfernen?"
     remove = buttons(confirm)["🗑 Entfernen"]
@@ -430,7 +495,8 @@ def test_remove_needs_an_admin_at_every_press(api, bot, bot_kb):
     assert refusal["show_alert"] and refusal["text"] == "Das dürfen leider nur die Admins dieses Bots."
     assert bot_kb.article(victim.id).title == victim.title
     assert api.messages[key] == before, "the confirmation is neither edited nor used up"
-    assert api.replies_after(confirm) == [] and not api.bot_messages(READER_DE["id"])[-1]["text"].startswith("Entfernt")
+    assert api.replies_after(confirm) == []
+    assert not any(m["text"].startswith("Entfernt") for m in api.bot_messages(READER_DE["id"]))
     query = api.press(ADMIN, confirm, remove)
     api.wait_for(lambda: api.messages[key]["text"].startswith(f"Entfernt: #{victim.id}"), WAIT, "removal")
     assert not buttons(api.messages[key])
@@ -441,7 +507,7 @@ def test_admin_list_stats_and_reindex(api, bot, bot_kb):
     total = bot_kb.stats()["articles"]
     _, listing = ask(api, ADMIN, "/list")
     assert listing["text"].startswith(f"Artikel 1–2 von {total}\n#")
-    assert re.search(r"\n#\d+ .+ · \d+ Abschnitte · ", listing["text"])  # admins see passages and who added it
+    assert re.search(r"\n#\d+ .+ · \d+ Abschnitte? · ", listing["text"])  # admins see passages and who added it
     _, stats = ask(api, ADMIN, "/stats")
     assert stats["text"].startswith(f"Artikel: {total}\nAbschnitte: ")
     question, progress = ask(api, ADMIN, "/reindex")
@@ -506,13 +572,12 @@ def test_updates_are_routed_to_lanes(api):
     assert lane_of(object()) == "other"
 
 
-def test_a_failed_handler_is_logged_and_marked_failed(api, bot, bot_kb):
-    api.fail("sendMessage", 500, "Internal Server Error", times=1)  # 500 is no flood control: not retried
-    reader = someone()
-    question = api.send_text(reader, api.private_chat(reader), "Who leads the Harbourton solar project?")
-    update_id = api.update_id_of(question)
-    api.wait_for(lambda: read_states(bot_kb.store.path).get(update_id) == FAILED, WAIT, "the failure")
+def test_a_failed_handler_is_logged_and_marked_failed(api, bot, bot_kb, all_logs):
+    logged = len(all_logs.lines)
+    question = fail_one_handler(api, bot_kb)
     assert not api.replies_after(question)
+    since = "\n".join(all_logs.lines[logged:])
+    assert "handling update" in since and "Traceback" in since and "Internal Server Error" in since
 
 
 def test_the_token_is_never_logged(api, bot, caplog):
@@ -620,11 +685,54 @@ def test_token_and_urls():
     assert file_url_for("") == ""
 
 
-def test_the_event_loop_never_blocked(bot, slow_callbacks):
+def test_the_event_loop_never_blocked(api, bot, bot_kb, slow_callbacks):
+    """Everything the module did so far, and (run alone or first) a question, an /add and a page of sources."""
+    _, answer = ask(api, someone(), "How many solar panels will Harbourton fit on school roofs?")
+    assert "1,240" in answer["text"]
+    place = f"Moorhusen-{time.time_ns()}"  # new on every run: always added, never "already present"
+    text = f"/add Sitzbänke für {place}\nDie Gemeinde {place} stellt zwölf neue Sitzbänke am Seeufer auf."
+    question = api.send_text(ADMIN, api.private_chat(ADMIN), text)
+    reply_to(api, question, finished("Hinzugefügt"))
+    ask(api, someone(), "/sources")
     assert slow_callbacks.reports == []
 
 
-def test_the_token_never_appears_in_the_whole_runs_logs(bot, all_logs):
+def _block_the_loop_on_stall(app: Application) -> None:
+    """A deliberately bad handler: on "/stall" it computes for 300 ms of CPU on the event loop itself."""
+
+    async def stall(update: Update, context) -> None:
+        if update.message and update.message.text == "/stall":
+            started = time.process_time()
+            while time.process_time() - started < 0.3:
+                pass
+
+    app.add_handler(TypeHandler(Update, stall), group=-1)
+
+
+def test_the_loop_watchers_report_a_handler_that_blocks_the_loop(api, bot, tg_settings, conversation, slow_callbacks):
+    """The measures behind test_the_event_loop_never_blocked do see a stall when there is one."""
+    bot.stop()
+    reports = len(slow_callbacks.reports)
+    stalling = BotThread(tg_settings, conversation, hook=_block_the_loop_on_stall).start(api)
+    try:
+        ask(api, someone(), "/stall")
+        watch = stalling.watch
+        stalling.stop()
+        caught = slow_callbacks.reports[reports:]
+        assert caught and all(re.search(r"took 0\.[3-9]\d* seconds|took [1-9]", r) for r in caught), caught
+        assert watch.stalls >= 1 and watch.max_own_lag >= 0.25, watch.summary()
+    finally:
+        del slow_callbacks.reports[reports:]  # the stall was made on purpose: not the bot's
+        if stalling.thread and stalling.thread.is_alive():
+            stalling.stop()
+        bot.start(api)
+
+
+def test_the_token_never_appears_in_the_whole_runs_logs(api, bot, bot_kb, all_logs, caplog):
+    """Everything the module logged so far; and (run alone or first) a failed handler's traceback and
+    httpx's request log, which the bot silences and a debugging user might turn on."""
+    caplog.set_level(logging.DEBUG, logger="httpx")
+    fail_one_handler(api, bot_kb)
     text = all_logs.text
     assert "/bot<token>/" in text, "request URLs were logged (and scrubbed)"
     assert "handling update" in text and "Traceback" in text, "the run included a handler error"

@@ -1,0 +1,464 @@
+"""Feeds (RSS 2.0, RSS 1.0, Atom): subscriptions, and one poll of a feed that adds its new items.
+
+The ``feeds`` and ``feed_items`` tables live in the knowledge base's SQLite file, behind a connection
+of their own. A poll is a conditional GET (an unchanged feed costs one request and a 304) through the
+same SSRF-safe fetcher as ``/add``; each new item's page is fetched and added like ``/add <url>``,
+with the item's title, link, date and summary filling in what the page lacks.
+
+Durable item by item: an article is committed first, then its ``feed_items`` row. A poll killed
+between the two finds the article again by URL or text on the next run and records it then, so an
+item is neither lost nor added twice. The feed's ETag is stored only once a whole poll has finished.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import feedparser
+
+from .extract import Document, ExtractionError, clean_text
+from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
+from .kb import KnowledgeBase
+from .store import ArticleNotFound, DuplicateArticle, connect, normalize_url
+
+log = logging.getLogger(__name__)
+
+BACKFILL = 20
+# A failing feed waits 5 minutes, then twice as long after each further failure, at most a day.
+FIRST_BACKOFF = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(days=1)
+# Admins hear about a feed once it has failed for this long (once per failing spell).
+NOTIFY_AFTER = timedelta(days=1)
+# An item whose page cannot be fetched is tried again on this many polls, then left alone.
+MAX_ITEM_ATTEMPTS = 3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feeds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: old items must not attach to a new feed
+    url TEXT NOT NULL,
+    url_key TEXT NOT NULL UNIQUE,
+    title TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    added_at TEXT,
+    last_check TEXT,
+    last_success TEXT,
+    items_added INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_try TEXT,
+    failing_since TEXT,
+    notified INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS feed_items (
+    feed_id INTEGER NOT NULL,
+    guid TEXT NOT NULL,
+    url TEXT,
+    url_key TEXT,
+    article_id INTEGER,
+    content_hash TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    seen_at TEXT,
+    PRIMARY KEY (feed_id, guid)
+);
+CREATE INDEX IF NOT EXISTS feed_items_url_key ON feed_items (feed_id, url_key);
+"""
+
+# feed_items.status: what became of an item.
+ADDED, DUPLICATE, SKIPPED, FAILED = "added", "duplicate", "skipped", "failed"
+
+
+class FeedError(Exception):
+    """A feed problem, phrased for the person who asked."""
+
+
+@dataclass
+class FeedRecord:
+    id: int
+    url: str
+    title: str | None
+    added_at: str | None
+    last_check: str | None
+    last_success: str | None
+    items_added: int
+    last_error: str | None
+    failures: int
+    next_try: str | None
+    failing_since: str | None
+    notified: bool
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("etag", "last_modified")}
+
+
+@dataclass
+class PollResult:
+    feed_id: int
+    url: str
+    title: str | None
+    # "ok", "not modified" or "failed"
+    status: str
+    added: list[int] = field(default_factory=list)
+    refreshed: list[int] = field(default_factory=list)
+    # Items already known as articles (same URL or text), and items left out by the first poll's backfill.
+    duplicates: int = 0
+    skipped: int = 0
+    item_errors: list[str] = field(default_factory=list)
+    error: str | None = None
+    # True once per failing spell, when the feed has failed for NOTIFY_AFTER: tell the admins.
+    alert: bool = False
+    failing_since: str | None = None
+
+
+@dataclass
+class Item:
+    guid: str
+    url: str | None
+    title: str
+    summary: str
+    published: str | None
+    # Changes when the feed changes the entry (title, summary, update time): then its page is re-read.
+    content_hash: str
+    order: int = 0
+    timestamp: float | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _strip_html(fragment: str) -> str:
+    text = re.sub(r"(?i)<\s*(br|/p|/div|/li|/h[1-6])\s*/?>", "\n", fragment or "")
+    return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", text)).replace("\xa0", " "))
+
+
+def _entry_item(entry: dict, order: int) -> Item | None:
+    link = (entry.get("link") or "").strip() or None
+    title = _strip_html(entry.get("title") or "")
+    texts = [_strip_html(c.get("value", "")) for c in entry.get("content") or []]
+    texts.append(_strip_html(entry.get("summary") or ""))
+    summary = max(texts, key=len)
+    if not (link or summary):
+        return None
+    # dict.get: feedparser's own get() maps a missing "updated" to "published", with a warning.
+    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
+    timestamp = calendar.timegm(parsed) if parsed else None
+    published = time.strftime("%Y-%m-%d", parsed) if parsed else None
+    guid = (entry.get("id") or link or "").strip()
+    fingerprint = "\n".join([title, summary, dict.get(entry, "updated") or "", link or ""])
+    digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
+    return Item(guid or f"sha256:{digest}", link, title, summary, published, digest, order, timestamp)
+
+
+def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | None, list[Item]]:
+    """The feed's title and its items, in the feed's order; FeedError when it is no feed at all."""
+    # The feed's address resolves relative links; its declared type helps with the encoding.
+    headers = {"content-location": url, **({"content-type": content_type} if content_type else {})}
+    parsed = feedparser.parse(body, response_headers=headers)
+    if not parsed.get("version") and not parsed.entries:
+        reason = parsed.get("bozo_exception")
+        detail = f" ({str(reason).splitlines()[0][:120]})" if reason else ""
+        raise FeedError(f"{url} is not an RSS or Atom feed{detail}")
+    items, seen = [], set()
+    for order, entry in enumerate(parsed.entries):
+        item = _entry_item(entry, order)
+        if item and item.guid not in seen:
+            seen.add(item.guid)
+            items.append(item)
+    title = _strip_html(parsed.feed.get("title") or "") or None
+    return title, items
+
+
+def check_feed_url(url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FeedError(f"not an http(s) feed URL: {url!r}")
+    return url
+
+
+class Feeds:
+    """Subscriptions and polls. Thread-safe: the bot polls in a worker thread while admins subscribe."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        backfill: int = BACKFILL,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.kb = kb
+        self.backfill = backfill
+        self.clock = clock
+        self._conn = connect(kb.state_path)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # --- subscriptions ------------------------------------------------------------------------
+
+    def add(self, url: str) -> FeedRecord:
+        url = check_feed_url(url)
+        key = normalize_url(url)
+        with self._transaction() as conn:
+            row = conn.execute("SELECT id FROM feeds WHERE url_key = ?", (key,)).fetchone()
+            if row:
+                raise FeedError(f"already subscribed as feed #{row[0]}")
+            cursor = conn.execute(
+                "INSERT INTO feeds (url, url_key, added_at) VALUES (?, ?, ?)", (url, key, _iso(self.clock()))
+            )
+            feed_id = int(cursor.lastrowid)
+        return self.get(feed_id)
+
+    def get(self, feed_id: int) -> FeedRecord:
+        rows = self._query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
+        if not rows:
+            raise FeedError(f"no feed with id {feed_id}")
+        return _feed(rows[0])
+
+    def list(self) -> list[FeedRecord]:
+        return [_feed(r) for r in self._query(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")]
+
+    def remove(self, feed_id: int) -> FeedRecord:
+        """Unsubscribe; the articles it brought stay."""
+        feed = self.get(feed_id)
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM feed_items WHERE feed_id = ?", (feed_id,))
+            conn.execute("DELETE FROM feeds WHERE id = ?", (feed_id,))
+        return feed
+
+    # --- polling ------------------------------------------------------------------------------
+
+    def due(self) -> list[FeedRecord]:
+        now = _iso(self.clock())
+        return [f for f in self.list() if f.next_try is None or f.next_try <= now]
+
+    def poll_due(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
+        """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other."""
+        results = []
+        for feed in self.due():
+            try:
+                result = self.poll(feed.id)
+            except FeedError:
+                continue  # unsubscribed meanwhile
+            except Exception as exc:
+                log.exception("polling feed #%s failed", feed.id)
+                result = self._failed(feed, f"{type(exc).__name__}: {exc}")
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return results
+
+    def poll(self, feed_id: int) -> PollResult:
+        feed = self.get(feed_id)
+        headers = {}
+        if feed.etag:
+            headers["If-None-Match"] = feed.etag
+        if feed.last_modified:
+            headers["If-Modified-Since"] = feed.last_modified
+        try:
+            fetched = fetch(feed.url, self.kb.settings.fetch, headers, FEED_TYPES)
+            if fetched.status == 304:
+                self._succeeded(feed, None, None, None)
+                return PollResult(feed.id, feed.url, feed.title, "not modified")
+            title, items = parse_feed(fetched.body, fetched.url, fetched.content_type)
+        except (FetchError, FeedError) as exc:
+            return self._failed(feed, str(exc))
+        result = PollResult(feed.id, feed.url, title or feed.title, "ok")
+        for item in self._to_process(feed, items, result):
+            self._process(feed, item, result)
+        self._succeeded(feed, title, fetched.headers.get("etag"), fetched.headers.get("last-modified"))
+        return result
+
+    def _to_process(self, feed: FeedRecord, items: list[Item], result: PollResult) -> list[Item]:
+        """The items to look at, oldest first; on the first poll only the newest ``backfill``."""
+        known = self._query("SELECT count(*) FROM feed_items WHERE feed_id = ?", (feed.id,))[0][0]
+        newest_first = sorted(items, key=lambda i: (-(i.timestamp or 0), i.order))
+        if feed.last_success is None and not known and len(items) > self.backfill:
+            left_out = newest_first[self.backfill :]
+            now = _iso(self.clock())
+            with self._transaction() as conn:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO feed_items (feed_id, guid, url, url_key, content_hash, status, seen_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(feed.id, i.guid, i.url, normalize_url(i.url), i.content_hash, SKIPPED, now) for i in left_out],
+                )
+            result.skipped = len(left_out)
+            newest_first = newest_first[: self.backfill]
+        return list(reversed(newest_first))
+
+    def _process(self, feed: FeedRecord, item: Item, result: PollResult) -> None:
+        rows = self._query(
+            "SELECT article_id, content_hash, status, attempts FROM feed_items WHERE feed_id = ? AND guid = ?",
+            (feed.id, item.guid),
+        )
+        if rows:
+            article_id, digest, status, attempts = rows[0]
+            if status == SKIPPED or (status == FAILED and attempts >= MAX_ITEM_ATTEMPTS):
+                return
+            if status in (ADDED, DUPLICATE):
+                if digest != item.content_hash:
+                    self._refresh(feed, item, article_id, result)
+                return
+        try:
+            known = self._known_article(item)
+            if known is not None:
+                self._record(feed, item, known, result)
+                return
+            doc = self._document(item)
+            try:
+                article_id = self.kb.add(doc, added_by=f"feed:{feed.id}").article_id
+            except DuplicateArticle as exc:
+                article_id = exc.article_id
+            self._record(feed, item, article_id, result)
+        except ExtractionError as exc:
+            self._item_failed(feed, item, str(exc), result)
+
+    def _known_article(self, item: Item) -> int | None:
+        """An article this item already is: by its link (tracking parameters aside)."""
+        return self.kb.article_id_for_url(item.url) if item.url else None
+
+    def _document(self, item: Item) -> Document:
+        if item.url:
+            doc = fetch_document(item.url, self.kb.settings.fetch, title=item.title or None)
+            if len(doc.text) < len(item.summary):
+                doc.text = item.summary  # a teaser page, a paywall: the feed said more
+        elif item.summary:
+            doc = Document(item.title or item.summary[:80], item.summary)
+        else:
+            raise ExtractionError("the item has neither a link nor a text")
+        doc.published = doc.published or item.published
+        doc.source = "feed"
+        return doc
+
+    def _record(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult) -> None:
+        """The item is this article: ours if this feed added it (also in a poll killed before it got here)."""
+        try:
+            ours = self.kb.article(article_id).added_by == f"feed:{feed.id}"
+        except ArticleNotFound:
+            ours = False
+        with self._transaction() as conn:
+            recorded = conn.execute(
+                "SELECT 1 FROM feed_items WHERE feed_id = ? AND guid = ? AND status IN (?, ?)",
+                (feed.id, item.guid, ADDED, DUPLICATE),
+            ).fetchone()
+            if recorded:  # another process polling the same feed got here first
+                result.duplicates += 1
+                return
+            claimed = conn.execute(
+                "SELECT 1 FROM feed_items WHERE feed_id = ? AND article_id = ? AND status = ?",
+                (feed.id, article_id, ADDED),
+            ).fetchone()
+            status = ADDED if ours and not claimed else DUPLICATE
+            conn.execute(
+                "INSERT OR REPLACE INTO feed_items (feed_id, guid, url, url_key, article_id, content_hash, status, "
+                "attempts, error, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                (feed.id, item.guid, item.url, normalize_url(item.url), article_id, item.content_hash, status,
+                 _iso(self.clock())),
+            )  # fmt: skip
+            if status == ADDED:
+                conn.execute("UPDATE feeds SET items_added = items_added + 1 WHERE id = ?", (feed.id,))
+        if status == ADDED:
+            result.added.append(article_id)
+        else:
+            result.duplicates += 1
+
+    def _refresh(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult) -> None:
+        """The feed changed a known entry: read its page again and refresh the article if its text changed."""
+        try:
+            doc = self._document(item)
+            if self.kb.refresh(article_id, doc).changed:
+                result.refreshed.append(article_id)
+        except ArticleNotFound:
+            pass  # removed by an admin: not brought back
+        except DuplicateArticle:
+            pass  # its new text is another article's: leave both as they are
+        except ExtractionError as exc:
+            result.item_errors.append(f"{item.url or item.guid}: {exc}")
+            return  # the old hash stays, so the next poll tries again
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE feed_items SET content_hash = ? WHERE feed_id = ? AND guid = ?",
+                (item.content_hash, feed.id, item.guid),
+            )
+
+    def _item_failed(self, feed: FeedRecord, item: Item, error: str, result: PollResult) -> None:
+        result.item_errors.append(f"{item.url or item.guid}: {error}")
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, attempts, error, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (feed_id, guid) DO UPDATE SET "
+                "attempts = attempts + 1, error = excluded.error, seen_at = excluded.seen_at",
+                (feed.id, item.guid, item.url, normalize_url(item.url), item.content_hash, FAILED, error,
+                 _iso(self.clock())),
+            )  # fmt: skip
+
+    def _succeeded(self, feed: FeedRecord, title: str | None, etag: str | None, last_modified: str | None) -> None:
+        now = _iso(self.clock())
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE feeds SET title = coalesce(?, title), etag = coalesce(?, etag), "
+                "last_modified = coalesce(?, last_modified), last_check = ?, last_success = ?, last_error = NULL, "
+                "failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
+                (title, etag, last_modified, now, now, feed.id),
+            )
+
+    def _failed(self, feed: FeedRecord, error: str) -> PollResult:
+        now = self.clock()
+        failures = feed.failures + 1
+        wait = min(FIRST_BACKOFF * 2 ** min(failures - 1, 20), MAX_BACKOFF)
+        since = feed.failing_since or _iso(now)
+        alert = not feed.notified and now - datetime.fromisoformat(since) >= NOTIFY_AFTER
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE feeds SET last_check = ?, last_error = ?, failures = ?, next_try = ?, failing_since = ?, "
+                "notified = ? WHERE id = ?",
+                (_iso(now), error, failures, _iso(now + wait), since, int(feed.notified or alert), feed.id),
+            )
+        return PollResult(feed.id, feed.url, feed.title, "failed", error=error, alert=alert, failing_since=since)
+
+
+_COLUMNS = (
+    "id, url, title, added_at, last_check, last_success, items_added, last_error, failures, next_try, "
+    "failing_since, notified, etag, last_modified"
+)
+
+
+def _feed(row: tuple) -> FeedRecord:
+    feed = FeedRecord(*row)
+    feed.notified = bool(feed.notified)
+    return feed

@@ -1,0 +1,335 @@
+"""Feeds: one poll adds new items like /add <url>; dedup, backfill, 304, back-off, refreshes, kills."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from index.feeds import FeedError, Feeds
+from index.fetch import fetch_document
+from index.kb import DB_FILE, KnowledgeBase
+from index.settings import FetchSettings, IndexSettings
+from tests.util_cli import CLI
+from tests.util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
+from tests.util_kb import ZERO_INTEGRITY, article_problems, index_problems
+from tests.util_pages import Page, Site
+
+FETCH = FetchSettings(timeout=5, allow_private_addresses=True)
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 3, 30, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def site():
+    s = Site()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def kb_net(tmp_path, embedder):
+    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), fetch=FETCH), embedder=embedder)
+    yield kb
+    kb.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def feeds(kb_net, clock):
+    f = Feeds(kb_net, backfill=20, clock=clock)
+    yield f
+    f.close()
+
+
+@pytest.mark.parametrize("kind, render", [("rss", rss2), ("atom", atom), ("rdf", rss1)])
+def test_each_feed_format_adds_its_items_as_articles(feeds, kb_net, site, kind, render):
+    entries = serve_stories(site, [1, 2, 3])
+    feed = feeds.add(publish(site, "/feed", render(entries), kind))
+
+    result = feeds.poll(feed.id)
+    assert result.status == "ok" and len(result.added) == 3 and not result.item_errors
+    articles = sorted(kb_net.articles(), key=lambda a: a.id)
+    assert [a.title for a in articles] == [
+        "Projekt 1 in Lindenfurt",
+        "Projekt 2 in Lindenfurt",
+        "Projekt 3 in Lindenfurt",
+    ]
+    assert [a.published for a in articles] == ["2026-03-02", "2026-03-03", "2026-03-04"]
+    assert all("Lindenfurt plant Projekt" in a.text and a.added_by == f"feed:{feed.id}" for a in articles)
+    assert kb_net.search("Projekt 2 Radweg Gemeinderat", k=1)[0].article_id == articles[1].id
+
+    again = feeds.poll(feed.id)
+    assert (again.added, again.duplicates) == ([], 0)
+    assert kb_net.counts()["articles"] == 3
+    (listed,) = feeds.list()
+    assert listed.items_added == 3 and listed.last_success and listed.last_error is None
+    assert listed.title.startswith("Lindenfurter Nachrichten")
+
+
+def test_duplicates_by_guid_url_without_tracking_and_text(feeds, kb_net, site):
+    entries = serve_stories(site, [1, 2])
+    manual = kb_net.add(fetch_document(entries[0].link, FETCH)).article_id  # added by hand before
+    # The same story under a second address (same text), and the first one with tracking parameters.
+    copy = site.html("/copy/2", "Projekt 2", story(2))
+    other = [
+        Entry("other:1", "Projekt 1", entries[0].link + "?utm_source=rss&fbclid=abc", "x", "2026-03-10"),
+        Entry("other:2", "Projekt 2 (Kopie)", copy, "y", "2026-03-11"),
+    ]
+    first = feeds.add(publish(site, "/a", rss2(entries)))
+    second = feeds.add(publish(site, "/b", rss2(other)))
+
+    a = feeds.poll(first.id)
+    assert (len(a.added), a.duplicates) == (1, 1)  # story 1 was there already
+    b = feeds.poll(second.id)
+    assert (b.added, b.duplicates) == ([], 2)
+    assert kb_net.counts()["articles"] == 2
+    assert site.hits.get("/news/1", 0) == 1  # the known link was not fetched again for feed b
+    assert {f.id: f.items_added for f in feeds.list()} == {first.id: 1, second.id: 0}
+    assert manual in {a.id for a in kb_net.articles()}
+
+
+def test_first_poll_takes_only_the_backfill_of_500_items(kb_net, site, clock):
+    feeds = Feeds(kb_net, backfill=3, clock=clock)
+    try:
+        entries = [
+            Entry(
+                f"urn:big:{n}",
+                f"Meldung {n}",
+                f"{site.url}/big/{n}",
+                f"Meldung {n}",
+                f"2026-0{1 + n % 3}-{1 + n % 28:02d}",
+            )
+            for n in range(500)
+        ]
+        newest = sorted(range(500), key=lambda n: (1 + n % 3, 1 + n % 28, -n), reverse=True)[:3]
+        for n in newest:
+            site.html(f"/big/{n}", f"Meldung {n}", story(n))
+        feed = feeds.add(publish(site, "/big.xml", rss2(entries)))
+        result = feeds.poll(feed.id)
+        assert (len(result.added), result.skipped, result.item_errors) == (3, 497, [])
+        assert sum(site.hits.get(f"/big/{n}", 0) for n in range(500)) == 3  # only the newest were fetched
+        assert feeds.poll(feed.id).added == []
+        # A new item on top of the 500: the next poll takes exactly that one.
+        entries.insert(
+            0, Entry("urn:big:new", "Meldung neu", site.html("/big/new", "Meldung neu", story(600)), "n", "2026-04-01")
+        )
+        publish(site, "/big.xml", rss2(entries))
+        again = feeds.poll(feed.id)
+        assert (len(again.added), again.skipped) == (1, 0)
+        assert kb_net.counts()["articles"] == 4
+    finally:
+        feeds.close()
+
+
+def test_unchanged_feed_costs_one_request_answered_304(feeds, site):
+    entries = serve_stories(site, [1])
+    url = publish(site, "/feed", rss2(entries), etag='"v1"', last_modified="Mon, 30 Mar 2026 08:00:00 GMT")
+    feed = feeds.add(url)
+    assert len(feeds.poll(feed.id).added) == 1
+    before = dict(site.hits)
+    result = feeds.poll(feed.id)
+    assert result.status == "not modified"
+    assert site.hits["/feed"] == before["/feed"] + 1 and sum(site.hits.values()) == sum(before.values()) + 1
+    assert feeds.get(feed.id).etag == '"v1"'
+
+
+def test_malformed_feed_is_read_leniently_and_garbage_is_refused(feeds, kb_net, site):
+    serve_stories(site, [4])
+    broken = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Kaputt & Co</title>'
+        f"<item><title>Projekt 4</title><link>{site.url}/news/4</link><guid>g4</guid></item>"
+        "<item><title>abgeschnitten"
+    )
+    feed = feeds.add(publish(site, "/broken", broken))
+    result = feeds.poll(feed.id)
+    assert result.status == "ok" and len(result.added) == 1
+
+    site.pages["/garbage"] = Page(b"Dies ist kein Feed, sondern einfach Text.", "text/plain")
+    bad = feeds.add(site.url + "/garbage")
+    failed = feeds.poll(bad.id)
+    assert failed.status == "failed" and "is not an RSS or Atom feed" in failed.error
+    assert feeds.get(bad.id).last_error == failed.error
+    assert kb_net.counts()["articles"] == 1
+
+
+def test_relative_item_links_resolve_against_the_feed(feeds, kb_net, site):
+    serve_stories(site, [9])
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Relativ</title>'
+        '<entry><id>urn:rel:9</id><title>Projekt 9</title><link href="/news/9"/>'
+        "<updated>2026-03-09T08:00:00Z</updated></entry></feed>"
+    )
+    feed = feeds.add(publish(site, "/feeds/relative.xml", document, "atom"))
+    (article_id,) = feeds.poll(feed.id).added
+    assert kb_net.article(article_id).url == site.url + "/news/9"
+    assert kb_net.article(article_id).published == "2026-03-09"
+
+
+def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, site, clock):
+    feed = feeds.add(site.url + "/missing")
+    results = [feeds.poll(feed.id)]
+    stored = feeds.get(feed.id)
+    assert results[0].status == "failed" and "HTTP 404" in results[0].error and not results[0].alert
+    assert stored.failures == 1 and stored.next_try == (clock.now + timedelta(minutes=5)).isoformat()
+    assert feeds.due() == []
+    clock.advance(minutes=6)
+    assert [f.id for f in feeds.due()] == [feed.id]
+    results.append(feeds.poll(feed.id))
+    assert feeds.get(feed.id).next_try == (clock.now + timedelta(minutes=10)).isoformat()
+    for _ in range(12):  # polls keep failing for more than a day: one alert, not one per poll
+        clock.advance(hours=3)
+        results.append(feeds.poll(feed.id))
+    assert [r.alert for r in results].count(True) == 1
+    assert feeds.get(feed.id).next_try <= (clock.now + timedelta(days=1)).isoformat()
+
+    publish(site, "/missing", rss2(serve_stories(site, [5])))
+    clock.advance(days=1)
+    assert feeds.poll(feed.id).status == "ok"
+    healthy = feeds.get(feed.id)
+    assert (healthy.failures, healthy.last_error, healthy.next_try, healthy.notified) == (0, None, None, False)
+
+
+def test_changed_entry_refreshes_its_article_and_broken_item_pages_are_retried(feeds, kb_net, site):
+    entries = serve_stories(site, [6, 7])
+    entries.append(Entry("urn:broken", "Kaputt", site.url + "/nowhere", "", "2026-03-20"))
+    feed = feeds.add(publish(site, "/feed", atom(entries), "atom"))
+    first = feeds.poll(feed.id)
+    assert len(first.added) == 2 and len(first.item_errors) == 1
+    article_id = first.added[0]
+
+    site.html("/news/6", "Projekt 6", story(6, version=2))
+    entries[0].updated = "2026-03-29T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    second = feeds.poll(feed.id)
+    assert second.refreshed == [article_id] and second.added == []
+    assert "Stand 2" in kb_net.article(article_id).text
+    assert kb_net.counts()["articles"] == 2
+    for _ in range(3):
+        feeds.poll(feed.id)
+    assert site.hits["/nowhere"] == 3  # tried on three polls, then left alone
+
+
+def test_feed_subscriptions_refuse_bad_input(feeds):
+    with pytest.raises(FeedError, match="not an http"):
+        feeds.add("ftp://example.org/feed")
+    feed = feeds.add("https://example.org/feed.xml?utm_source=x")
+    with pytest.raises(FeedError, match=f"already subscribed as feed #{feed.id}"):
+        feeds.add("https://EXAMPLE.org/feed.xml")
+    with pytest.raises(FeedError, match="no feed with id 99"):
+        feeds.remove(99)
+    assert [f.id for f in feeds.list()] == [feed.id]
+    feeds.remove(feed.id)  # the newest feed's id is not given to the next one (its items may linger)
+    assert feeds.add("https://example.org/other.xml").id == feed.id + 1
+
+
+def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
+    path = tmp_path / "config.toml"
+    path.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 5.0\n\n[feeds]\nbackfill = 2\n")
+    config = str(path)
+    cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        assert cli("feeds", "list", config=config).out.startswith("no feeds yet")
+        url = publish(site, "/feed", rss2(serve_stories(site, [1, 2, 3])))
+        added = cli("feeds", "add", url, config=config)
+        assert added.code == 0 and added.out.startswith("subscribed feed #1: ")
+        again = cli("feeds", "add", url, config=config)
+        assert (again.code, again.err.strip()) == (1, "articlebot: already subscribed as feed #1")
+        polled = cli("feeds", "poll", config=config)
+        assert polled.code == 0, polled.err
+        assert polled.out.strip() == (
+            "feed #1 Lindenfurter Nachrichten: 2 added, 0 refreshed, 0 already present, 1 older ones left out"
+        )
+        (row,) = [json.loads(line) for line in cli("feeds", "list", "--json", config=config).out.splitlines()]
+        assert row["items_added"] == 2 and row["last_error"] is None and row["last_success"]
+        assert "2 items added" in cli("feeds", "list", config=config).out
+
+        bad = cli("feeds", "add", "file:///etc/passwd", config=config)
+        assert bad.code == 1 and "not an http(s) feed URL" in bad.err
+        for argv, message in [
+            (("feeds", "remove", "x"), "not a feed id"),
+            (("feeds", "remove", "9"), "no feed with id 9"),
+        ]:
+            result = cli(*argv, config=config)
+            assert result.code == 1 and message in result.err and len(result.err.strip().splitlines()) == 1
+        removed = cli("feeds", "remove", "1", config=config)
+        assert removed.out.strip() == f"unsubscribed feed #1: {url} (its articles stay)"
+        assert cli.counts()["articles"] == 2
+        assert cli("feeds", "poll", config=config).out.startswith("no feed is due")
+    finally:
+        cli.close()
+
+
+def _articles(db: Path) -> list[tuple[int, str]]:
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute("SELECT id, url FROM articles ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder):
+    """A real ``articlebot feeds poll`` process, SIGKILLed after its second article, then run again."""
+    site = Site(delay=0.4)
+    try:
+        entries = serve_stories(site, range(1, 9))
+        url = publish(site, "/feed", rss2(entries), etag='"e1"')
+        config = tmp_path / "config.toml"
+        config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 10.0\n")
+        data = tmp_path / "data"
+        script = Path(sys.executable).with_name("articlebot")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
+        base = [*command, "--config", str(config), "--data-dir", str(data)]
+        subprocess.run([*base, "feeds", "add", url], check=True, capture_output=True, cwd=tmp_path)
+
+        proc = subprocess.Popen([*base, "feeds", "poll"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+        deadline = time.monotonic() + 120
+        while len(_articles(data / DB_FILE)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed_with = len(_articles(data / DB_FILE))
+        assert proc.returncode == -signal.SIGKILL and 2 <= killed_with < 8
+
+        done = subprocess.run([*base, "feeds", "poll"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+        articles = _articles(data / DB_FILE)
+        assert sorted(u for _, u in articles) == sorted(e.link for e in entries)  # each item once
+        kb = KnowledgeBase(IndexSettings(data_dir=str(data), fetch=FETCH), embedder=embedder)
+        feeds = Feeds(kb)
+        try:
+            assert kb.store.integrity() == ZERO_INTEGRITY
+            assert not article_problems(kb) and not index_problems(kb)
+            (feed,) = feeds.list()
+            assert feed.items_added == 8 and feed.etag == '"e1"'
+            statuses = kb.store.reader().execute("SELECT status, count(*) FROM feed_items GROUP BY status").fetchall()
+            assert [tuple(r) for r in statuses] == [("added", 8)]
+        finally:
+            feeds.close()
+            kb.close()
+    finally:
+        site.close()
