@@ -371,7 +371,8 @@ def test_terminal_chat_prints_the_stream_then_the_checked_answer(server, loaded_
     out, err = io.StringIO(), io.StringIO()
     run_chat(conversation, [QUESTION + "\n"], out, err, "de")
     feedback.close()
-    streamed, _, final = out.getvalue().partition("\n\n")
+    printed = out.getvalue()
+    streamed, _, final = printed[printed.index("Die Fähre") :].partition("\n\n")  # after the greeting
     assert streamed.startswith("Die Fähre kostete 4,2 Millionen Euro [")
     assert final.startswith("Die Fähre kostete 4,2 Millionen Euro. [1]") and "Quellen:" in final
 
