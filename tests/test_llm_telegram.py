@@ -112,7 +112,7 @@ def test_answer_grows_in_one_message_then_gets_its_sources(api, bot, llm):
     sends.sort(key=lambda c: c.at)
     assert actions and actions[0].at <= sends[0].at
     gaps = [later.at - earlier.at for earlier, later in zip(sends, sends[1:], strict=False)]
-    assert min(gaps) >= 0.95, gaps
+    assert min(gaps) >= 0.9, gaps  # 1 s apart when sent; arrival at the server may jitter a little
 
 
 def test_answer_longer_than_a_message_continues_in_a_second(api, bot, llm):
@@ -185,7 +185,8 @@ def test_questions_waiting_for_the_model_never_hold_up_help(api, bot, llm):
     started = time_now()
     help_request = api.send_text(user, api.private_chat(user), "/help")
     api.wait_for(lambda: api.replies_after(help_request), WAIT, "the help text")
-    assert time_now() - started < 1.5  # not behind the answers: they wait on their own threads
+    # Not behind the answers (they wait on threads of their own): otherwise /help waits ~4 s for a thread.
+    assert time_now() - started < 2.5
     for question in questions:
         (message,) = final_answer(api, question)
         assert "Quellen:" in message["text"]
