@@ -55,8 +55,8 @@ def embedders() -> dict:
     from index.settings import EmbeddingSettings
 
     return {
-        "torch": load_embedder(EmbeddingSettings(runtime="torch")),
-        "onnx-int8": load_embedder(EmbeddingSettings(runtime="onnx-int8")),
+        "torch": load_embedder(EmbeddingSettings(backend="sentence-transformers", runtime="torch")),
+        "onnx-int8": load_embedder(EmbeddingSettings(backend="sentence-transformers", runtime="onnx-int8")),
         "use-multilingual": load_embedder(EmbeddingSettings(backend="use-multilingual")),
     }
 

@@ -37,6 +37,8 @@ class Answer:
     mode: str = "extractive"
     # How well the best passage matches the question (0..1); below min_relevance: not found.
     relevance: float = 0.0
+    # The model's words shown before it failed mid-answer (mode "extractive-fallback" only).
+    cut_off: str = ""
 
     def to_json(self) -> dict:
         return {

@@ -700,7 +700,11 @@ def make_answerer(config: Config, kb: KnowledgeBase):
 
 
 def format_answer_text(answer) -> str:
+    from .texts import say
+
     lines = [answer.body]
+    if getattr(answer, "cut_off", ""):
+        lines = [f"{answer.cut_off} …", say("llm_cut_off", answer.language), "", answer.body]
     if answer.citations:
         lines.append("")
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
@@ -715,16 +719,14 @@ def format_answer_text(answer) -> str:
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
-        lines.append(
-            "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)"
-            if answer.language == "de"
-            else "(language model unavailable: answer quoted from the articles)"
-        )
+        lines.append(say("llm_fallback", answer.language))
     return "\n".join(lines)
 
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
+    from .chat import TerminalStream
+
     with open_kb(config) as kb:
         answerer = make_answerer(config, kb)
         verbose = log.isEnabledFor(logging.INFO)
@@ -733,16 +735,22 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
             log_loading(kb)
         first = True
         for question in _lines(args.question, "question"):
+            if args.question == "-" and not args.json:
+                # Many answers in a row: each under its question, with a blank line between them.
+                print(("" if first else "\n") + f"> {question}", flush=True)
+            # A streaming model's words are printed as it writes them, then the checked answer.
+            stream = None if args.json or not answerer.stream else TerminalStream(sys.stdout)
             started = time.perf_counter()
-            answer, evidence = answerer.answer_with_evidence(question)
+            try:
+                answer, evidence = answerer.answer_with_evidence(question, on_text=stream)
+            finally:
+                if stream is not None:
+                    stream.finish()
             if clock is not None:
                 log_evidence(kb, answer, evidence, answerer.min_relevance, clock, time.perf_counter() - started)
             if args.json:
                 print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
                 continue
-            if args.question == "-":
-                # Many answers in a row: each under its question, with a blank line between them.
-                print(("" if first else "\n") + f"> {question}")
             print(format_answer_text(answer), flush=True)
             first = False
     return 0
@@ -935,7 +943,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     log.info("index: %s", kb.open())
     conversation = open_conversation(config, kb)
     try:
-        return run_bot(config.telegram, conversation, token)
+        return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
     finally:
         conversation.feedback.close()
         conversation.feeds.close()

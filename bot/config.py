@@ -73,9 +73,18 @@ class LLMSettings:
     base_url: str = ""
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 30.0
+    # Seconds for the whole answer, and for its first words (a model that is loading or overloaded
+    # says nothing for long: the extractive answer is better than a wait).
+    timeout: float = positive(30.0)
+    first_token_timeout: float = positive(15.0)
     temperature: float = 0.0
-    max_tokens: int = 500
+    max_tokens: int = positive(500)
+    # Read the reply as it is written (server-sent events) and show it growing.
+    stream: bool = True
+    # Requests to the endpoint at once; the others wait in order of arrival.
+    max_concurrent: int = positive(2)
+    # Telegram: seconds between edits of a streamed answer in one chat (groups: at least 3).
+    edit_interval: float = 1.0
 
 
 @dataclass

@@ -153,6 +153,8 @@ class Request:
     command: str
     args: str
     message: Incoming
+    # Called with the growing text of an answer a language model is still writing (adapters show it).
+    on_text: Callable[[str], None] | None = None
 
     @property
     def language(self) -> str:
@@ -326,10 +328,15 @@ class Conversation:
             log.exception("handling /%s failed", request.command)
             return [text_reply(say("failed", request.language))]
 
-    def handle(self, msg: Incoming, progress: Progress = _no_progress) -> list[Reply]:
+    def handle(
+        self, msg: Incoming, progress: Progress = _no_progress, on_text: Callable[[str], None] | None = None
+    ) -> list[Reply]:
         """``parse`` and ``run`` in one call, for adapters without an event loop."""
         request = self.parse(msg)
-        return self.run(request, progress) if request else []
+        if request is None:
+            return []
+        request.on_text = on_text
+        return self.run(request, progress)
 
     # --- for everyone -------------------------------------------------------------------------
 
@@ -368,9 +375,14 @@ class Conversation:
                 if not self.limiter.notify_once(user.id, wait):
                     return []
                 return [text_reply(say("rate_limited", lang, limit=self.limiter.per_minute, seconds=round(wait + 0.5)))]
-        answer = self.answerer.answer(question, conversation=f"{self.origin}:{req.message.chat_id}:{user.id}")
+        conversation = f"{self.origin}:{req.message.chat_id}:{user.id}"
+        stream = getattr(self.answerer, "answer_stream", None)
+        if req.on_text is not None and stream is not None:
+            answer = stream(question, req.on_text, conversation=conversation)
+        else:
+            answer = self.answerer.answer(question, conversation=conversation)
         answer_id = self.feedback.record_answer(answer, req.message.chat_id)
-        return [answer_reply(answer, answer_id)]
+        return answer_replies(answer, answer_id)
 
     def _sources(self, req: Request, _: Progress) -> list[Reply]:
         return [self._page(0, req.language, admin_view=False)]
@@ -643,9 +655,21 @@ def index_facts(kb: KnowledgeBase, feedback: FeedbackStore) -> dict[str, object]
     }
 
 
+def answer_replies(answer: Answer, answer_id: int) -> list[Reply]:
+    """The answer; after a model that broke off mid-answer, first what it had said, marked as cut off."""
+    replies = [answer_reply(answer, answer_id)]
+    if answer.cut_off:
+        shown = [para(p.strip()) for p in answer.cut_off.split("\n\n") if p.strip()]
+        shown[-1] = Paragraph((*shown[-1].spans, Text(" …")))
+        replies.insert(0, Reply([*shown, para(say("llm_cut_off", answer.language))]))
+    return replies
+
+
 def answer_reply(answer: Answer, answer_id: int) -> Reply:
     """The answer's paragraphs, a sources block, and buttons for each quote and for feedback."""
     blocks: list[Block] = [para(p.strip()) for p in answer.body.split("\n\n") if p.strip()]
+    if answer.mode == "extractive-fallback":
+        blocks.append(para(say("llm_fallback", answer.language)))
     buttons: list[list[Button]] = []
     if answer.citations:
         spans: list[Span | str] = [Bold(say("sources_label", answer.language))]

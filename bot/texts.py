@@ -75,6 +75,14 @@ TEXTS: dict[str, dict[str, str]] = {
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
     "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
+    "llm_fallback": {
+        "de": "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)",
+        "en": "(language model unavailable: answer quoted from the articles)",
+    },
+    "llm_cut_off": {
+        "de": "(Hier brach die Antwort des Sprachmodells ab; unten die Antwort aus den Artikeln.)",
+        "en": "(The language model's answer broke off here; the answer quoted from the articles follows.)",
+    },
     "ask_usage": {"de": "Bitte eine Frage nach /ask schreiben.", "en": "Please write a question after /ask."},
     "too_long": {
         "de": "Die Frage ist zu lang ({length} Zeichen; höchstens {limit}). Bitte kürzer fassen.",

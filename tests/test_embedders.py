@@ -25,7 +25,7 @@ def use():
 @pytest.fixture(scope="module")
 def onnx():
     pytest.importorskip("onnxruntime")
-    return load_embedder(EmbeddingSettings(runtime="onnx-int8"))
+    return load_embedder(EmbeddingSettings(backend="sentence-transformers", runtime="onnx-int8"))
 
 
 def check_vectors(embedder, dim: int) -> None:
@@ -71,19 +71,17 @@ def test_use_refuses_a_model_name():
         load_embedder(EmbeddingSettings(backend="use-multilingual", model="intfloat/multilingual-e5-small"))
 
 
-def test_onnx_runtime_vectors_match_torch(onnx, embedder):
+def test_onnx_runtime_vectors_match_torch(onnx):
     check_vectors(onnx, 384)
     assert onnx.model_id.endswith("+onnx-int8") and onnx.runtime == "onnx-int8"
     texts = [GERMAN, ENGLISH, UNRELATED, "Kurz."]
     quantised = onnx.embed_passages(texts, ["Politik", "", "", ""])
-    if embedder.runtime == "torch":
-        reference = embedder.embed_passages(texts, ["Politik", "", "", ""])
-    else:
-        reference = load_embedder(EmbeddingSettings(runtime="torch")).embed_passages(texts, ["Politik", "", "", ""])
+    torch = load_embedder(EmbeddingSettings(backend="sentence-transformers", runtime="torch"))
+    reference = torch.embed_passages(texts, ["Politik", "", "", ""])
     assert np.min(np.sum(quantised * reference, axis=1)) > 0.95
     # Same tokenizer and limit as the torch model: chunking budgets do not change with the runtime.
-    assert onnx.max_tokens == embedder.max_tokens == 384
-    assert onnx.count_tokens(GERMAN) == embedder.count_tokens(GERMAN)
+    assert onnx.max_tokens == torch.max_tokens == 384
+    assert onnx.count_tokens(GERMAN) == torch.count_tokens(GERMAN)
 
 
 def test_onnx_batches_of_mixed_lengths_match_single_texts(onnx):
@@ -155,7 +153,8 @@ def test_lexical_weight_is_lowered_for_articles_in_another_language(tmp_path, us
         kb.close()
 
 
-def test_bundled_model_reads_a_whole_passage_past_256_pieces(embedder):
+def test_bundled_model_reads_a_whole_passage_past_256_pieces(onnx):
+    embedder = onnx
     # Its own config stops at 256 wordpieces; ours is 384, so a 1,000-character German passage fits.
     head = " ".join([GERMAN, UNRELATED] * 6)
     assert 256 < embedder.count_tokens(head + " " + ENGLISH) < embedder.passage_budget("")
@@ -164,9 +163,9 @@ def test_bundled_model_reads_a_whole_passage_past_256_pieces(embedder):
 
 
 def test_max_tokens_is_configurable_within_the_models_positions():
-    short = load_embedder(EmbeddingSettings(max_tokens=128))
+    short = load_embedder(EmbeddingSettings(backend="sentence-transformers", max_tokens=128))
     assert short.max_tokens == 128 and short.passage_budget("Titel") < 128
     with pytest.raises(RuntimeError, match=r"embedding.max_tokens = 600 .*512 positions"):
-        load_embedder(EmbeddingSettings(max_tokens=600))
+        load_embedder(EmbeddingSettings(backend="sentence-transformers", max_tokens=600))
     with pytest.raises(RuntimeError, match=r"embedding.max_tokens = 10 is too small"):
-        load_embedder(EmbeddingSettings(max_tokens=10))
+        load_embedder(EmbeddingSettings(backend="sentence-transformers", max_tokens=10))

@@ -27,7 +27,7 @@ from telegram import Update
 from telegram.ext import Application, TypeHandler
 
 from bot.answer import Answer, Answerer
-from bot.config import AnswerSettings, TelegramSettings
+from bot.config import AnswerSettings, LLMSettings, TelegramSettings
 from bot.conversation import Conversation
 from bot.feedback import FeedbackStore
 from bot.telegram_app import (
@@ -81,22 +81,27 @@ class BotThread:
     """The bot's own event loop in a thread, in asyncio debug mode so slow callbacks get reported.
 
     ``hook`` may add test-only handlers to the application before it starts; ``watch`` is the bot's
-    own LoopWatch (its heartbeat) of the latest start.
+    own LoopWatch (its heartbeat) of the latest start. ``llm``: the [llm] settings run_bot would get.
     """
 
     def __init__(
-        self, settings: TelegramSettings, conversation: Conversation, hook: Callable[[Application], None] | None = None
+        self,
+        settings: TelegramSettings,
+        conversation: Conversation,
+        hook: Callable[[Application], None] | None = None,
+        llm: LLMSettings | None = None,
     ):
         self.settings = settings
         self.conversation = conversation
         self.hook = hook
+        self.llm = llm
         self.thread: threading.Thread | None = None
 
     def start(self, api: BotApiServer) -> BotThread:
         polls = len(api.calls_to("getUpdates")) if not self.settings.webhook_url else 0
         ready = threading.Event()
         self.error: BaseException | None = None
-        app = build_application(self.settings, self.conversation, TOKEN)
+        app = build_application(self.settings, self.conversation, TOKEN, self.llm)
         if self.hook:
             self.hook(app)
         self.watch = LoopWatch()
