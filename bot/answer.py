@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 from index.e5 import E5Judge
 from index.kb import KnowledgeBase
@@ -22,6 +21,7 @@ from index.lexical import ENGLISH_STOPWORDS, GERMAN_STOPWORDS, detect_language, 
 from index.search import SearchHit
 
 from . import calibration
+from .answer_types import NOT_FOUND, Answer, Citation, Evidence, not_found
 from .config import AnswerSettings, LLMSettings
 from .evidence import (
     Sentence,
@@ -37,14 +37,13 @@ from .evidence import (
 )
 from .followup import FollowupMemory, Resolved
 from .llm import ChatClient, LLMError
-from .llm_answer import generate
+from .llm_answer import TextSink, best_quote, generate
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND = {
-    "de": "Dazu habe ich in den Artikeln nichts gefunden.",
-    "en": "I found nothing about this in the articles.",
-}
+# The answer types live in answer_types (shared with llm_answer without a cycle); callers import them from here.
+__all__ = ["NOT_FOUND", "Answer", "Answerer", "Citation", "Evidence", "compose", "not_found"]
+
 # Said before verbatim quotes whose language is not the question's, so the body still opens in it.
 FOREIGN_LEAD = {
     ("de", "en"): "Aus englischsprachigen Artikeln:",
@@ -54,50 +53,6 @@ SEPARATOR = " "
 # Sentences e5 judges per question (~15 ms each on one thread, cached): the relevance model reads
 # the best and the highest of them.
 JUDGED_SENTENCES = 3
-
-
-@dataclass
-class Citation:
-    n: int
-    article_id: int
-    title: str
-    url: str | None
-    chunk_id: int
-    quote: str
-
-
-@dataclass
-class Answer:
-    question: str
-    body: str
-    found: bool
-    citations: list[Citation] = field(default_factory=list)
-    language: str = "de"
-    mode: str = "extractive"
-    # How well the best passage matches the question (0..1); below min_relevance: not found.
-    relevance: float = 0.0
-
-    def to_json(self) -> dict:
-        return {
-            "question": self.question,
-            "answer": self.body,
-            "found": self.found,
-            "citations": [asdict(c) for c in self.citations],
-        }
-
-
-@dataclass
-class Evidence:
-    """What retrieval and sentence scoring found for one question."""
-
-    hits: list[SearchHit]
-    sentences: list[Sentence]  # best first
-    relevance: float
-    features: dict[str, float] = field(default_factory=dict)  # what relevance was computed from
-
-
-def not_found(question: str, language: str, mode: str = "extractive", relevance: float = 0.0) -> Answer:
-    return Answer(question, NOT_FOUND[language], False, [], language, mode, relevance)
 
 
 def question_language(question: str, topic: str | None) -> str:
@@ -221,15 +176,27 @@ class Answerer:
         self.sentence_vectors = SentenceVectors(kb)
         self.word_vectors = WordVectors(kb)
         self.chat: ChatClient | None = None
+        self.stream = False
         if self.settings.mode == "llm":
             if llm is None:
                 raise ValueError("answer mode 'llm' needs the [llm] settings (base_url, model)")
             self.chat = ChatClient(llm)
+            self.stream = llm.stream
 
     def answer(self, question: str, conversation: str | None = None) -> Answer:
         return self.answer_with_evidence(question, conversation)[0]
 
-    def answer_with_evidence(self, question: str, conversation: str | None = None) -> tuple[Answer, Evidence]:
+    def answer_stream(self, question: str, on_text: TextSink, conversation: str | None = None) -> Answer:
+        """The answer, with ``on_text`` called with the growing text while a model writes it.
+
+        Only a streaming model calls ``on_text`` (never with the final answer, which may differ:
+        markers renumbered, or "not found" after all); an extractive answer comes back at once.
+        """
+        return self.answer_with_evidence(question, conversation, on_text)[0]
+
+    def answer_with_evidence(
+        self, question: str, conversation: str | None = None, on_text: TextSink | None = None
+    ) -> tuple[Answer, Evidence]:
         """The answer and what it was built from (for benchmarks, logs and debugging)."""
         question = " ".join(question.split())
         if not question:
@@ -237,18 +204,32 @@ class Answerer:
         resolved = self.memory.resolve(conversation, question)
         language = question_language(question, resolved.topic)
         evidence = self.gather(question, resolved, language)
-        return self._respond(question, language, evidence), evidence
+        return self._respond(question, language, evidence, on_text), evidence
 
-    def _respond(self, question: str, language: str, evidence: Evidence) -> Answer:
+    def _respond(self, question: str, language: str, evidence: Evidence, on_text: TextSink | None = None) -> Answer:
         if not evidence.sentences or evidence.relevance < self.min_relevance:
             return not_found(question, language, "llm" if self.chat else "extractive", evidence.relevance)
         if self.chat is None:
             return extractive(question, language, evidence, self.settings, "extractive")
         try:
-            return generate(self.chat, question, language, evidence, self.settings)
+            return generate(
+                self.chat, question, language, evidence, self.settings, on_text, self.stream, self._pick_quote
+            )
         except LLMError as exc:
             log.warning("LLM failed, answering extractively: %s", exc)
-            return extractive(question, language, evidence, self.settings, "extractive-fallback")
+            answer = extractive(question, language, evidence, self.settings, "extractive-fallback")
+            answer.cut_off = getattr(exc, "shown", "")
+            return answer
+
+    def _pick_quote(self, hit: SearchHit, said: str) -> str:
+        """The sentence of ``hit`` that best supports ``said``: shared terms, then embedding similarity."""
+        spans = split_hits([hit])[0]
+        if len(spans) < 2:
+            return best_quote(hit.text, said, spans or None)
+        vectors = self.sentence_vectors.for_hits([hit], [spans])[0]
+        similarity = vectors @ self.kb.embedder.embed_queries([said])[0]
+        # Cosine stays below 1, so it only orders sentences sharing as many terms.
+        return best_quote(hit.text, said, spans, lambda i: 0.99 * float(similarity[i]))
 
     def gather(self, question: str, resolved: Resolved, language: str) -> Evidence:
         hits = self.kb.search(resolved.query, k=self.settings.passages)

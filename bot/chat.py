@@ -8,6 +8,8 @@ person at the terminal is an admin.
 
 from __future__ import annotations
 
+import math
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -49,6 +51,41 @@ def local_file(text: str) -> Attachment | None:
     if "://" in command[2] or not path.is_file():
         return None
     return Attachment(path.name, path.stat().st_size, path.read_bytes)
+
+
+class TerminalStream:
+    """Prints an answer as a language model writes it. On a terminal ``finish`` wipes it again, since
+    the checked answer that follows may differ (markers renumbered, or "not found" after all);
+    elsewhere (a pipe, a file) the stream stays and the answer follows after a blank line."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.printed = ""
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+
+    def __call__(self, text: str) -> None:
+        same = 0
+        for a, b in zip(self.printed, text, strict=False):
+            if a != b:
+                break
+            same += 1
+        # A changed earlier character (rare: a Markdown mark taken out) is not reprinted.
+        self.out.write(text[max(same, len(self.printed)) :])
+        self.out.flush()
+        self.printed = text if len(text) > len(self.printed) else self.printed
+
+    def finish(self) -> None:
+        if not self.printed:
+            return
+        if self.tty:
+            width = max(shutil.get_terminal_size().columns, 1)
+            rows = sum(max(1, math.ceil(len(line) / width)) for line in self.printed.split("\n"))
+            up = f"\x1b[{rows - 1}A" if rows > 1 else ""
+            self.out.write(f"\r{up}\x1b[J")
+        else:
+            self.out.write("\n\n")
+        self.out.flush()
+        self.printed = ""
 
 
 def missing_file(text: str) -> tuple[str, str] | None:
@@ -93,7 +130,11 @@ class ChatSession:
         incoming = Incoming(self.user, CONSOLE_CHAT_ID, text, private=True, attachment=local_file(text))
         if incoming.attachment:
             incoming.text = "/add"
-        replies = self.conversation.handle(incoming, progress=self.progress)
+        stream = TerminalStream(self.out)
+        try:
+            replies = self.conversation.handle(incoming, progress=self.progress, on_text=stream)
+        finally:
+            stream.finish()
         self.show(replies)
         return replies
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -24,9 +25,18 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from index.bulk import ImportReport, read_records  # noqa: E402
+from index.bulk import ImportOptions, ImportReport, read_records  # noqa: E402
 from index.errors import UserError  # noqa: E402
-from index.extract import Document, ExtractionError, from_file, from_text, parse_date  # noqa: E402
+from index.extract import (  # noqa: E402
+    Document,
+    ExtractionError,
+    check_url,
+    decode_bytes,
+    from_file,
+    from_text,
+    parse_date,
+    require_length,
+)
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
 from index.sentences import quoted  # noqa: E402
 
@@ -91,12 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "import",
         "Bulk import articles from a .jsonl or .csv file.",
-        '  articlebot import articles.jsonl    # one {"title", "text", "url"?, "published"?} per line\n'
-        "  articlebot import articles.csv      # a header row with a text column (title, url, published optional)",
-        "Bad lines are reported by line number and skipped; articles already present are skipped too,\n"
-        "so running the same import again continues an interrupted one.",
+        IMPORT_EXAMPLES,
+        IMPORT_DETAILS,
     )
-    imp.add_argument("file", help="a .jsonl or .csv file")
+    imp.add_argument("file", help="a .jsonl (or .ndjson) or .csv (or .tsv) file")
+    imp.add_argument("--delimiter", type=_one_char, help="CSV field separator (default: sniffed from , ; tab |)")
+    imp.add_argument("--quotechar", type=_one_char, help="CSV quote character (default: sniffed from \" and ')")
+    imp.add_argument(
+        "--columns",
+        type=_column_names,
+        help="the CSV has no header row; its columns in order, e.g. label,text (needs 'text')",
+    )
 
     lst = _subcommand(
         sub, "list", "List the articles, newest first.", "  articlebot list\n  articlebot list --json | jq .title"
@@ -198,6 +213,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+IMPORT_DETAILS = """One article per JSONL line or CSV row. A bad record is reported by its line number and
+skipped; the others are imported. Articles already present are skipped too, so running the same
+import again continues an interrupted one.
+
+JSONL: one object per line, {"title", "text", "url"?, "published"?}. "text" is required; without a
+       "title" the first line (or the opening words) of the text becomes the title.
+CSV:   a header row naming the columns: text (required), title, url, published, in any order and
+       case. Other columns are ignored. A file without a header row needs --columns.
+       Delimiter and quote character are sniffed; --delimiter and --quotechar set them.
+Both:  UTF-8 (with or without BOM), UTF-16 with BOM, or Windows-1252/Latin-1 (with a warning).
+       url must be http(s); published is YYYY-MM-DD (or DD.MM.YYYY, ISO timestamps); a text shorter
+       than [ingest] min_chars is refused."""
+
+IMPORT_EXAMPLES = (
+    '  articlebot import articles.jsonl    # one {"title", "text", "url"?, "published"?} per line\n'
+    "  articlebot import export.csv --delimiter ';'\n"
+    "  articlebot import 10kgnad/test.csv --columns label,text --delimiter ';' --quotechar \"'\""
+)
+
+
+def _one_char(value: str) -> str:
+    value = {"tab": "\t", "\\t": "\t"}.get(value, value)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character, not {value!r}")
+    return value
+
+
+def _column_names(value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(",")]
+    if "text" not in names:
+        raise argparse.ArgumentTypeError(f"needs a 'text' column, not {value!r} (e.g. --columns label,text)")
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"names must be non-empty and distinct: {value!r}")
+    return names
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, Config], int]] = {}
 
 
@@ -231,10 +282,16 @@ def read_source(source: str, config: Config, title: str | None) -> Document:
 
         return fetch_document(source, config.fetch, title)
     if source == "-":
-        return from_text(sys.stdin.read(), title=title, source="stdin")
+        return from_text(_read_stdin(), title=title, source="stdin")
     if "://" in source:
         raise CommandError(f"only http and https links can be added: {source}")
     return from_file(source, title=title)
+
+
+def _read_stdin() -> str:
+    """stdin's bytes decoded like a file's (BOM, Windows-1252, an undecodable line named), not by the locale."""
+    raw = getattr(sys.stdin, "buffer", None)
+    return decode_bytes(raw.read())[0] if raw is not None else sys.stdin.read()
 
 
 def format_added(result: AddResult) -> str:
@@ -252,11 +309,13 @@ def ms(seconds: float) -> str:
 @command("add")
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
-    doc = read_source(args.source, config, args.title)
-    if args.url:
-        doc.url = args.url
-    if args.published:
-        doc.published = parse_date(args.published)
+    url = check_url(args.url)
+    published = parse_date(args.published) if args.published else None
+    doc = require_length(read_source(args.source, config, args.title), config.ingest.min_chars)
+    if url:
+        doc.url = url
+    if published:
+        doc.published = published
     read = time.perf_counter()
     kb = open_kb(config)
     try:
@@ -362,9 +421,17 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
 @command("import")
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
-    records = read_records(args.file)
+    options = ImportOptions(
+        min_chars=config.ingest.min_chars,
+        delimiter=args.delimiter,
+        quotechar=args.quotechar,
+        columns=args.columns,
+        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
+    )
+    records = read_records(args.file, options)
     # A counting pass first, so the progress has a total and an ETA; parsing is cheap next to embedding.
-    total = sum(1 for _ in read_records(args.file))
+    # It stays quiet: the import pass gives the warnings.
+    total = sum(1 for _ in read_records(args.file, dataclasses.replace(options, warn=None)))
     report = ImportReport()
     kb = open_kb(config)
     kb.open()
@@ -419,8 +486,8 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
 @command("list")
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    articles = kb.articles()
+    with open_kb(config) as kb:
+        articles = kb.articles()
     if args.json:
         for a in articles:
             print(json.dumps(_article_json(a), ensure_ascii=False))
@@ -451,7 +518,8 @@ def _article_json(a) -> dict:
 
 @command("show")
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    article = open_kb(config).article(parse_id(args.id))
+    with open_kb(config) as kb:
+        article = kb.article(parse_id(args.id))
     print(f"#{article.id} {article.title}")
     for label, value in (
         ("url", article.url),
@@ -513,18 +581,17 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     from .feedback import FeedbackStore
     from .texts import say
 
-    kb = open_kb(config)
-    feedback = FeedbackStore(kb.state_path)
-    try:
-        facts = index_facts(kb, feedback)
-        if args.json:
-            print(json.dumps({**kb.stats(), **feedback.counts()}, ensure_ascii=False))
-        else:
-            print(say("stats", "en", **facts))
-            print(f"Data dir: {kb.data_dir}")
-    finally:
-        feedback.close()
-        kb.close()
+    with open_kb(config) as kb:
+        feedback = FeedbackStore(kb.answer_log())
+        try:
+            facts = index_facts(kb, feedback)
+            if args.json:
+                print(json.dumps({**kb.stats(), **feedback.counts()}, ensure_ascii=False))
+            else:
+                print(say("stats", "en", **facts))
+                print(f"Data dir: {kb.data_dir}")
+        finally:
+            feedback.close()
     return 0
 
 
@@ -586,39 +653,39 @@ def log_hits(kb: KnowledgeBase, hits) -> None:
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     if args.k is not None and args.k <= 0:
         raise CommandError("-k must be a positive number")
-    kb = open_kb(config)
-    if log.isEnabledFor(logging.INFO):
-        log_loading(kb)
-    first = True
-    for query in _lines(args.query, "query"):
-        started = time.perf_counter()
-        hits = kb.search(query, k=args.k, mode=args.mode)
-        log.info("search %r: %s", query, ms(time.perf_counter() - started))
+    with open_kb(config) as kb:
         if log.isEnabledFor(logging.INFO):
-            log_hits(kb, hits)
-        if args.json:
-            results = [
-                {
-                    "chunk_id": h.chunk_id,
-                    "article_id": h.article_id,
-                    "title": h.title,
-                    "url": h.url,
-                    "text": h.text,
-                    "score": round(h.score, 6),
-                }
-                for h in hits
-            ]
-            print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
-            continue
-        if args.query == "-":  # several queries: each result list under its query
-            print(("" if first else "\n") + f"> {query}")
-            first = False
-        if not hits:
-            print(f"{query}: no results")
-        numbers = kb.passage_numbers(h.chunk_id for h in hits)
-        for rank, h in enumerate(hits, 1):
-            print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} ({passage_label(numbers, h.chunk_id)})")
-            print("   " + h.text.replace("\n", " ")[:300])
+            log_loading(kb)
+        first = True
+        for query in _lines(args.query, "query"):
+            started = time.perf_counter()
+            hits = kb.search(query, k=args.k, mode=args.mode)
+            log.info("search %r: %s", query, ms(time.perf_counter() - started))
+            if log.isEnabledFor(logging.INFO):
+                log_hits(kb, hits)
+            if args.json:
+                results = [
+                    {
+                        "chunk_id": h.chunk_id,
+                        "article_id": h.article_id,
+                        "title": h.title,
+                        "url": h.url,
+                        "text": h.text,
+                        "score": round(h.score, 6),
+                    }
+                    for h in hits
+                ]
+                print(json.dumps({"query": query, "results": results}, ensure_ascii=False), flush=True)
+                continue
+            if args.query == "-":  # several queries: each result list under its query
+                print(("" if first else "\n") + f"> {query}")
+                first = False
+            if not hits:
+                print(f"{query}: no results")
+            numbers = kb.passage_numbers(h.chunk_id for h in hits)
+            for rank, h in enumerate(hits, 1):
+                print(f"{rank}. [{h.score:.4f}] #{h.article_id} {h.title} ({passage_label(numbers, h.chunk_id)})")
+                print("   " + h.text.replace("\n", " ")[:300])
     return 0
 
 
@@ -633,7 +700,11 @@ def make_answerer(config: Config, kb: KnowledgeBase):
 
 
 def format_answer_text(answer) -> str:
+    from .texts import say
+
     lines = [answer.body]
+    if getattr(answer, "cut_off", ""):
+        lines = [f"{answer.cut_off} …", say("llm_cut_off", answer.language), "", answer.body]
     if answer.citations:
         lines.append("")
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
@@ -648,40 +719,45 @@ def format_answer_text(answer) -> str:
     if getattr(answer, "mode", "") == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
-        lines.append(
-            "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)"
-            if answer.language == "de"
-            else "(language model unavailable: answer quoted from the articles)"
-        )
+        lines.append(say("llm_fallback", answer.language))
     return "\n".join(lines)
 
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    answerer = make_answerer(config, kb)
-    verbose = log.isEnabledFor(logging.INFO)
-    clock = SearchClock(kb) if verbose else None
-    if verbose:
-        log_loading(kb)
-    first = True
-    for question in _lines(args.question, "question"):
-        started = time.perf_counter()
-        answer, evidence = answerer.answer_with_evidence(question)
-        if clock is not None:
-            log_evidence(kb, answer, evidence, config, clock, time.perf_counter() - started)
-        if args.json:
-            print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
-            continue
-        if args.question == "-":
-            # Many answers in a row: each under its question, with a blank line between them.
-            print(("" if first else "\n") + f"> {question}")
-        print(format_answer_text(answer), flush=True)
-        first = False
+    from .chat import TerminalStream
+
+    with open_kb(config) as kb:
+        answerer = make_answerer(config, kb)
+        verbose = log.isEnabledFor(logging.INFO)
+        clock = SearchClock(kb) if verbose else None
+        if verbose:
+            log_loading(kb)
+        first = True
+        for question in _lines(args.question, "question"):
+            if args.question == "-" and not args.json:
+                # Many answers in a row: each under its question, with a blank line between them.
+                print(("" if first else "\n") + f"> {question}", flush=True)
+            # A streaming model's words are printed as it writes them, then the checked answer.
+            stream = None if args.json or not answerer.stream else TerminalStream(sys.stdout)
+            started = time.perf_counter()
+            try:
+                answer, evidence = answerer.answer_with_evidence(question, on_text=stream)
+            finally:
+                if stream is not None:
+                    stream.finish()
+            if clock is not None:
+                log_evidence(kb, answer, evidence, answerer.min_relevance, clock, time.perf_counter() - started)
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+                continue
+            print(format_answer_text(answer), flush=True)
+            first = False
     return 0
 
 
-def log_evidence(kb: KnowledgeBase, answer, evidence, config: Config, clock: SearchClock, total: float) -> None:
+def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: SearchClock, total: float) -> None:
+    # ``needed`` is the answerer's threshold: [answer] min_relevance may be "auto", resolved per model.
     log.info("question %r (%s)", answer.question, answer.language)
     log_hits(kb, evidence.hits)
     quoted = {c.quote for c in answer.citations}
@@ -690,7 +766,7 @@ def log_evidence(kb: KnowledgeBase, answer, evidence, config: Config, clock: Sea
         mark = "*" if any(sentence.text in q for q in quoted) else " "
         log.info("  %s %.4f  #%s %s", mark, sentence.score, sentence.hit.article_id, sentence.text[:100])
     verdict = "answered" if answer.found else "not found"
-    log.info("relevance %.3f (needed: %.3f): %s", evidence.relevance, config.answer.min_relevance, verdict)
+    log.info("relevance %.3f (needed: %.3f): %s", evidence.relevance, needed, verdict)
     if evidence.features:
         log.info("  from %s", ", ".join(f"{k} {v:.3f}" for k, v in evidence.features.items()))
     searched, clock.seconds = clock.seconds, 0.0
@@ -808,19 +884,18 @@ def load_samples(kb: KnowledgeBase) -> int:
 
 @command("demo")
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
-    kb = open_kb(config)
-    added = load_samples(kb)
-    total = kb.stats()["articles"]
-    print(f"{total} articles in {kb.data_dir} ({added} sample articles added now)\n")
-    answerer = make_answerer(config, kb)
-    for question in args.questions or SAMPLE_QUESTIONS:
-        print(f"> {question}")
-        answer = answerer.answer(question)
-        print(format_answer_text(answer))
-        if hint := multilingual_hint(answer, config):
-            print(hint)
-        print()
-    kb.close()
+    with open_kb(config) as kb:
+        added = load_samples(kb)
+        total = kb.stats()["articles"]
+        print(f"{total} articles in {kb.data_dir} ({added} sample articles added now)\n")
+        answerer = make_answerer(config, kb)
+        for question in args.questions or SAMPLE_QUESTIONS:
+            print(f"> {question}")
+            answer = answerer.answer(question)
+            print(format_answer_text(answer))
+            if hint := multilingual_hint(answer, config):
+                print(hint)
+            print()
     return 0
 
 
@@ -842,7 +917,7 @@ def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | Non
     from .conversation import Conversation
     from .feedback import FeedbackStore
 
-    feedback = FeedbackStore(kb.state_path)
+    feedback = FeedbackStore(kb.answer_log())
     answerer = make_answerer(config, kb)
     feeds = Feeds(kb, backfill=config.feeds.backfill)
     return Conversation(
@@ -868,7 +943,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     log.info("index: %s", kb.open())
     conversation = open_conversation(config, kb)
     try:
-        return run_bot(config.telegram, conversation, token)
+        return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
     finally:
         conversation.feedback.close()
         conversation.feeds.close()

@@ -14,7 +14,17 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index.settings import ChunkSettings, EmbeddingSettings, FetchSettings, IndexSettings, SearchSettings
+from index.settings import (
+    ChunkSettings,
+    EmbeddingSettings,
+    FetchSettings,
+    IndexSettings,
+    IngestSettings,
+    SearchSettings,
+    choice,
+    number_or,
+    positive,
+)
 
 
 class ConfigError(Exception):
@@ -29,7 +39,7 @@ class StorageSettings:
 @dataclass
 class AnswerSettings:
     # "extractive" (offline) or "llm" (needs [llm]).
-    mode: str = "extractive"
+    mode: str = choice("extractive", "llm")
     # An extractive body holds at most max_sentences verbatim sentences within max_chars (the best
     # sentence always goes in). When the best sentence leads the runner-up by confident_margin, the
     # body stops at confident_sentences / confident_chars: sure answers stay short on a phone.
@@ -53,7 +63,7 @@ class AnswerSettings:
     cross_language_chars: int = 400
     # Below this relevance (0..1) the bot says the articles do not hold the answer. "auto": the
     # threshold fitted with the embedding model's calibration (bot/calibration/, bench/answers.py --fit).
-    min_relevance: float | str = "auto"
+    min_relevance: float | str = number_or("auto", "auto")
     # Retrieved passages whose sentences are scored (and that the LLM sees in mode "llm").
     passages: int = 5
     # A follow-up ("Und warum?") is resolved against the conversation's last question this long.
@@ -65,9 +75,18 @@ class LLMSettings:
     base_url: str = ""
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 30.0
+    # Seconds for the whole answer, and for its first words (a model that is loading or overloaded
+    # says nothing for long: the extractive answer is better than a wait).
+    timeout: float = positive(30.0)
+    first_token_timeout: float = positive(15.0)
     temperature: float = 0.0
-    max_tokens: int = 500
+    max_tokens: int = positive(500)
+    # Read the reply as it is written (server-sent events) and show it growing.
+    stream: bool = True
+    # Requests to the endpoint at once; the others wait in order of arrival.
+    max_concurrent: int = positive(2)
+    # Telegram: seconds between edits of a streamed answer in one chat (groups: at least 3).
+    edit_interval: float = 1.0
 
 
 @dataclass
@@ -89,7 +108,7 @@ class TelegramSettings:
 @dataclass
 class FeedSettings:
     # How often 'articlebot run' polls the subscribed feeds (a feed that keeps failing waits longer).
-    interval_minutes: float = 15.0
+    interval_minutes: float = positive(15.0)
     # A feed's first poll adds at most this many of its newest items; the older ones are left out.
     backfill: int = 20
 
@@ -101,6 +120,7 @@ class Config:
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
@@ -114,35 +134,8 @@ class Config:
             chunking=self.chunking,
             search=self.search,
             fetch=self.fetch,
+            ingest=self.ingest,
         )
-
-
-_CHOICES = {
-    ("embedding", "backend"): {"sentence-transformers", "use-multilingual"},
-    ("embedding", "runtime"): {"torch", "onnx-int8"},
-    ("search", "index"): {"auto", "flat", "hnsw"},
-    ("search", "fusion"): {"score", "rrf"},
-    ("answer", "mode"): {"extractive", "llm"},
-}
-# Settings that take a bool or a keyword: TOML gives them as bool or str, which the type check
-# alone cannot tell apart from a typo ("yes", 1), so the allowed values are listed here.
-_BOOL_OR = {("search", "float16"): ("auto",)}
-# Settings that take a number or a keyword.
-_NUMBER_OR = {("answer", "min_relevance"): ("auto",)}
-# Zero would mean a fetch that cannot wait, an empty result list, a batch of nothing (which
-# crashes the encoder): these must be positive, not merely non-negative.
-_POSITIVE = {
-    ("embedding", "batch_size"),
-    ("chunking", "max_chars"),
-    ("search", "k"),
-    ("search", "dense_k"),
-    ("search", "lexical_k"),
-    ("search", "hnsw_m"),
-    ("search", "hnsw_ef_search"),
-    ("fetch", "timeout"),
-    ("fetch", "max_bytes"),
-    ("feeds", "interval_minutes"),
-}
 
 
 def find_config_path(explicit: str | None) -> Path | None:
@@ -194,28 +187,28 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
 def _fill(instance: object, values: dict, section: str, source: str) -> object:
     hints = typing.get_type_hints(type(instance))
-    known = {f.name for f in dataclasses.fields(instance)}
+    known = {f.name: f for f in dataclasses.fields(instance)}
     for key, value in values.items():
         where = f"{source}: {section}.{key}"
         if key not in known:
             raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(known))})")
-        if (section, key) in _BOOL_OR:
-            setattr(instance, key, _bool_or_keyword(value, _BOOL_OR[section, key], where))
+        # The field's own rules (index.settings: choice, positive, bool_or, number_or).
+        rules = known[key].metadata
+        if "keywords" in rules:
+            setattr(instance, key, _bool_or_keyword(value, rules["keywords"], where))
             continue
-        if (section, key) in _NUMBER_OR and isinstance(value, str):
-            if value not in _NUMBER_OR[section, key]:
-                raise ConfigError(f"{where}: must be a number or one of {_NUMBER_OR[section, key]}, not {value!r}")
-            setattr(instance, key, value)
+        if "number_keywords" in rules and isinstance(value, str):
+            setattr(instance, key, _number_or_keyword(value, rules["number_keywords"], where))
             continue
         value = _coerce(value, hints[key], where)
-        choices = _CHOICES.get((section, key))
+        choices = rules.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{where}: must be one of {', '.join(sorted(choices))}, not {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}: must be a finite number, not {value}")
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{where}: must not be negative")
-        if (section, key) in _POSITIVE and value <= 0:
+        if rules.get("positive") and value <= 0:
             raise ConfigError(f"{where}: must be greater than 0")
         setattr(instance, key, value)
     return instance
@@ -226,6 +219,13 @@ def _bool_or_keyword(value: object, keywords: tuple[str, ...], where: str) -> bo
         return value
     allowed = ", ".join(["true", "false", *(f'"{k}"' for k in keywords)])
     raise ConfigError(f"{where}: must be one of {allowed}, not {type(value).__name__} {value!r}")
+
+
+def _number_or_keyword(value: str, keywords: tuple[str, ...], where: str) -> str:
+    if value in keywords:
+        return value
+    allowed = " or ".join(f'"{k}"' for k in keywords)
+    raise ConfigError(f"{where}: must be a number or {allowed}, not {value!r}")
 
 
 def _coerce(value: object, hint: object, where: str) -> object:

@@ -19,16 +19,18 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text
+from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text, require_length
 from index.feeds import FeedError, FeedRecord, Feeds, PollResult
 from index.fetch import fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
+from index.records import ArticleRecord
 from index.settings import FetchSettings
-from index.store import ArticleRecord
 
+from . import protocol
 from .answer import Answer, Citation
 from .config import TelegramSettings
 from .feedback import FeedbackStore
+from .protocol import ADMIN_BUTTONS, ADMIN_ONLY, ALIASES, COMMANDS, QUOTE, SOURCES_PAGE, VOTE, parse_button
 from .texts import counted, reason_text, say
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,8 @@ class Request:
     command: str
     args: str
     message: Incoming
+    # Called with the growing text of an answer a language model is still writing (adapters show it).
+    on_text: Callable[[str], None] | None = None
 
     @property
     def language(self) -> str:
@@ -175,10 +179,6 @@ def _no_progress(_: str) -> None:
     pass
 
 
-COMMANDS = {"start", "help", "ask", "sources", "add", "remove", "list", "stats", "reindex", "update"}
-COMMANDS |= {"subscribe", "feeds", "unsubscribe"}
-ALIASES = {"articles": "sources", "artikel": "sources", "quellen": "sources", "hilfe": "help", "frage": "ask"}
-ADMIN_ONLY = {"add", "remove", "list", "stats", "reindex", "update", "subscribe", "feeds", "unsubscribe"}
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
@@ -328,10 +328,15 @@ class Conversation:
             log.exception("handling /%s failed", request.command)
             return [text_reply(say("failed", request.language))]
 
-    def handle(self, msg: Incoming, progress: Progress = _no_progress) -> list[Reply]:
+    def handle(
+        self, msg: Incoming, progress: Progress = _no_progress, on_text: Callable[[str], None] | None = None
+    ) -> list[Reply]:
         """``parse`` and ``run`` in one call, for adapters without an event loop."""
         request = self.parse(msg)
-        return self.run(request, progress) if request else []
+        if request is None:
+            return []
+        request.on_text = on_text
+        return self.run(request, progress)
 
     # --- for everyone -------------------------------------------------------------------------
 
@@ -370,9 +375,14 @@ class Conversation:
                 if not self.limiter.notify_once(user.id, wait):
                     return []
                 return [text_reply(say("rate_limited", lang, limit=self.limiter.per_minute, seconds=round(wait + 0.5)))]
-        answer = self.answerer.answer(question, conversation=f"{self.origin}:{req.message.chat_id}:{user.id}")
+        conversation = f"{self.origin}:{req.message.chat_id}:{user.id}"
+        stream = getattr(self.answerer, "answer_stream", None)
+        if req.on_text is not None and stream is not None:
+            answer = stream(question, req.on_text, conversation=conversation)
+        else:
+            answer = self.answerer.answer(question, conversation=conversation)
         answer_id = self.feedback.record_answer(answer, req.message.chat_id)
-        return [answer_reply(answer, answer_id)]
+        return answer_replies(answer, answer_id)
 
     def _sources(self, req: Request, _: Progress) -> list[Reply]:
         return [self._page(0, req.language, admin_view=False)]
@@ -388,6 +398,7 @@ class Conversation:
             doc = self._document(req, progress)
             if doc is None:
                 return [text_reply(say("add_usage", lang))]
+            require_length(doc, self.kb.settings.ingest.min_chars)
             progress(say("indexing", lang, title=_short(doc.title)))
             with self._exclusive(progress, lang):
                 result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")
@@ -437,8 +448,8 @@ class Conversation:
             article = self.kb.article(article_id)
         except ArticleNotFound:
             return [text_reply(say("no_such_article", lang, id=article_id))]
-        confirm = Button(say("remove_button", lang), f"rm:{article_id}")
-        cancel = Button(say("cancel_button", lang), f"rmx:{article_id}")
+        confirm = Button(say("remove_button", lang), protocol.remove(article_id))
+        cancel = Button(say("cancel_button", lang), protocol.keep(article_id))
         return [text_reply(say("confirm_remove", lang, id=article_id, title=article.title), [[confirm, cancel]])]
 
     def _update(self, req: Request, progress: Progress) -> list[Reply]:
@@ -547,20 +558,22 @@ class Conversation:
 
     def press(self, press: Press) -> Pressed:
         """A button was pressed. Blocking; admin rights are checked again here, not trusted from before."""
-        action, _, rest = press.data.partition(":")
-        args = rest.split(":") if rest else []
+        button = parse_button(press.data)
         lang = press.user.language
+        if button is None:
+            return Pressed(notice=say("expired", lang))
+        kind, args = button.kind, button.args
         try:
-            if action == "q" and len(args) == 2:
+            if kind == QUOTE:
                 return self._quote(int(args[0]), int(args[1]), lang)
-            if action == "fb" and len(args) == 2 and args[1] in ("+", "-"):
-                return self._vote(int(args[0]), press.user, 1 if args[1] == "+" else -1)
-            if action == "src" and len(args) == 1:
+            if kind == VOTE:
+                return self._vote(int(args[0]), press.user, 1 if args[1] == protocol.UP else -1)
+            if kind == SOURCES_PAGE:
                 return Pressed([self._page(int(args[0]), lang, admin_view=False, edit=True)])
-            if action in ("lst", "rm", "rmx") and len(args) == 1:
+            if kind in ADMIN_BUTTONS:
                 if not self.is_admin(press.user.id):
                     return Pressed(notice=say("admins_only", lang), alert=True)
-                return self._admin_press(action, int(args[0]), lang)
+                return self._admin_press(kind, int(args[0]), lang)
         except ValueError:
             pass
         except Exception:
@@ -569,9 +582,9 @@ class Conversation:
         return Pressed(notice=say("expired", lang))
 
     def _admin_press(self, action: str, number: int, lang: str) -> Pressed:
-        if action == "lst":
+        if action == protocol.LIST_PAGE:
             return Pressed([self._page(number, lang, admin_view=True, edit=True)])
-        if action == "rmx":
+        if action == protocol.KEEP:
             return Pressed([text_reply(say("remove_cancelled", lang, id=number), edit=True)])
         try:
             with self._exclusive(_no_progress, lang):
@@ -619,12 +632,11 @@ class Conversation:
             spans += [f"\n#{article.id} ", Link(article.title, article.url), _date_suffix(article)]
             if admin_view:
                 spans.append(f" · {counted(article.chunk_count, 'passage', lang)} · {article.added_by or '–'}")
-        prefix = "lst" if admin_view else "src"
         row = []
         if offset > 0:
-            row.append(Button(say("previous", lang), f"{prefix}:{max(offset - size, 0)}"))
+            row.append(Button(say("previous", lang), protocol.page(max(offset - size, 0), admin_view)))
         if last < total:
-            row.append(Button(say("next", lang), f"{prefix}:{last}"))
+            row.append(Button(say("next", lang), protocol.page(last, admin_view)))
         return Reply([para(*spans)], [row] if row else [], edit)
 
 
@@ -643,9 +655,21 @@ def index_facts(kb: KnowledgeBase, feedback: FeedbackStore) -> dict[str, object]
     }
 
 
+def answer_replies(answer: Answer, answer_id: int) -> list[Reply]:
+    """The answer; after a model that broke off mid-answer, first what it had said, marked as cut off."""
+    replies = [answer_reply(answer, answer_id)]
+    if answer.cut_off:
+        shown = [para(p.strip()) for p in answer.cut_off.split("\n\n") if p.strip()]
+        shown[-1] = Paragraph((*shown[-1].spans, Text(" …")))
+        replies.insert(0, Reply([*shown, para(say("llm_cut_off", answer.language))]))
+    return replies
+
+
 def answer_reply(answer: Answer, answer_id: int) -> Reply:
     """The answer's paragraphs, a sources block, and buttons for each quote and for feedback."""
     blocks: list[Block] = [para(p.strip()) for p in answer.body.split("\n\n") if p.strip()]
+    if answer.mode == "extractive-fallback":
+        blocks.append(para(say("llm_fallback", answer.language)))
     buttons: list[list[Button]] = []
     if answer.citations:
         spans: list[Span | str] = [Bold(say("sources_label", answer.language))]
@@ -656,9 +680,12 @@ def answer_reply(answer: Answer, answer_id: int) -> Reply:
             markers = " ".join(f"[{c.n}]" for c in citations)
             spans += [f"\n{markers} ", Link(citations[0].title, citations[0].url)]
         blocks.append(para(*spans))
-        quotes = [Button(say("quote_button", answer.language, n=c.n), f"q:{answer_id}:{c.n}") for c in answer.citations]
+        quotes = [
+            Button(say("quote_button", answer.language, n=c.n), protocol.quote(answer_id, c.n))
+            for c in answer.citations
+        ]
         buttons = [quotes[i : i + QUOTE_BUTTONS_PER_ROW] for i in range(0, len(quotes), QUOTE_BUTTONS_PER_ROW)]
-    buttons.append([Button("👍", f"fb:{answer_id}:+"), Button("👎", f"fb:{answer_id}:-")])
+    buttons.append([Button("👍", protocol.vote(answer_id, up=True)), Button("👎", protocol.vote(answer_id, up=False))])
     return Reply(blocks, buttons)
 
 

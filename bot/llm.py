@@ -3,20 +3,71 @@
 ``base_url`` is the API root including its version path, e.g. ``http://127.0.0.1:11434/v1``;
 the request goes to ``{base_url}/chat/completions``. The API key is read from the environment
 variable the config names, so it never sits in the config file. Every failure (timeout, refused
-connection, HTTP error, a reply without text) raises ``LLMError`` so the caller can fall back.
+connection, HTTP error, a reply without text, a stream cut short) raises ``LLMError`` so the caller
+can fall back.
+
+``stream`` reads the reply as server-sent events (``data: {...}`` lines ending with ``data: [DONE]``)
+and yields its text piece by piece. At most ``max_concurrent`` requests run at once; the others wait
+in order of arrival (a bounded wait: ``timeout``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
 from .config import LLMSettings
 
+DONE = object()  # the ``data: [DONE]`` event
+
 
 class LLMError(Exception):
     """The endpoint could not give a usable reply."""
+
+
+class FairSlots:
+    """A semaphore that admits waiters in the order they arrived (threading.Semaphore does not)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._busy = 0
+        self._queue: deque[object] = deque()
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def slot(self, wait: float) -> Iterator[None]:
+        ticket = object()
+        deadline = time.monotonic() + wait
+        with self._cond:
+            self._queue.append(ticket)
+            while self._queue[0] is not ticket or self._busy >= self.size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    raise LLMError(f"no free slot for the language model within {wait:g} s")
+                self._cond.wait(left)
+            self._queue.popleft()
+            self._busy += 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
 
 
 class ChatClient:
@@ -29,29 +80,101 @@ class ChatClient:
         key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        self.slots = FairSlots(max(settings.max_concurrent, 1))
         # One pooled client per answerer: the bot asks many questions against the same endpoint.
         self._http = httpx.Client(headers=headers, timeout=settings.timeout, transport=transport, trust_env=False)
 
-    def complete(self, messages: list[dict[str, str]]) -> str:
-        payload = {
+    def _payload(self, messages: list[dict[str, str]], stream: bool) -> dict:
+        return {
             "model": self.settings.model,
             "messages": messages,
             "temperature": self.settings.temperature,
             "max_tokens": self.settings.max_tokens,
-            "stream": False,
+            "stream": stream,
         }
-        try:
-            response = self._http.post(self.url, json=payload)
-        except httpx.TimeoutException as exc:
-            raise LLMError(f"timed out after {self.settings.timeout:g} s") from exc
-        except httpx.HTTPError as exc:
-            raise LLMError(f"request failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        with self.slots.slot(self.settings.timeout):
+            try:
+                response = self._http.post(self.url, json=self._payload(messages, False))
+            except httpx.TimeoutException as exc:
+                raise LLMError(f"timed out after {self.settings.timeout:g} s") from exc
+            except httpx.HTTPError as exc:
+                raise LLMError(f"request failed: {exc.__class__.__name__}: {exc}") from exc
         if response.status_code != 200:
             raise LLMError(f"HTTP {response.status_code}: {response.text[:200]}")
         return _content(response)
 
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        """The reply's text in pieces as the model writes it; LLMError on any failure, also midway.
+
+        No piece arrives within ``first_token_timeout`` of sending, or the whole reply takes longer
+        than ``timeout``: LLMError. Waiting for a free slot does not count against either.
+        """
+        with self.slots.slot(self.settings.timeout):
+            yield from self._stream(messages)
+
+    def _stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        first, total = self.settings.first_token_timeout, self.settings.timeout
+        started = time.monotonic()
+        # Each read may wait up to the first-token limit: a server reads the whole prompt before it
+        # sends its headers, and a stream that goes silent that long afterwards has stalled.
+        timeout = httpx.Timeout(min(first, total), connect=min(first, total, 10.0))
+        got_text = finished = False
+        try:
+            with self._http.stream("POST", self.url, json=self._payload(messages, True), timeout=timeout) as response:
+                if response.status_code != 200:
+                    raise LLMError(f"HTTP {response.status_code}: {response.read()[:200].decode(errors='replace')}")
+                for line in response.iter_lines():
+                    elapsed = time.monotonic() - started
+                    if not got_text and elapsed > first:
+                        raise LLMError(f"no answer within {first:g} s")
+                    if elapsed > total:
+                        raise LLMError(f"the answer took longer than {total:g} s")
+                    event = _event(line)
+                    if event is DONE:
+                        return
+                    piece, reason = event
+                    finished = finished or reason is not None
+                    if piece:
+                        got_text = True
+                        yield piece
+        except httpx.TimeoutException as exc:
+            limit = "its next words" if got_text else "an answer"
+            raise LLMError(f"timed out waiting for {limit} ({min(first, total):g} s)") from exc
+        except httpx.HTTPError as exc:
+            raise LLMError(f"the stream broke off: {exc.__class__.__name__}: {exc}") from exc
+        if not finished:  # a clean close after a finish_reason is a complete reply (some servers send no [DONE])
+            raise LLMError("the stream ended before the answer did")
+
     def close(self) -> None:
         self._http.close()
+
+
+def _event(line: str) -> tuple[str, str | None] | object:
+    """One server-sent-events line: (text, finish reason or None), or DONE at ``data: [DONE]``."""
+    line = line.strip()
+    if not line.startswith("data:"):
+        return "", None  # blank separators, comments (": ping"), "event:" lines
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return DONE
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        raise LLMError(f"malformed stream event: {data[:200]!r}") from exc
+    if isinstance(event, dict) and "error" in event:
+        raise LLMError(f"the endpoint reported an error: {str(event['error'])[:200]}")
+    try:
+        choices = event["choices"]
+        if not choices:
+            return "", None  # usage-only events (stream_options) carry no choice
+        choice = choices[0]
+        content = (choice.get("delta") or {}).get("content")
+        reason = choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise LLMError(f"malformed stream event: {data[:200]!r}") from exc
+    return (content if isinstance(content, str) else ""), reason
 
 
 def _content(response: httpx.Response) -> str:

@@ -4,32 +4,50 @@ The reply is never trusted: markers that point to no passage are removed, a sent
 marker takes the marker of the next cited sentence (else of the one before), a reply with no valid
 marker at all is "not found", and each cited passage is quoted verbatim by its sentence that best
 matches what the model said. The model's own words are the body; the quotes are the article's.
+
+Streamed, the reply is shown while it is written (``shown_text``: no marker to a missing passage,
+nothing that may yet become NOT_FOUND); the checks run on the whole reply, so the final answer may
+differ from what was shown. A failure after words were shown raises ``CutOff`` carrying them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from index.chunking import answer_spans, sentence_spans
 from index.lexical import analyze
 
+from .answer_types import Answer, Citation, Evidence, not_found
 from .config import AnswerSettings
-from .llm import ChatClient
+from .llm import ChatClient, LLMError
 
 if TYPE_CHECKING:
-    from .answer import Answer, Evidence
+    from index.search import SearchHit
+
+TextSink = Callable[[str], None]
 
 NOT_FOUND_TOKEN = "NOT_FOUND"
-LANGUAGE_NAMES = {"de": "German", "en": "English"}
 
-SYSTEM_PROMPT = (
-    "You answer questions about news articles using only the numbered passages you are given. "
-    "After every sentence put the number of the passage that supports it in square brackets, like [1] "
-    "or [1][3]. Never state anything the passages do not say. If the passages do not answer the "
-    f"question, reply with exactly {NOT_FOUND_TOKEN} and nothing else. Answer in {{language}}, in at most "
-    "three short sentences, as plain text without Markdown."
-)
+# The instructions in the question's language, which is the language the answer must be in.
+SYSTEM_PROMPT = {
+    "de": (
+        "Du beantwortest Fragen zu Nachrichtenartikeln, und zwar nur mit dem, was in den nummerierten "
+        "Textstellen steht. Setze hinter jeden Satz die Nummer der Textstelle, die ihn belegt, in eckigen "
+        "Klammern, etwa [1] oder [1][3]. Schreibe nichts, was nicht in den Textstellen steht. Wenn die "
+        f"Textstellen die Frage nicht beantworten, antworte genau mit {NOT_FOUND_TOKEN} und sonst nichts. "
+        "Antworte auf Deutsch, in höchstens drei kurzen Sätzen, als reiner Text ohne Markdown."
+    ),
+    "en": (
+        "You answer questions about news articles using only the numbered passages you are given. "
+        "After every sentence put the number of the passage that supports it in square brackets, like [1] "
+        "or [1][3]. Never state anything the passages do not say. If the passages do not answer the "
+        f"question, reply with exactly {NOT_FOUND_TOKEN} and nothing else. Answer in English, in at most "
+        "three short sentences, as plain text without Markdown."
+    ),
+}
+LABELS = {"de": ("Textstellen", "Frage"), "en": ("Passages", "Question")}
 
 _MARKER_GROUP = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -39,10 +57,10 @@ _MARKDOWN = re.compile(r"(\*\*|__|`|^#{1,6}\s*|^\s*[-*]\s+)", re.MULTILINE)
 
 def build_messages(question: str, language: str, passages: list) -> list[dict[str, str]]:
     numbered = "\n\n".join(f"[{i}] {hit.title}\n{hit.text}" for i, hit in enumerate(passages, 1))
-    system = SYSTEM_PROMPT.format(language=LANGUAGE_NAMES[language])
+    passages_label, question_label = LABELS[language]
     return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"Passages:\n\n{numbered}\n\nQuestion: {question}"},
+        {"role": "system", "content": SYSTEM_PROMPT[language]},
+        {"role": "user", "content": f"{passages_label}:\n\n{numbered}\n\n{question_label}: {question}"},
     ]
 
 
@@ -101,15 +119,29 @@ def inherit_markers(statements: list[tuple[str, list[int]]]) -> list[tuple[str, 
     return result
 
 
-def best_quote(passage_text: str, said: str) -> str:
-    """The passage sentence sharing the most terms with what the model said it supports."""
+QuotePicker = Callable[["SearchHit", str], str]
+
+
+def best_quote(
+    passage_text: str,
+    said: str,
+    spans: list[tuple[int, int]] | None = None,
+    similarity: Callable[[int], float] | None = None,
+) -> str:
+    """The passage sentence that best supports what the model said, verbatim.
+
+    Shared terms decide; ``similarity(i)`` (the cosine of sentence i with what was said, below 1)
+    breaks ties, which matters when the reply is in another language than the passage.
+    """
     said_terms = set(analyze(said, drop_stopwords=True))
-    spans = answer_spans(passage_text) or [(0, len(passage_text))]
+    spans = spans or answer_spans(passage_text) or [(0, len(passage_text))]
 
-    def overlap(span: tuple[int, int]) -> int:
-        return len(said_terms & set(analyze(passage_text[span[0] : span[1]], drop_stopwords=True)))
+    def support(i: int) -> float:
+        start, end = spans[i]
+        overlap = len(said_terms & set(analyze(passage_text[start:end], drop_stopwords=True)))
+        return overlap + (similarity(i) if similarity else 0.0)
 
-    start, end = max(spans, key=overlap)
+    start, end = spans[max(range(len(spans)), key=support)]
     return passage_text[start:end]
 
 
@@ -117,11 +149,61 @@ def is_not_found(reply: str) -> bool:
     return NOT_FOUND_TOKEN in reply.upper().replace(" ", "_") and not _MARKER.search(reply)
 
 
-def generate(chat: ChatClient, question: str, language: str, evidence: Evidence, settings: AnswerSettings) -> Answer:
-    from .answer import Answer, Citation, not_found
+_OPEN_MARKER = re.compile(r"\[[\d\s,;]*$")
+
+
+def shown_text(reply: str, passages: int) -> str:
+    """What a reader may see of a reply still being written: no Markdown, no marker to a missing
+    passage, no half-written marker, and nothing while it may still turn out to be NOT_FOUND."""
+    text = normalize_markers(reply).strip()
+    folded = text.upper().replace(" ", "_")
+    if folded and (NOT_FOUND_TOKEN.startswith(folded) or NOT_FOUND_TOKEN in folded):
+        return ""
+    text = _MARKER.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= passages else "", text)
+    return _OPEN_MARKER.sub("", text).rstrip()
+
+
+class CutOff(LLMError):
+    """The model failed after part of its reply was shown; ``shown`` is that part."""
+
+    def __init__(self, message: str, shown: str):
+        super().__init__(message)
+        self.shown = shown
+
+
+def stream_reply(chat: ChatClient, messages: list[dict[str, str]], passages: int, on_text: TextSink | None) -> str:
+    """The whole reply, read as a stream; ``on_text`` gets the growing visible text whenever it changes."""
+    reply, shown = "", ""
+    try:
+        for piece in chat.stream(messages):
+            reply += piece
+            visible = shown_text(reply, passages)
+            if on_text is not None and visible and visible != shown:
+                shown = visible
+                on_text(visible)
+    except LLMError as exc:
+        if shown:
+            raise CutOff(str(exc), shown) from exc
+        raise
+    if not reply.strip():
+        raise LLMError("the reply has no text")
+    return reply.strip()
+
+
+def generate(
+    chat: ChatClient,
+    question: str,
+    language: str,
+    evidence: Evidence,
+    settings: AnswerSettings,
+    on_text: TextSink | None = None,
+    stream: bool = False,
+    pick_quote: QuotePicker | None = None,
+) -> Answer:
 
     passages = evidence.hits[: settings.passages]
-    reply = chat.complete(build_messages(question, language, passages))
+    messages = build_messages(question, language, passages)
+    reply = stream_reply(chat, messages, len(passages), on_text) if stream else chat.complete(messages)
     if is_not_found(reply):
         return not_found(question, language, "llm", evidence.relevance)
     statements = valid_statements(split_statements(normalize_markers(reply)), len(passages))
@@ -139,6 +221,7 @@ def generate(chat: ChatClient, question: str, language: str, evidence: Evidence,
     citations = []
     for n, new in renumber.items():
         hit = passages[n - 1]
-        quote = best_quote(hit.text, " ".join(said[n]))
+        statement = " ".join(said[n])
+        quote = pick_quote(hit, statement) if pick_quote else best_quote(hit.text, statement)
         citations.append(Citation(new, hit.article_id, hit.title, hit.url, hit.chunk_id, quote))
     return Answer(question, " ".join(parts), True, citations, language, "llm", evidence.relevance)

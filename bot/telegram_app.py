@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import signal
-import sqlite3
 import time
 import traceback
 import warnings
@@ -52,21 +51,24 @@ from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
 from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
+from index.engine import StorageError  # noqa: E402
 from index.errors import SetupError  # noqa: E402
 from index.extract import ExtractionError  # noqa: E402
 
-from .config import TelegramSettings  # noqa: E402
+from .config import LLMSettings, TelegramSettings  # noqa: E402
 from .conversation import (  # noqa: E402
-    ALIASES,
     Attachment,
     Button,
     Conversation,
     Incoming,
+    Paragraph,
     Press,
     Reply,
+    Text,
     User,
     parse_command,
 )
+from .protocol import ADMIN_JOB_COMMANDS, ALIASES, is_admin_job  # noqa: E402
 from .render import to_html  # noqa: E402
 from .texts import ui_language  # noqa: E402
 from .updates import FAILED, LedgerProcessor, LedgerQueue, UpdateLedger  # noqa: E402
@@ -77,6 +79,8 @@ T = TypeVar("T")
 
 CONVERSATION = "conversation"
 LEDGER = "ledger"
+PACE = "pace"
+QUESTIONS = "questions"
 ADMIN_LANE = "admin_lane"
 # The feeds are first polled this many seconds after start (or after one interval, if shorter).
 FIRST_FEED_POLL = 30.0
@@ -85,12 +89,15 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 # queue for one write lock) never take the slots of everything else (questions, buttons, help).
 CONCURRENT_UPDATES = 16
 ADMIN_JOBS = 2
-ADMIN_COMMANDS = {"add", "reindex", "remove", "update", "subscribe", "unsubscribe"}
 # Telegram shows "typing…" for about five seconds per sendChatAction.
 TYPING_EVERY = 4.5
 TYPING_FIRST_WAIT = 1.0
 # Intermediate progress edits closer together than this are skipped (the final text always lands).
 PROGRESS_INTERVAL = 1.5
+# A streamed answer is edited at most once per this many seconds per chat ([llm] edit_interval); in
+# groups Telegram allows about 20 messages a minute, so at most every GROUP_EDIT_INTERVAL there.
+EDIT_INTERVAL = 1.0
+GROUP_EDIT_INTERVAL = 3.0
 # Flood control: wait as long as Telegram asks, up to this, and at most this many times per call.
 MAX_RETRY_AFTER = 120.0
 MAX_RETRIES = 3
@@ -220,19 +227,27 @@ class Chat:
         self.chat_id = chat_id
         self.reply_to = reply_to
 
-    async def send(self, replies: list[Reply], replace: int | None = None) -> None:
-        """Send each reply; the first may replace message ``replace`` (a progress message, a page)."""
+    async def send(self, replies: list[Reply], replace: int | list[int] | None = None) -> None:
+        """Send each reply, its parts into the messages ``replace`` names first, in order (a progress
+        message, a page, the messages a streamed answer grew in); those left over are deleted."""
+        reuse = [replace] if isinstance(replace, int) else list(replace or [])
         for reply in replies:
-            await self.send_reply(reply, replace)
-            replace = None
+            reuse = await self._send_reply(reply, reuse)
+        for message_id in reuse:
+            await best_effort(lambda m=message_id: self.bot.delete_message(self.chat_id, m), "deleteMessage")
 
     async def send_reply(self, reply: Reply, replace: int | None = None) -> None:
+        await self._send_reply(reply, [] if replace is None else [replace])
+
+    async def _send_reply(self, reply: Reply, reuse: list[int]) -> list[int]:
         parts = to_html(reply)
+        reuse = list(reuse)
         for i, part in enumerate(parts):
             markup = keyboard(reply.buttons) if i == len(parts) - 1 else None
-            if i == 0 and replace is not None and await self.edit_part(replace, part, markup):
+            if reuse and await self.edit_part(reuse.pop(0), part, markup):
                 continue
             await self.send_part(part, markup, reply_to=self.reply_to if i == 0 else None)
+        return reuse
 
     async def send_part(self, part: str, markup: InlineKeyboardMarkup | None, reply_to: int | None) -> Message | None:
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
@@ -297,8 +312,146 @@ class ProgressMessage:
             await self.chat.edit_part(self.message_id, part, None)
 
 
+class ChatPace:
+    """When each chat may see its next edit of a streamed answer: Telegram limits messages per chat."""
+
+    def __init__(self, interval: float = EDIT_INTERVAL):
+        self.interval = interval
+        self._next: dict[int, float] = {}
+
+    def interval_for(self, chat_id: int) -> float:
+        return self.interval if chat_id > 0 else max(self.interval, GROUP_EDIT_INTERVAL)
+
+    async def turn(self, chat_id: int) -> None:
+        """Wait until the chat may get another edit, and take that turn."""
+        loop = asyncio.get_running_loop()
+        while (wait := self._next.get(chat_id, 0.0) - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        self._next[chat_id] = loop.time() + self.interval_for(chat_id)
+        if len(self._next) > 10_000:  # forget chats whose turn has long passed
+            now = loop.time()
+            self._next = {c: t for c, t in self._next.items() if t > now}
+
+    def hold_off(self, chat_id: int, seconds: float) -> None:
+        """Flood control: nothing more for this chat for ``seconds``."""
+        until = asyncio.get_running_loop().time() + seconds
+        self._next[chat_id] = max(self._next.get(chat_id, 0.0), until)
+
+
+class StreamedAnswer:
+    """The answer a language model is writing, shown in messages that grow with it.
+
+    Called with the whole visible text so far from the answering worker thread; never blocks it.
+    The event loop shows only the newest text whenever the chat's pace allows an edit, so a fast
+    model costs no more edits than a slow one. Text beyond 4,096 characters goes on in a second
+    message. ``finish`` stops it; the final answer then replaces ``message_ids``.
+    """
+
+    def __init__(self, chat: Chat, pace: ChatPace, typing: Typing | None = None):
+        self.chat = chat
+        self.pace = pace
+        self.typing = typing
+        self.loop = asyncio.get_running_loop()
+        self.message_ids: list[int] = []
+        self.edits = 0
+        self.first_shown_at: float | None = None
+        self._parts: list[str] = []
+        self._text = ""
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._sending = False
+        self._closed = False
+
+    def __call__(self, text: str) -> None:
+        self.loop.call_soon_threadsafe(self._offer, text)
+
+    def _offer(self, text: str) -> None:
+        if self._closed:
+            return
+        self._text = text
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.pace.turn(self.chat.chat_id)
+            if self._closed:
+                return
+            self._sending = True
+            try:
+                await self._show(self._text)
+            except RetryAfter as exc:
+                self.pace.hold_off(self.chat.chat_id, _retry_seconds(exc))
+                self._wake.set()  # the newest text, once Telegram allows it
+            except BadRequest as exc:
+                if "not modified" in str(exc).lower():
+                    continue
+                log.warning("showing a streamed answer failed (the final answer still comes): %s", exc)
+                return
+            except (TelegramError, OSError) as exc:
+                log.warning("showing a streamed answer failed (the final answer still comes): %s", exc)
+                return
+            finally:
+                self._sending = False
+
+    async def _show(self, text: str) -> None:
+        parts = to_html(
+            Reply([Paragraph((Text(p),)) for p in text.split("\n\n") if p.strip()] or [Paragraph((Text("…"),))])
+        )
+        for i, part in enumerate(parts):
+            if i < len(self._parts) and self._parts[i] == part:
+                continue
+            if i < len(self.message_ids):
+                await self.chat.bot.edit_message_text(
+                    part, chat_id=self.chat.chat_id, message_id=self.message_ids[i], parse_mode=ParseMode.HTML
+                )
+                self.edits += 1
+            else:
+                reply = self.chat.reply_to if i == 0 else None
+                message = await self.chat.bot.send_message(
+                    self.chat.chat_id,
+                    part,
+                    parse_mode=ParseMode.HTML,
+                    reply_parameters=ReplyParameters(reply, allow_sending_without_reply=True) if reply else None,
+                )
+                self.message_ids.append(message.message_id)
+                if self.typing is not None:
+                    self.typing.stop()  # the words are there: no more "typing…"
+                if self.first_shown_at is None:
+                    self.first_shown_at = self.loop.time()
+            self._parts[i:] = [part]
+
+    async def finish(self) -> None:
+        """Stop showing the stream; an edit already on its way is let through."""
+        self._closed = True
+        if self._task is None:
+            return
+        if self._sending:
+            self._wake.set()
+            with suppress(Exception):
+                await self._task
+        else:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+
+class Typing:
+    """The "typing…" indicator kept up in the background; ``stop`` ends it early."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task | None = None
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 @asynccontextmanager
-async def typing(bot: Any, chat_id: int, enabled: bool = True) -> AsyncIterator[None]:
+async def typing(bot: Any, chat_id: int, enabled: bool = True) -> AsyncIterator[Typing]:
     """Show "typing…" while the body runs; stops at the first failure (it is only decoration).
 
     The first action is awaited before the work starts, as in python-telegram-bot's own
@@ -315,16 +468,16 @@ async def typing(bot: Any, chat_id: int, enabled: bool = True) -> AsyncIterator[
             if not await best_effort(lambda: bot.send_chat_action(chat_id, ChatAction.TYPING), "sendChatAction"):
                 return
 
-    task = None
+    handle = Typing()
     if enabled and await best_effort(send, "sendChatAction"):
-        task = asyncio.create_task(keep_typing())
+        handle.task = asyncio.create_task(keep_typing())
     try:
-        yield
+        yield handle
     finally:
-        if task:
-            task.cancel()
+        if handle.task:
+            handle.task.cancel()
             with suppress(asyncio.CancelledError):
-                await task
+                await handle.task
 
 
 # --- updates → conversation -------------------------------------------------------------------
@@ -402,9 +555,21 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     chat = Chat(context.bot, message.chat_id, None if request.message.private else message.message_id)
     progress = ProgressMessage(chat, asyncio.get_running_loop())
-    async with typing(context.bot, message.chat_id, enabled=request.is_question):
-        replies = await asyncio.to_thread(conversation.run, request, progress)
-    await chat.send(replies, replace=progress.message_id)
+    stream = None
+    async with typing(context.bot, message.chat_id, enabled=request.is_question) as typer:
+        if request.is_question:
+            stream = request.on_text = StreamedAnswer(chat, context.bot_data[PACE], typer)
+        executor = context.bot_data.get(QUESTIONS) if request.is_question else None
+        try:
+            replies = await asyncio.get_running_loop().run_in_executor(executor, conversation.run, request, progress)
+        finally:
+            if stream is not None:
+                await stream.finish()
+    if stream is not None and stream.message_ids:
+        await context.bot_data[PACE].turn(chat.chat_id)  # the final edit keeps the pace too
+        await chat.send(replies, replace=stream.message_ids)
+    else:
+        await chat.send(replies, replace=progress.message_id)
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -457,19 +622,21 @@ def lane_of(update: object) -> str:
     if not isinstance(update, Update):
         return "other"
     if update.callback_query is not None:
-        return "admin" if (update.callback_query.data or "").startswith("rm:") else "other"
+        return "admin" if is_admin_job(update.callback_query.data or "") else "other"
     message = update.message
     if message is None:
         return "other"
     command = parse_command(message.text or message.caption or "")
     name = ALIASES.get(command[0], command[0]) if command else ""
-    return "admin" if message.document is not None or name in ADMIN_COMMANDS else "other"
+    return "admin" if message.document is not None or name in ADMIN_JOB_COMMANDS else "other"
 
 
-def build_application(settings: TelegramSettings, conversation: Conversation, token: str) -> Application:
+def build_application(
+    settings: TelegramSettings, conversation: Conversation, token: str, llm: LLMSettings | None = None
+) -> Application:
     """The one Application: connection settings, then every handler, registered here and only here."""
     # Updates pass through the ledger in the knowledge base's file (see bot.updates).
-    ledger = UpdateLedger(conversation.kb.state_path)
+    ledger = UpdateLedger(conversation.kb.update_ledger())
     processor = LedgerProcessor(ledger, {"admin": ADMIN_JOBS, "other": CONCURRENT_UPDATES}, lane_of)
     builder = ApplicationBuilder().token(token).update_queue(LedgerQueue(ledger)).concurrent_updates(processor)
     if settings.base_url:
@@ -480,6 +647,11 @@ def build_application(settings: TelegramSettings, conversation: Conversation, to
     app = builder.build()
     app.bot_data[CONVERSATION] = conversation
     app.bot_data[LEDGER] = ledger
+    app.bot_data[PACE] = ChatPace(llm.edit_interval if llm else EDIT_INTERVAL)
+    if llm is not None:
+        # A question waits on the model for seconds, holding its thread idle the while: questions get
+        # threads of their own, so buttons and /help never queue behind answers being written.
+        app.bot_data[QUESTIONS] = ThreadPoolExecutor(WORKER_THREADS + llm.max_concurrent, "articlebot-questions")
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | filters.CAPTION), on_message))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
@@ -535,7 +707,7 @@ async def poll(app: Application, settings: TelegramSettings, stop: asyncio.Event
         except RetryAfter as exc:
             wait = _retry_seconds(exc)
             log.warning("flood control on getUpdates: retrying in %.0f s", wait)
-        except (TelegramError, sqlite3.Error, OSError) as exc:
+        except (TelegramError, StorageError, OSError) as exc:
             # Nothing of this batch is acknowledged: Telegram sends it again on the next call.
             failures += 1
             wait = min(POLL_RETRY_FIRST * 2 ** (failures - 1), POLL_RETRY_MAX)
@@ -644,6 +816,9 @@ async def serve(
             if app.updater and app.updater.running:
                 await app.updater.stop()
             await app.stop()  # waits for every queued update to be handled
+            questions = app.bot_data.get(QUESTIONS)
+            if questions is not None:
+                questions.shutdown(wait=False)
 
 
 async def _serve_until_signal(app: Application, settings: TelegramSettings) -> None:
@@ -674,13 +849,13 @@ def resolve_token(settings: TelegramSettings, environ: dict[str, str]) -> str:
     return token
 
 
-def run_bot(settings: TelegramSettings, conversation: Conversation, token: str) -> int:
+def run_bot(settings: TelegramSettings, conversation: Conversation, token: str, llm: LLMSettings | None = None) -> int:
     """Serve until SIGINT/SIGTERM. Errors come back as RuntimeError with the token taken out."""
     protect_token(token)
     if settings.webhook_url and urlsplit(settings.webhook_url).scheme != "https":
         raise SetupError("[telegram] webhook_url must be an https:// URL")
     freeze_startup_objects()
-    app = build_application(settings, conversation, token)
+    app = build_application(settings, conversation, token, llm)
     try:
         asyncio.run(_serve_until_signal(app, settings))
     except InvalidToken:

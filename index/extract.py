@@ -5,7 +5,9 @@ The type is decided by content, not by the name a sender gave the file.
 
 from __future__ import annotations
 
+import codecs
 import io
+import json
 import re
 import time
 import unicodedata
@@ -44,7 +46,11 @@ def clean_text(text: str) -> str:
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
+    return _LEADING_SPACE.sub("", text).rstrip()
+
+
+# A byte-order mark read as a character (pasted, or decoded without utf-8-sig) would stick to the title.
+_LEADING_SPACE = re.compile("\\A[\\s\ufeff]+")
 
 
 def _require_text(text: str, what: str) -> str:
@@ -85,6 +91,8 @@ def parse_date(value: str | None) -> str | None:
 
 
 def from_text(raw: str, title: str | None = None, source: str = "text") -> Document:
+    if source != "pdf":  # a PDF font without a character map yields U+FFFD for a glyph; that is not damage
+        refuse_replacement_characters(raw)
     text = _require_text(clean_text(raw), "the text")
     title, body = _title_and_body(text, title)
     return Document(title=title, text=_require_text(body, "the text"), source=source)
@@ -120,6 +128,7 @@ def _front_matter(text: str) -> tuple[dict[str, str], str]:
 
 
 def from_markdown(raw: str, title: str | None = None) -> Document:
+    refuse_replacement_characters(raw)
     meta, text = _front_matter(clean_text(raw))
     title = title or meta.get("title") or None
     doc = _markdown_body(text, title)
@@ -142,24 +151,180 @@ def from_html(html: str | bytes, url: str | None = None, title: str | None = Non
     import trafilatura
 
     if isinstance(html, bytes):
-        html = _decode(html)
+        # A stray byte in a script or a menu must not cost the article; one in the body refuses it below.
+        html = html.decode(detect_encoding(html), errors="replace")
+    # trafilatura asks htmldate for a date, which guesses from the text ("© 2025" in a footer becomes
+    # 2025-01-01); the fast search keeps that cheap, and its answer is not used: page_date() reads metadata only.
     result = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=True, favor_precision=True
+        html,
+        url=url,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        favor_precision=True,
+        date_extraction_params={"extensive_search": False, "original_date": True},
     )
     if result is None:
         raise ExtractionError("no article text found on the page")
     data = result.as_dict() if hasattr(result, "as_dict") else dict(result)
     text = clean_text(data.get("text") or "")
     _require_text(text, "the page")
+    refuse_replacement_characters(text)
+    refuse_junk(text)
     found_title = (data.get("title") or "").strip()
-    published = None
-    if data.get("date"):
-        try:
-            published = parse_date(str(data["date"]))
-        except ExtractionError:
-            published = None
     doc_title = (title or found_title or _title_and_body(text, None)[0])[:MAX_TITLE_CHARS]
-    return Document(title=doc_title, text=text, url=url, published=published, source="html")
+    return Document(title=doc_title, text=text, url=url, published=page_date(html), source="html")
+
+
+# --- dates from a page's metadata, never from its text ---------------------------------------------
+
+_DATE_META = (
+    "article:published_time",
+    "og:published_time",
+    "og:article:published_time",
+    "datepublished",
+    "date",
+    "dc.date",
+    "dc.date.issued",
+    "dcterms.created",
+    "dcterms.issued",
+    "pubdate",
+    "publishdate",
+    "publish-date",
+    "publish_date",
+    "parsely-pub-date",
+    "sailthru.date",
+    "article.published",
+)
+
+
+def page_date(html: str) -> str | None:
+    """The publication date a page declares (meta tags, JSON-LD, ``<time datetime>``), or None."""
+    import lxml.html
+    from lxml.etree import ParserError
+
+    try:
+        tree = lxml.html.fromstring(html)
+    except (ParserError, ValueError):
+        return None
+    found = _meta_date(tree) or _json_ld_date(tree) or _time_element_date(tree)
+    return _iso_date(found)
+
+
+def _meta_date(tree) -> str | None:
+    values: dict[str, str] = {}
+    for meta in tree.iter("meta"):
+        name = (meta.get("property") or meta.get("name") or meta.get("itemprop") or "").strip().lower()
+        if name in _DATE_META and meta.get("content") and name not in values:
+            values[name] = meta.get("content")
+    return next((values[name] for name in _DATE_META if name in values), None)
+
+
+def _json_ld_date(tree) -> str | None:
+    for script in tree.iter("script"):
+        if (script.get("type") or "").strip().lower() != "application/ld+json" or not script.text:
+            continue
+        try:
+            data = json.loads(script.text)
+        except ValueError:
+            continue
+        found = _find_key(data, "datePublished") or _find_key(data, "dateCreated")
+        if found:
+            return found
+    return None
+
+
+def _find_key(data: object, key: str, depth: int = 0) -> str | None:
+    if depth > 8:
+        return None
+    if isinstance(data, dict):
+        if isinstance(data.get(key), str):
+            return data[key]
+        children = list(data.values())
+    elif isinstance(data, list):
+        children = data
+    else:
+        return None
+    return next((v for v in (_find_key(c, key, depth + 1) for c in children) if v), None)
+
+
+def _time_element_date(tree) -> str | None:
+    times = [t for t in tree.iter("time") if t.get("datetime")]
+    marked = [t for t in times if t.get("itemprop") == "datePublished" or t.get("pubdate") is not None]
+    # A <time> in the article itself, not one in a list of other articles or a comment.
+    in_article = [t for t in times if any(a.tag == "article" for a in t.iterancestors())]
+    chosen = (marked or in_article or times or [None])[0]
+    return chosen.get("datetime") if chosen is not None else None
+
+
+def _iso_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip()
+    match = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
+    try:
+        return parse_date(f"{match.group(1)}-{match.group(2)}-{match.group(3)}" if match else value)
+    except ExtractionError:
+        return None
+
+
+# --- junk: what a page returns when it holds no article --------------------------------------------
+
+# Sentences that offer a subscription at the end of a teaser (German and English news sites).
+_PAYWALL = re.compile(
+    r"jetzt\s+(abonnieren|abo\b|testen|weiterlesen|freischalten|registrieren)|weiterlesen\s+mit|mit\s+(einem\s+)?abo\b"
+    r"|\babo\s+(abschlie|testen|sichern)|bereits\s+(ein\s+)?(abo|abonnent|digitalabo)|exklusiv\s+für\s+abonnent"
+    r"|(plus|premium)-?(artikel|inhalt)|artikel\s+freischalten"
+    r"|subscribe\s+(now|today|to\s+(continue|read|unlock))|(continue|keep)\s+reading\s+with|already\s+a\s+subscriber"
+    r"|subscribers?\s+only|sign\s+in\s+to\s+(continue|read)|this\s+(article|content)\s+is\s+for\s+subscribers",
+    re.I,
+)
+# A consent banner or a copyright line; only lines this short count, so an article about data
+# protection or cookies is not mistaken for its own banner.
+_BOILERPLATE = re.compile(
+    r"\bcookies?\b.*\b(akzeptier|zustimm|einwillig|ablehn|einstellung|verwende|verarbeite|personalisier|accept|agree"
+    r"|consent|reject|settings|we\s+use|personali[sz])|\b(wir\s+verwenden|we\s+use)\b.*\bcookies?\b"
+    r"|©|\(c\)\s*\d{4}|alle\s+rechte\s+vorbehalten|all\s+rights\s+reserved",
+    re.I,
+)
+BOILERPLATE_LINE_CHARS = 300
+TEASER_CHARS = 1500
+PROSE_WORDS = 8
+
+
+def refuse_junk(text: str) -> None:
+    """Refuse a page body that is a paywall teaser or only navigation, footer and banners."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(text) < TEASER_CHARS and any(_PAYWALL.search(line) for line in lines[-2:]):
+        raise ExtractionError("the page shows only a teaser behind a paywall (it ends in a subscription offer)")
+    prose = sum(len(line) for line in lines if _is_prose(line))
+    if prose < 0.3 * sum(len(line) for line in lines):
+        raise ExtractionError("the page holds no article text, only short lines (navigation, a footer or a banner)")
+
+
+def _is_prose(line: str) -> bool:
+    if len(line.split()) < PROSE_WORDS:
+        return False
+    return len(line) > BOILERPLATE_LINE_CHARS or not _BOILERPLATE.search(line)
+
+
+def require_length(doc: Document, min_chars: int) -> Document:
+    """Refuse a body shorter than ``[ingest] min_chars``: a fragment or an error page, not an article."""
+    if len(doc.text) < min_chars:
+        raise ExtractionError(
+            f"the text is too short to be an article ({len(doc.text)} characters; "
+            f"at least {min_chars} are needed, see [ingest] min_chars)"
+        )
+    return doc
+
+
+def check_url(url: object) -> str | None:
+    """An article's link, which must be http(s); None when there is none."""
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str) or not re.match(r"https?://[^\s/?#]+", url.strip(), re.I) or " " in url.strip():
+        raise ExtractionError(f"the url must be an http(s) link, not {url!r}")
+    return url.strip()
 
 
 class _PdfBudget:
@@ -183,13 +348,9 @@ class _PdfBudget:
 
 
 def _pdf_limits():
-    """Tighter decompression and parsing limits than pypdf's defaults, where pypdf offers them."""
-    try:
-        from pypdf import apply_configuration
-    except ImportError:  # pypdf < 6: its own fixed limits apply
-        import contextlib
+    """Tighter decompression and parsing limits than pypdf's defaults (pyproject's floor has them all)."""
+    from pypdf import apply_configuration
 
-        return contextlib.nullcontext()
     return apply_configuration(
         zlib_maximum_output_length=MAX_PDF_STREAM_BYTES,
         stream_parsing_work_maximum_count=MAX_PDF_STREAM_TOKENS,
@@ -198,14 +359,7 @@ def _pdf_limits():
 
 def from_pdf(data: bytes, title: str | None = None) -> Document:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        from pypdf.errors import LimitReachedError
-    except ImportError:  # older pypdf
-
-        class LimitReachedError(Exception):
-            pass
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     try:
         with _pdf_limits():
@@ -239,18 +393,76 @@ def from_pdf(data: bytes, title: str | None = None) -> Document:
     return doc
 
 
-def _decode(data: bytes) -> str:
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
+def detect_encoding(sample: bytes) -> str:
+    """Codec for a file judged by its first bytes: 'utf-8-sig', 'utf-16', 'utf-8' or 'cp1252'.
+
+    A file with any valid multi-byte UTF-8 sequence stays UTF-8 even if other bytes are invalid:
+    those lines are refused by number rather than the whole file turned into mojibake.
+    """
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(sample) - 3:
+            return "utf-8"  # a character cut by the sample's end
+        text = sample.decode("utf-8", errors="surrogateescape")
+        return "utf-8" if re.search("[\x80-\ud7ff\ue000-\U0010ffff]", text) else "cp1252"
+    return "utf-8"
+
+
+def encoding_name(codec: str, sample: bytes = b"") -> str:
+    """How to name a codec to a person: Windows-1252 differs from Latin-1 only in bytes 0x80-0x9F."""
+    if codec == "cp1252":
+        return "Windows-1252" if re.search(rb"[\x80-\x9f]", sample) else "Latin-1 (ISO-8859-1)"
+    return {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-8": "UTF-8"}.get(codec, codec)
+
+
+def undecodable(text: str) -> tuple[int, int] | None:
+    """(offset, byte) of the first byte a surrogateescape decoding could not read, or None."""
+    match = _ESCAPED.search(text)
+    return (match.start(), ord(match.group()) - 0xDC00) if match else None
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def refuse_replacement_characters(text: str) -> None:
+    """U+FFFD means the text was damaged by a wrong decoding before it reached us: refuse, by line."""
+    at = text.find("\ufffd")
+    if at >= 0:
+        raise ExtractionError(f"line {text.count(chr(10), 0, at) + 1} {DAMAGED}")
+
+
+DAMAGED = "holds U+FFFD replacement characters (\ufffd): the text was damaged by a wrong decoding; send the original"
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Text and codec of a file's bytes; an undecodable byte is refused with its line number."""
+    codec = detect_encoding(data)
+    text = data.decode(codec, errors="surrogateescape")
+    bad = undecodable(text)
+    if bad:
+        offset, byte = bad
+        line = text.count("\n", 0, offset) + 1
+        raise ExtractionError(
+            f"line {line} is not valid {encoding_name(codec, data)} text (byte 0x{byte:02X}); save the file as UTF-8"
+        )
+    return text, codec
+
+
+def decode(data: bytes) -> str:
+    """Bytes of unknown encoding as text (``decode_bytes`` without the codec)."""
+    return decode_bytes(data)[0]
 
 
 def sniff(data: bytes) -> str:
     """'pdf', 'html', 'text' or 'binary', judged by content."""
-    head = data[:2048].lstrip()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _sniff_utf16(data)
+    head = data[:2048].removeprefix(codecs.BOM_UTF8).lstrip()
     if head.startswith(b"%PDF-"):
         return "pdf"
     if b"\x00" in data[:8192]:
@@ -262,17 +474,31 @@ def sniff(data: bytes) -> str:
         data[:65536].decode("utf-8")
     except UnicodeDecodeError as exc:
         # A multibyte character cut by the 64 KiB window is fine; otherwise it may still be text in
-        # a legacy encoding (Windows-1252, Latin-1), which _decode() reads.
+        # a legacy encoding (Windows-1252, Latin-1), which decode() reads.
         if exc.start < 65530 and not _legacy_text(data[:65536]):
             return "binary"
     return "text"
 
 
+def _sniff_utf16(data: bytes) -> str:
+    """UTF-16 text (Windows' "Unicode" files) is half zero bytes, so judge it after decoding."""
+    text = data[:65536].decode("utf-16", errors="replace")
+    if _odd_characters(text) > len(text) // 200:
+        return "binary"
+    head = text[:2048].lstrip("\ufeff").lstrip().lower()
+    if head.startswith(("<!doctype html", "<html")) or "<body" in head or "<article" in head:
+        return "html"
+    return "text"
+
+
+def _odd_characters(text: str) -> int:
+    return sum(1 for c in text if c == "\ufffd" or (c not in "\t\n\r\f" and unicodedata.category(c) == "Cc"))
+
+
 def _legacy_text(data: bytes) -> bool:
     """Single-byte text has (almost) no control characters; binary data has about one byte in ten."""
     text = data.decode("cp1252", errors="replace")
-    odd = sum(1 for c in text if c == "\ufffd" or (c not in "\t\n\r\f" and unicodedata.category(c) == "Cc"))
-    return odd <= len(text) // 200
+    return _odd_characters(text) <= len(text) // 200
 
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -290,7 +516,7 @@ def from_bytes(data: bytes, filename: str = "", title: str | None = None) -> Doc
         return from_pdf(data, title)
     if kind == "html":
         return from_html(data, title=title)
-    text = _decode(data)
+    text = decode(data)
     if suffix in (".md", ".markdown"):
         return from_markdown(text, title)
     return from_text(text, title)

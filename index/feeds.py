@@ -1,9 +1,10 @@
 """Feeds (RSS 2.0, RSS 1.0, Atom): subscriptions, and one poll of a feed that adds its new items.
 
-The ``feeds`` and ``feed_items`` tables live in the knowledge base's SQLite file, behind a connection
-of their own. A poll is a conditional GET (an unchanged feed costs one request and a 304) through the
-same SSRF-safe fetcher as ``/add``; each new item's page is fetched and added like ``/add <url>``,
-with the item's title, link, date and summary filling in what the page lacks.
+The ``feeds`` and ``feed_items`` tables (``index.schema``, migration 4) live in the knowledge base's
+SQLite file, behind a connection of their own. A poll is a conditional GET (an unchanged feed costs
+one request and a 304) through the same SSRF-safe fetcher as ``/add``; each new item's page is fetched
+and added like ``/add <url>``, with the item's title, link, date and summary filling in what the page
+lacks.
 
 Durable item by item: an article is committed first, then its ``feed_items`` row. A poll killed
 between the two finds the article again by URL or text on the next run and records it then, so an
@@ -31,7 +32,9 @@ import feedparser
 from .extract import Document, ExtractionError, clean_text
 from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
-from .store import ArticleNotFound, DuplicateArticle, connect, normalize_url
+from .records import ArticleNotFound, DuplicateArticle
+from .schema import open_migrated
+from .store import normalize_url
 
 log = logging.getLogger(__name__)
 
@@ -43,40 +46,6 @@ MAX_BACKOFF = timedelta(days=1)
 NOTIFY_AFTER = timedelta(days=1)
 # An item whose page cannot be fetched is tried again on this many polls, then left alone.
 MAX_ITEM_ATTEMPTS = 3
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS feeds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: old items must not attach to a new feed
-    url TEXT NOT NULL,
-    url_key TEXT NOT NULL UNIQUE,
-    title TEXT,
-    etag TEXT,
-    last_modified TEXT,
-    added_at TEXT,
-    last_check TEXT,
-    last_success TEXT,
-    items_added INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    failures INTEGER NOT NULL DEFAULT 0,
-    next_try TEXT,
-    failing_since TEXT,
-    notified INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS feed_items (
-    feed_id INTEGER NOT NULL,
-    guid TEXT NOT NULL,
-    url TEXT,
-    url_key TEXT,
-    article_id INTEGER,
-    content_hash TEXT,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    seen_at TEXT,
-    PRIMARY KEY (feed_id, guid)
-);
-CREATE INDEX IF NOT EXISTS feed_items_url_key ON feed_items (feed_id, url_key);
-"""
 
 # feed_items.status: what became of an item.
 ADDED, DUPLICATE, SKIPPED, FAILED = "added", "duplicate", "skipped", "failed"
@@ -205,10 +174,9 @@ class Feeds:
         self.kb = kb
         self.backfill = backfill
         self.clock = clock
-        self._conn = connect(kb.state_path)
+        # The feeds and feed_items tables are migration 4 (index.schema).
+        self._conn = open_migrated(kb.state_path)
         self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
 
     def close(self) -> None:
         with self._lock:

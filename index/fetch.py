@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .extract import Document, ExtractionError, _decode, from_html, from_pdf, from_text, sniff
+from .extract import Document, ExtractionError, decode, from_html, from_pdf, from_text, sniff
 from .settings import FetchSettings
 
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
@@ -238,7 +238,7 @@ def fetch_document(url: str, settings: FetchSettings, title: str | None = None) 
     if fetched.content_type == "application/pdf" or kind == "pdf":
         doc = from_pdf(body, title)
     elif fetched.content_type in ("text/plain", "text/markdown"):
-        doc = from_text(_decode(body), title)
+        doc = from_text(decode(body), title)
     else:
         doc = from_html(body, url=fetched.url, title=title)
     doc.url = fetched.url

@@ -18,12 +18,14 @@ import numpy as np
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
+from .engine import AnswerLog, ArticleStore, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
 from .extract import Document, ExtractionError
 from .fetch import fetch_document
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
 from .settings import IndexSettings
+from .side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
 from .store import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, Store, content_hash, normalize_url
 from .vectors import VectorIndex
 
@@ -82,13 +84,15 @@ class KnowledgeBase:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir / DB_FILE)
+        # The engines, typed by their protocols (index.engine): SQLite and FAISS are one implementation.
+        self.store: ArticleStore = Store(self.data_dir / DB_FILE)
         self._embedder = embedder
-        self._vectors: VectorIndex | None = None
+        self._vectors: VectorSearchIndex | None = None
         self._open_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._query_vectors: LRU[str, np.ndarray] = LRU(QUERY_CACHE_SIZE)
         self.index_status = "not loaded"
+        self.closed = False
 
     # --- lazily loaded parts (list/show/stats need neither the model nor FAISS) ----------------
 
@@ -100,15 +104,18 @@ class KnowledgeBase:
         return self._embedder
 
     @property
-    def vectors(self) -> VectorIndex:
+    def vectors(self) -> VectorSearchIndex:
         embedder = self.embedder
         with self._open_lock:
             if self._vectors is None:
-                vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+                vectors = self._new_vector_index(embedder)
                 self._check_stored_model(embedder)
                 self.index_status = vectors.load_or_rebuild(self.store)
                 self._vectors = vectors
         return self._vectors
+
+    def _new_vector_index(self, embedder: Embedder) -> VectorSearchIndex:
+        return VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
 
     def _check_stored_model(self, embedder: Embedder) -> None:
         models = self.store.embedding_models()
@@ -124,7 +131,14 @@ class KnowledgeBase:
         _ = self.vectors
         return self.index_status
 
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        self.closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -383,12 +397,20 @@ class KnowledgeBase:
 
     @property
     def state_path(self) -> Path:
-        """The local SQLite file where the bot keeps its own tables (update ledger, feedback).
-
-        Today that is the knowledge base's own file, so one backup holds everything; a knowledge base on
-        a server engine would hand out a local file here instead, and bot/ would not change.
-        """
+        """The local SQLite file that holds the bot's own tables (update ledger, answers, feedback)."""
         return self.data_dir / DB_FILE
+
+    def update_ledger(self) -> UpdateLedgerTable:
+        """The bot's update ledger, not yet opened (``open()`` on the thread that will use it).
+
+        Today its table sits in the knowledge base's own file, so one backup holds everything; a
+        knowledge base on a server engine would hand out its own ledger here, and bot/ would not change.
+        """
+        return SQLiteUpdateLedger(self.state_path)
+
+    def answer_log(self) -> AnswerLog:
+        """The answers the bot gave and the votes on them (a connection of its own; the caller closes it)."""
+        return SQLiteAnswerLog(self.state_path)
 
     def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleRecord]:
         return self.store.articles(limit, offset)
@@ -419,7 +441,7 @@ class KnowledgeBase:
         model_changed = bool(models) and models != [(embedder.model_id, embedder.dim)]
         rechunked, reembedded = self._refit(model_changed, progress, rechunk)
         analyzed = self._reanalyze()
-        vectors = VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+        vectors = self._new_vector_index(embedder)
         vectors.rebuild(self.store)
         vectors.save()
         with self._open_lock:

@@ -165,6 +165,7 @@ def _load_lexicon() -> Lexicon | None:
 
 
 def _build_lexicon() -> Lexicon:
+    # Below simplemma's top-level API (pinned to 2.x): tests/test_dependencies.py fails loudly if it moves.
     from simplemma.strategies.dictionaries import DefaultDictionaryFactory
 
     log.info("deriving the German compound lexicon from simplemma (once)")

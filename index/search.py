@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .engine import ArticleStore
 from .lexical import detect_language, fts_match, query_terms
 from .settings import SearchSettings
-from .store import Store
 
 
 @dataclass
@@ -95,20 +95,11 @@ def fuse(
     raise ValueError(f"unknown fusion {settings.fusion!r} (known: score, rrf)")
 
 
-# A query term that occurs in more passages than this is left out of the FTS query (the rarest
-# term always stays). FTS5 scores every passage in a term's posting list before it can sort, so
-# one such term cost up to 500 ms at 1M passages, while BM25 gives it little weight (idf < 3 at
-# 5 % of the passages). Below this many passages in all nothing is ever left out, so retrieval on
-# smaller corpora is exactly unchanged (bench/scale.py, BENCHMARKS.md "Scale (issue 6)").
-# The default of ``SearchSettings.common_term_passages``.
-COMMON_TERM_PASSAGES = 50_000
-
-
 def lexical_search(
-    store: Store, query: str, k: int, common_term_passages: int | None = None
+    store: ArticleStore, query: str, k: int, common_term_passages: int | None = None
 ) -> list[tuple[int, float]]:
     terms = query_terms(query)
-    limit = COMMON_TERM_PASSAGES if common_term_passages is None else common_term_passages
+    limit = SearchSettings.common_term_passages if common_term_passages is None else common_term_passages
     if len(terms) > 1 and store.chunk_id_bound() > limit:
         frequencies = store.document_frequencies(terms)
         kept = [t for t in terms if frequencies[t] <= limit]
@@ -118,7 +109,7 @@ def lexical_search(
 
 
 def hybrid_search(
-    store: Store,
+    store: ArticleStore,
     dense: list[tuple[int, float]],
     query: str,
     k: int,

@@ -13,10 +13,8 @@ import re
 import sqlite3
 import threading
 import unicodedata
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,49 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import sqlite_utils
 
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class ArticleRecord:
-    id: int
-    title: str
-    url: str | None
-    source: str
-    published: str | None
-    added_by: str | None
-    added_at: str
-    content_hash: str
-    text: str
-    language: str
-    chunk_count: int = 0
-
-
-@dataclass
-class ChunkRecord:
-    id: int
-    article_id: int
-    position: int
-    text: str
-    start: int
-    end: int
-    title: str
-    url: str | None
-    language: str
-
-
-class DuplicateArticle(Exception):
-    def __init__(self, article_id: int, reason: str):
-        super().__init__(f"already present as #{article_id} ({reason})")
-        self.article_id = article_id
-        # "same text" or "same URL": a known URL with other text means the page changed since.
-        self.reason = reason
-
-
-class ArticleNotFound(Exception):
-    def __init__(self, article_id: object):
-        super().__init__(f"no article with id {article_id}")
-        self.article_id = article_id
+from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle
+from .schema import connect, open_migrated
 
 
 def content_hash(text: str) -> str:
@@ -89,78 +46,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
-
-
 class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_conn = connect(self.path)
+        # The schema is brought up to date on open (index.schema); a database newer than the code is refused.
+        self._write_conn = open_migrated(self.path)
         self.db = sqlite_utils.Database(self._write_conn)
         self._write_lock = threading.Lock()
         self._local = threading.local()
-        self._create_schema()
-
-    # --- schema -------------------------------------------------------------------------------
-
-    def _create_schema(self) -> None:
-        db = self.db
-        with self._write_lock:
-            if "articles" not in db.table_names():
-                db["articles"].create(
-                    {
-                        "id": int,
-                        "title": str,
-                        "url": str,
-                        "url_key": str,
-                        "source": str,
-                        "published": str,
-                        "added_by": str,
-                        "added_at": str,
-                        "content_hash": str,
-                        "text": str,
-                        "language": str,
-                    },
-                    pk="id",
-                )
-                db["articles"].create_index(["content_hash"], unique=True)
-                db["articles"].create_index(["url_key"])
-            if "chunks" not in db.table_names():
-                db["chunks"].create(
-                    {"id": int, "article_id": int, "position": int, "text": str, "start": int, "end": int},
-                    pk="id",
-                    foreign_keys=[("article_id", "articles", "id")],
-                )
-                db["chunks"].create_index(["article_id", "position"], unique=True)
-            if "embeddings" not in db.table_names():
-                db["embeddings"].create(
-                    {"chunk_id": int, "model": str, "dim": int, "vector": bytes},
-                    pk="chunk_id",
-                    foreign_keys=[("chunk_id", "chunks", "id")],
-                )
-            if "chunks_fts" not in db.table_names():
-                self._write_conn.execute(
-                    "CREATE VIRTUAL TABLE chunks_fts USING fts5(title_terms, terms, "
-                    "tokenize='unicode61 remove_diacritics 2')"
-                )
-            if "meta" not in db.table_names():
-                db["meta"].create({"key": str, "value": str}, pk="key")
-                db["meta"].insert_all(
-                    [{"key": "version", "value": "0"}, {"key": "schema", "value": str(SCHEMA_VERSION)}]
-                )
-            # Names this database, so a FAISS file left from another one is never taken for its index.
-            # (Written only when missing: opening an existing store for reading must not need the write lock.)
-            if self._write_conn.execute("SELECT 1 FROM meta WHERE key = 'store_id'").fetchone() is None:
-                self._write_conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,)
-                )
 
     # --- connections --------------------------------------------------------------------------
 

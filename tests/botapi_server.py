@@ -1,12 +1,13 @@
 """A Bot API server for tests: real HTTP on 127.0.0.1, Telegram's JSON protocol, stdlib only.
 
 It holds the updates that "users" send (``send_text``, ``send_document``, ``press``) until the bot
-confirms them with getUpdates' offset, records everything the bot sends, and checks it the way
-Telegram does: HTML must parse with Telegram's tags and entities, a message holds at most 4,096
-characters, callback data at most 64 bytes. Unknown methods get Telegram's 404 error; any method
-can be made to fail (``fail``), including with flood control (429 with retry_after), and any
-method can be held (``hold``): its requests wait, as if in flight, until released or dropped, so a
-test can kill the bot at a known moment. The server outlives any number of bot processes.
+confirms them with getUpdates' offset, records everything the bot sends, edits (each message's
+``history``) and deletes, and checks it the way Telegram does: HTML must parse with Telegram's tags
+and entities, a message holds at most 4,096 characters, callback data at most 64 bytes. Unknown
+methods get Telegram's 404 error; any method can be made to fail (``fail``), including with flood
+control (429 with retry_after), and any method can be held (``hold``): its requests wait, as if in
+flight, until released or dropped, so a test can kill the bot at a known moment. The server
+outlives any number of bot processes.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class BotApiServer:
         self.listeners: list[Callable[[dict], None]] = []
         self.held: list[Held] = []
         self.update_ids: dict[int, int] = {}  # message id → id of the update that brought it
+        self.deleted: list[tuple[int, int]] = []  # (chat id, message id) the bot deleted
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(5000)
         self._stopping = False
@@ -515,6 +517,7 @@ class BotApiServer:
                 raise ApiError(400, NOT_MODIFIED)
             message.update(text=text, html=params.get("text"), parse_mode=params.get("parse_mode"))
             message["edits"] = message.get("edits", 0) + 1
+            message.setdefault("history", []).append(text)
             if markup:
                 message["reply_markup"] = markup
             else:
@@ -522,6 +525,17 @@ class BotApiServer:
             self.cond.notify_all()
         self._tell(message)
         return _public(message)
+
+    def api_deleteMessage(self, params: dict) -> bool:  # noqa: N802
+        key = (params.get("chat_id"), params.get("message_id"))
+        with self.cond:
+            message = self.messages.get(key)
+            if message is None or message["from"]["id"] != self.bot["id"]:
+                raise ApiError(400, "Bad Request: message to delete not found")
+            del self.messages[key]
+            self.deleted.append(key)
+            self.cond.notify_all()
+        return True
 
     def api_answerCallbackQuery(self, params: dict) -> bool:  # noqa: N802
         with self.cond:
@@ -563,7 +577,7 @@ class BotApiServer:
 
 
 def _public(message: dict) -> dict:
-    return {k: v for k, v in message.items() if k not in ("html", "parse_mode", "edits")}
+    return {k: v for k, v in message.items() if k not in ("html", "parse_mode", "edits", "history")}
 
 
 def _command_entities(text: str) -> list[dict]:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def conversation(kb):
     add_ferry_and_solar(kb)
-    feedback = FeedbackStore(kb.store.path)
+    feedback = FeedbackStore(kb.answer_log())
     settings = TelegramSettings(admins=[ADMIN.id], rate_limit_per_minute=3, max_question_chars=120)
     conv = Conversation(kb, Answerer(kb, AnswerSettings()), feedback, settings, FetchSettings(), page_size=1)
     yield conv
@@ -114,8 +114,18 @@ def test_add_by_text_duplicate_and_usage(conversation):
     assert progress == ["Verarbeite „Wochenmarkt in Grauwinkel zieht auf den Kirchplatz“ …"]
     assert text_of(say(conversation, ADMIN, "/add " + MARKET_TEXT)) == "Nicht hinzugefügt: schon vorhanden als #3."
     assert text_of(say(conversation, ADMIN, "/add 12")).startswith("So fügen Sie einen Artikel hinzu")
-    forwarded = say(conversation, ADMIN, "/add", replied_text="Kurzmeldung: Die Brücke in Ostend ist wieder offen.")
-    assert "Hinzugefügt: #4" in text_of(forwarded)
+    short = say(conversation, ADMIN, "/add", replied_text="Kurzmeldung: Die Brücke in Ostend ist wieder offen.")
+    # [ingest] min_chars, explained in German
+    assert (
+        text_of(short)
+        == "Nicht hinzugefügt: Der Text ist zu kurz für einen Artikel (51 Zeichen, nötig sind mindestens 200)."
+    )
+    news = (
+        "Kurzmeldung: Die Brücke in Ostend ist wieder offen. Nach vier Monaten Bauzeit dürfen Autos, Räder und "
+        "Fußgänger sie seit Montag wieder nutzen; die Umleitung über den Hafen entfällt, die Busse fahren wieder "
+        "ihre gewohnte Strecke."
+    )
+    assert "Hinzugefügt: #4" in text_of(say(conversation, ADMIN, "/add", replied_text=news))
 
 
 def test_documents_are_checked_before_download(conversation):
@@ -310,6 +320,27 @@ def test_fetch_failures_from_a_real_server_are_german(conversation):
         ("the PDF is encrypted; send an unprotected copy", "Das PDF ist verschlüsselt"),
         ("https://x.org/a is image/png, not an article (HTML, text or PDF)", "kein Artikel"),
         ("the text contains no text", "kein Artikeltext"),
+        (
+            "the text is too short to be an article (51 characters; at least 200 are needed, see [ingest] min_chars)",
+            "Der Text ist zu kurz für einen Artikel (51 Zeichen, nötig sind mindestens 200).",
+        ),
+        (
+            "the page shows only a teaser behind a paywall (it ends in a subscription offer)",
+            "nur den Anfang hinter einer Bezahlschranke",
+        ),
+        (
+            "the page holds no article text, only short lines (navigation, a footer or a banner)",
+            "kein Artikeltext, nur kurze Zeilen (Navigation",
+        ),
+        (
+            "line 7 is not valid Windows-1252 text (byte 0x81); save the file as UTF-8",
+            "Zeile 7 ist kein gültiger Windows-1252-Text (Byte 0x81); bitte die Datei als UTF-8 speichern.",
+        ),
+        (
+            "line 3 holds U+FFFD replacement characters (\ufffd): the text was damaged by a wrong decoding; "
+            "send the original",
+            "Zeile 3 enthält Ersatzzeichen",
+        ),
         ("something new from index/", "Der Text ließ sich nicht verarbeiten (Meldung: something new from index/)"),
     ],
 )
@@ -319,7 +350,11 @@ def test_reasons_have_german_explanations(reason, german):
 
 
 def test_singular_and_plural(conversation):
-    one = "Kurzmeldung aus Ostend\n\nDie Brücke in Ostend ist nach drei Monaten Bauzeit wieder für Radfahrer offen."
+    one = (
+        "Kurzmeldung aus Ostend\n\nDie Brücke in Ostend ist nach drei Monaten Bauzeit wieder für Radfahrer offen."
+        " Fußgänger müssen noch bis zum Herbst den Umweg über den Fährsteg nehmen, weil die Geländer der"
+        " Treppe erneuert werden und die Stadt die Beleuchtung auf dem ganzen Weg austauscht."
+    )
     (added,) = say(conversation, ADMIN, "/add " + one)
     assert plain_text(added).endswith("(1 Abschnitt).")
     listing = text_of(say(conversation, User(ADMIN.id, "Ada", "en"), "/list"))

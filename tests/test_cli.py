@@ -22,7 +22,12 @@ from util_kb import ZERO_INTEGRITY
 from bot import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = "Die Gemeinde Lindholm setzt ab Juni eine elektrische Fähre ein. Sie fährt alle 20 Minuten."
+# Articles must be at least [ingest] min_chars (200) long: FILLER makes a test sentence an article.
+FILLER = (
+    " Die Verwaltung will die Einwohner in den kommenden Wochen auf mehreren Versammlungen über"
+    " die Einzelheiten, die Kosten und den Zeitplan des Vorhabens unterrichten und Fragen beantworten."
+)
+SAMPLE = "Die Gemeinde Lindholm setzt ab Juni eine elektrische Fähre ein. Sie fährt alle 20 Minuten." + FILLER
 
 
 @pytest.fixture
@@ -139,7 +144,9 @@ def _jsonl(path, lines):
 
 def test_import_reports_bad_lines_and_imports_the_good_ones(run, tmp_path):
     good = [
-        json.dumps({"title": f"Artikel {i}", "text": f"Ein Text über das Thema Nummer {i} in der Stadt Quillsby."})
+        json.dumps(
+            {"title": f"Artikel {i}", "text": f"Ein Text über das Thema Nummer {i} in der Stadt Quillsby." + FILLER}
+        )
         for i in range(3)
     ]
     lines = [
@@ -178,7 +185,9 @@ def test_import_reports_bad_lines_and_imports_the_good_ones(run, tmp_path):
 
 
 def test_import_again_is_idempotent(run, tmp_path):
-    path = _jsonl(tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen."}) for i in range(4)])
+    path = _jsonl(
+        tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen." + FILLER}) for i in range(4)]
+    )
     assert run("import", path).out.strip() == "imported 4 articles, 0 already present, 0 rejected"
     before = run.counts()
     again = run("import", path)
@@ -193,9 +202,9 @@ def test_import_csv_with_huge_field_and_broken_row(run, tmp_path):
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["title", "text", "published", "notes"])
-        writer.writerow(["Kurz", "Ein kurzer Text über die Stadt Lindholm.", "2025-02-12", ""])
-        writer.writerow(["Lang", "Ein Text über den Hafen und die Fähre.", "", "Notiz " * 40_000])
-        writer.writerow(["Falsches Datum", "Noch ein Text über den Markt.", "32.13.2025", ""])
+        writer.writerow(["Kurz", "Ein kurzer Text über die Stadt Lindholm." + FILLER, "2025-02-12", ""])
+        writer.writerow(["Lang", "Ein Text über den Hafen und die Fähre." + FILLER, "", "Notiz " * 40_000])
+        writer.writerow(["Falsches Datum", "Noch ein Text über den Markt." + FILLER, "32.13.2025", ""])
     result = run("import", str(path))
     assert result.code == 1
     assert "imported 2 articles, 0 already present, 1 rejected" in result.out
@@ -203,7 +212,7 @@ def test_import_csv_with_huge_field_and_broken_row(run, tmp_path):
     with open(path, "a", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["Riesig", "x" * 9_000_000, "", ""])
-        writer.writerow(["Danach", "Ein Text nach dem riesigen Feld.", "", ""])
+        writer.writerow(["Danach", "Ein Text nach dem riesigen Feld." + FILLER, "", ""])
     result = run("import", str(path))
     assert result.code == 1
     assert "line 5: not valid CSV (field larger than field limit" in result.err
@@ -283,7 +292,8 @@ def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, mon
 def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     config = tmp_path / "model.toml"
-    config.write_text('[embedding]\nmodel = "no-such-org/no-such-model"\n')
+    # A hub model needs backend sentence-transformers (the default USE bundles its weights).
+    config.write_text('[embedding]\nbackend = "sentence-transformers"\nmodel = "no-such-org/no-such-model"\n')
     data = tmp_path / "data"
     monkeypatch.setattr("sys.stdin", io.StringIO("Wie oft fährt die Fähre?\n"))
     for argv in (["search", "Fähre"], ["ask", "Wie oft fährt die Fähre?"], ["stats"], ["chat"]):
@@ -389,7 +399,9 @@ def test_verbose_keeps_libraries_at_warning_and_vv_opens_them(run, one_article):
 
 def test_import_and_reindex_progress_without_a_terminal_is_plain_lines(run, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "PROGRESS_EVERY_SECONDS", 0.0)
-    path = _jsonl(tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen."}) for i in range(4)])
+    path = _jsonl(
+        tmp_path / "a.jsonl", [json.dumps({"text": f"Text Nummer {i} über den Hafen." + FILLER}) for i in range(4)]
+    )
     result = run("import", path)
     assert result.out == "imported 4 articles, 0 already present, 0 rejected\n"
     lines = result.err.splitlines()
@@ -406,7 +418,9 @@ def test_import_and_reindex_progress_without_a_terminal_is_plain_lines(run, tmp_
 
 
 def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(run, tmp_path):
-    texts = [f"Meldung {i}: Der Hafen von Quillsby meldet {i} neue Liegeplätze für Segelboote." for i in range(400)]
+    texts = [
+        f"Meldung {i}: Der Hafen von Quillsby meldet {i} neue Liegeplätze für Segelboote." + FILLER for i in range(400)
+    ]
     path = _jsonl(
         tmp_path / "many.jsonl", [json.dumps({"title": f"Hafen {i}", "text": t}) for i, t in enumerate(texts)]
     )
@@ -512,7 +526,7 @@ def test_search_from_stdin_shows_each_query_above_its_passages(run, one_article,
 
 
 def test_verbose_import_tells_what_each_line_became(run, tmp_path, caplog):
-    article = {"title": "Hafen", "text": "Der Hafen meldet neue Liegeplätze.", "published": "2025-05-02"}
+    article = {"title": "Hafen", "text": "Der Hafen meldet neue Liegeplätze." + FILLER, "published": "2025-05-02"}
     path = _jsonl(tmp_path / "one.jsonl", [json.dumps(article)])
     assert run("-v", "import", path).code == 0
     assert "line 1: added #1 'Hafen': published 2025-05-02, language de, 1 passage" in caplog.text

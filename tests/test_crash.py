@@ -51,7 +51,8 @@ def article(n: int) -> dict:
         "title": f"Meldung {n}",
         "text": (
             f"Kennwort quarz{n}feld. Die Stadt Ortheim{n} plant am {topic} eine Änderung. "
-            f"Der Rat stimmte mit {n % 17 + 3} Stimmen zu, die Kosten liegen bei {n * 7 % 90 + 10} Millionen Euro."
+            f"Der Rat stimmte mit {n % 17 + 3} Stimmen zu, die Kosten liegen bei {n * 7 % 90 + 10} Millionen Euro. "
+            "Der Beschluss erscheint im kommenden Monat im Amtsblatt."  # over [ingest] min_chars (200)
         ),
     }
 

@@ -27,7 +27,8 @@ from index.store import Store
 ARTICLE = (
     "Neue Fähre für Lindholm\n\n"
     "Die Gemeinde Lindholm setzt ab Juni eine elektrische Fähre ein. Sie fährt alle 20 Minuten.\n\n"
-    "Die Fähre kostet 4,2 Millionen Euro und bietet Platz für 180 Fahrgäste."
+    "Die Fähre kostet 4,2 Millionen Euro und bietet Platz für 180 Fahrgäste.\n\n"
+    "Geladen wird sie mit Strom aus der Solaranlage am Hafen; die erste Fahrt ist für den 3. Juni geplant."
 ).encode()
 HTML = (
     "<!doctype html><html><head><title>Neue Fähre für Lindholm</title></head><body><article>"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -12,8 +14,9 @@ from llm_server import Behaviour, start_server
 
 from bot.answer import NOT_FOUND, Answerer
 from bot.config import AnswerSettings, LLMSettings
-from bot.llm import ChatClient, LLMError
-from bot.llm_answer import normalize_markers, split_statements
+from bot.llm import ChatClient, FairSlots, LLMError
+from bot.llm_answer import best_quote, normalize_markers, split_statements
+from index.chunking import sentence_spans
 
 QUESTION = "Wie viel hat die Elektrofähre auf dem Kellersee gekostet?"
 # Across languages only names and numbers match lexically (the bundled model is English-only).
@@ -42,7 +45,8 @@ def llm_answerer(kb, base_url: str, timeout: float = 5.0) -> Answerer:
 def passage_numbers(request: dict) -> dict[int, str]:
     """The numbered passages as the answerer sent them: {n: text}."""
     user = request["messages"][-1]["content"]
-    return {int(n): text for n, text in re.findall(r"^\[(\d+)\] (.*?)(?=^\[\d+\] |\n\nQuestion:)", user, re.S | re.M)}
+    found = re.findall(r"^\[(\d+)\] (.*?)(?=^\[\d+\] |\n\n(?:Question|Frage):)", user, re.S | re.M)
+    return {int(n): text for n, text in found}
 
 
 def cite_passage_with(fact: str, template: str = "Die Fähre kostete {fact} [{n}]."):
@@ -66,7 +70,7 @@ def test_llm_answer_is_checked_and_renumbered(server, loaded_kb, monkeypatch):
     request = server.requests[0]
     assert request["model"] == "test-model"
     assert QUESTION in request["messages"][-1]["content"]
-    assert "German" in request["messages"][0]["content"]
+    assert "Antworte auf Deutsch" in request["messages"][0]["content"]
     assert server.headers[0]["Authorization"] == "Bearer sk-test"
 
 
@@ -74,7 +78,7 @@ def test_english_question_asks_for_an_english_reply(server, loaded_kb):
     server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro", "The ferry cost {fact} [{n}]."))
     answer = llm_answerer(loaded_kb, server.base_url).answer(ENGLISH_QUESTION)
     assert answer.language == "en" and answer.found and answer.body.endswith("[1]")
-    assert "English" in server.requests[0]["messages"][0]["content"]
+    assert "Answer in English" in server.requests[0]["messages"][0]["content"]
 
 
 def test_marker_to_a_missing_passage_is_removed(server, loaded_kb):
@@ -177,3 +181,224 @@ def test_normalize_markers_and_split_statements():
     assert normalize_markers("**Ja**, das stimmt. [1, 3] Weiter [2].") == "Ja, das stimmt. [1][3] Weiter [2]."
     statements = split_statements(normalize_markers("Erster Satz. [1] Zweiter Satz [2][4]. Baujahr 1956 [3]. Ohne."))
     assert statements == [("Erster Satz.", [1]), ("Zweiter Satz.", [2, 4]), ("Baujahr 1956.", [3]), ("Ohne.", [])]
+
+
+# --- streaming (the loopback server's timing is under the test's control) ---------------------
+
+
+def stream_answerer(kb, base_url: str, **llm_settings) -> Answerer:
+    llm = LLMSettings(base_url=base_url, model="test-model", **{"timeout": 5.0, **llm_settings})
+    return Answerer(kb, AnswerSettings(mode="llm"), llm=llm)
+
+
+def ferry_passage(request: dict) -> int:
+    return next(n for n, text in passage_numbers(request).items() if "4,2 Millionen Euro" in text)
+
+
+FERRY_REPLY = "Die Fähre kostete 4,2 Millionen Euro [{n}]. Gebaut wurde sie in zwei Jahren [{n}]."
+
+
+def test_stream_shows_the_growing_reply_then_the_checked_answer(server, loaded_kb):
+    server.behaviour = Behaviour(reply=lambda request: FERRY_REPLY.format(n=ferry_passage(request)))
+    shown: list[str] = []
+    answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, shown.append)
+    assert server.requests[0]["stream"] is True
+    assert len(shown) >= 5, shown  # word by word
+    assert all(later.startswith(earlier) for earlier, later in zip(shown, shown[1:], strict=False))
+    assert shown[-1].startswith("Die Fähre kostete 4,2 Millionen Euro")
+    assert answer.mode == "llm" and answer.found
+    assert answer.body == "Die Fähre kostete 4,2 Millionen Euro. [1] Gebaut wurde sie in zwei Jahren. [1]"
+    assert answer.citations[0].url == FERRY.url
+
+
+def test_stream_never_shows_not_found_or_markers_to_missing_passages(server, loaded_kb):
+    shown: list[str] = []
+    answerer = stream_answerer(loaded_kb, server.base_url)
+    server.behaviour = Behaviour(reply="NOT_FOUND")
+    answer = answerer.answer_stream(QUESTION, shown.append)
+    assert shown == [] and not answer.found and answer.body == NOT_FOUND["de"]
+    server.behaviour = Behaviour(reply="Die Fähre kostete viel [42]. Mehr weiß ich nicht [1, 99].")
+    answerer.answer_stream(QUESTION, shown.append)
+    assert shown and not any("42" in text or "99" in text for text in shown), shown
+
+
+def test_stream_without_a_valid_marker_ends_as_not_found(server, loaded_kb):
+    shown: list[str] = []
+    server.behaviour = Behaviour(reply="Die Fähre war ziemlich teuer, glaube ich.")
+    answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, shown.append)
+    assert shown[-1] == "Die Fähre war ziemlich teuer, glaube ich."  # shown while it was written …
+    assert not answer.found and answer.body == NOT_FOUND["de"] and answer.mode == "llm"  # … replaced after
+
+
+def test_stream_cut_off_midway_keeps_what_was_shown_and_falls_back(server, loaded_kb):
+    shown: list[str] = []
+    server.behaviour = Behaviour(reply="Die Fähre kostete nach Angaben der Gemeinde 4,2 Millionen [1].", break_after=4)
+    answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, shown.append)
+    assert shown[-1] == "Die Fähre kostete nach"
+    assert answer.mode == "extractive-fallback" and answer.cut_off == shown[-1]
+    assert answer.found and "4,2 Millionen Euro" in answer.body and answer.citations
+
+
+def test_stream_silent_before_the_first_words_falls_back_in_time(server, loaded_kb):
+    answerer = stream_answerer(loaded_kb, server.base_url, first_token_timeout=0.5, timeout=30.0)
+    answerer.answer(QUESTION)  # warm caches, so the timing below is the first-token limit's
+    shown: list[str] = []
+    server.behaviour = Behaviour(reply="Zu spät [1].", delay=6.0)
+    started = time.monotonic()
+    answer = answerer.answer_stream(QUESTION, shown.append)
+    assert time.monotonic() - started < 3.0
+    assert shown == [] and answer.mode == "extractive-fallback" and answer.cut_off == ""
+    assert "4,2 Millionen Euro" in answer.body
+
+
+def test_stream_stalling_or_too_slow_is_cut_off(server, loaded_kb):
+    reply = "Die Fähre kostete 4,2 Millionen Euro und fuhr im Mai zum ersten Mal über den See [1]."
+    stalling = stream_answerer(loaded_kb, server.base_url, first_token_timeout=0.5, timeout=30.0)
+    server.behaviour = Behaviour(reply=reply, piece_delay=2.0)
+    answer = stalling.answer_stream(QUESTION, lambda text: None)
+    assert answer.mode == "extractive-fallback" and answer.cut_off == "Die"
+    slow = stream_answerer(loaded_kb, server.base_url, first_token_timeout=5.0, timeout=1.0)
+    server.behaviour = Behaviour(reply=reply, piece_delay=0.3)
+    started = time.monotonic()
+    answer = slow.answer_stream(QUESTION, lambda text: None)
+    assert time.monotonic() - started < 2.5
+    assert answer.mode == "extractive-fallback" and answer.cut_off.startswith("Die Fähre")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        ['data: {"error": {"message": "out of memory"}}'],
+        ["data: {not json"],
+        ['data: {"choices": [{"delta": {"content": "Die [1]"}, "finish_reason": null}]}'],  # no end
+    ],
+    ids=["error-event", "bad-json", "no-end"],
+)
+def test_malformed_stream_falls_back(server, loaded_kb, events):
+    server.behaviour = Behaviour(raw_events=events)
+    answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, lambda text: None)
+    assert answer.mode == "extractive-fallback" and "4,2 Millionen Euro" in answer.body
+
+
+def test_max_concurrent_requests_wait_in_turn(server, loaded_kb):
+    answerer = stream_answerer(loaded_kb, server.base_url, max_concurrent=1)
+    answerer.answer(QUESTION)  # warm
+    server.spans.clear()
+    server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"), piece_delay=0.1)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(answerer.answer(QUESTION))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [a.mode for a in answers] == ["llm"] * 3
+    spans = sorted(server.spans)
+    assert len(spans) == 3
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+
+
+def test_waiters_get_their_slot_in_order_of_arrival():
+    slots = FairSlots(1)
+    order: list[int] = []
+    with slots.slot(5.0):
+        threads = []
+        for i in range(5):
+            thread = threading.Thread(target=lambda i=i: _take(slots, i, order))
+            thread.start()
+            threads.append(thread)
+            while slots.waiting < i + 1:  # each waiter queued before the next arrives
+                time.sleep(0.005)
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]
+    with slots.slot(5.0), pytest.raises(LLMError, match="no free slot"):
+        _take(slots, 9, order, wait=0.2)
+
+
+def _take(slots: FairSlots, i: int, order: list[int], wait: float = 5.0) -> None:
+    with slots.slot(wait):
+        order.append(i)
+
+
+def test_streamed_cli_ask_prints_the_stream_then_the_answer(server, loaded_kb, monkeypatch, capsys):
+    from bot import cli
+    from bot.config import Config
+
+    config = Config()
+    config.answer.mode = "llm"
+    config.llm = LLMSettings(base_url=server.base_url, model="m", timeout=5.0)
+    server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"))
+    monkeypatch.setattr(cli, "open_kb", lambda _: loaded_kb)
+    monkeypatch.setattr(cli, "load_config", lambda *args: config)
+    assert cli.main(["ask", QUESTION]) == 0
+    streamed, _, final = capsys.readouterr().out.partition("\n\n")
+    assert streamed.startswith("Die Fähre kostete 4,2 Millionen Euro [")  # the model's own marker numbers
+    assert final.startswith("Die Fähre kostete 4,2 Millionen Euro. [1]") and "Quellen:" in final
+    assert cli.main(["ask", "--json", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["answer"] == "Die Fähre kostete 4,2 Millionen Euro. [1]"  # one line: the answer only
+
+
+def test_cli_shows_a_cut_off_answer_and_the_fallback(server, loaded_kb, monkeypatch, capsys):
+    from bot import cli
+    from bot.config import Config
+
+    config = Config()
+    config.answer.mode = "llm"
+    config.llm = LLMSettings(base_url=server.base_url, model="m", timeout=5.0)
+    server.behaviour = Behaviour(reply="Die Fähre kostete nach Angaben der Gemeinde viel [1].", break_after=3)
+    monkeypatch.setattr(cli, "open_kb", lambda _: loaded_kb)
+    monkeypatch.setattr(cli, "load_config", lambda *args: config)
+    assert cli.main(["ask", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert "Die Fähre kostete …\n(Hier brach die Antwort des Sprachmodells ab" in out
+    assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
+
+
+def test_terminal_chat_prints_the_stream_then_the_checked_answer(server, loaded_kb, tmp_path):
+    import io
+
+    from bot.chat import run_chat
+    from bot.config import TelegramSettings
+    from bot.conversation import Conversation
+    from bot.feedback import FeedbackStore
+    from index.settings import FetchSettings
+
+    server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"))
+    feedback = FeedbackStore(loaded_kb.answer_log())
+    answerer = stream_answerer(loaded_kb, server.base_url)
+    conversation = Conversation(loaded_kb, answerer, feedback, TelegramSettings(), FetchSettings(), admins=[0])
+    out, err = io.StringIO(), io.StringIO()
+    run_chat(conversation, [QUESTION + "\n"], out, err, "de")
+    feedback.close()
+    printed = out.getvalue()
+    streamed, _, final = printed[printed.index("Die Fähre") :].partition("\n\n")  # after the greeting
+    assert streamed.startswith("Die Fähre kostete 4,2 Millionen Euro [")
+    assert final.startswith("Die Fähre kostete 4,2 Millionen Euro. [1]") and "Quellen:" in final
+
+
+def test_quote_is_the_sentence_that_supports_the_statement_even_without_shared_words(server, loaded_kb):
+    def reply(request: dict) -> str:
+        n = next(n for n, text in passage_numbers(request).items() if "Pennick" in text)
+        return f"Pupils had long wanted a quiet place to revise [{n}]."  # no word in common with the article
+
+    server.behaviour = Behaviour(reply=reply)
+    answer = llm_answerer(loaded_kb, server.base_url).answer("Why does Brackenford library open on Sundays?")
+    assert answer.found, answer
+    (citation,) = answer.citations
+    assert (
+        citation.quote
+        == "Head librarian Oliver Pennick said that students had asked for weekend study space for years."
+    )
+
+
+def test_best_quote_prefers_shared_terms_then_similarity():
+    text = "Die Fähre kostete 4,2 Millionen Euro. Sie fährt ab Mai. Der Akku wird nachts geladen."
+    assert best_quote(text, "Der Preis lag bei 4,2 Millionen") == "Die Fähre kostete 4,2 Millionen Euro."
+    spans = sentence_spans(text)
+    closest_to_third = [0.1, 0.2, 0.9]
+    assert best_quote(text, "Strom tankt sie im Dunkeln", spans, closest_to_third.__getitem__) == (
+        "Der Akku wird nachts geladen."
+    )
+    # One shared term outweighs any similarity.
+    assert best_quote(text, "Im Mai geht es los", spans, closest_to_third.__getitem__) == "Sie fährt ab Mai."

@@ -50,7 +50,7 @@ def answerer(kb):
 
 @pytest.fixture(scope="module")
 def conversation(kb, answerer):
-    feedback = FeedbackStore(kb.store.path)
+    feedback = FeedbackStore(kb.answer_log())
     settings_ = TelegramSettings(rate_limit_per_minute=0, max_question_chars=LIMIT)
     yield Conversation(kb, answerer, feedback, settings_, FetchSettings())
     feedback.close()

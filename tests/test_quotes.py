@@ -150,7 +150,7 @@ def test_cli_shows_a_quote_that_starts_with_its_own_mark_without_doubling(loaded
 
 
 def test_chat_and_telegram_show_no_doubled_marks(loaded_kb, answerer):
-    feedback = FeedbackStore(loaded_kb.store.path)
+    feedback = FeedbackStore(loaded_kb.answer_log())
     try:
         conversation = Conversation(loaded_kb, answerer, feedback, TelegramSettings(), FetchSettings())
         user = User(7, "Lena", "de")
@@ -169,7 +169,7 @@ def test_chat_and_telegram_show_no_doubled_marks(loaded_kb, answerer):
 
 
 def test_a_title_with_its_own_quotation_marks_is_not_wrapped_in_them_again(kb):
-    feedback = FeedbackStore(kb.store.path)
+    feedback = FeedbackStore(kb.answer_log())
     try:
         admin = User(1, "Ada", "de")
         settings = TelegramSettings(admins=[admin.id])

@@ -19,10 +19,11 @@ from botapi_server import BotApiServer
 from newsroom import FERRY, SOLAR
 from telegram import Update
 
-from bot.updates import ABANDONED, ANSWERED, FAILED, MAX_ATTEMPTS, PROCESSING, RECEIVED, UpdateLedger, read_states
+from bot.updates import ABANDONED, ANSWERED, FAILED, MAX_ATTEMPTS, PROCESSING, RECEIVED, UpdateLedger
 from index.extract import from_text
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
+from index.side_tables import SQLiteUpdateLedger, read_states
 
 pytestmark = pytest.mark.slow
 
@@ -258,7 +259,7 @@ def _update(update_id: int) -> Update:
 
 
 def test_the_ledger_records_once_claims_once_and_recovers(tmp_path):
-    ledger = UpdateLedger(tmp_path / "articlebot.db")
+    ledger = UpdateLedger(SQLiteUpdateLedger(tmp_path / "articlebot.db"))
     ledger.open()
     try:
         assert ledger.record([_update(1), _update(2), _update(3)]) == [1, 2, 3]
@@ -280,7 +281,7 @@ def test_the_ledger_records_once_claims_once_and_recovers(tmp_path):
 
 
 def test_the_ledger_gives_up_on_an_update_that_kills_the_bot_and_forgets_old_ones(tmp_path):
-    ledger = UpdateLedger(tmp_path / "articlebot.db")
+    ledger = UpdateLedger(SQLiteUpdateLedger(tmp_path / "articlebot.db"))
     ledger.open()
     try:
         ledger.record([_update(1), _update(2)])
@@ -289,7 +290,7 @@ def test_the_ledger_gives_up_on_an_update_that_kills_the_bot_and_forgets_old_one
             assert ledger.begin(1)
         assert [i for i, _ in ledger.recover()] == [2]
         assert ledger.states()[1] == ABANDONED
-        ledger.conn.execute("UPDATE updates SET received_at = '2000-01-01T00:00:00.000+00:00'")
+        ledger.table.conn.execute("UPDATE updates SET received_at = '2000-01-01T00:00:00.000+00:00'")
         ledger.recover()
         assert ledger.states() == {2: RECEIVED}, "finished rows older than Telegram's 24 hours go; unfinished stay"
     finally:

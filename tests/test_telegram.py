@@ -27,7 +27,7 @@ from telegram import Update
 from telegram.ext import Application, TypeHandler
 
 from bot.answer import Answer, Answerer
-from bot.config import AnswerSettings, TelegramSettings
+from bot.config import AnswerSettings, LLMSettings, TelegramSettings
 from bot.conversation import Conversation
 from bot.feedback import FeedbackStore
 from bot.telegram_app import (
@@ -43,10 +43,11 @@ from bot.telegram_app import (
     run_bot,
     serve,
 )
-from bot.updates import ANSWERED, FAILED, read_states
+from bot.updates import ANSWERED, FAILED
 from index.extract import from_text
 from index.kb import DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
+from index.side_tables import read_states
 
 TOKEN = "4242424242:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ADMIN = BotApiServer.user(1001, "Ada", "de")
@@ -80,22 +81,27 @@ class BotThread:
     """The bot's own event loop in a thread, in asyncio debug mode so slow callbacks get reported.
 
     ``hook`` may add test-only handlers to the application before it starts; ``watch`` is the bot's
-    own LoopWatch (its heartbeat) of the latest start.
+    own LoopWatch (its heartbeat) of the latest start. ``llm``: the [llm] settings run_bot would get.
     """
 
     def __init__(
-        self, settings: TelegramSettings, conversation: Conversation, hook: Callable[[Application], None] | None = None
+        self,
+        settings: TelegramSettings,
+        conversation: Conversation,
+        hook: Callable[[Application], None] | None = None,
+        llm: LLMSettings | None = None,
     ):
         self.settings = settings
         self.conversation = conversation
         self.hook = hook
+        self.llm = llm
         self.thread: threading.Thread | None = None
 
     def start(self, api: BotApiServer) -> BotThread:
         polls = len(api.calls_to("getUpdates")) if not self.settings.webhook_url else 0
         ready = threading.Event()
         self.error: BaseException | None = None
-        app = build_application(self.settings, self.conversation, TOKEN)
+        app = build_application(self.settings, self.conversation, TOKEN, self.llm)
         if self.hook:
             self.hook(app)
         self.watch = LoopWatch()
@@ -216,7 +222,7 @@ def tg_settings(api):
 
 @pytest.fixture(scope="module")
 def conversation(bot_kb, tg_settings):
-    feedback = FeedbackStore(bot_kb.store.path)
+    feedback = FeedbackStore(bot_kb.answer_log())
     answerer = LongAnswers(Answerer(bot_kb, AnswerSettings()))
     fetch = FetchSettings(allow_private_addresses=True, timeout=10)  # the article pages are on loopback
     yield Conversation(bot_kb, answerer, feedback, tg_settings, fetch, page_size=2)
@@ -395,7 +401,7 @@ def test_feedback_buttons_are_recorded(api, bot, bot_kb):
     _, answer = ask(api, reader, "Wie viele Fahrgäste passen auf die Möwe II?")
     query = api.press(reader, answer, buttons(answer)["👍"])
     assert answered(api, query)["text"] == "Danke für die Rückmeldung!"
-    store = FeedbackStore(bot_kb.store.path)
+    store = FeedbackStore(bot_kb.answer_log())
     try:
         votes = [v for v in store.feedback() if v["user_id"] == reader["id"]]
     finally:
@@ -685,7 +691,11 @@ def test_the_event_loop_never_blocked(api, bot, bot_kb, slow_callbacks):
     _, answer = ask(api, someone(), "How many solar panels will Harbourton fit on school roofs?")
     assert "1,240" in answer["text"]
     place = f"Moorhusen-{time.time_ns()}"  # new on every run: always added, never "already present"
-    text = f"/add Sitzbänke für {place}\nDie Gemeinde {place} stellt zwölf neue Sitzbänke am Seeufer auf."
+    text = (
+        f"/add Sitzbänke für {place}\nDie Gemeinde {place} stellt zwölf neue Sitzbänke am Seeufer auf."
+        " Der Ortsbeirat hatte sie im Frühjahr beantragt, weil ältere Spaziergänger auf dem langen Weg"
+        " um den See bisher keinen Platz zum Ausruhen fanden."  # at least [ingest] min_chars
+    )
     question = api.send_text(ADMIN, api.private_chat(ADMIN), text)
     reply_to(api, question, finished("Hinzugefügt"))
     ask(api, someone(), "/sources")

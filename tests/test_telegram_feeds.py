@@ -66,7 +66,7 @@ def feed_kb(tmp_path_factory, embedder):
 def bot(api, feed_kb, clock):
     protect_token(TOKEN)
     settings = TelegramSettings(base_url=api.base_url, admins=[ADMIN["id"]], poll_timeout=1.0)
-    feedback = FeedbackStore(feed_kb.state_path)
+    feedback = FeedbackStore(feed_kb.answer_log())
     feeds = Feeds(feed_kb, clock=clock)
     conversation = Conversation(
         feed_kb,

@@ -172,7 +172,7 @@ def test_bot_update_is_for_admins_and_old_citations_stay_readable(kb_net, site, 
     old = kb_net.store.article_chunks(article_id)[0]
     citation = Citation(1, article_id, "Stausee Wendelbach", url, old.id, old.text[:80])
     answer = Answer("Was ist mit dem Stausee?", "Fassung1 berichtet [1].", True, [citation], "de")
-    feedback = FeedbackStore(kb_net.state_path)
+    feedback = FeedbackStore(kb_net.answer_log())
     conversation = Conversation(kb_net, _Answerer(answer), feedback, TelegramSettings(admins=[1]), FETCH)
     try:
         admin, other = User(1, "admin", "en"), User(2, "reader", "en")

@@ -227,7 +227,7 @@ def test_flat_removal_deletes(tmp_path, store):
     assert index.count == 150 and set(articles[1]).isdisjoint(index.ids().tolist())
 
 
-def test_lexical_search_leaves_out_terms_common_in_a_big_corpus(store, monkeypatch):
+def test_lexical_search_leaves_out_terms_common_in_a_big_corpus(store):
     import index.search as search
     from index.lexical import analyze
 
@@ -239,7 +239,6 @@ def test_lexical_search_leaves_out_terms_common_in_a_big_corpus(store, monkeypat
     assert store.document_frequencies(["wahl", "ulmenhag", "nirgends"]) == {"wahl": 9, "ulmenhag": 1, "nirgends": 0}
     question = "Wahl in Ulmenhagen?"
     assert len(search.lexical_search(store, question, 20)) == 9  # below the threshold: every term counts
-    monkeypatch.setattr(search, "COMMON_TERM_PASSAGES", 5)
-    assert [c for c, _ in search.lexical_search(store, question, 20)] == [9]  # "wahl" left out
+    assert [c for c, _ in search.lexical_search(store, question, 20, 5)] == [9]  # "wahl" left out
     # When every term is common, the rarest one stays.
-    assert len(search.lexical_search(store, "Bericht Wahl", 20)) == 8
+    assert len(search.lexical_search(store, "Bericht Wahl", 20, 5)) == 8

@@ -1,0 +1,217 @@
+"""The bot's own tables in the knowledge base's SQLite file: the update ledger, answers and votes.
+
+The SQL lives here, on the storage side, behind the ``UpdateLedgerTable`` and ``AnswerLog`` protocols of
+``index.engine``; the bot holds the policy (what a state means, when to give up) and never sees SQLite.
+Each table object has a connection of its own: the store's write lock is never held for a vote or an update.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlite_utils
+
+from .engine import ABANDONED, PROCESSING, RECEIVED, StorageError
+from .schema import connect, open_migrated
+
+
+def _stamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds")
+
+
+class SQLiteUpdateLedger:
+    """The ``updates`` table. Blocking methods, serialised by a lock (one sqlite3 connection)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                return
+            self._conn = open_migrated(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the update ledger is not open")
+        return self._conn
+
+    def record(self, rows: Iterable[tuple[int, str]]) -> list[int]:
+        """Record (update id, JSON) rows in one transaction; the ids that were new."""
+        received_at = _stamp()
+        new = []
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for update_id, payload in rows:
+                        cursor = conn.execute(
+                            "INSERT OR IGNORE INTO updates (update_id, state, received_at, attempts, payload) "
+                            "VALUES (?, ?, ?, 0, ?)",
+                            (update_id, RECEIVED, received_at, payload),
+                        )
+                        if cursor.rowcount:
+                            new.append(update_id)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                # The bot retries a batch it could not record; it knows no sqlite3.
+                raise StorageError(f"recording updates failed: {exc}") from exc
+        return new
+
+    def begin(self, update_id: int) -> bool:
+        """Claim an update for handling; False when it was handled (or given up) before."""
+        with self._lock:
+            row = self.conn.execute("SELECT state FROM updates WHERE update_id = ?", (update_id,)).fetchone()
+            if row is None:
+                return True  # not from our queue (a test calling process_update): nothing to dedupe against
+            if row[0] != RECEIVED:
+                return False
+            self.conn.execute(
+                "UPDATE updates SET state = ?, attempts = attempts + 1 WHERE update_id = ?", (PROCESSING, update_id)
+            )
+        return True
+
+    def finish(self, update_id: int, state: str) -> None:
+        """Mark an update answered or failed; whichever comes first stays."""
+        with self._lock:
+            self.conn.execute(
+                "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ? AND state IN (?, ?)",
+                (state, _stamp(), update_id, RECEIVED, PROCESSING),
+            )
+
+    def recover(self, max_attempts: int, keep_finished: timedelta) -> tuple[list[int], list[tuple[int, str]]]:
+        """(ids given up, (id, JSON) of every update left unanswered, oldest first), in one transaction.
+
+        Updates left processing go back to received; those tried ``max_attempts`` times are given up;
+        finished ones older than ``keep_finished`` are forgotten.
+        """
+        with self._lock:
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("UPDATE updates SET state = ? WHERE state = ?", (RECEIVED, PROCESSING))
+                given_up = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT update_id FROM updates WHERE state = ? AND attempts >= ?", (RECEIVED, max_attempts)
+                    )
+                ]
+                conn.execute(
+                    "UPDATE updates SET state = ?, finished_at = ? WHERE state = ? AND attempts >= ?",
+                    (ABANDONED, _stamp(), RECEIVED, max_attempts),
+                )
+                cutoff = _stamp(datetime.now(UTC) - keep_finished)
+                conn.execute("DELETE FROM updates WHERE state != ? AND received_at < ?", (RECEIVED, cutoff))
+                rows = conn.execute(
+                    "SELECT update_id, payload FROM updates WHERE state = ? ORDER BY update_id", (RECEIVED,)
+                ).fetchall()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return given_up, [(row[0], row[1]) for row in rows]
+
+    def states(self) -> dict[int, str]:
+        """Every recorded update's state (for tests and diagnostics)."""
+        with self._lock:
+            return dict(self.conn.execute("SELECT update_id, state FROM updates").fetchall())
+
+
+def read_states(path: Path | str) -> dict[int, str]:
+    """The ``updates`` table of a database file, read from outside the bot (tests, diagnostics)."""
+    conn = connect(Path(path))
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'updates'").fetchone():
+            return {}
+        return dict(conn.execute("SELECT update_id, state FROM updates").fetchall())
+    finally:
+        conn.close()
+
+
+class SQLiteAnswerLog:
+    """The ``answers`` and ``feedback`` tables: every answer given, and one vote per person and answer."""
+
+    def __init__(self, path: Path | str):
+        self._conn = open_migrated(Path(path))
+        self._conn.row_factory = None
+        self.db = sqlite_utils.Database(self._conn)
+        # One connection shared by worker threads: sqlite3 objects need the calls serialised.
+        self._lock = threading.Lock()
+
+    def record_answer(self, row: dict) -> int:
+        """Store an answer (question, answer, found, language, mode, chat_id, citations as dicts); its id."""
+        row = {
+            **row,
+            "created_at": _now(),
+            "citations": json.dumps(row.get("citations") or [], ensure_ascii=False),
+        }
+        with self._lock:
+            return int(self.db["answers"].insert(row).last_pk)
+
+    def answer(self, answer_id: int) -> dict | None:
+        """id, question, answer, language and citations (dicts) of a stored answer, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, question, answer, language, citations FROM answers WHERE id = ?", (answer_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "question", "answer", "language")
+        return {**dict(zip(keys, row[:4], strict=True)), "citations": json.loads(row[4] or "[]")}
+
+    def vote(self, answer_id: int, user_id: int, vote: int) -> bool:
+        """Record (or change) a vote; False when the answer is unknown."""
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
+                return False
+            self._conn.execute(
+                "INSERT INTO feedback (answer_id, user_id, vote, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (answer_id, user_id) DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
+                (answer_id, user_id, vote, _now()),
+            )
+        return True
+
+    def feedback(self) -> list[dict]:
+        """Every vote with the question, answer and citations it is about, newest first."""
+        sql = (
+            "SELECT f.answer_id, f.user_id, f.vote, f.created_at, a.question, a.answer, a.citations "
+            "FROM feedback f JOIN answers a ON a.id = f.answer_id ORDER BY f.id DESC"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql).fetchall()
+        keys = ("answer_id", "user_id", "vote", "created_at", "question", "answer", "citations")
+        return [{**dict(zip(keys, r, strict=True)), "citations": json.loads(r[6] or "[]")} for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            answers = self._conn.execute("SELECT count(*) FROM answers").fetchone()[0]
+            up, down = self._conn.execute(
+                "SELECT coalesce(sum(vote > 0), 0), coalesce(sum(vote < 0), 0) FROM feedback"
+            ).fetchone()
+        return {"answers": answers, "up": up, "down": down}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
