@@ -45,9 +45,10 @@ CROSS_FEATURES = [
     "e5",
     "e5_best",
 ]
-# The fit keeps false answers a little under the targets (10% German, 15% English), so that
-# articles it never saw stay under them too.
-FALSE_LIMITS = {"de": 0.08, "en": 0.12}
+# The threshold is the lowest whose false-answer rates (in sample) meet the targets: 10% for
+# German and 15% for English questions. A margin under them (8% / 12%) was measured too: held out it
+# still missed the removed-article target by a point and cost 3 points of answer-hit everywhere.
+FALSE_LIMITS = {"de": 0.10, "en": 0.15}
 NEGATIVE_SETS = ("absent", "news_removed", "ood")
 # (set, label): every set gets the same total weight, so 64 news questions count as much as 925
 # XQuAD questions.
