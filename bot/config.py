@@ -49,7 +49,7 @@ class AnswerSettings:
     max_chars: int = 450
     confident_sentences: int = 2
     confident_chars: int = 350
-    confident_margin: float = 0.3
+    confident_margin: float = 0.4
     # A further sentence goes in only when it scores at least this share of the best one: a weak
     # match from another article (a date, a number) would otherwise fill the budget. At 0.5 on XQuAD
     # it halves bodies quoting another article (17% -> 8.5%) for 0.1 points of answer-hit.

@@ -167,7 +167,7 @@ def test_is_followup(question, expected):
 
 
 def test_json_shape(answerer):
-    data = answerer.answer("Wie viele Fahrräder passen auf die Fähre?").to_json()
+    data = answerer.answer("Wie viele Fahrräder nimmt die Fähre auf dem Kellersee mit?").to_json()
     assert set(data) == {"question", "answer", "found", "citations"}
     assert data["found"] is True
     assert set(data["citations"][0]) == {"n", "article_id", "title", "url", "chunk_id", "quote"}
@@ -178,7 +178,8 @@ def test_cli_ask_reads_questions_from_stdin(loaded_kb, monkeypatch, capsys):
     monkeypatch.setattr(cli, "open_kb", lambda config: loaded_kb)
     monkeypatch.setattr(cli, "load_config", lambda *args: Config())
     monkeypatch.setattr(
-        "sys.stdin", io.StringIO("Wie viele Fahrräder passen auf die Fähre?\n\nWho won the 1998 Tour?\n")
+        "sys.stdin",
+        io.StringIO("Wie viele Fahrräder nimmt die Fähre auf dem Kellersee mit?\n\nWho won the 1998 Tour?\n"),
     )
     assert cli.main(["ask", "-", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -190,7 +191,7 @@ def test_cli_ask_reads_questions_from_stdin(loaded_kb, monkeypatch, capsys):
 def test_cli_text_output_lists_sources(loaded_kb, monkeypatch, capsys):
     monkeypatch.setattr(cli, "open_kb", lambda config: loaded_kb)
     monkeypatch.setattr(cli, "load_config", lambda *args: Config())
-    assert cli.main(["ask", "Wie viele Fahrräder passen auf die Fähre?"]) == 0
+    assert cli.main(["ask", "Wie viele Fahrräder nimmt die Fähre auf dem Kellersee mit?"]) == 0
     out = capsys.readouterr().out
     assert "[1]" in out and "Quellen:" in out and FERRY.url in out
 

@@ -19,7 +19,7 @@ import pytest
 from util_cli import CLI, Result
 from util_kb import ZERO_INTEGRITY
 
-from bot import cli
+from bot import calibration, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # Articles must be at least [ingest] min_chars (200) long: FILLER makes a test sentence an article.
@@ -357,7 +357,7 @@ def test_closed_pipe_exits_quietly(run, one_article, argv, buffered):
 # --- -v tells what happened --------------------------------------------------------------------------
 
 
-def test_verbose_ask_and_search_show_passages_sentences_relevance_and_timings(run, one_article, caplog):
+def test_verbose_ask_and_search_show_passages_sentences_relevance_and_timings(run, one_article, caplog, embedder):
     quiet = run("ask", "Wie oft fährt die elektrische Fähre in Lindholm?")
     assert "alle 20 Minuten" in quiet.out
     assert not [r for r in caplog.records if r.name == "articlebot" and r.levelname == "INFO"]
@@ -368,7 +368,9 @@ def test_verbose_ask_and_search_show_passages_sentences_relevance_and_timings(ru
     assert "1 passage considered" in log
     assert "#1 Neue Fähre für Lindholm (passage 1 of 1, id " in log
     assert "* " in log and "Sie fährt alle 20 Minuten." in log  # the quoted sentence, marked
-    assert "relevance " in log and "(needed: 0.250): answered" in log
+    # The threshold is the calibrated one of the default model ([answer] min_relevance = "auto").
+    needed = calibration.load(embedder.model_id).min_relevance
+    assert "relevance " in log and f"(needed: {needed:.3f}): answered" in log
     assert "timings: search " in log and "sentence scoring and answer" in log and "total" in log
     caplog.clear()
     run("-v", "search", "Fähre")

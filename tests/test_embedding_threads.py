@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
+from index.embedding import load_embedder
+from index.settings import EmbeddingSettings
+
 
 def test_counting_tokens_while_embedding_does_not_corrupt_batches(embedder):
     # Before counting had its own tokenizer, ~1 in 4 of these embeds failed with an unpadded batch.
@@ -32,8 +37,17 @@ def test_counting_tokens_while_embedding_does_not_corrupt_batches(embedder):
     assert errors == []
 
 
-def test_token_counts_match_the_model_tokenizer(embedder):
+@pytest.fixture(scope="module")
+def minilm():
+    """The sentence-transformers backend, whose counting uses a private copy of the model's HF tokenizer.
+
+    The default USE backend counts with its SentencePiece model (tests/test_embedders.py checks that).
+    """
+    return load_embedder(EmbeddingSettings(backend="sentence-transformers"))
+
+
+def test_token_counts_match_the_model_tokenizer(minilm):
     text = "Oberbürgermeisterin Dr. Sabine Kettelhut eröffnete am 13. März die Linie 9."
-    expected = len(embedder.tokenizer(text, add_special_tokens=False)["input_ids"])
-    assert embedder.count_tokens(text) == expected
-    assert embedder.count_tokens("x" * 5000) >= 1  # no truncation warning or error on long input
+    expected = len(minilm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert minilm.count_tokens(text) == expected
+    assert minilm.count_tokens("x" * 5000) >= 1  # no truncation warning or error on long input

@@ -207,10 +207,21 @@ BUDGET = Document(
 )
 
 
+# Window changes are pinned to the sentence-transformers backend: its bundled MiniLM reads 384 tokens by
+# default and can be narrowed to 128 under the same model id, so only the passage length changes. The
+# default embedder (USE, 256 SentencePiece pieces) would make every pair below a model change as well.
 @pytest.fixture(scope="module")
-def narrow_embedder() -> SentenceTransformerEmbedder:
-    """The bundled model with a 128-token window: the same model id, so only the passage length changed."""
-    return SentenceTransformerEmbedder(EmbeddingSettings(max_tokens=128))
+def wide_embedder() -> SentenceTransformerEmbedder:
+    """The bundled sentence-transformers model with its own 384-token window."""
+    return SentenceTransformerEmbedder(EmbeddingSettings(backend="sentence-transformers"))
+
+
+@pytest.fixture(scope="module")
+def narrow_embedder(wide_embedder) -> SentenceTransformerEmbedder:
+    """The same model with a 128-token window: the same model id, so only the passage length changed."""
+    narrow = SentenceTransformerEmbedder(EmbeddingSettings(backend="sentence-transformers", max_tokens=128))
+    assert narrow.model_id == wide_embedder.model_id and narrow.max_tokens < wide_embedder.max_tokens
+    return narrow
 
 
 def _over_budget(kb: KnowledgeBase, article_id: int) -> list[int]:
@@ -219,9 +230,9 @@ def _over_budget(kb: KnowledgeBase, article_id: int) -> list[int]:
     return [c.id for c in kb.store.article_chunks(article_id) if kb.embedder.count_tokens(c.text) > budget]
 
 
-def test_reindex_rechunks_passages_over_a_smaller_window(settings, embedder, narrow_embedder):
+def test_reindex_rechunks_passages_over_a_smaller_window(settings, wide_embedder, narrow_embedder):
     """Re-embedding a 384-token passage with a 128-token window would silently truncate it."""
-    wide = KnowledgeBase(settings, embedder=embedder)
+    wide = KnowledgeBase(settings, embedder=wide_embedder)
     long_id = wide.add(BUDGET).article_id
     wide.add(BAKERY)
     old_ids = {c.id for c in wide.store.article_chunks(long_id)}
@@ -229,7 +240,7 @@ def test_reindex_rechunks_passages_over_a_smaller_window(settings, embedder, nar
     wide.close()
 
     narrow = KnowledgeBase(settings, embedder=narrow_embedder)
-    assert narrow_embedder.model_id == embedder.model_id
+    assert narrow_embedder.model_id == wide_embedder.model_id
     assert _over_budget(narrow, long_id), "the test article must not fit the narrow window as stored"
     result = narrow.reindex()
     assert result["rechunked"] == 1
@@ -252,8 +263,8 @@ def test_reindex_rechunks_passages_over_a_smaller_window(settings, embedder, nar
     narrow.close()
 
 
-def test_reindex_keeps_passages_that_fit(settings, embedder, narrow_embedder):
-    wide = KnowledgeBase(settings, embedder=embedder)
+def test_reindex_keeps_passages_that_fit(settings, wide_embedder, narrow_embedder):
+    wide = KnowledgeBase(settings, embedder=wide_embedder)
     tram = wide.add(TRAM).article_id
     bakery = wide.add(BAKERY).article_id
     before = {a: [c.id for c in wide.store.article_chunks(a)] for a in (tram, bakery)}
@@ -265,9 +276,9 @@ def test_reindex_keeps_passages_that_fit(settings, embedder, narrow_embedder):
     narrow.close()
 
 
-def test_model_change_to_a_smaller_window_rechunks_and_reembeds(settings, embedder, narrow_embedder):
+def test_model_change_to_a_smaller_window_rechunks_and_reembeds(settings, wide_embedder, narrow_embedder):
     """Both at once: the re-chunked article's new vectors survive the re-embedding of the others."""
-    wide = KnowledgeBase(settings, embedder=embedder)
+    wide = KnowledgeBase(settings, embedder=wide_embedder)
     long_id = wide.add(BUDGET).article_id
     tram = wide.add(TRAM).article_id
     tram_ids = [c.id for c in wide.store.article_chunks(tram)]
@@ -278,14 +289,14 @@ def test_model_change_to_a_smaller_window_rechunks_and_reembeds(settings, embedd
     assert result["reembedded"] == switched.counts()["chunks"]
     assert [c.id for c in switched.store.article_chunks(tram)] == tram_ids
     assert _over_budget(switched, long_id) == []
-    assert switched.store.embedding_models() == [("test/other-model", embedder.dim)]
+    assert switched.store.embedding_models() == [("test/other-model", narrow_embedder.dim)]
     assert switched.store.integrity() == dict.fromkeys(switched.store.integrity(), 0)
     assert switched.search("Klärwerk Mühlbach Kosten", k=1)[0].article_id == long_id
     switched.close()
 
 
-def test_cli_reindex_reports_rechunked_articles(monkeypatch, capsys, settings, embedder, narrow_embedder):
-    wide = KnowledgeBase(settings, embedder=embedder)
+def test_cli_reindex_reports_rechunked_articles(monkeypatch, capsys, settings, wide_embedder, narrow_embedder):
+    wide = KnowledgeBase(settings, embedder=wide_embedder)
     wide.add(BUDGET)
     wide.close()
     run = CLI(monkeypatch, capsys, narrow_embedder, settings.data_dir)
@@ -298,14 +309,14 @@ def test_cli_reindex_reports_rechunked_articles(monkeypatch, capsys, settings, e
 
 
 def test_reindex_rechunk_recuts_short_passages_with_a_wider_window(
-    monkeypatch, capsys, settings, embedder, narrow_embedder
+    monkeypatch, capsys, settings, wide_embedder, narrow_embedder
 ):
     """A data dir from a narrower window keeps its short passages until asked: --rechunk widens them."""
     narrow = KnowledgeBase(settings, embedder=narrow_embedder)
     long_id = narrow.add(BUDGET).article_id
     short_ids = {c.id for c in narrow.store.article_chunks(long_id)}
     narrow.close()
-    run = CLI(monkeypatch, capsys, embedder, settings.data_dir)
+    run = CLI(monkeypatch, capsys, wide_embedder, settings.data_dir)
     try:
         assert "re-chunked" not in run("reindex").out  # they fit the wider window: left alone
         result = run("reindex", "--rechunk")
@@ -314,7 +325,7 @@ def test_reindex_rechunk_recuts_short_passages_with_a_wider_window(
         run.close()
     assert result.code == 0 and "1 article re-chunked with the current settings" in result.out, result
     assert "re-chunked" not in again.out  # already cut as the settings cut: idempotent
-    wide = KnowledgeBase(settings, embedder=embedder)
+    wide = KnowledgeBase(settings, embedder=wide_embedder)
     chunks = wide.store.article_chunks(long_id)
     assert len(chunks) < len(short_ids) and not short_ids & {c.id for c in chunks}
     assert [(c.start, c.end) for c in chunks] == [(c.start, c.end) for c in wide.chunk(wide.article(long_id))]

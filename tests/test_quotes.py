@@ -145,7 +145,7 @@ def test_cli_shows_a_quote_that_starts_with_its_own_mark_without_doubling(loaded
     out = capsys.readouterr().out
     assert BRIDGE_QUOTE in out
     assert not DOUBLED.search(out), out
-    (quote_line,) = [line for line in out.splitlines() if line.startswith("    ")]
+    (quote_line,) = [line for line in out.splitlines() if line.startswith("  [")]
     assert quote_line.strip().count("„") == quote_line.strip().count("“")
 
 

@@ -98,14 +98,23 @@ def test_compound_in_question_finds_its_parts_in_article(german_kb):
     assert top_title(german_kb, "Wie stark fällt die Wasserpreiserhöhung aus?") == ARTICLES[1].title
 
 
-def test_score_fusion_keeps_a_confident_bm25_winner():
-    settings = SearchSettings()  # dense 0.4 / lexical 0.6
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SearchSettings(),  # the shipped default for USE: dense 0.7 / lexical 0.3
+        SearchSettings(dense_weight=0.4, lexical_weight=0.6),  # config.minilm.example.toml
+    ],
+    ids=["default", "minilm"],
+)
+def test_score_fusion_keeps_a_confident_bm25_winner(settings):
+    # Dense barely prefers 1 (0.52 vs 0.49); BM25 scores 3 four times higher. 3 wins under both weightings:
+    # 0.7 * 0.49 + 0.3 * 1.0 = 0.643 against 0.7 * 0.52 + 0.3 * 0.25 = 0.439 with the defaults.
     dense = [(1, 0.52), (2, 0.50), (3, 0.49)]
     lexical = [(3, 12.0), (1, 3.0)]
     fused = score_fusion(dense, lexical, settings)
     assert fused[0][0] == 3
     # A lexical-only candidate gets the dense side's lowest score, not zero.
     only_lexical = score_fusion(dense, [(9, 5.0)], settings)
-    assert dict(only_lexical)[9] == pytest.approx(0.4 * 0.49 + 0.6 * 1.0)
+    assert dict(only_lexical)[9] == pytest.approx(settings.dense_weight * 0.49 + settings.lexical_weight * 1.0)
     # Without a dense side the ranking is BM25's.
     assert [c for c, _ in score_fusion([], lexical, settings)] == [3, 1]
