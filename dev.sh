@@ -36,6 +36,8 @@ case "${1:-}" in
         ;;
     test)
         setup
+        # The real llama.cpp server for the LLM tests: built once into a wheel cache outside the clone.
+        LLAMA_BUILD_JOBS=${LLAMA_BUILD_JOBS:-2} bash .ci/llama.sh "$PY"
         shift
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
