@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import feedparser
 
-from .extract import Document, ExtractionError, clean_text
+from .extract import Document, ExtractionError, clean_text, require_length
 from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
 from .records import ArticleNotFound, DuplicateArticle
@@ -331,7 +331,7 @@ class Feeds:
             raise ExtractionError("the item has neither a link nor a text")
         doc.published = doc.published or item.published
         doc.source = "feed"
-        return doc
+        return require_length(doc, self.kb.settings.ingest.min_chars)
 
     def _record(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult) -> None:
         """The item is this article: ours if this feed added it (also in a poll killed before it got here)."""

@@ -20,7 +20,7 @@ from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
 from .engine import AnswerLog, ArticleStore, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
-from .extract import Document, ExtractionError
+from .extract import Document, ExtractionError, require_length
 from .fetch import fetch_document
 from .lexical import analyze, detect_language
 from .search import SearchHit, hybrid_search, lexical_search
@@ -245,7 +245,9 @@ class KnowledgeBase:
         article = self.store.article(article_id)
         if not article.url or not article.url.startswith(("http://", "https://")):
             raise ExtractionError(f"article #{article_id} has no http(s) URL to fetch again")
-        doc = fetch_document(article.url, self.settings.fetch, title=article.title)
+        doc = require_length(
+            fetch_document(article.url, self.settings.fetch, title=article.title), self.settings.ingest.min_chars
+        )
         doc.url = article.url
         doc.published = doc.published or article.published
         return self.refresh(article_id, doc)

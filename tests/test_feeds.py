@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from util_cli import CLI
+from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
+from util_kb import ZERO_INTEGRITY, article_problems, index_problems
+from util_pages import Page, Site
 
 from index.feeds import FeedError, Feeds
 from index.fetch import fetch_document
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
-from tests.util_cli import CLI
-from tests.util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
-from tests.util_kb import ZERO_INTEGRITY, article_problems, index_problems
-from tests.util_pages import Page, Site
 
 FETCH = FetchSettings(timeout=5, allow_private_addresses=True)
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botapi_server import BotApiServer
 from test_telegram import TOKEN, WAIT, BotThread, ask, finished, reply_to
+from util_feeds import publish, rss2, serve_stories, story
+from util_pages import Site
 
 from bot.answer import Answerer
 from bot.config import AnswerSettings, TelegramSettings
@@ -17,8 +19,6 @@ from bot.telegram_app import protect_token
 from index.feeds import Feeds
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
-from tests.util_feeds import publish, rss2, serve_stories, story
-from tests.util_pages import Site
 
 ADMIN = BotApiServer.user(1101, "Ada", "de")
 READER = BotApiServer.user(2202, "Rita", "en")

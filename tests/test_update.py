@@ -6,6 +6,9 @@ import re
 import threading
 
 import pytest
+from util_cli import CLI
+from util_kb import ZERO_INTEGRITY, article_problems, index_problems
+from util_pages import Site
 
 from bot.answer import Answer, Citation
 from bot.config import TelegramSettings
@@ -14,9 +17,6 @@ from bot.feedback import FeedbackStore
 from index.fetch import fetch_document
 from index.kb import KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
-from tests.util_cli import CLI
-from tests.util_kb import ZERO_INTEGRITY, article_problems, index_problems
-from tests.util_pages import Site
 
 FETCH = FetchSettings(timeout=5, allow_private_addresses=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from tests.util_pages import Page, Site
+from util_pages import Page, Site
 
 TOPICS = ["Brücke", "Bibliothek", "Radweg", "Hallenbad", "Markthalle", "Sternwarte", "Fähre", "Kita", "Bahnhof"]
 

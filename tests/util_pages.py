@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tests.util_http import RawServer
+from util_http import RawServer
 
 
 @dataclass
