@@ -7,7 +7,9 @@ import time
 import pytest
 
 from index.chunking import chunk_text, split_sentences
+from index.embedding import load_embedder
 from index.extract import clean_text
+from index.settings import EmbeddingSettings
 
 
 @pytest.mark.parametrize(
@@ -97,13 +99,15 @@ def _best_time_to_chunk(text: str, embedder, tries: int = 3) -> tuple[float, lis
     return best, chunks
 
 
-def test_long_single_word_is_chunked_in_linear_time(embedder):
+def test_long_single_word_is_chunked_in_linear_time():
     """A 'word' the tokenizer splits into one token per character must not cost quadratic time.
 
     200 KB of "x-" took about 4 minutes before the fix (every cut re-tokenized the whole rest). Four
     times the text must take about four times as long (quadratic would be sixteen); 8 is the midpoint
-    on a log scale, so noise alone does not decide.
+    on a log scale, so noise alone does not decide. The bundled MiniLM's WordPiece tokenizer is the one
+    that cuts such a word into one token per character (the default USE counts it in a few pieces).
     """
+    embedder = load_embedder(EmbeddingSettings(backend="sentence-transformers"))
     budget = embedder.passage_budget("x")
     for unit, small in (("x-", 25_000), ("a", 125_000)):
         short, _ = _best_time_to_chunk(unit * small, embedder)

@@ -421,7 +421,9 @@ def test_import_and_reindex_progress_without_a_terminal_is_plain_lines(run, tmp_
 
 def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(run, tmp_path):
     texts = [
-        f"Meldung {i}: Der Hafen von Quillsby meldet {i} neue Liegeplätze für Segelboote." + FILLER for i in range(400)
+        # 1,200: the default USE imports ~70 articles a second, so the Ctrl-C must land well before the end
+        f"Meldung {i}: Der Hafen von Quillsby meldet {i} neue Liegeplätze für Segelboote." + FILLER
+        for i in range(1200)
     ]
     path = _jsonl(
         tmp_path / "many.jsonl", [json.dumps({"title": f"Hafen {i}", "text": t}) for i, t in enumerate(texts)]
@@ -444,14 +446,14 @@ def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     added = run.counts()["articles"]
-    assert 16 <= added < 400
+    assert 16 <= added < 1200
     assert err.strip().endswith(
         f"articlebot: interrupted after adding {added} articles; run the same import again to continue "
         "(articles already present are skipped)"
     )
     assert run.counts()["integrity"] == ZERO_INTEGRITY
     again = run("import", path)
-    assert again.out == f"imported {400 - added} articles, {added} already present, 0 rejected\n"
+    assert again.out == f"imported {1200 - added} articles, {added} already present, 0 rejected\n"
 
 
 # --- help, stats, empty input, several questions -----------------------------------------------------
