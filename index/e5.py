@@ -19,6 +19,9 @@ from .cache import LRU
 
 # Sentences whose vectors are kept (384 float32 each: ~1.5 MB per thousand).
 CACHE_SIZE = 8192
+# e5 reads at most 512 tokens; the engine tokenizes all of its input first, so a 150,000-character
+# question would cost minutes for nothing. 2,000 characters are more than 512 tokens of any language.
+MAX_INPUT_CHARS = 2000
 
 
 class E5Judge:
@@ -50,6 +53,8 @@ class E5Judge:
     def similarity(self, question: str, sentences: list[str]) -> np.ndarray:
         if not sentences:
             return np.zeros(0, dtype=np.float32)
+        question = question[:MAX_INPUT_CHARS]
+        sentences = [s[:MAX_INPUT_CHARS] for s in sentences]
         # One lock: the C engine keeps scratch buffers per model, not per call.
         with self._lock:
             model = self._load()
