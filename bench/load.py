@@ -317,7 +317,7 @@ def prepare_data_dir(path: Path) -> str:
     kb = KnowledgeBase(IndexSettings(data_dir=str(path)))
     try:
         load_samples(kb)
-        return kb.embedder.runtime
+        return getattr(kb.embedder, "runtime", None)  # USE runs one way only
     finally:
         kb.close()
 

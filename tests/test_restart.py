@@ -34,7 +34,7 @@ WAIT = 90.0
 QUESTIONS = [
     ("Was kostete der Bau der Möwe II?", "9,2 Millionen Euro"),
     ("How many solar panels will Harbourton fit on school roofs?", "1,240"),
-    ("Wie viele Fahrgäste passen auf die Fähre?", "180"),
+    ("Für wie viele Fahrgäste bietet die Fähre Platz?", "180"),
     ("Who leads the Harbourton solar project?", "Priya Castellane"),
 ]
 _user_ids = iter(range(20_000, 21_000))
@@ -107,11 +107,12 @@ def data_dir(tmp_path_factory, embedder) -> Path:
 @pytest.fixture(scope="module")
 def bot(api, data_dir, tmp_path_factory, embedder):
     config = data_dir / "config.toml"
+    # The runtime that embedded the articles, whatever today's default is (USE has only one).
+    embedding = f'[embedding]\nruntime = "{embedder.runtime}"\n\n' if hasattr(embedder, "runtime") else ""
     config.write_text(
         f'[storage]\ndata_dir = "{data_dir}"\n\n'
-        # The runtime that embedded the articles, whatever today's default is.
-        f'[embedding]\nruntime = "{embedder.runtime}"\n\n'
-        f'[telegram]\nbase_url = "{api.base_url}"\npoll_timeout = 1.0\nrate_limit_per_minute = 0\n',
+        + embedding
+        + f'[telegram]\nbase_url = "{api.base_url}"\npoll_timeout = 1.0\nrate_limit_per_minute = 0\n',
         encoding="utf-8",
     )
     runner = BotProcess(api, config, tmp_path_factory.mktemp("logs"))

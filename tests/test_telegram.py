@@ -398,7 +398,7 @@ def test_questions_in_german_and_english_get_cited_answers(api, bot):
 
 def test_feedback_buttons_are_recorded(api, bot, bot_kb):
     reader = someone("de")
-    _, answer = ask(api, reader, "Wie viele Fahrgäste passen auf die Möwe II?")
+    _, answer = ask(api, reader, "Für wie viele Fahrgäste bietet die Möwe II Platz?")
     query = api.press(reader, answer, buttons(answer)["👍"])
     assert answered(api, query)["text"] == "Danke für die Rückmeldung!"
     store = FeedbackStore(bot_kb.answer_log())
@@ -407,7 +407,7 @@ def test_feedback_buttons_are_recorded(api, bot, bot_kb):
     finally:
         store.close()
     assert len(votes) == 1 and votes[0]["vote"] == 1
-    assert votes[0]["question"] == "Wie viele Fahrgäste passen auf die Möwe II?"
+    assert votes[0]["question"] == "Für wie viele Fahrgäste bietet die Möwe II Platz?"
     assert "180 Fahrgäste" in votes[0]["answer"]
     assert votes[0]["citations"] and votes[0]["citations"][0]["title"].startswith("Neue Elektrofähre")
 
