@@ -43,3 +43,23 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not beside the checkout")
     return SHARED
+
+
+@pytest.fixture
+def site():
+    """A loopback site whose pages a test can add, change and remove (tests/util_pages.py)."""
+    from util_pages import Site
+
+    s = Site()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def kb_net(tmp_path: Path, embedder) -> KnowledgeBase:
+    """A knowledge base that may fetch from the loopback site."""
+    from util_pages import FETCH
+
+    knowledge_base = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), fetch=FETCH), embedder=embedder)
+    yield knowledge_base
+    knowledge_base.close()

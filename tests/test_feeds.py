@@ -15,14 +15,12 @@ import pytest
 from util_cli import CLI
 from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
-from util_pages import Page, Site
+from util_pages import FETCH, Page, Site
 
 from index.feeds import FeedError, Feeds
 from index.fetch import fetch_document
 from index.kb import DB_FILE, KnowledgeBase
-from index.settings import FetchSettings, IndexSettings
-
-FETCH = FetchSettings(timeout=5, allow_private_addresses=True)
+from index.settings import IndexSettings
 
 
 class Clock:
@@ -34,20 +32,6 @@ class Clock:
 
     def advance(self, **delta) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def site():
-    s = Site()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def kb_net(tmp_path, embedder):
-    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), fetch=FETCH), embedder=embedder)
-    yield kb
-    kb.close()
 
 
 @pytest.fixture

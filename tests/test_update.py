@@ -5,20 +5,15 @@ from __future__ import annotations
 import re
 import threading
 
-import pytest
 from util_cli import CLI
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
-from util_pages import Site
+from util_pages import FETCH
 
 from bot.answer import Answer, Citation
 from bot.config import TelegramSettings
 from bot.conversation import Conversation, Incoming, Press, User
 from bot.feedback import FeedbackStore
 from index.fetch import fetch_document
-from index.kb import KnowledgeBase
-from index.settings import FetchSettings, IndexSettings
-
-FETCH = FetchSettings(timeout=5, allow_private_addresses=True)
 
 
 def paragraphs(version: int, count: int = 4) -> list[str]:
@@ -35,20 +30,6 @@ def paragraphs(version: int, count: int = 4) -> list[str]:
         ] * 3
         out.append(" ".join(sentences))
     return out
-
-
-@pytest.fixture
-def site():
-    s = Site()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def kb_net(tmp_path, embedder):
-    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), fetch=FETCH), embedder=embedder)
-    yield kb
-    kb.close()
 
 
 def test_update_refreshes_a_changed_page_keeping_id_and_never_reusing_passage_ids(kb_net, site):

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 from util_http import RawServer
 
+from index.settings import FetchSettings
+
+# Fetch settings for pages served on loopback (refused by default, as private addresses).
+FETCH = FetchSettings(timeout=5, allow_private_addresses=True)
+
 
 @dataclass
 class Page:
