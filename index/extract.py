@@ -46,7 +46,8 @@ def clean_text(text: str) -> str:
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text)
-    return _LEADING_SPACE.sub("", text).rstrip()
+    # Composed again at the end: a removed control character may have separated a letter from its accent.
+    return unicodedata.normalize("NFC", _LEADING_SPACE.sub("", text).rstrip())
 
 
 # A byte-order mark read as a character (pasted, or decoded without utf-8-sig) would stick to the title.
