@@ -21,6 +21,7 @@ from index.settings import (
     IndexSettings,
     IngestSettings,
     SearchSettings,
+    StorageSettings,
     choice,
     number_or,
     positive,
@@ -29,11 +30,6 @@ from index.settings import (
 
 class ConfigError(Exception):
     """A config problem, phrased for the person who wrote the file."""
-
-
-@dataclass
-class StorageSettings:
-    data_dir: str = "data"
 
 
 @dataclass
@@ -130,6 +126,7 @@ class Config:
     def index_settings(self) -> IndexSettings:
         return IndexSettings(
             data_dir=self.storage.data_dir,
+            storage=self.storage,
             embedding=self.embedding,
             chunking=self.chunking,
             search=self.search,

@@ -1,8 +1,8 @@
 """What a storage engine provides: the interfaces the knowledge base and the bot are typed against.
 
-Today one engine exists: SQLite (``index.schema``, ``index.store``, ``index.side_tables``) with FAISS
-(``index.vectors``); a server engine (PostgreSQL with pgvector, say) would implement these same
-protocols. Nothing here imports an engine: the bot may import this module, never an engine's.
+Two engines implement them: SQLite (``index.schema``, ``index.store``, ``index.side_tables``) with
+FAISS (``index.vectors``), and PostgreSQL with pgvector (``index.postgres``); ``index.engines`` opens
+the configured one. Nothing here imports an engine: the bot may import this module, never an engine's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import UserError
 from .records import ArticleRecord, ChunkRecord
+from .settings import SearchSettings
 
 # The states of an update in the ledger (see bot.updates for what they mean).
 RECEIVED, PROCESSING, ANSWERED, FAILED, ABANDONED = "received", "processing", "answered", "failed", "abandoned"
@@ -129,3 +130,21 @@ class AnswerLog(Protocol):
     def feedback(self) -> list[dict]: ...
     def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One configured storage engine: hands out the tables above, all in the same database.
+
+    Each call returns a new object with connections of its own (the caller closes it), so a bot
+    process can give its update ledger, its answer log and its feed poller one each.
+    """
+
+    name: str  # "sqlite" or "postgres"
+
+    def describe(self) -> str: ...  # where the data lives, for logs and 'stats' (never a password)
+    def size_bytes(self) -> int: ...  # the database's size on disk
+    def article_store(self) -> ArticleStore: ...
+    def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex: ...
+    def update_ledger(self) -> UpdateLedgerTable: ...
+    def answer_log(self) -> AnswerLog: ...

@@ -32,9 +32,8 @@ import feedparser
 from .extract import Document, ExtractionError, clean_text, require_length
 from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
-from .records import ArticleNotFound, DuplicateArticle
+from .records import ArticleNotFound, DuplicateArticle, normalize_url
 from .schema import open_migrated
-from .store import normalize_url
 
 log = logging.getLogger(__name__)
 

@@ -18,20 +18,18 @@ import numpy as np
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
-from .engine import AnswerLog, ArticleStore, UpdateLedgerTable, VectorSearchIndex
+from .engine import AnswerLog, ArticleStore, Engine, UpdateLedgerTable, VectorSearchIndex
+from .engines import DB_FILE, open_engine
 from .errors import SetupError
 from .extract import Document, ExtractionError, require_length
 from .fetch import fetch_document
 from .lexical import analyze, detect_language
+from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, content_hash, normalize_url
 from .search import SearchHit, hybrid_search, lexical_search
 from .settings import IndexSettings
-from .side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
-from .store import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, Store, content_hash, normalize_url
-from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "articlebot.db"
 # Saving the FAISS file after every write is cheap while small; beyond this it waits for close()
 # and a restart catches up from SQLite (sync), which never needs re-embedding.
 SAVE_EVERY_WRITE_BELOW = 100_000
@@ -84,8 +82,9 @@ class KnowledgeBase:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # The engines, typed by their protocols (index.engine): SQLite and FAISS are one implementation.
-        self.store: ArticleStore = Store(self.data_dir / DB_FILE)
+        # The engine and its tables, typed by their protocols (index.engine): SQLite with FAISS, or PostgreSQL.
+        self.engine: Engine = open_engine(settings)
+        self.store: ArticleStore = self.engine.article_store()
         self._embedder = embedder
         self._vectors: VectorSearchIndex | None = None
         self._open_lock = threading.Lock()
@@ -115,7 +114,7 @@ class KnowledgeBase:
         return self._vectors
 
     def _new_vector_index(self, embedder: Embedder) -> VectorSearchIndex:
-        return VectorIndex(self.data_dir, self.settings.search, embedder.model_id, embedder.dim)
+        return self.engine.vector_index(self.settings.search, embedder.model_id, embedder.dim)
 
     def _check_stored_model(self, embedder: Embedder) -> None:
         models = self.store.embedding_models()
@@ -399,20 +398,20 @@ class KnowledgeBase:
 
     @property
     def state_path(self) -> Path:
-        """The local SQLite file that holds the bot's own tables (update ledger, answers, feedback)."""
+        """The SQLite file of the "sqlite" engine (tests and diagnostics read it directly)."""
         return self.data_dir / DB_FILE
 
     def update_ledger(self) -> UpdateLedgerTable:
         """The bot's update ledger, not yet opened (``open()`` on the thread that will use it).
 
-        Today its table sits in the knowledge base's own file, so one backup holds everything; a
-        knowledge base on a server engine would hand out its own ledger here, and bot/ would not change.
+        It lives in the engine's database beside the articles: one backup holds everything, and
+        several bot processes on one PostgreSQL database share it.
         """
-        return SQLiteUpdateLedger(self.state_path)
+        return self.engine.update_ledger()
 
     def answer_log(self) -> AnswerLog:
         """The answers the bot gave and the votes on them (a connection of its own; the caller closes it)."""
-        return SQLiteAnswerLog(self.state_path)
+        return self.engine.answer_log()
 
     def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleRecord]:
         return self.store.articles(limit, offset)
@@ -426,7 +425,9 @@ class KnowledgeBase:
             "model": models[0][0] if models else (self.settings.embedding.model or "bundled all-MiniLM-L6-v2"),
             "dimension": models[0][1] if models else None,
             "index": None,
-            "db_bytes": (self.data_dir / DB_FILE).stat().st_size,
+            "engine": self.engine.name,
+            "database": self.engine.describe(),
+            "db_bytes": self.engine.size_bytes(),
         }
         if self._vectors is not None:
             stats["index"] = {"kind": self._vectors.kind, "vectors": self._vectors.count, "status": self.index_status}

@@ -5,7 +5,11 @@ Nothing here knows SQL or FAISS: the bot may import these freely.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass
@@ -48,3 +52,19 @@ class ArticleNotFound(Exception):
     def __init__(self, article_id: object):
         super().__init__(f"no article with id {article_id}")
         self.article_id = article_id
+
+
+def content_hash(text: str) -> str:
+    normal = unicodedata.normalize("NFKC", text).casefold()
+    normal = re.sub(r"\s+", " ", normal).strip()
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def normalize_url(url: str | None) -> str | None:
+    """Same article, same key: no fragment, no tracking parameters, lower-case host, no trailing slash."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith(("utm_", "fbclid=", "gclid=")))
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))

@@ -118,8 +118,22 @@ class IngestSettings:
 
 
 @dataclass
+class StorageSettings:
+    # Local files: the SQLite database (with engine "sqlite") and the derived FAISS index.
+    data_dir: str = "data"
+    # "sqlite" (one file in data_dir, FAISS beside it) or "postgres" (PostgreSQL with pgvector at dsn,
+    # shared by several bot processes; README "Beyond one machine").
+    engine: str = choice("sqlite", "postgres")
+    # postgresql://user@host:port/database, without the password (it is read from password_env).
+    dsn: str = ""
+    # The environment variable holding the database password ("" = none, or from ~/.pgpass).
+    password_env: str = "ARTICLEBOT_DB_PASSWORD"
+
+
+@dataclass
 class IndexSettings:
     data_dir: str = "data"
+    storage: StorageSettings = field(default_factory=StorageSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     chunking: ChunkSettings = field(default_factory=ChunkSettings)
     search: SearchSettings = field(default_factory=SearchSettings)

@@ -8,38 +8,18 @@ which lets the derived FAISS index tell whether it is stale.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import sqlite3
 import threading
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import sqlite_utils
 
-from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle
+from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, content_hash, normalize_url
 from .schema import connect, open_migrated
-
-
-def content_hash(text: str) -> str:
-    normal = unicodedata.normalize("NFKC", text).casefold()
-    normal = re.sub(r"\s+", " ", normal).strip()
-    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
-
-
-def normalize_url(url: str | None) -> str | None:
-    """Same article, same key: no fragment, no tracking parameters, lower-case host, no trailing slash."""
-    if not url:
-        return None
-    parts = urlsplit(url.strip())
-    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith(("utm_", "fbclid=", "gclid=")))
-    path = parts.path.rstrip("/") or "/"
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
 
 
 def _now() -> str:

@@ -63,3 +63,29 @@ def kb_net(tmp_path: Path, embedder) -> KnowledgeBase:
     knowledge_base = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), fetch=FETCH), embedder=embedder)
     yield knowledge_base
     knowledge_base.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL with pgvector for the whole session (tests/pg_server.py)."""
+    from pg_server import LocalPostgres
+
+    server = LocalPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres_server) -> str:
+    """A fresh, empty database on the session's PostgreSQL."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_settings(request, tmp_path: Path) -> IndexSettings:
+    """Settings for a new knowledge base on each engine: the shared suites run once per engine."""
+    settings = IndexSettings(data_dir=str(tmp_path / "data"))
+    if request.param == "postgres":
+        settings.storage.engine = "postgres"
+        settings.storage.dsn = request.getfixturevalue("pg_dsn")
+    return settings
