@@ -192,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     feeds_remove.add_argument("id")
     feeds_sub.add_parser("poll", help="poll every feed that is due once, then exit (for cron or a systemd timer)")
 
+    migrate = _subcommand(
+        sub,
+        "migrate",
+        "Copy this data dir's database into PostgreSQL (or another data dir), without re-embedding.",
+        "  ARTICLEBOT_DB_PASSWORD=… articlebot migrate --to postgresql://articlebot@db.example:5432/articlebot\n"
+        "  articlebot --data-dir data migrate --to /srv/articlebot/data-copy",
+        "Copies articles and passages with their ids, vectors, lexical index and id counters, and the bot's\n"
+        "tables (answers, votes, feeds, update ledger). Each article is one transaction: after an interruption\n"
+        "run the same command again; it checks what is there and continues. At the end it compares counts and\n"
+        "a sample of vectors, and prints the config lines to switch to. Stop the bot while it runs.\n"
+        "The password comes from the environment variable [storage] password_env names.",
+    )
+    migrate.add_argument("--to", required=True, help="postgresql://user@host:port/db, or the path of another data dir")
+
     _subcommand(
         sub,
         "run",
@@ -778,6 +792,75 @@ def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: Sear
 SENTENCES_LOGGED = 5
 
 
+@command("migrate")
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    from index.migrate import migrate
+
+    settings = migration_target(args.to, config)
+    progress: Progress | None = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress("copying", total, "articles")
+        progress.advance(done)
+
+    try:
+        report = migrate(Path(config.storage.data_dir), settings, advance)
+    finally:
+        if progress is not None:
+            progress.close()
+    print(format_migration(report))
+    print(switch_lines(settings, report.target))
+    return 0
+
+
+def migration_target(to: str, config: Config):
+    """Settings of the engine ``--to`` names: a PostgreSQL DSN, or a data dir for SQLite."""
+    storage = dataclasses.replace(config.storage)
+    if to.startswith(("postgresql://", "postgres://")):
+        storage.engine, storage.dsn = "postgres", to
+        return dataclasses.replace(config.index_settings(), storage=storage)
+    if "://" in to:
+        raise CommandError(f"--to takes a postgresql:// address or a directory, not {to}")
+    path = Path(to)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"--to {to} is a file, not a data dir")
+    if not path.parent.is_dir():
+        raise CommandError(f"--to {to}: its parent {path.parent} does not exist (create it first)")
+    storage.engine, storage.dsn, storage.data_dir = "sqlite", "", str(path)
+    return dataclasses.replace(config.index_settings(), data_dir=str(path), storage=storage)
+
+
+def format_migration(report) -> str:
+    rows = ", ".join(f"{table} {count}" for table, count in report.rows.items())
+    totals = report.totals
+    lines = [
+        f"copied {count_of(report.articles, 'article')} ({count_of(report.passages, 'passage')} with their vectors) "
+        f"to {report.target} in {report.seconds:.1f} s"
+        + (f"; {count_of(report.already, 'article')} copied before, checked" if report.already else ""),
+        f"bot tables copied: {rows}",
+        f"verified: {count_of(totals['articles'], 'article')}, {count_of(totals['chunks'], 'passage')}, "
+        f"{count_of(totals['embeddings'], 'vector')} on both sides, none half-added, "
+        f"{count_of(report.sampled, 'sampled vector')} byte-equal; "
+        + ", ".join(f"{table} {totals[table]}" for table in report.rows)
+        + " rows equal",
+    ]
+    return "\n".join(lines)
+
+
+def switch_lines(settings, where: str) -> str:
+    """The config lines that make articlebot use the target (``where``: its DSN without a password)."""
+    storage = settings.storage
+    if storage.engine == "postgres":
+        lines = ["[storage]", 'engine = "postgres"', f'dsn = "{where}"']
+        if storage.password_env:
+            lines.append(f'password_env = "{storage.password_env}"')
+    else:
+        lines = ["[storage]", 'engine = "sqlite"', f'data_dir = "{storage.data_dir}"']
+    return "to switch, put in the config (and start the bot again):\n" + "\n".join(lines)
+
+
 def parse_feed_id(value: str) -> int:
     value = value.strip().lstrip("#")
     if not value.isdigit() or int(value) <= 0:
@@ -1022,7 +1105,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, timestamps=args.command == "run")
     try:
         config = load_config(args.config, args.data_dir)
-        prepare_data_dir(Path(config.storage.data_dir))
+        if args.command != "migrate":  # migrate reads the data dir and must not create an empty one
+            prepare_data_dir(Path(config.storage.data_dir))
         code = HANDLERS[args.command](args, config)
         sys.stdout.flush()  # here, not at exit, so a reader that went away is noticed while it can be handled
         return code

@@ -69,6 +69,18 @@ class ArticleStore(Protocol):
     def replace_fts(self, rows: Sequence[tuple[int, str, str]]) -> None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
+    # moving a deployment (index.migrate): an article copied with its ids, no re-embedding
+    def import_article(
+        self,
+        article: ArticleRecord,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        model: str,
+        fts_rows: Sequence[tuple[str, str]],
+    ) -> None: ...
+    def id_counters(self) -> dict[str, int]: ...  # {"articles": n, "chunks": m}: the highest ids ever handed out
+    def raise_id_counters(self, counters: dict[str, int]) -> None: ...  # never lowers them
+
     # reads
     def version(self) -> int: ...
     def store_id(self) -> str: ...
@@ -132,6 +144,31 @@ class AnswerLog(Protocol):
     def close(self) -> None: ...
 
 
+# The bot's tables, in an order that puts every row after the rows it refers to, each with its key columns.
+BOT_TABLES: dict[str, tuple[str, ...]] = {
+    "feeds": ("id",),
+    "feed_items": ("feed_id", "guid"),
+    "answers": ("id",),
+    "feedback": ("id",),
+    "updates": ("update_id",),
+}
+
+
+@runtime_checkable
+class BotTableRows(Protocol):
+    """The bot's tables (``BOT_TABLES``) as plain rows, for moving a deployment to another engine.
+
+    A row is a dict with SQLite's column names and values (text, integers, JSON as text), whichever
+    engine holds it, so rows read from one engine compare equal to the same rows read from another.
+    """
+
+    def read(self, table: str) -> Iterator[dict]: ...  # every row, in key order
+    def write(self, table: str, rows: Sequence[dict]) -> int: ...  # one transaction; rows whose key exists skipped
+    def counters(self) -> dict[str, int]: ...  # table → the highest id it ever handed out (tables with an id)
+    def raise_counters(self, counters: dict[str, int]) -> None: ...  # so ids handed out later are never reused
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class Engine(Protocol):
     """One configured storage engine: hands out the tables above, all in the same database.
@@ -148,3 +185,4 @@ class Engine(Protocol):
     def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex: ...
     def update_ledger(self) -> UpdateLedgerTable: ...
     def answer_log(self) -> AnswerLog: ...
+    def bot_tables(self) -> BotTableRows: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import AnswerLog, ArticleStore, Engine, UpdateLedgerTable, VectorSearchIndex
+from .engine import AnswerLog, ArticleStore, BotTableRows, Engine, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
 from .settings import IndexSettings, SearchSettings
 
@@ -49,6 +49,11 @@ class SQLiteEngine:
         from .side_tables import SQLiteAnswerLog
 
         return SQLiteAnswerLog(self.path)
+
+    def bot_tables(self) -> BotTableRows:
+        from .side_tables import SQLiteBotTables
+
+        return SQLiteBotTables(self.path)
 
 
 def open_engine(settings: IndexSettings) -> Engine:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
 
-from .engine import ABANDONED, PROCESSING, RECEIVED, StorageError
+from .engine import ABANDONED, BOT_TABLES, PROCESSING, RECEIVED, StorageError
 from .schema import connect, open_migrated
 
 
@@ -215,3 +215,71 @@ class SQLiteAnswerLog:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteBotTables:
+    """The bot's tables (``BOT_TABLES``) as plain rows: what ``index.migrate`` copies between engines."""
+
+    def __init__(self, path: Path | str):
+        self._conn = open_migrated(Path(path))
+        self._conn.row_factory = sqlite3.Row
+
+    def read(self, table: str) -> Iterator[dict]:
+        keys = ", ".join(_key(table))
+        for row in self._conn.execute(f'SELECT * FROM "{table}" ORDER BY {keys}'):
+            yield dict(row)
+
+    def write(self, table: str, rows: Sequence[dict]) -> int:
+        """Insert the rows whose key is not here yet, in one transaction; how many were new."""
+        _key(table)
+        added = 0
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                columns = ", ".join(f'"{c}"' for c in row)
+                marks = ", ".join("?" for _ in row)
+                cursor = self._conn.execute(
+                    f'INSERT OR IGNORE INTO "{table}" ({columns}) VALUES ({marks})', tuple(row.values())
+                )
+                added += cursor.rowcount
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return added
+
+    def counters(self) -> dict[str, int]:
+        out = {}
+        for table, key in BOT_TABLES.items():
+            if key == ("id",):
+                out[table] = self._conn.execute(f'SELECT coalesce(max(id), 0) FROM "{table}"').fetchone()[0]
+        # feeds is AUTOINCREMENT: SQLite remembers the highest id ever given, also of a removed feed.
+        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feeds'").fetchone()
+        if row:
+            out["feeds"] = max(out["feeds"], int(row[0]))
+        return out
+
+    def raise_counters(self, counters: dict[str, int]) -> None:
+        # Only feeds keeps a counter of its own; the other tables hand out max(id) + 1, which the rows copied raise.
+        last = counters.get("feeds", 0)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feeds'").fetchone()
+            if row is None:
+                self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('feeds', ?)", (last,))
+            elif int(row[0]) < last:
+                self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'feeds'", (last,))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _key(table: str) -> tuple[str, ...]:
+    try:
+        return BOT_TABLES[table]
+    except KeyError:
+        raise ValueError(f"not one of the bot's tables: {table!r}") from None

@@ -243,6 +243,90 @@ class Store:
             conn.execute("DELETE FROM chunks_fts")
             conn.executemany("INSERT INTO chunks_fts (rowid, title_terms, terms) VALUES (?, ?, ?)", rows)
 
+    def import_article(
+        self,
+        article: ArticleRecord,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        model: str,
+        fts_rows: Sequence[tuple[str, str]],
+    ) -> None:
+        """Copy an article from another store with its own ids, passages, vectors and FTS rows, in one transaction.
+
+        The ids are kept (citations, FAISS and feed items name them); the id counters grow past them,
+        so they are never handed out again. An id already taken here raises ``DuplicateArticle``.
+        """
+        if not chunks:
+            raise ValueError("an article needs at least one passage")
+        record = {
+            "id": article.id,
+            "title": article.title,
+            "url": article.url,
+            "url_key": normalize_url(article.url),
+            "source": article.source,
+            "published": article.published,
+            "added_by": article.added_by,
+            "added_at": article.added_at,
+            "content_hash": article.content_hash,
+            "text": article.text,
+            "language": article.language,
+        }
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
+        with self._write_lock, self._transaction() as conn:
+            taken = conn.execute(
+                "SELECT id FROM articles WHERE id = ? OR content_hash = ?", (article.id, article.content_hash)
+            ).fetchone()
+            if taken:
+                raise DuplicateArticle(taken[0], "same id" if taken[0] == article.id else "same text")
+            taken = conn.execute(
+                f"SELECT id FROM chunks WHERE id IN ({','.join('?' for _ in chunks)})", [c.id for c in chunks]
+            ).fetchone()
+            if taken:
+                raise ValueError(f"passage id {taken[0]} is taken here already")
+            columns = ", ".join(record)
+            conn.execute(
+                f"INSERT INTO articles ({columns}) VALUES ({', '.join('?' for _ in record)})", tuple(record.values())
+            )
+            for chunk, row, vector, fts in zip(chunks, rows, vectors, fts_rows, strict=True):
+                self._insert_chunks(conn, article.id, chunk.id, [row], vector[None, :], model, [fts])
+            self._raise_counters(conn, {"articles": article.id, "chunks": max(c.id for c in chunks)})
+            self._bump_version(conn)
+
+    def id_counters(self) -> dict[str, int]:
+        """The highest article and passage ids ever handed out (removed ones count: they are never reused)."""
+        with self.snapshot() as conn:
+            return {table: self._last_id(conn, table) for table in ("articles", "chunks")}
+
+    def raise_id_counters(self, counters: dict[str, int]) -> None:
+        """Let the next ids start after ``counters`` (another store's ``id_counters``); never lowers them."""
+        with self._write_lock, self._transaction() as conn:
+            self._raise_counters(conn, counters)
+
+    @classmethod
+    def _raise_counters(cls, conn: sqlite3.Connection, counters: dict[str, int]) -> None:
+        for table, last in counters.items():
+            if last > cls._last_id(conn, table):
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"last_{table}_id", str(last)))
+
+    @staticmethod
+    def _last_id(conn: sqlite3.Connection, table: str) -> int:
+        if table not in ("articles", "chunks"):
+            raise ValueError(f"no id counter for {table!r}")
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"last_{table}_id",)).fetchone()
+        current = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+        return max(int(row[0]) if row else 0, current)
+
+    def lexical_rows(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """The FTS rows (title terms, terms) of these passages, as the analyzer wrote them."""
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" for _ in chunk_ids)
+        rows = self.reader().execute(
+            f"SELECT rowid, title_terms, terms FROM chunks_fts WHERE rowid IN ({marks})", [int(c) for c in chunk_ids]
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
     def set_meta(self, key: str, value: str) -> None:
         with self._write_lock, self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
