@@ -11,9 +11,10 @@ from newsroom import add_ferry_and_solar
 from util_cli import CLI
 
 from index import engine
+from index.engines import SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
 from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-from index.side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
+from index.side_tables import SQLiteAnswerLog, SQLiteBotTables, SQLiteUpdateLedger
 from index.store import Store
 from index.vectors import VectorIndex
 
@@ -22,6 +23,8 @@ IMPLEMENTATIONS = [
     (engine.VectorSearchIndex, VectorIndex),
     (engine.UpdateLedgerTable, SQLiteUpdateLedger),
     (engine.AnswerLog, SQLiteAnswerLog),
+    (engine.BotTableRows, SQLiteBotTables),
+    (engine.Engine, SQLiteEngine),
 ]
 
 

@@ -1,0 +1,319 @@
+"""``articlebot migrate``: a SQLite data dir copied into another engine, resumable, verified, refusing bad targets."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_crash import HOLD, ConsoleRun, committed, hold_inside, kill_inside, landed, marks, store_version
+from util_cli import CLI
+from util_kb import ZERO_INTEGRITY, fake_article
+
+from bot.cli import load_samples
+from index.engines import DB_FILE, open_engine
+from index.kb import KnowledgeBase
+from index.migrate import MigrationError, migrate
+from index.settings import IndexSettings
+from index.store import Store
+
+QUESTIONS = [
+    "Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?",
+    "How much did the new tram line in Ulmenhagen cost to build?",
+    "Who led the bumblebee study?",
+    "Wie viele Parkplätze fallen in der Hauptstraße weg?",
+    "Wer hat Tauwerk Labs gegründet?",
+]
+
+
+@pytest.fixture(scope="module")
+def sample_source(tmp_path_factory, embedder) -> Path:
+    """A data dir as a bot leaves it: the samples (one removed, the newest), answers, votes, feeds, updates."""
+    data_dir = tmp_path_factory.mktemp("source") / "data"
+    with KnowledgeBase(IndexSettings(data_dir=str(data_dir)), embedder=embedder) as kb:
+        assert load_samples(kb) == 8
+        kb.remove(max(a.id for a in kb.articles()))  # the counters must carry this id, or it is handed out again
+        log = kb.answer_log()
+        try:
+            first = log.record_answer({"chat_id": 7, "question": "Wer?", "answer": "Sie.", "found": 1, "citations": []})
+            second = log.record_answer(
+                {"chat_id": 8, "question": "Was?", "answer": "Das [1].", "found": 1, "citations": [{"n": 1}]}
+            )
+            assert log.vote(first, 70, 1) and log.vote(second, 80, -1)
+        finally:
+            log.close()
+        ledger = kb.update_ledger()
+        ledger.open()
+        try:
+            ledger.record([(100, '{"update_id": 100}'), (101, '{"update_id": 101}')])
+            assert ledger.begin(100)
+            ledger.finish(100, "answered")
+        finally:
+            ledger.close()
+    conn = sqlite3.connect(data_dir / DB_FILE)
+    with conn:
+        for url in ("https://a.example/feed", "https://b.example/feed", "https://c.example/feed"):
+            conn.execute("INSERT INTO feeds (url, url_key, added_at) VALUES (?, ?, '2026-01-01')", (url, url))
+        items = [(1, "g1", "https://a.example/1", "added"), (2, "g2", None, "failed")]
+        conn.executemany("INSERT INTO feed_items (feed_id, guid, url, status) VALUES (?, ?, ?, ?)", items)
+        conn.execute("DELETE FROM feeds WHERE id = 3")  # its id, too, is never to be given again
+    conn.close()
+    return data_dir
+
+
+def sqlite_target(tmp_path: Path) -> IndexSettings:
+    return IndexSettings(data_dir=str(tmp_path / "target"))
+
+
+def snapshot(data_dir: Path) -> dict:
+    """Everything a migration must carry over, read straight from a SQLite file."""
+    conn = sqlite3.connect(data_dir / DB_FILE)
+    try:
+        out = {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            for table in ("articles", "chunks", "embeddings", "answers", "feedback", "feeds", "feed_items", "updates")
+        }
+        out["fts"] = conn.execute("SELECT rowid, title_terms, terms FROM chunks_fts ORDER BY rowid").fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+def test_a_copy_holds_every_row_id_and_vector_byte_and_hands_out_no_used_id(sample_source, tmp_path, embedder):
+    target = sqlite_target(tmp_path)
+    report = migrate(sample_source, target)
+    assert (report.articles, report.already) == (7, 0)
+    assert report.rows == {"feeds": 2, "feed_items": 2, "answers": 2, "feedback": 2, "updates": 2}
+    assert report.totals["chunks"] == report.passages == report.sampled > 0
+    assert snapshot(Path(target.data_dir)) == snapshot(sample_source)
+
+    source = Store(sample_source / DB_FILE)
+    try:
+        counters = source.id_counters()
+    finally:
+        source.close()
+    with KnowledgeBase(target, embedder=embedder) as kb:
+        assert kb.store.id_counters() == counters
+        added = kb.add(_doc("Ein neuer Artikel über die Fähre am Nordufer. " * 8))
+        assert added.article_id == counters["articles"] + 1  # not the removed newest article's id
+        assert min(c.id for c in kb.store.article_chunks(added.article_id)) == counters["chunks"] + 1
+        log = kb.answer_log()
+        try:
+            assert log.record_answer({"chat_id": 1, "question": "q", "answer": "a", "found": 0}) == 3
+        finally:
+            log.close()
+        ledger = kb.update_ledger()
+        ledger.open()
+        try:  # the unanswered update comes back to be answered; the answered one is not handled twice
+            assert ledger.recover(3, timedelta(days=2)) == ([], [(101, '{"update_id": 101}')])
+            assert not ledger.begin(100)
+        finally:
+            ledger.close()
+    conn = sqlite3.connect(Path(target.data_dir) / DB_FILE)
+    with conn:
+        cursor = conn.execute("INSERT INTO feeds (url, url_key) VALUES ('https://d.example/f', 'd')")
+    assert cursor.lastrowid == 4, "the id of the removed feed #3 was given again"
+    conn.close()
+
+
+def _doc(text: str):
+    from index.extract import from_text
+
+    return from_text(text, title="Fähre Nordufer", source="test")
+
+
+def test_a_rerun_checks_what_is_there_and_copies_nothing_twice(sample_source, tmp_path):
+    target = sqlite_target(tmp_path)
+    migrate(sample_source, target)
+    before = snapshot(Path(target.data_dir))
+    again = migrate(sample_source, target)
+    assert (again.articles, again.already, sum(again.rows.values())) == (0, 7, 0)
+    assert snapshot(Path(target.data_dir)) == before
+
+
+def test_a_rerun_refuses_a_copied_article_whose_vector_changed_since(sample_source, tmp_path):
+    target = sqlite_target(tmp_path)
+    migrate(sample_source, target)
+    conn = sqlite3.connect(Path(target.data_dir) / DB_FILE)
+    with conn:
+        chunk_id, blob = conn.execute("SELECT chunk_id, vector FROM embeddings ORDER BY chunk_id DESC").fetchone()
+        vector = np.frombuffer(blob, dtype=np.float32).copy()
+        vector[0] = np.nextafter(vector[0], np.float32(2))  # one bit in one number
+        conn.execute("UPDATE embeddings SET vector = ? WHERE chunk_id = ?", (vector.tobytes(), chunk_id))
+    conn.close()
+    with pytest.raises(MigrationError, match="vectors of article #.* differ"):
+        migrate(sample_source, target)
+
+
+def test_the_copy_answers_search_and_ask_as_the_original(sample_source, tmp_path, monkeypatch, capsys, embedder):
+    target = sqlite_target(tmp_path)
+    migrate(sample_source, target)
+    cli = CLI(monkeypatch, capsys, embedder, sample_source)
+    try:
+        original = _answers(cli, sample_source)
+        copied = _answers(cli, Path(target.data_dir))
+    finally:
+        cli.close()
+    assert copied == original
+    assert all(result["results"] for result in original["search"])
+
+
+def _answers(cli: CLI, data_dir: Path) -> dict:
+    cli.data_dir = data_dir
+    out = {}
+    for command in ("search", "ask"):
+        lines = []
+        for question in QUESTIONS:
+            result = cli(command, question, "--json")
+            assert result.code == 0, result.err
+            lines.append(json.loads(result.out))
+        out[command] = lines
+    return out
+
+
+# --- refusals: one line, nothing changed -------------------------------------------------------
+
+
+def test_a_target_holding_other_articles_is_refused_untouched(sample_source, tmp_path, embedder):
+    target = sqlite_target(tmp_path)
+    with KnowledgeBase(target, embedder=embedder) as kb:
+        kb.add(_doc("Ein ganz anderer Artikel über den Hafen von Ortheim und seine Fähren. " * 5))
+    before = snapshot(Path(target.data_dir))
+    with pytest.raises(MigrationError, match="already holds 1 other article.*empty database"):
+        migrate(sample_source, target)
+    assert snapshot(Path(target.data_dir)) == before
+
+
+def test_a_target_holding_other_bot_rows_is_refused_untouched(sample_source, tmp_path):
+    target = sqlite_target(tmp_path)
+    Path(target.data_dir).mkdir()
+    engine = open_engine(target)
+    log = engine.answer_log()
+    log.record_answer({"chat_id": 5, "question": "anders", "answer": "x", "found": 0})
+    log.close()
+    before = snapshot(Path(target.data_dir))
+    with pytest.raises(MigrationError, match="answers table holds another row under id 1"):
+        migrate(sample_source, target)
+    assert snapshot(Path(target.data_dir)) == before
+
+
+def test_the_cli_refuses_in_one_line_and_creates_nothing(sample_source, tmp_path, monkeypatch, capsys, embedder):
+    missing = tmp_path / "no-such-data"
+    cli = CLI(monkeypatch, capsys, embedder, missing)
+    try:
+        result = cli("migrate", "--to", str(tmp_path / "target"))
+        assert result.code == 1 and result.err.count("\n") == 1
+        assert "no articlebot database" in result.err
+        assert not missing.exists() and not (tmp_path / "target").exists()
+
+        cli.data_dir = sample_source
+        result = cli("migrate", "--to", "postgresql://articlebot@127.0.0.1:1/articlebot")
+        assert result.code == 1 and result.err.count("\n") == 1
+        assert "cannot connect to PostgreSQL at" in result.err
+
+        result = cli("migrate", "--to", str(sample_source))
+        assert result.code == 1 and "the target is the source data dir" in result.err
+    finally:
+        cli.close()
+
+
+def test_the_cli_reports_the_copy_and_the_config_lines(sample_source, tmp_path, monkeypatch, capsys, embedder):
+    cli = CLI(monkeypatch, capsys, embedder, sample_source)
+    try:
+        result = cli("migrate", "--to", str(tmp_path / "target"))
+    finally:
+        cli.close()
+    assert result.code == 0, result.err
+    assert "copied 7 articles (" in result.out
+    assert "none half-added" in result.out and "sampled vectors byte-equal" in result.out
+    assert f'[storage]\nengine = "sqlite"\ndata_dir = "{tmp_path / "target"}"' in result.out
+
+
+# --- killed mid-copy, run again ------------------------------------------------------------------
+
+
+@pytest.fixture
+def many_articles(tmp_path: Path) -> Path:
+    """40 articles written straight to a store (random vectors: this is about copying, not search)."""
+    data_dir = tmp_path / "source"
+    store = Store(data_dir / DB_FILE)
+    try:
+        rng = np.random.default_rng(5)
+        for n in range(40):
+            fake_article(store, n, 3 + n % 4, "test-model", 16, rng)
+    finally:
+        store.close()
+    return data_dir
+
+
+def article_ids(data_dir: Path) -> list[int]:
+    conn = sqlite3.connect(f"file:{data_dir / DB_FILE}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT id FROM articles ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def test_a_copy_killed_inside_an_article_resumes_to_an_exact_copy(many_articles, tmp_path):
+    """A real ``articlebot migrate`` process, SIGKILLed inside the transaction of its 5th article, then run again."""
+    trace, target = tmp_path / "trace", tmp_path / "target"
+    argv = ["--data-dir", str(many_articles), "migrate", "--to", str(target)]
+    hold_inside(trace, HOLD)
+    run = ConsoleRun(argv, tmp_path, "killed", trace)
+    how = kill_inside(run, trace, "article", 5)
+    hold_inside(trace, 0)
+    assert how == "killed inside article transaction 5", how
+    assert landed(marks(trace, run.pid)) == "article"
+    # Whole articles only, the first four in id order; the fifth's rows all rolled back.
+    assert article_ids(target) == article_ids(many_articles)[:4]
+    assert committed(marks(trace, run.pid), "article") == 4
+    store = Store(target / DB_FILE)
+    try:
+        assert store.integrity() == ZERO_INTEGRITY
+    finally:
+        store.close()
+
+    again = ConsoleRun(argv, tmp_path, "again", trace)
+    assert again.wait() == 0, again.err.read_text()
+    out = again.out.read_text()
+    assert "copied 36 articles" in out and "4 articles copied before, checked" in out
+    assert snapshot(target) == snapshot(many_articles)
+
+
+def test_a_copy_killed_at_random_moments_ends_an_exact_copy(many_articles, tmp_path):
+    """Killed a random number of commits and milliseconds into each run (in or between transactions)."""
+    trace, target = tmp_path / "trace", tmp_path / "target"
+    argv = ["--data-dir", str(many_articles), "migrate", "--to", str(target)]
+    wanted = article_ids(many_articles)
+    rng = random.Random(3)
+    landings = []
+    for attempt in range(4):
+        # Every other run waits 10 ms in each article's transaction (so most kills land inside one),
+        # the others run at full speed (kills land between, or in the middle of a commit).
+        hold = 0.01 * (attempt % 2)
+        hold_inside(trace, hold)
+        start = store_version(target / DB_FILE)
+        run = ConsoleRun(argv, tmp_path, f"run{attempt}", trace)
+        commits = start + 1 + rng.randint(0, 4)
+        while store_version(target / DB_FILE) < commits and not run.finished(0.001):
+            pass
+        time.sleep(rng.uniform(0, 0.015 if hold else 0.001))
+        assert run.kill(), f"run {attempt} ended by itself: {run.err.read_text()[-500:]}"
+        landings.append(landed(marks(trace, run.pid)))
+        assert article_ids(target) == wanted[: len(article_ids(target))]  # a prefix, nothing skipped
+        store = Store(target / DB_FILE)
+        try:
+            assert store.integrity() == ZERO_INTEGRITY
+        finally:
+            store.close()
+    hold_inside(trace, 0)
+    assert 0 < len(article_ids(target)) < len(wanted), landings
+    assert "article" in landings, landings
+    final = ConsoleRun(argv, tmp_path, "final", trace)
+    assert final.wait() == 0, final.err.read_text()
+    assert snapshot(target) == snapshot(many_articles)
