@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "migrate",
         "Copy this data dir's database into PostgreSQL (or another data dir), without re-embedding.",
-        "  ARTICLEBOT_DB_PASSWORD=… articlebot migrate --to postgresql://articlebot@db.example:5432/articlebot\n"
+        "  articlebot migrate --to postgresql://articlebot@db.example:5432/articlebot  # $ARTICLEBOT_DB_PASSWORD\n"
         "  articlebot --data-dir data migrate --to /srv/articlebot/data-copy",
         "Copies articles and passages with their ids, vectors, lexical index and id counters, and the bot's\n"
         "tables (answers, votes, feeds, update ledger). Each article is one transaction: after an interruption\n"
@@ -204,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a sample of vectors, and prints the config lines to switch to. Stop the bot while it runs.\n"
         "The password comes from the environment variable [storage] password_env names.",
     )
-    migrate.add_argument("--to", required=True, help="postgresql://user@host:port/db, or the path of another data dir")
+    migrate.add_argument(
+        "--to", required=True, metavar="TARGET", help="postgresql://user@host:port/db, or the path of another data dir"
+    )
 
     _subcommand(
         sub,

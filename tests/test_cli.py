@@ -474,6 +474,7 @@ def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(
         ("demo", ["sample"]),
         ("run", ["TELEGRAM_BOT_TOKEN"]),
         ("chat", ["'.'", "number"]),
+        ("migrate", ["--to", "postgresql://", "again", "password_env"]),
     ],
 )
 def test_every_command_help_has_a_description_options_and_an_example(capsys, command, mentions):
