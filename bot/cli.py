@@ -847,6 +847,7 @@ def format_migration(report) -> str:
         f"{count_of(report.sampled, 'sampled vector')} byte-equal; "
         + ", ".join(f"{table} {totals[table]}" for table in report.rows)
         + " rows equal",
+        f"vector index: {report.index}",
     ]
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import BOT_TABLES, ArticleStore, BotTableRows
+from .engine import BOT_TABLES, ArticleStore, BotTableRows, Engine
 from .engines import DB_FILE, SQLiteEngine, open_engine
 from .errors import UserError
 from .records import ArticleNotFound, ArticleRecord, ChunkRecord
@@ -52,6 +52,7 @@ class MigrationReport:
     model: str = ""
     seconds: float = 0.0
     target: str = ""  # where the copy went (a DSN without its password, or a file)
+    index: str = ""  # the target's vector index, built so the first start need not build it
 
 
 def open_source(data_dir: Path) -> Store:
@@ -81,6 +82,7 @@ def migrate(
         store = opened.enter_context(closing(target.article_store()))
         tables = opened.enter_context(closing(target.bot_tables()))
         report = _migrate(source, source_tables, store, tables, progress, sample)
+        report.index = _build_vector_index(target, target_settings, store)
     report.seconds = time.monotonic() - started
     report.target = target.describe()
     return report
@@ -242,6 +244,18 @@ def _copy_rows(target: BotTableRows, table: str, rows: list[dict]) -> int:
 def _batches(rows: list[dict], size: int) -> Iterator[list[dict]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
+
+
+def _build_vector_index(target: Engine, settings: IndexSettings, store: ArticleStore) -> str:
+    """Build (or bring up to date) the target's vector index from the copied vectors; what it is."""
+    models = store.embedding_models()
+    if not models:
+        return "empty"
+    model, dim = models[0]
+    index = target.vector_index(settings.search, model, dim)
+    index.load_or_rebuild(store)
+    index.save()
+    return f"{index.kind}, {index.count} vectors"
 
 
 # --- after the last write --------------------------------------------------------------------------

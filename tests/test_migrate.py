@@ -90,6 +90,7 @@ def test_a_copy_holds_every_row_id_and_vector_byte_and_hands_out_no_used_id(samp
     assert (report.articles, report.already) == (7, 0)
     assert report.rows == {"feeds": 2, "feed_items": 2, "answers": 2, "feedback": 2, "updates": 2}
     assert report.totals["chunks"] == report.passages == report.sampled > 0
+    assert report.index == f"flat, {report.passages} vectors"
     assert snapshot(Path(target.data_dir)) == snapshot(sample_source)
 
     source = Store(sample_source / DB_FILE)
@@ -98,6 +99,7 @@ def test_a_copy_holds_every_row_id_and_vector_byte_and_hands_out_no_used_id(samp
     finally:
         source.close()
     with KnowledgeBase(target, embedder=embedder) as kb:
+        assert kb.open() == "loaded", "the migration left no vector index for the first start"
         assert kb.store.id_counters() == counters
         added = kb.add(_doc("Ein neuer Artikel über die Fähre am Nordufer. " * 8))
         assert added.article_id == counters["articles"] + 1  # not the removed newest article's id
