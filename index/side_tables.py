@@ -265,9 +265,9 @@ class SQLiteBotTables:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feeds'").fetchone()
-            if row is None:
+            if row is None and last > 0:
                 self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('feeds', ?)", (last,))
-            elif int(row[0]) < last:
+            elif row is not None and int(row[0]) < last:
                 self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'feeds'", (last,))
             self._conn.execute("COMMIT")
         except BaseException:

@@ -6,6 +6,7 @@ import json
 import random
 import sqlite3
 import time
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from util_cli import CLI
 from util_kb import ZERO_INTEGRITY, fake_article
 
 from bot.cli import load_samples
+from index.engine import BOT_TABLES
 from index.engines import DB_FILE, open_engine
 from index.kb import KnowledgeBase
 from index.migrate import MigrationError, migrate
@@ -66,12 +68,38 @@ def sample_source(tmp_path_factory, embedder) -> Path:
     return data_dir
 
 
-def sqlite_target(tmp_path: Path) -> IndexSettings:
-    return IndexSettings(data_dir=str(tmp_path / "target"))
+@pytest.fixture(params=["sqlite"])
+def target(request, tmp_path: Path) -> IndexSettings:
+    """Settings of an empty target on each engine (a data dir, or a fresh PostgreSQL database)."""
+    settings = IndexSettings(data_dir=str(tmp_path / "target"))
+    if request.param == "postgres":
+        settings.storage.engine = "postgres"
+        settings.storage.dsn = request.getfixturevalue("pg_dsn")
+    return settings
+
+
+def source_settings(data_dir: Path) -> IndexSettings:
+    return IndexSettings(data_dir=str(data_dir))
+
+
+def contents(settings: IndexSettings) -> dict:
+    """Everything a migration carries over, read through the engine's protocols (so on either engine)."""
+    engine = open_engine(settings)
+    with closing(engine.article_store()) as store, closing(engine.bot_tables()) as tables:
+        articles = store.articles()
+        return {
+            "articles": [_article_facts(a) for a in reversed(articles)],
+            "passages": [[_chunk_facts(c) for c in store.article_chunks(a.id)] for a in reversed(articles)],
+            "vectors": [(ids.tolist(), vectors.tobytes(), model) for ids, vectors, model in store.iter_vectors()],
+            "id counters": store.id_counters(),
+            "rows": {table: list(tables.read(table)) for table in BOT_TABLES},
+            "row counters": tables.counters(),
+            "version": store.version(),
+        }
 
 
 def snapshot(data_dir: Path) -> dict:
-    """Everything a migration must carry over, read straight from a SQLite file."""
+    """Every row of a SQLite file, the FTS rows and AUTOINCREMENT counters included."""
     conn = sqlite3.connect(data_dir / DB_FILE)
     try:
         out = {
@@ -79,28 +107,25 @@ def snapshot(data_dir: Path) -> dict:
             for table in ("articles", "chunks", "embeddings", "answers", "feedback", "feeds", "feed_items", "updates")
         }
         out["fts"] = conn.execute("SELECT rowid, title_terms, terms FROM chunks_fts ORDER BY rowid").fetchall()
+        out["sequences"] = conn.execute("SELECT * FROM sqlite_sequence ORDER BY name").fetchall()
         return out
     finally:
         conn.close()
 
 
-def test_a_copy_holds_every_row_id_and_vector_byte_and_hands_out_no_used_id(sample_source, tmp_path, embedder):
-    target = sqlite_target(tmp_path)
+def test_a_copy_holds_every_row_id_and_vector_byte_and_hands_out_no_used_id(sample_source, target, embedder):
     report = migrate(sample_source, target)
     assert (report.articles, report.already) == (7, 0)
     assert report.rows == {"feeds": 2, "feed_items": 2, "answers": 2, "feedback": 2, "updates": 2}
     assert report.totals["chunks"] == report.passages == report.sampled > 0
-    assert report.index == f"flat, {report.passages} vectors"
-    assert snapshot(Path(target.data_dir)) == snapshot(sample_source)
+    copied, original = contents(target), contents(source_settings(sample_source))
+    assert {k: v for k, v in copied.items() if k != "version"} == {k: v for k, v in original.items() if k != "version"}
+    if target.storage.engine == "sqlite":
+        assert snapshot(Path(target.data_dir)) == snapshot(sample_source)
 
-    source = Store(sample_source / DB_FILE)
-    try:
-        counters = source.id_counters()
-    finally:
-        source.close()
+    counters = original["id counters"]
     with KnowledgeBase(target, embedder=embedder) as kb:
         assert kb.open() == "loaded", "the migration left no vector index for the first start"
-        assert kb.store.id_counters() == counters
         added = kb.add(_doc("Ein neuer Artikel über die Fähre am Nordufer. " * 8))
         assert added.article_id == counters["articles"] + 1  # not the removed newest article's id
         assert min(c.id for c in kb.store.article_chunks(added.article_id)) == counters["chunks"] + 1
@@ -116,11 +141,9 @@ def test_a_copy_holds_every_row_id_and_vector_byte_and_hands_out_no_used_id(samp
             assert not ledger.begin(100)
         finally:
             ledger.close()
-    conn = sqlite3.connect(Path(target.data_dir) / DB_FILE)
-    with conn:
-        cursor = conn.execute("INSERT INTO feeds (url, url_key) VALUES ('https://d.example/f', 'd')")
-    assert cursor.lastrowid == 4, "the id of the removed feed #3 was given again"
-    conn.close()
+    engine = open_engine(target)
+    with closing(engine.bot_tables()) as tables:
+        assert tables.counters()["feeds"] == 3, "the id of the removed feed #3 would be given again"
 
 
 def _doc(text: str):
@@ -129,49 +152,58 @@ def _doc(text: str):
     return from_text(text, title="Fähre Nordufer", source="test")
 
 
-def test_a_rerun_checks_what_is_there_and_copies_nothing_twice(sample_source, tmp_path):
-    target = sqlite_target(tmp_path)
+def _article_facts(a) -> tuple:
+    return (a.id, a.title, a.url, a.source, a.published, a.added_by, a.added_at, a.content_hash, a.text, a.language)
+
+
+def _chunk_facts(c) -> tuple:
+    return (c.id, c.article_id, c.position, c.text, c.start, c.end, c.title, c.url, c.language)
+
+
+def test_a_rerun_checks_what_is_there_and_copies_nothing_twice(sample_source, target):
     migrate(sample_source, target)
-    before = snapshot(Path(target.data_dir))
+    before = contents(target)
     again = migrate(sample_source, target)
     assert (again.articles, again.already, sum(again.rows.values())) == (0, 7, 0)
-    assert snapshot(Path(target.data_dir)) == before
+    assert contents(target) == before
 
 
-def test_a_rerun_refuses_a_copied_article_whose_vector_changed_since(sample_source, tmp_path):
-    target = sqlite_target(tmp_path)
+def test_a_rerun_refuses_a_copied_article_whose_vector_changed_since(sample_source, target):
     migrate(sample_source, target)
-    conn = sqlite3.connect(Path(target.data_dir) / DB_FILE)
-    with conn:
-        chunk_id, blob = conn.execute("SELECT chunk_id, vector FROM embeddings ORDER BY chunk_id DESC").fetchone()
-        vector = np.frombuffer(blob, dtype=np.float32).copy()
-        vector[0] = np.nextafter(vector[0], np.float32(2))  # one bit in one number
-        conn.execute("UPDATE embeddings SET vector = ? WHERE chunk_id = ?", (vector.tobytes(), chunk_id))
-    conn.close()
+    engine = open_engine(target)
+    with closing(engine.article_store()) as store:
+        chunk_id = int(store.chunk_ids()[-1])
+        _, (vector,) = store.vectors_for([chunk_id])
+        vector = vector.copy()
+        vector[0] = np.nextafter(vector[0], np.float32(2))  # one bit of one number
+        store.replace_vectors([(chunk_id, vector)], store.embedding_models()[0][0])
     with pytest.raises(MigrationError, match="vectors of article #.* differ"):
         migrate(sample_source, target)
 
 
-def test_the_copy_answers_search_and_ask_as_the_original(sample_source, tmp_path, monkeypatch, capsys, embedder):
-    target = sqlite_target(tmp_path)
+def test_the_copy_answers_search_and_ask_as_the_original(
+    sample_source, target, tmp_path, monkeypatch, capsys, embedder
+):
     migrate(sample_source, target)
     cli = CLI(monkeypatch, capsys, embedder, sample_source)
     try:
         original = _answers(cli, sample_source)
-        copied = _answers(cli, Path(target.data_dir))
+        config = tmp_path / "target.toml"
+        config.write_text(f'[storage]\nengine = "{target.storage.engine}"\ndsn = "{target.storage.dsn}"\n')
+        copied = _answers(cli, Path(target.data_dir), str(config))
     finally:
         cli.close()
-    assert copied == original
     assert all(result["results"] for result in original["search"])
+    assert copied == original
 
 
-def _answers(cli: CLI, data_dir: Path) -> dict:
+def _answers(cli: CLI, data_dir: Path, config: str | None = None) -> dict:
     cli.data_dir = data_dir
     out = {}
     for command in ("search", "ask"):
         lines = []
         for question in QUESTIONS:
-            result = cli(command, question, "--json")
+            result = cli(command, question, "--json", config=config)
             assert result.code == 0, result.err
             lines.append(json.loads(result.out))
         out[command] = lines
@@ -181,27 +213,24 @@ def _answers(cli: CLI, data_dir: Path) -> dict:
 # --- refusals: one line, nothing changed -------------------------------------------------------
 
 
-def test_a_target_holding_other_articles_is_refused_untouched(sample_source, tmp_path, embedder):
-    target = sqlite_target(tmp_path)
+def test_a_target_holding_other_articles_is_refused_untouched(sample_source, target, embedder):
     with KnowledgeBase(target, embedder=embedder) as kb:
         kb.add(_doc("Ein ganz anderer Artikel über den Hafen von Ortheim und seine Fähren. " * 5))
-    before = snapshot(Path(target.data_dir))
+    before = contents(target)
     with pytest.raises(MigrationError, match="already holds 1 other article.*empty database"):
         migrate(sample_source, target)
-    assert snapshot(Path(target.data_dir)) == before
+    assert contents(target) == before
 
 
-def test_a_target_holding_other_bot_rows_is_refused_untouched(sample_source, tmp_path):
-    target = sqlite_target(tmp_path)
+def test_a_target_holding_other_bot_rows_is_refused_untouched(sample_source, target):
     Path(target.data_dir).mkdir()
     engine = open_engine(target)
-    log = engine.answer_log()
-    log.record_answer({"chat_id": 5, "question": "anders", "answer": "x", "found": 0})
-    log.close()
-    before = snapshot(Path(target.data_dir))
+    with closing(engine.answer_log()) as log:
+        log.record_answer({"chat_id": 5, "question": "anders", "answer": "x", "found": 0})
+    before = contents(target)
     with pytest.raises(MigrationError, match="answers table holds another row under id 1"):
         migrate(sample_source, target)
-    assert snapshot(Path(target.data_dir)) == before
+    assert contents(target) == before
 
 
 def test_the_cli_refuses_in_one_line_and_creates_nothing(sample_source, tmp_path, monkeypatch, capsys, embedder):
