@@ -51,8 +51,35 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
 
 _META = ('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)',)
 
-# The knowledge base's tables (index.pg_store, index.pg_vectors).
-_STORE_SCHEMA: tuple[str, ...] = ()
+# The knowledge base's tables (index.pg_store, index.pg_vectors): SQLite's, column for column, with the
+# FTS5 table replaced by what BM25 needs (index.pg_store: lexical_docs, postings, lexical_terms and
+# lexical_stats). Vectors are pgvector values without a fixed dimension; index.pg_vectors builds its
+# HNSW index on an expression that fixes it (vector::vector(dim)).
+_STORE_SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE articles (id BIGINT PRIMARY KEY, title TEXT, url TEXT, url_key TEXT, source TEXT, "
+    "published TEXT, added_by TEXT, added_at TEXT, content_hash TEXT NOT NULL, text TEXT, language TEXT)",
+    "CREATE UNIQUE INDEX articles_content_hash ON articles (content_hash)",
+    "CREATE INDEX articles_url_key ON articles (url_key)",
+    "CREATE TABLE chunks (id BIGINT PRIMARY KEY, article_id BIGINT NOT NULL REFERENCES articles (id), "
+    'position INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER, "end" INTEGER, UNIQUE (article_id, position))',
+    "CREATE TABLE embeddings (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), model TEXT NOT NULL, "
+    "dim INTEGER NOT NULL, vector vector NOT NULL)",
+    # One row per passage, as FTS5 holds it: the terms and their token count (BM25's document length).
+    "CREATE TABLE lexical_docs (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), title_terms TEXT NOT NULL, "
+    "terms TEXT NOT NULL, length INTEGER NOT NULL)",
+    # Token -> passage with its counts in title and body; the length repeated so scoring needs no join.
+    "CREATE TABLE postings (term TEXT NOT NULL, chunk_id BIGINT NOT NULL, tf_title INTEGER NOT NULL, "
+    "tf_body INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (term, chunk_id))",
+    "CREATE INDEX postings_chunk_id ON postings (chunk_id)",
+    # Passages per token (document frequency), kept by every write: idf and pruning read one row each.
+    "CREATE TABLE lexical_terms (term TEXT PRIMARY KEY, docs BIGINT NOT NULL)",
+    # FTS5's row count and total token count (N and the average length), one row.
+    "CREATE TABLE lexical_stats (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), docs BIGINT NOT NULL, "
+    "tokens BIGINT NOT NULL)",
+    "INSERT INTO lexical_stats (docs, tokens) VALUES (0, 0)",
+    "INSERT INTO meta (key, value) VALUES ('version', '0')",
+    "INSERT INTO meta (key, value) VALUES ('store_id', replace(gen_random_uuid()::text, '-', ''))",
+)
 
 # The bot's tables, column for column as in SQLite (index.schema migrations 3 and 4).
 _BOT_SCHEMA: tuple[str, ...] = ()
@@ -137,6 +164,13 @@ class PostgresEngine:
         return PgStore(self.storage)
 
     def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex:
+        if self.storage.vector_search == "faiss":
+            from .vectors import VectorIndex
+
+            # A replica in this process's data dir; it catches up with other processes' writes by the
+            # database's version, through the ArticleStore protocol, as with SQLite.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            return VectorIndex(self.data_dir, settings, model, dim)
         from .pg_vectors import PgVectorIndex
 
         return PgVectorIndex(self.storage, settings, model, dim)
