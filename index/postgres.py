@@ -40,7 +40,8 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
     try:
         return psycopg.connect(storage.dsn, autocommit=autocommit, connect_timeout=10, **extra)
     except psycopg.ProgrammingError as exc:  # a malformed DSN
-        raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {reason}") from exc
     except psycopg.OperationalError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[0] if lines else type(exc).__name__
@@ -103,7 +104,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(conn: psycopg.Connection) -> int:
-    if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+    # pg_tables, not to_regclass: a catalog cache lookup may miss a table another process committed while
+    # this one waited for the migration lock, and it would then migrate again (measured: DuplicateTable).
+    exists = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'meta'"
+    if conn.execute(exists).fetchone() is None:
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     return int(row[0]) if row else 0

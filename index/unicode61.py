@@ -40,7 +40,7 @@ def word_tokens(word: str) -> tuple[str, ...]:
     with conn:
         conn.execute("DELETE FROM probe")
         conn.execute("INSERT INTO probe (rowid, x) VALUES (1, ?)", (word,))
-        rows = conn.execute("SELECT term FROM probe_tokens ORDER BY \"offset\"").fetchall()
+        rows = conn.execute('SELECT term FROM probe_tokens ORDER BY "offset"').fetchall()
     return tuple(r[0] for r in rows)
 
 
