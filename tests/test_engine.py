@@ -12,6 +12,8 @@ from util_cli import CLI
 
 from index import engine
 from index.kb import DB_FILE, KnowledgeBase
+from index.pg_store import PgStore
+from index.pg_vectors import PgVectorIndex
 from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 from index.side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
 from index.store import Store
@@ -19,7 +21,9 @@ from index.vectors import VectorIndex
 
 IMPLEMENTATIONS = [
     (engine.ArticleStore, Store),
+    (engine.ArticleStore, PgStore),
     (engine.VectorSearchIndex, VectorIndex),
+    (engine.VectorSearchIndex, PgVectorIndex),
     (engine.UpdateLedgerTable, SQLiteUpdateLedger),
     (engine.AnswerLog, SQLiteAnswerLog),
 ]
