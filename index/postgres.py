@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .engine import AnswerLog, ArticleStore, SchemaTooNew, StorageError, UpdateLedgerTable, VectorSearchIndex
-from .settings import SearchSettings, StorageSettings
+from .engine import SchemaTooNew, StorageError
+from .settings import StorageSettings
 
 # pg_advisory_xact_lock key taken while migrating ("articleb" in ASCII): one process migrates, the others wait.
 MIGRATION_LOCK = 0x61727469636C6562
@@ -144,47 +143,3 @@ def open_migrated(storage: StorageSettings) -> psycopg.Connection:
         raise
     return conn
 
-
-class PostgresEngine:
-    """One PostgreSQL database holds everything; the data dir keeps only local files (none needed)."""
-
-    name = "postgres"
-
-    def __init__(self, storage: StorageSettings, data_dir: Path):
-        self.storage = storage
-        self.data_dir = Path(data_dir)
-        open_migrated(storage).close()
-
-    def describe(self) -> str:
-        return describe(self.storage)
-
-    def size_bytes(self) -> int:
-        with connect(self.storage) as conn:
-            return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
-
-    def article_store(self) -> ArticleStore:
-        from .pg_store import PgStore
-
-        return PgStore(self.storage)
-
-    def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex:
-        if self.storage.vector_search == "faiss":
-            from .vectors import VectorIndex
-
-            # A replica in this process's data dir; it catches up with other processes' writes by the
-            # database's version, through the ArticleStore protocol, as with SQLite.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            return VectorIndex(self.data_dir, settings, model, dim)
-        from .pg_vectors import PgVectorIndex
-
-        return PgVectorIndex(self.storage, settings, model, dim)
-
-    def update_ledger(self) -> UpdateLedgerTable:
-        from .pg_side_tables import PgUpdateLedger
-
-        return PgUpdateLedger(self.storage)
-
-    def answer_log(self) -> AnswerLog:
-        from .pg_side_tables import PgAnswerLog
-
-        return PgAnswerLog(self.storage)

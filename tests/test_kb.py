@@ -17,6 +17,7 @@ from index.kb import AddResult, DuplicateArticle, KnowledgeBase
 from index.lexical import analyze
 from index.settings import EmbeddingSettings
 
+
 @pytest.fixture
 def settings(engine_settings):
     """Every test here that takes ``settings`` (or ``kb``, built from it) runs once per engine."""
