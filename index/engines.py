@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .engine import AnswerLog, ArticleStore, BotTableRows, Engine, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
-from .settings import IndexSettings, SearchSettings
+from .settings import IndexSettings, SearchSettings, StorageSettings
 
 DB_FILE = "articlebot.db"
 
@@ -56,6 +56,61 @@ class SQLiteEngine:
         return SQLiteBotTables(self.path)
 
 
+class PostgresEngine:
+    """One PostgreSQL database holds everything; the data dir keeps only local files (none needed).
+
+    Here rather than in ``index.postgres``: the table modules import that one (connections, schema),
+    so the factory that imports them lives apart, and nothing imports in a circle.
+    """
+
+    name = "postgres"
+
+    def __init__(self, storage: StorageSettings, data_dir: Path):
+        from .postgres import open_migrated
+
+        self.storage = storage
+        self.data_dir = Path(data_dir)
+        open_migrated(storage).close()
+
+    def describe(self) -> str:
+        from .postgres import describe
+
+        return describe(self.storage)
+
+    def size_bytes(self) -> int:
+        from .postgres import connect
+
+        with connect(self.storage) as conn:
+            return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def article_store(self) -> ArticleStore:
+        from .pg_store import PgStore
+
+        return PgStore(self.storage)
+
+    def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex:
+        if self.storage.vector_search == "faiss":
+            from .vectors import VectorIndex
+
+            # A replica in this process's data dir; it catches up with other processes' writes by the
+            # database's version, through the ArticleStore protocol, as with SQLite.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            return VectorIndex(self.data_dir, settings, model, dim)
+        from .pg_vectors import PgVectorIndex
+
+        return PgVectorIndex(self.storage, settings, model, dim)
+
+    def update_ledger(self) -> UpdateLedgerTable:
+        from .pg_side_tables import PgUpdateLedger
+
+        return PgUpdateLedger(self.storage)
+
+    def answer_log(self) -> AnswerLog:
+        from .pg_side_tables import PgAnswerLog
+
+        return PgAnswerLog(self.storage)
+
+
 def open_engine(settings: IndexSettings) -> Engine:
     """The engine ``settings.storage`` names (its tables are opened, and migrated, by their own objects)."""
     storage = settings.storage
@@ -64,7 +119,5 @@ def open_engine(settings: IndexSettings) -> Engine:
     if storage.engine == "postgres":
         if not storage.dsn:
             raise SetupError('[storage] engine = "postgres" needs [storage] dsn = "postgresql://user@host:port/db"')
-        from .postgres import PostgresEngine
-
         return PostgresEngine(storage, Path(settings.data_dir))
     raise SetupError(f"unknown [storage] engine {storage.engine!r} (known: sqlite, postgres)")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .engine import AnswerLog, ArticleStore, SchemaTooNew, StorageError, UpdateLedgerTable, VectorSearchIndex
-from .settings import SearchSettings, StorageSettings
+from .engine import SchemaTooNew, StorageError
+from .settings import StorageSettings
 
 # pg_advisory_xact_lock key taken while migrating ("articleb" in ASCII): one process migrates, the others wait.
 MIGRATION_LOCK = 0x61727469636C6562
@@ -40,7 +39,8 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
     try:
         return psycopg.connect(storage.dsn, autocommit=autocommit, connect_timeout=10, **extra)
     except psycopg.ProgrammingError as exc:  # a malformed DSN
-        raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {reason}") from exc
     except psycopg.OperationalError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[0] if lines else type(exc).__name__
@@ -51,8 +51,35 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
 
 _META = ('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)',)
 
-# The knowledge base's tables (index.pg_store, index.pg_vectors).
-_STORE_SCHEMA: tuple[str, ...] = ()
+# The knowledge base's tables (index.pg_store, index.pg_vectors): SQLite's, column for column, with the
+# FTS5 table replaced by what BM25 needs (index.pg_store: lexical_docs, postings, lexical_terms and
+# lexical_stats). Vectors are pgvector values without a fixed dimension; index.pg_vectors builds its
+# HNSW index on an expression that fixes it (vector::vector(dim)).
+_STORE_SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE articles (id BIGINT PRIMARY KEY, title TEXT, url TEXT, url_key TEXT, source TEXT, "
+    "published TEXT, added_by TEXT, added_at TEXT, content_hash TEXT NOT NULL, text TEXT, language TEXT)",
+    "CREATE UNIQUE INDEX articles_content_hash ON articles (content_hash)",
+    "CREATE INDEX articles_url_key ON articles (url_key)",
+    "CREATE TABLE chunks (id BIGINT PRIMARY KEY, article_id BIGINT NOT NULL REFERENCES articles (id), "
+    'position INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER, "end" INTEGER, UNIQUE (article_id, position))',
+    "CREATE TABLE embeddings (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), model TEXT NOT NULL, "
+    "dim INTEGER NOT NULL, vector vector NOT NULL)",
+    # One row per passage, as FTS5 holds it: the terms and their token count (BM25's document length).
+    "CREATE TABLE lexical_docs (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), title_terms TEXT NOT NULL, "
+    "terms TEXT NOT NULL, length INTEGER NOT NULL)",
+    # Token -> passage with its counts in title and body; the length repeated so scoring needs no join.
+    "CREATE TABLE postings (term TEXT NOT NULL, chunk_id BIGINT NOT NULL, tf_title INTEGER NOT NULL, "
+    "tf_body INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (term, chunk_id))",
+    "CREATE INDEX postings_chunk_id ON postings (chunk_id)",
+    # Passages per token (document frequency), kept by every write: idf and pruning read one row each.
+    "CREATE TABLE lexical_terms (term TEXT PRIMARY KEY, docs BIGINT NOT NULL)",
+    # FTS5's row count and total token count (N and the average length), one row.
+    "CREATE TABLE lexical_stats (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), docs BIGINT NOT NULL, "
+    "tokens BIGINT NOT NULL)",
+    "INSERT INTO lexical_stats (docs, tokens) VALUES (0, 0)",
+    "INSERT INTO meta (key, value) VALUES ('version', '0')",
+    "INSERT INTO meta (key, value) VALUES ('store_id', replace(gen_random_uuid()::text, '-', ''))",
+)
 
 # The bot's tables, column for column as in SQLite (index.schema migrations 3 and 4).
 _BOT_SCHEMA: tuple[str, ...] = ()
@@ -76,7 +103,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(conn: psycopg.Connection) -> int:
-    if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+    # pg_tables, not to_regclass: a catalog cache lookup may miss a table another process committed while
+    # this one waited for the migration lock, and it would then migrate again (measured: DuplicateTable).
+    exists = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'meta'"
+    if conn.execute(exists).fetchone() is None:
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     return int(row[0]) if row else 0
@@ -113,40 +143,3 @@ def open_migrated(storage: StorageSettings) -> psycopg.Connection:
         raise
     return conn
 
-
-class PostgresEngine:
-    """One PostgreSQL database holds everything; the data dir keeps only local files (none needed)."""
-
-    name = "postgres"
-
-    def __init__(self, storage: StorageSettings, data_dir: Path):
-        self.storage = storage
-        self.data_dir = Path(data_dir)
-        open_migrated(storage).close()
-
-    def describe(self) -> str:
-        return describe(self.storage)
-
-    def size_bytes(self) -> int:
-        with connect(self.storage) as conn:
-            return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
-
-    def article_store(self) -> ArticleStore:
-        from .pg_store import PgStore
-
-        return PgStore(self.storage)
-
-    def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex:
-        from .pg_vectors import PgVectorIndex
-
-        return PgVectorIndex(self.storage, settings, model, dim)
-
-    def update_ledger(self) -> UpdateLedgerTable:
-        from .pg_side_tables import PgUpdateLedger
-
-        return PgUpdateLedger(self.storage)
-
-    def answer_log(self) -> AnswerLog:
-        from .pg_side_tables import PgAnswerLog
-
-        return PgAnswerLog(self.storage)

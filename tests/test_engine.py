@@ -13,6 +13,8 @@ from util_cli import CLI
 from index import engine
 from index.engines import SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
+from index.pg_store import PgStore
+from index.pg_vectors import PgVectorIndex
 from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 from index.side_tables import SQLiteAnswerLog, SQLiteBotTables, SQLiteUpdateLedger
 from index.store import Store
@@ -20,7 +22,9 @@ from index.vectors import VectorIndex
 
 IMPLEMENTATIONS = [
     (engine.ArticleStore, Store),
+    (engine.ArticleStore, PgStore),
     (engine.VectorSearchIndex, VectorIndex),
+    (engine.VectorSearchIndex, PgVectorIndex),
     (engine.UpdateLedgerTable, SQLiteUpdateLedger),
     (engine.AnswerLog, SQLiteAnswerLog),
     (engine.BotTableRows, SQLiteBotTables),
