@@ -95,6 +95,15 @@ def query_tokens(terms: Sequence[str]) -> list[str]:
     return [token for term in terms[:MAX_QUERY_TERMS] for token in word_tokens(term)]
 
 
+def _runs(ids: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """(start, stop) index ranges of ``ids`` in which each id is one more than the one before."""
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or ids[i] != ids[i - 1] + 1:
+            yield start, i
+            start = i
+
+
 class PgStore:
     def __init__(self, storage: StorageSettings):
         self.storage = storage
@@ -298,6 +307,86 @@ class PgStore:
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE lexical_stats SET docs = 0, tokens = 0")
             self._insert_lexical(conn, rows)
+
+    @_translated
+    def import_article(
+        self,
+        article: ArticleRecord,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        model: str,
+        fts_rows: Sequence[tuple[str, str]],
+    ) -> None:
+        """Copy an article from another store with its own ids, passages, vectors and lexical rows, in one
+        transaction (``index.migrate``); the id counters grow past its ids. A taken id raises ``DuplicateArticle``."""
+        if not chunks:
+            raise ValueError("an article needs at least one passage")
+        record = {
+            "id": article.id,
+            "title": article.title,
+            "url": article.url,
+            "url_key": normalize_url(article.url),
+            "source": article.source,
+            "published": article.published,
+            "added_by": article.added_by,
+            "added_at": article.added_at,
+            "content_hash": article.content_hash,
+            "text": article.text,
+            "language": article.language,
+        }
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
+        ids = [c.id for c in chunks]
+        with self._writing() as conn:
+            taken = conn.execute(
+                "SELECT id FROM articles WHERE id = %s OR content_hash = %s", (article.id, article.content_hash)
+            ).fetchone()
+            if taken:
+                raise DuplicateArticle(taken[0], "same id" if taken[0] == article.id else "same text")
+            taken = conn.execute("SELECT id FROM chunks WHERE id = ANY(%s) LIMIT 1", (ids,)).fetchone()
+            if taken:
+                raise ValueError(f"passage id {taken[0]} is taken here already")
+            columns = ", ".join(record)
+            conn.execute(
+                f"INSERT INTO articles ({columns}) VALUES ({', '.join('%s' for _ in record)})", tuple(record.values())
+            )
+            # _insert_chunks numbers passages on from a first id: one call per run of consecutive ids
+            # (an article's passages always were one run so far), so each keeps its own.
+            for start, stop in _runs(ids):
+                part = slice(start, stop)
+                self._insert_chunks(conn, article.id, ids[start], rows[part], vectors[part], model, fts_rows[part])
+            self._raise_counters(conn, {"articles": article.id, "chunks": max(ids)})
+            self._bump_version(conn)
+
+    @_translated
+    def id_counters(self) -> dict[str, int]:
+        """The highest article and passage ids ever handed out (removed ones count: they are never reused)."""
+        with self.snapshot() as conn:
+            return {table: self._last_id(conn, table) for table in ("articles", "chunks")}
+
+    @_translated
+    def raise_id_counters(self, counters: dict[str, int]) -> None:
+        """Let the next ids start after ``counters`` (another store's ``id_counters``); never lowers them."""
+        with self._writing() as conn:
+            self._raise_counters(conn, counters)
+
+    @classmethod
+    def _raise_counters(cls, conn: psycopg.Connection, counters: dict[str, int]) -> None:
+        for table, last in counters.items():
+            if last > cls._last_id(conn, table):
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (f"last_{table}_id", str(last)),
+                )
+
+    @staticmethod
+    def _last_id(conn: psycopg.Connection, table: str) -> int:
+        if table not in ("articles", "chunks"):
+            raise ValueError(f"no id counter for {table!r}")
+        row = conn.execute("SELECT value FROM meta WHERE key = %s", (f"last_{table}_id",)).fetchone()
+        current = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(current))
 
     @_translated
     def set_meta(self, key: str, value: str) -> None:
