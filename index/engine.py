@@ -8,6 +8,7 @@ the configured one. Nothing here imports an engine: the bot may import this modu
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
@@ -132,6 +133,33 @@ class AnswerLog(Protocol):
     def close(self) -> None: ...
 
 
+class SQLTransaction(Protocol):
+    def execute(self, sql: str, args: Sequence = ()) -> list[tuple]: ...  # its rows (SELECT, RETURNING), or []
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> None: ...
+
+
+@runtime_checkable
+class PortableSQL(Protocol):
+    """A connection for small tables written once for both engines (the feeds).
+
+    The SQL is what SQLite (>= 3.35) and PostgreSQL both speak: ``?`` placeholders, ``ON CONFLICT``,
+    ``RETURNING``, no ``INSERT OR …``. A transaction takes the write lock on SQLite (BEGIN IMMEDIATE)
+    and row locks as it goes on PostgreSQL.
+    """
+
+    def query(self, sql: str, args: Sequence = ()) -> list[tuple]: ...
+    def transaction(self) -> AbstractContextManager[SQLTransaction]: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class PollingLock(Protocol):
+    """Held by the one process that long-polls Telegram for this database (Telegram allows one consumer)."""
+
+    def acquire(self) -> str | None: ...  # None: ours now; else who holds it, for the message
+    def release(self) -> None: ...
+
+
 @runtime_checkable
 class Engine(Protocol):
     """One configured storage engine: hands out the tables above, all in the same database.
@@ -148,3 +176,5 @@ class Engine(Protocol):
     def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex: ...
     def update_ledger(self) -> UpdateLedgerTable: ...
     def answer_log(self) -> AnswerLog: ...
+    def portable_sql(self) -> PortableSQL: ...
+    def polling_lock(self) -> PollingLock: ...

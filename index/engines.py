@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import AnswerLog, ArticleStore, Engine, UpdateLedgerTable, VectorSearchIndex
+from .engine import AnswerLog, ArticleStore, Engine, PollingLock, PortableSQL, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
-from .settings import IndexSettings, SearchSettings
+from .settings import IndexSettings, SearchSettings, StorageSettings
 
 DB_FILE = "articlebot.db"
 
@@ -50,6 +50,74 @@ class SQLiteEngine:
 
         return SQLiteAnswerLog(self.path)
 
+    def portable_sql(self) -> PortableSQL:
+        from .side_tables import SQLitePortableSQL
+
+        return SQLitePortableSQL(self.path)
+
+    def polling_lock(self) -> PollingLock:
+        from .side_tables import SQLitePollingLock
+
+        return SQLitePollingLock(self.data_dir)
+
+
+class PostgresEngine:
+    """One PostgreSQL database holds everything; the data dir keeps only local files (none needed).
+
+    Here rather than in ``index.postgres``: the table modules import that one (connections, schema),
+    so the factory that imports them lives apart, and nothing imports in a circle.
+    """
+
+    name = "postgres"
+
+    def __init__(self, storage: StorageSettings, data_dir: Path):
+        from .postgres import open_migrated
+
+        self.storage = storage
+        self.data_dir = Path(data_dir)
+        open_migrated(storage).close()
+
+    def describe(self) -> str:
+        from .postgres import describe
+
+        return describe(self.storage)
+
+    def size_bytes(self) -> int:
+        from .postgres import connect
+
+        with connect(self.storage) as conn:
+            return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def article_store(self) -> ArticleStore:
+        from .pg_store import PgStore
+
+        return PgStore(self.storage)
+
+    def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex:
+        from .pg_vectors import PgVectorIndex
+
+        return PgVectorIndex(self.storage, settings, model, dim)
+
+    def update_ledger(self) -> UpdateLedgerTable:
+        from .pg_side_tables import PgUpdateLedger
+
+        return PgUpdateLedger(self.storage)
+
+    def answer_log(self) -> AnswerLog:
+        from .pg_side_tables import PgAnswerLog
+
+        return PgAnswerLog(self.storage)
+
+    def portable_sql(self) -> PortableSQL:
+        from .pg_side_tables import PgPortableSQL
+
+        return PgPortableSQL(self.storage)
+
+    def polling_lock(self) -> PollingLock:
+        from .pg_side_tables import PgPollingLock
+
+        return PgPollingLock(self.storage)
+
 
 def open_engine(settings: IndexSettings) -> Engine:
     """The engine ``settings.storage`` names (its tables are opened, and migrated, by their own objects)."""
@@ -59,7 +127,5 @@ def open_engine(settings: IndexSettings) -> Engine:
     if storage.engine == "postgres":
         if not storage.dsn:
             raise SetupError('[storage] engine = "postgres" needs [storage] dsn = "postgresql://user@host:port/db"')
-        from .postgres import PostgresEngine
-
         return PostgresEngine(storage, Path(settings.data_dir))
     raise SetupError(f"unknown [storage] engine {storage.engine!r} (known: sqlite, postgres)")

@@ -7,10 +7,14 @@ Each table object has a connection of its own: the store's write lock is never h
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -79,15 +83,15 @@ class SQLiteUpdateLedger:
     def begin(self, update_id: int) -> bool:
         """Claim an update for handling; False when it was handled (or given up) before."""
         with self._lock:
-            row = self.conn.execute("SELECT state FROM updates WHERE update_id = ?", (update_id,)).fetchone()
-            if row is None:
-                return True  # not from our queue (a test calling process_update): nothing to dedupe against
-            if row[0] != RECEIVED:
-                return False
-            self.conn.execute(
-                "UPDATE updates SET state = ?, attempts = attempts + 1 WHERE update_id = ?", (PROCESSING, update_id)
-            )
-        return True
+            # One statement: the claim is atomic even if another connection claims at the same moment.
+            claimed = self.conn.execute(
+                "UPDATE updates SET state = ?, attempts = attempts + 1 WHERE update_id = ? AND state = ? RETURNING 1",
+                (PROCESSING, update_id, RECEIVED),
+            ).fetchall()
+            if claimed:
+                return True
+            known = self.conn.execute("SELECT 1 FROM updates WHERE update_id = ?", (update_id,)).fetchall()
+        return not known  # not from our queue (a test calling process_update): nothing to dedupe against
 
     def finish(self, update_id: int, state: str) -> None:
         """Mark an update answered or failed; whichever comes first stays."""
@@ -215,3 +219,78 @@ class SQLiteAnswerLog:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteTransaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        return self.conn.execute(sql, tuple(args)).fetchall()
+
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> None:
+        self.conn.executemany(sql, rows)
+
+
+class SQLitePortableSQL:
+    """``index.engine.PortableSQL`` on the SQLite file: a connection of its own, calls serialised by a lock."""
+
+    def __init__(self, path: Path | str):
+        self._conn = open_migrated(Path(path))
+        self._lock = threading.Lock()
+
+    def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(args)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteTransaction]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteTransaction(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+POLLING_LOCK_FILE = "polling.lock"
+
+
+class SQLitePollingLock:
+    """A lock file in the data dir (``flock``), held while this process long-polls; it says who holds it.
+
+    The kernel drops the lock when the process dies, however it dies: a stale file never blocks a start.
+    """
+
+    def __init__(self, data_dir: Path | str):
+        self.path = Path(data_dir) / POLLING_LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> str | None:
+        """None when the lock is ours now; else who holds it, as its holder wrote into the file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            return holder or "another process"
+        since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+        me = f"articlebot pid {os.getpid()} on {socket.gethostname()}, polling since {since} UTC"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode("utf-8"), 0)
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the file releases the lock
+            self._fd = None

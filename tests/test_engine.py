@@ -11,9 +11,11 @@ from newsroom import add_ferry_and_solar
 from util_cli import CLI
 
 from index import engine
+from index.engines import PostgresEngine, SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
+from index.pg_side_tables import PgAnswerLog, PgPollingLock, PgPortableSQL, PgUpdateLedger
 from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-from index.side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
+from index.side_tables import SQLiteAnswerLog, SQLitePollingLock, SQLitePortableSQL, SQLiteUpdateLedger
 from index.store import Store
 from index.vectors import VectorIndex
 
@@ -22,6 +24,14 @@ IMPLEMENTATIONS = [
     (engine.VectorSearchIndex, VectorIndex),
     (engine.UpdateLedgerTable, SQLiteUpdateLedger),
     (engine.AnswerLog, SQLiteAnswerLog),
+    (engine.PortableSQL, SQLitePortableSQL),
+    (engine.PollingLock, SQLitePollingLock),
+    (engine.UpdateLedgerTable, PgUpdateLedger),
+    (engine.AnswerLog, PgAnswerLog),
+    (engine.PortableSQL, PgPortableSQL),
+    (engine.PollingLock, PgPollingLock),
+    (engine.Engine, SQLiteEngine),
+    (engine.Engine, PostgresEngine),
 ]
 
 

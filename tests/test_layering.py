@@ -17,8 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "index")
 
 # Storage engines and the libraries they are built on: bot/ must import none of them.
-ENGINE_MODULES = {"index.store", "index.vectors", "index.side_tables", "index.schema"}
-STORAGE_LIBRARIES = {"faiss", "sqlite3", "sqlite_utils"}
+ENGINE_MODULES = {
+    "index.store",
+    "index.vectors",
+    "index.side_tables",
+    "index.schema",
+    "index.postgres",
+    "index.pg_side_tables",
+}
+STORAGE_LIBRARIES = {"faiss", "sqlite3", "sqlite_utils", "psycopg", "pgvector"}
 # What the knowledge base holds its engines in; no bot code reads them, whatever the owner is called.
 STORAGE_ATTRIBUTES = {"store", "vectors"}
 OWN = {"self", "cls"}
