@@ -940,13 +940,22 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     token = resolve_token(config.telegram, dict(os.environ))
     protect_token(token)
     kb = open_kb(config)
-    log.info("index: %s", kb.open())
-    conversation = open_conversation(config, kb)
+    # Before the model loads and before the ledger takes back unfinished updates: a second poller
+    # (or a second process on a SQLite data dir) stops here, in one line, having changed nothing.
+    lock = kb.run_lock()
     try:
-        return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
+        refused = lock.acquire(polling=not config.telegram.webhook_url)
+        if refused is not None:
+            raise CommandError(refused)
+        log.info("index: %s", kb.open())
+        conversation = open_conversation(config, kb)
+        try:
+            return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
+        finally:
+            conversation.feedback.close()
+            conversation.feeds.close()
     finally:
-        conversation.feedback.close()
-        conversation.feeds.close()
+        lock.release()
         kb.close()
 
 

@@ -153,10 +153,10 @@ class PortableSQL(Protocol):
 
 
 @runtime_checkable
-class PollingLock(Protocol):
-    """Held by the one process that long-polls Telegram for this database (Telegram allows one consumer)."""
+class RunLock(Protocol):
+    """Held while a bot process runs: long polling only alone (Telegram allows one getUpdates consumer)."""
 
-    def acquire(self) -> str | None: ...  # None: ours now; else who holds it, for the message
+    def acquire(self, polling: bool) -> str | None: ...  # None: ours now; else why not, one line
     def release(self) -> None: ...
 
 
@@ -177,4 +177,4 @@ class Engine(Protocol):
     def update_ledger(self) -> UpdateLedgerTable: ...
     def answer_log(self) -> AnswerLog: ...
     def portable_sql(self) -> PortableSQL: ...
-    def polling_lock(self) -> PollingLock: ...
+    def run_lock(self) -> RunLock: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import AnswerLog, ArticleStore, Engine, PollingLock, PortableSQL, UpdateLedgerTable, VectorSearchIndex
+from .engine import AnswerLog, ArticleStore, Engine, PortableSQL, RunLock, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
 from .settings import IndexSettings, SearchSettings, StorageSettings
 
@@ -55,10 +55,10 @@ class SQLiteEngine:
 
         return SQLitePortableSQL(self.path)
 
-    def polling_lock(self) -> PollingLock:
-        from .side_tables import SQLitePollingLock
+    def run_lock(self) -> RunLock:
+        from .side_tables import SQLiteRunLock
 
-        return SQLitePollingLock(self.data_dir)
+        return SQLiteRunLock(self.data_dir)
 
 
 class PostgresEngine:
@@ -113,10 +113,10 @@ class PostgresEngine:
 
         return PgPortableSQL(self.storage)
 
-    def polling_lock(self) -> PollingLock:
-        from .pg_side_tables import PgPollingLock
+    def run_lock(self) -> RunLock:
+        from .pg_side_tables import PgRunLock
 
-        return PgPollingLock(self.storage)
+        return PgRunLock(self.storage)
 
 
 def open_engine(settings: IndexSettings) -> Engine:

@@ -27,13 +27,13 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from .engine import ABANDONED, PROCESSING, RECEIVED, StorageError
-from .postgres import connect, open_migrated
+from .postgres import connect, describe, open_migrated
 from .settings import StorageSettings
 
 # Advisory lock class (first key of the two-key form) of bot instances: ("arbi" in ASCII).
 INSTANCE_LOCKS = 0x61726269
-# Advisory lock (two-key form: class, 0) held by the one process that long-polls Telegram ("arpl").
-POLLING_LOCK = (0x6172706C, 0)
+# Advisory lock (two-key form) of running bot processes: exclusive while long polling, shared for webhooks.
+RUN_LOCK = (0x6172706C, 0)
 # How soon PostgreSQL notices a vanished client machine (and frees its locks): idle, interval, probes.
 KEEPALIVES = (("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"))
 
@@ -329,40 +329,59 @@ class PgPortableSQL:
         self._session.close()
 
 
-class PgPollingLock:
-    """The advisory lock of the one process that long-polls Telegram, held by a session of its own."""
+class PgRunLock:
+    """Which bot processes run on this database: an advisory lock, on a session of its own while the process runs.
+
+    A long-polling process holds it exclusively (Telegram hands updates to one getUpdates consumer, and
+    polling deletes the webhook the others receive on); webhook processes hold it shared, so any number
+    of them run together, but never beside a poller.
+    """
 
     def __init__(self, storage: StorageSettings):
         self.storage = storage
         self._conn: psycopg.Connection | None = None
 
-    def acquire(self) -> str | None:
-        """None when the lock is ours now; else who holds it, from pg_stat_activity."""
+    def acquire(self, polling: bool) -> str | None:
+        """None when this process may run now; else why not, in one line naming the other processes."""
         conn = connect(self.storage)
         try:
             _identify(conn)
-            if conn.execute("SELECT pg_try_advisory_lock(%s, %s)", POLLING_LOCK).fetchone()[0]:
+            take = "pg_try_advisory_lock" if polling else "pg_try_advisory_lock_shared"
+            if conn.execute(f"SELECT {take}(%s, %s)", RUN_LOCK).fetchone()[0]:
                 self._conn = conn
                 return None
-            row = conn.execute(
-                "SELECT a.application_name, a.client_addr::text, "
-                "to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
-                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                "AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 "
-                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                POLLING_LOCK,
-            ).fetchone()
+            holders = [
+                f"{name or 'a process'}{f' from {address}' if address else ''} since {since} UTC ({_MODES[mode]})"
+                for name, address, since, mode in conn.execute(
+                    "SELECT a.application_name, host(a.client_addr), "
+                    "to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), l.mode "
+                    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                    "AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "ORDER BY a.backend_start",
+                    RUN_LOCK,
+                )
+            ]
         except psycopg.Error as exc:
             conn.close()
-            raise StorageError(f"taking the polling lock failed: {_reason(exc)}") from exc
+            raise StorageError(f"checking for other bot processes failed: {_reason(exc)}") from exc
         conn.close()
-        if row is None:
-            return "another process"  # it let go meanwhile: the caller may try again
-        name, address, since = row
-        where = f" from {address}" if address else ""
-        return f"{name or 'another process'}{where}, connected since {since} UTC"
+        others = "; ".join(holders) or "another process, just now"
+        if polling:
+            return (
+                f"bot processes already run on {describe(self.storage)}: {others}. Telegram gives updates to one "
+                "long-polling process only: stop them, or run this one in webhook mode too "
+                "([telegram] webhook_url, each process on its own port)"
+            )
+        return (
+            f"a bot process long-polls Telegram on {describe(self.storage)}: {others}. Polling and webhooks "
+            "exclude each other: stop it first, then run every process in webhook mode"
+        )
 
     def release(self) -> None:
         if self._conn is not None:
             self._conn.close()  # the session's end releases the lock
             self._conn = None
+
+
+_MODES = {"ExclusiveLock": "long polling", "ShareLock": "webhook"}

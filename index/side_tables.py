@@ -259,31 +259,43 @@ class SQLitePortableSQL:
             self._conn.close()
 
 
-POLLING_LOCK_FILE = "polling.lock"
+RUN_LOCK_FILE = "bot.lock"
 
 
-class SQLitePollingLock:
-    """A lock file in the data dir (``flock``), held while this process long-polls; it says who holds it.
+class SQLiteRunLock:
+    """A lock file in the data dir (``flock``): one bot process per SQLite data dir, in either mode.
 
-    The kernel drops the lock when the process dies, however it dies: a stale file never blocks a start.
+    One, because the SQLite ledger's start takes back every unfinished update (it knows no other
+    process); several bot processes share a PostgreSQL database instead. The kernel drops the lock
+    when the process dies, however it dies: a stale file never blocks a start.
     """
 
     def __init__(self, data_dir: Path | str):
-        self.path = Path(data_dir) / POLLING_LOCK_FILE
+        self.path = Path(data_dir) / RUN_LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> str | None:
-        """None when the lock is ours now; else who holds it, as its holder wrote into the file."""
+    def acquire(self, polling: bool) -> str | None:
+        """None when this process may run now; else why not, in one line naming the other process."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip()
+            holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            return holder or "another process"
+            if polling:
+                return (
+                    f"another bot process runs on {self.path.parent}: {holder}. Telegram gives updates to one "
+                    "long-polling process only; for several processes, run each in webhook mode "
+                    '([telegram] webhook_url, its own port) on a shared PostgreSQL ([storage] engine = "postgres")'
+                )
+            return (
+                f"another bot process runs on {self.path.parent}: {holder}. A SQLite data dir serves one bot "
+                'process; for several, share a PostgreSQL database ([storage] engine = "postgres")'
+            )
         since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-        me = f"articlebot pid {os.getpid()} on {socket.gethostname()}, polling since {since} UTC"
+        mode = "long polling" if polling else "webhook"
+        me = f"articlebot pid {os.getpid()} on {socket.gethostname()} since {since} UTC ({mode})"
         os.ftruncate(fd, 0)
         os.pwrite(fd, me.encode("utf-8"), 0)
         self._fd = fd

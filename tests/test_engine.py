@@ -13,9 +13,9 @@ from util_cli import CLI
 from index import engine
 from index.engines import PostgresEngine, SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
-from index.pg_side_tables import PgAnswerLog, PgPollingLock, PgPortableSQL, PgUpdateLedger
+from index.pg_side_tables import PgAnswerLog, PgPortableSQL, PgRunLock, PgUpdateLedger
 from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-from index.side_tables import SQLiteAnswerLog, SQLitePollingLock, SQLitePortableSQL, SQLiteUpdateLedger
+from index.side_tables import SQLiteAnswerLog, SQLitePortableSQL, SQLiteRunLock, SQLiteUpdateLedger
 from index.store import Store
 from index.vectors import VectorIndex
 
@@ -25,11 +25,11 @@ IMPLEMENTATIONS = [
     (engine.UpdateLedgerTable, SQLiteUpdateLedger),
     (engine.AnswerLog, SQLiteAnswerLog),
     (engine.PortableSQL, SQLitePortableSQL),
-    (engine.PollingLock, SQLitePollingLock),
+    (engine.RunLock, SQLiteRunLock),
     (engine.UpdateLedgerTable, PgUpdateLedger),
     (engine.AnswerLog, PgAnswerLog),
     (engine.PortableSQL, PgPortableSQL),
-    (engine.PollingLock, PgPollingLock),
+    (engine.RunLock, PgRunLock),
     (engine.Engine, SQLiteEngine),
     (engine.Engine, PostgresEngine),
 ]

@@ -221,6 +221,25 @@ def test_graceful_restart_finishes_what_is_in_flight(api, bot, data_dir):
     assert "Traceback" not in bot.stderr.read_text()
 
 
+def test_a_second_process_is_refused_in_one_line_while_one_polls(api, bot, data_dir, tmp_path):
+    bot.start()
+    try:
+        asked = [ask(api, 0)]
+        api.wait_for(lambda: all_answered(data_dir, api, [m for m, _ in asked]), WAIT, "the answer")
+        result = _run_once(bot.config, tmp_path, TOKEN)
+        assert bot.proc.poll() is None, "the first process runs on"
+        later = [ask(api, 1)]
+        api.wait_for(lambda: all_answered(data_dir, api, [m for m, _ in later]), WAIT, "the next answer")
+    finally:
+        assert bot.terminate() == 0
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"articlebot: another bot process runs on {data_dir}: "), lines
+    assert f"articlebot pid {bot.proc.pid} on " in lines[0] and "(long polling)" in lines[0]
+    assert "webhook_url" in lines[0]
+    assert_one_answer_each(api, asked + later)
+
+
 def _run_once(config: Path, cwd: Path, token: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_BOT_TOKEN", "ARTICLEBOT_CONFIG")}
     if token is not None:

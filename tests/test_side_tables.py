@@ -178,29 +178,49 @@ def test_portable_sql_runs_the_same_statements_on_both_engines(engine):
         sql.close()
 
 
-# --- the polling lock -------------------------------------------------------------------------
+# --- the run lock ---------------------------------------------------------------------------
 
 
-def test_the_polling_lock_is_held_once_and_names_its_holder(engine):
-    first, second = engine.polling_lock(), engine.polling_lock()
-    assert first.acquire() is None
+def test_a_long_polling_process_runs_alone(engine):
+    me = f"articlebot pid {os.getpid()} on "
+    poller, other = engine.run_lock(), engine.run_lock()
+    assert poller.acquire(polling=True) is None
     try:
-        holder = second.acquire()
-        assert holder is not None and f"articlebot pid {os.getpid()} on " in holder and "since" in holder
+        refused = other.acquire(polling=True)
+        assert me in refused and "(long polling)" in refused and "webhook_url" in refused
+        assert "\n" not in refused
+        refused = other.acquire(polling=False)
+        assert me in refused and "(long polling)" in refused
+    finally:
+        poller.release()
+    assert other.acquire(polling=True) is None, "released: the next process may poll"
+    other.release()
+
+
+def test_webhook_processes_run_together_on_postgres_and_alone_on_sqlite(engine):
+    first, second, poller = engine.run_lock(), engine.run_lock(), engine.run_lock()
+    assert first.acquire(polling=False) is None
+    try:
+        if engine.name == "postgres":
+            assert second.acquire(polling=False) is None, "webhook processes share a PostgreSQL database"
+            refused = poller.acquire(polling=True)
+            assert refused.count(f"articlebot pid {os.getpid()} on ") == 2 and "(webhook)" in refused
+        else:
+            refused = second.acquire(polling=False)
+            assert "(webhook)" in refused and "A SQLite data dir serves one bot process" in refused
     finally:
         first.release()
-    assert second.acquire() is None, "released: the next process may poll"
-    second.release()
+        second.release()
 
 
-_HOLD_POLLING_LOCK = """
+_HOLD_RUN_LOCK = """
 import sys, time
 from index.engines import open_engine
 from index.settings import IndexSettings
 settings = IndexSettings(data_dir=sys.argv[1])
 settings.storage.engine, settings.storage.dsn = sys.argv[2], sys.argv[3]
-lock = open_engine(settings).polling_lock()
-assert lock.acquire() is None
+lock = open_engine(settings).run_lock()
+assert lock.acquire(polling=True) is None
 print("holding", flush=True)
 time.sleep(600)
 """
@@ -209,14 +229,14 @@ time.sleep(600)
 def test_a_killed_pollers_lock_is_free_at_once(engine, engine_settings):
     storage = engine_settings.storage
     args = [engine_settings.data_dir, storage.engine, storage.dsn or ""]
-    proc = _python(_HOLD_POLLING_LOCK, *args)
+    proc = _python(_HOLD_RUN_LOCK, *args)
     try:
-        assert proc.stdout.readline().strip() == "holding"
-        lock = engine.polling_lock()
-        assert f"articlebot pid {proc.pid} on " in lock.acquire()
+        assert proc.stdout.readline().strip() == "holding", proc.stderr.read()
+        lock = engine.run_lock()
+        assert f"articlebot pid {proc.pid} on " in lock.acquire(polling=True)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-        assert _eventually(lambda: lock.acquire() is None), "the dead poller's lock was not freed"
+        assert _eventually(lambda: lock.acquire(polling=True) is None), "the dead poller's lock was not freed"
         lock.release()
     finally:
         _stop(proc)
