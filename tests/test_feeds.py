@@ -1,4 +1,7 @@
-"""Feeds: one poll adds new items like /add <url>; dedup, backfill, 304, back-off, refreshes, kills."""
+"""Feeds: one poll adds new items like /add <url>; dedup, backfill, 304, back-off, refreshes, kills.
+
+On both engines: ``kb_net`` here is a knowledge base on SQLite and on PostgreSQL (``engine_settings``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from util_cli import CLI
 from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
@@ -37,6 +41,15 @@ class Clock:
 @pytest.fixture
 def clock():
     return Clock()
+
+
+@pytest.fixture
+def kb_net(engine_settings, embedder):
+    """A knowledge base on each engine that may fetch from the loopback site."""
+    engine_settings.fetch = FETCH
+    knowledge_base = KnowledgeBase(engine_settings, embedder=embedder)
+    yield knowledge_base
+    knowledge_base.close()
 
 
 @pytest.fixture
@@ -264,7 +277,14 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
         cli.close()
 
 
-def _articles(db: Path) -> list[tuple[int, str]]:
+def _articles(settings: IndexSettings) -> list[tuple[int, str]]:
+    """(id, url) of every article, read from outside the process that adds them."""
+    if settings.storage.engine == "postgres":
+        with psycopg.connect(settings.storage.dsn) as conn:
+            if conn.execute("SELECT to_regclass('articles')").fetchone()[0] is None:
+                return []
+            return conn.execute("SELECT id, url FROM articles ORDER BY id").fetchall()
+    db = Path(settings.data_dir) / DB_FILE
     if not db.exists():
         return []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
@@ -276,15 +296,19 @@ def _articles(db: Path) -> list[tuple[int, str]]:
         conn.close()
 
 
-def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder):
+def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder, engine_settings):
     """A real ``articlebot feeds poll`` process, SIGKILLed after its second article, then run again."""
     site = Site(delay=0.4)
     try:
         entries = serve_stories(site, range(1, 9))
         url = publish(site, "/feed", rss2(entries), etag='"e1"')
         config = tmp_path / "config.toml"
-        config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 10.0\n")
-        data = tmp_path / "data"
+        storage = engine_settings.storage
+        config.write_text(
+            f'[storage]\nengine = "{storage.engine}"\ndsn = "{storage.dsn}"\n\n'
+            "[fetch]\nallow_private_addresses = true\ntimeout = 10.0\n"
+        )
+        data = Path(engine_settings.data_dir)
         script = Path(sys.executable).with_name("articlebot")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
         base = [*command, "--config", str(config), "--data-dir", str(data)]
@@ -292,27 +316,30 @@ def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder):
 
         proc = subprocess.Popen([*base, "feeds", "poll"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
         deadline = time.monotonic() + 120
-        while len(_articles(data / DB_FILE)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        while len(_articles(engine_settings)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        killed_with = len(_articles(data / DB_FILE))
+        killed_with = len(_articles(engine_settings))
         assert proc.returncode == -signal.SIGKILL and 2 <= killed_with < 8
 
         done = subprocess.run([*base, "feeds", "poll"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert done.returncode == 0, done.stderr
-        articles = _articles(data / DB_FILE)
+        articles = _articles(engine_settings)
         assert sorted(u for _, u in articles) == sorted(e.link for e in entries)  # each item once
-        kb = KnowledgeBase(IndexSettings(data_dir=str(data), fetch=FETCH), embedder=embedder)
+        engine_settings.fetch = FETCH
+        kb = KnowledgeBase(engine_settings, embedder=embedder)
         feeds = Feeds(kb)
+        sql = kb.engine.portable_sql()
         try:
             assert kb.store.integrity() == ZERO_INTEGRITY
             assert not article_problems(kb) and not index_problems(kb)
             (feed,) = feeds.list()
             assert feed.items_added == 8 and feed.etag == '"e1"'
-            statuses = kb.store.reader().execute("SELECT status, count(*) FROM feed_items GROUP BY status").fetchall()
+            statuses = sql.query("SELECT status, count(*) FROM feed_items GROUP BY status")
             assert [tuple(r) for r in statuses] == [("added", 8)]
         finally:
+            sql.close()
             feeds.close()
             kb.close()
     finally:
