@@ -800,12 +800,14 @@ async def serve(
 ) -> None:
     """Run until ``stop`` is set; then finish every update already received before returning."""
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(WORKER_THREADS, "articlebot"))
+    recovering: asyncio.Task | None = None
     async with (watch or LoopWatch()).watching(), app:
         await app.start()
         try:
             await set_menu(app)
             queue: LedgerQueue = app.update_queue  # type: ignore[assignment]
             await queue.recover(app.bot)
+            recovering = asyncio.create_task(queue.keep_recovering(app.bot, stop))
             if settings.webhook_url:
                 await start_webhook(app, settings)
                 log.info("@%s is running (webhook on %s:%s)", app.bot.username, settings.listen, settings.port)
@@ -814,6 +816,10 @@ async def serve(
                 log.info("@%s is running (long polling)", app.bot.username)
                 await poll(app, settings, stop)
         finally:
+            if recovering is not None:
+                recovering.cancel()
+                with suppress(asyncio.CancelledError):
+                    await recovering
             if app.updater and app.updater.running:
                 await app.updater.stop()
             await app.stop()  # waits for every queued update to be handled

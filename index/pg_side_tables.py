@@ -6,9 +6,10 @@ Same behaviour as ``index.side_tables`` (SQLite), and safe with several bot proc
 - ``begin`` claims with ``UPDATE … WHERE state = 'received' RETURNING``: the row lock makes one claim win.
 - Each ledger is a bot *instance*: on ``open`` it draws an id from the ``bot_instances`` sequence and holds a
   session-level advisory lock on it for as long as its connection lives; its claims carry that id
-  (``updates.claimed_by``). ``recover`` (run when a process starts) takes back only the claims whose
-  instance lock is free: those of a process that died (its session ended and PostgreSQL released the lock),
-  never those another live process is answering right now.
+  (``updates.claimed_by``), and so do the updates it recorded (queued in its memory). ``recover`` (run
+  when a process starts, and from time to time) takes over only the updates whose instance lock is free:
+  those of a process that died (its session ended and PostgreSQL released the lock), never those another
+  live process has queued or is answering right now.
 
 A killed process's connection closes with it, so its lock goes at once; a machine that vanishes is noticed
 by TCP keepalives (set per session below) within about a minute.
@@ -156,10 +157,10 @@ class PgUpdateLedger:
         ids = [update_id for update_id, _ in rows]
         with self._use_session().use("recording updates") as conn:
             inserted = conn.execute(
-                "INSERT INTO updates (update_id, state, received_at, attempts, payload) "
-                "SELECT u.id, %s, %s, 0, u.payload FROM unnest(%s::bigint[], %s::text[]) AS u (id, payload) "
+                "INSERT INTO updates (update_id, state, received_at, attempts, payload, claimed_by) "
+                "SELECT u.id, %s, %s, 0, u.payload, %s FROM unnest(%s::bigint[], %s::text[]) AS u (id, payload) "
                 "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
-                (RECEIVED, _stamp(), ids, [payload for _, payload in rows]),
+                (RECEIVED, _stamp(), self.instance, ids, [payload for _, payload in rows]),
             ).fetchall()
         new = {row[0] for row in inserted}
         return [update_id for update_id in dict.fromkeys(ids) if update_id in new]
@@ -187,33 +188,33 @@ class PgUpdateLedger:
             )
 
     def recover(self, max_attempts: int, keep_finished: timedelta) -> tuple[list[int], list[tuple[int, str]]]:
-        """(ids given up, (id, JSON) of every update left unanswered, oldest first), in one transaction.
+        """(ids given up, (id, JSON) of the unanswered updates no live process holds, oldest first), in one transaction.
 
-        Updates left processing by a process that is gone go back to received (those a live process is
-        handling stay its own); those tried ``max_attempts`` times are given up; finished ones older
-        than ``keep_finished`` are forgotten.
+        Run when a bot process starts, and again from time to time: updates whose instance is gone (received
+        or processing when its process died) become this instance's (the caller queues them); those tried
+        ``max_attempts`` times are given up; finished ones older than ``keep_finished`` are forgotten.
+        Updates a live process holds (queued there, or being answered) stay its own.
         """
         with self._use_session().use("recovering updates") as conn, conn.transaction():
-            conn.execute(
-                "UPDATE updates SET state = %s, claimed_by = NULL WHERE state = %s AND NOT EXISTS ("
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (INSTANCE_LOCKS,))  # one recovery at a time
+            left = conn.execute(
+                "UPDATE updates SET state = %s, claimed_by = %s WHERE state IN (%s, %s) AND NOT EXISTS ("
                 "SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND l.classid = %s AND l.objid = updates.claimed_by)",
-                (RECEIVED, PROCESSING, INSTANCE_LOCKS),
-            )
-            given_up = conn.execute(
-                "UPDATE updates SET state = %s, finished_at = %s WHERE state = %s AND attempts >= %s "
-                "RETURNING update_id",
-                (ABANDONED, _stamp(), RECEIVED, max_attempts),
+                "AND l.classid = %s AND l.objid = updates.claimed_by) RETURNING update_id, attempts, payload",
+                (RECEIVED, self.instance, RECEIVED, PROCESSING, INSTANCE_LOCKS),
             ).fetchall()
+            given_up = sorted(update_id for update_id, attempts, _ in left if attempts >= max_attempts)
+            conn.execute(
+                "UPDATE updates SET state = %s, finished_at = %s WHERE update_id = ANY(%s)",
+                (ABANDONED, _stamp(), given_up),
+            )
             cutoff = _stamp(datetime.now(UTC) - keep_finished)
             conn.execute(
                 "DELETE FROM updates WHERE state NOT IN (%s, %s) AND received_at < %s", (RECEIVED, PROCESSING, cutoff)
             )
-            rows = conn.execute(
-                "SELECT update_id, payload FROM updates WHERE state = %s ORDER BY update_id", (RECEIVED,)
-            ).fetchall()
-        return sorted(row[0] for row in given_up), [(row[0], row[1]) for row in rows]
+        taken = sorted((update_id, payload) for update_id, attempts, payload in left if attempts < max_attempts)
+        return given_up, taken
 
     def states(self) -> dict[int, str]:
         """Every recorded update's state (for tests and diagnostics)."""

@@ -35,12 +35,16 @@ class SQLiteUpdateLedger:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Unfinished updates this ledger recorded, claimed or took back since it was opened: queued in
+        # this process, so ``recover`` leaves them alone (the run lock makes this the only process).
+        self._mine: set[int] = set()
 
     def open(self) -> None:
         with self._lock:
             if self._conn is not None:
                 return
             self._conn = open_migrated(self.path)
+            self._mine = set()
 
     def close(self) -> None:
         with self._lock:
@@ -78,6 +82,7 @@ class SQLiteUpdateLedger:
             except sqlite3.Error as exc:
                 # The bot retries a batch it could not record; it knows no sqlite3.
                 raise StorageError(f"recording updates failed: {exc}") from exc
+            self._mine.update(new)
         return new
 
     def begin(self, update_id: int) -> bool:
@@ -89,6 +94,7 @@ class SQLiteUpdateLedger:
                 (PROCESSING, update_id, RECEIVED),
             ).fetchall()
             if claimed:
+                self._mine.add(update_id)
                 return True
             known = self.conn.execute("SELECT 1 FROM updates WHERE update_id = ?", (update_id,)).fetchall()
         return not known  # not from our queue (a test calling process_update): nothing to dedupe against
@@ -100,38 +106,45 @@ class SQLiteUpdateLedger:
                 "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ? AND state IN (?, ?)",
                 (state, _stamp(), update_id, RECEIVED, PROCESSING),
             )
+            self._mine.discard(update_id)
 
     def recover(self, max_attempts: int, keep_finished: timedelta) -> tuple[list[int], list[tuple[int, str]]]:
-        """(ids given up, (id, JSON) of every update left unanswered, oldest first), in one transaction.
+        """(ids given up, (id, JSON) of the unanswered updates no live ledger holds, oldest first), in one transaction.
 
-        Updates left processing go back to received; those tried ``max_attempts`` times are given up;
-        finished ones older than ``keep_finished`` are forgotten.
+        Run when the bot starts, and again from time to time: updates a killed process left received or
+        processing go back to received and become this ledger's (the caller queues them); those tried
+        ``max_attempts`` times are given up; finished ones older than ``keep_finished`` are forgotten.
+        Updates this ledger holds itself (queued or being answered here) are left alone.
         """
         with self._lock:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("UPDATE updates SET state = ? WHERE state = ?", (RECEIVED, PROCESSING))
-                given_up = [
-                    row[0]
+                left = [
+                    row
                     for row in conn.execute(
-                        "SELECT update_id FROM updates WHERE state = ? AND attempts >= ?", (RECEIVED, max_attempts)
+                        "SELECT update_id, attempts, payload FROM updates WHERE state IN (?, ?) ORDER BY update_id",
+                        (RECEIVED, PROCESSING),
                     )
+                    if row[0] not in self._mine
                 ]
-                conn.execute(
-                    "UPDATE updates SET state = ?, finished_at = ? WHERE state = ? AND attempts >= ?",
-                    (ABANDONED, _stamp(), RECEIVED, max_attempts),
+                given_up = [update_id for update_id, attempts, _ in left if attempts >= max_attempts]
+                taken = [(update_id, payload) for update_id, attempts, payload in left if attempts < max_attempts]
+                conn.executemany("UPDATE updates SET state = ? WHERE update_id = ?", [(RECEIVED, i) for i, _ in taken])
+                conn.executemany(
+                    "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ?",
+                    [(ABANDONED, _stamp(), i) for i in given_up],
                 )
                 cutoff = _stamp(datetime.now(UTC) - keep_finished)
-                conn.execute("DELETE FROM updates WHERE state != ? AND received_at < ?", (RECEIVED, cutoff))
-                rows = conn.execute(
-                    "SELECT update_id, payload FROM updates WHERE state = ? ORDER BY update_id", (RECEIVED,)
-                ).fetchall()
+                conn.execute(
+                    "DELETE FROM updates WHERE state NOT IN (?, ?) AND received_at < ?", (RECEIVED, PROCESSING, cutoff)
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return given_up, [(row[0], row[1]) for row in rows]
+            self._mine.update(i for i, _ in taken)
+        return given_up, taken
 
     def states(self) -> dict[int, str]:
         """Every recorded update's state (for tests and diagnostics)."""

@@ -61,6 +61,9 @@ def test_the_knowledge_base_holds_its_engines_through_the_protocols(kb):
         assert isinstance(ledger, engine.UpdateLedgerTable) and isinstance(log, engine.AnswerLog)
         ledger.open()
         assert ledger.record([(5, "{}")]) == [5]
+        assert ledger.recover(3, timedelta(days=2)) == ([], []), "update 5 is this process's"
+        ledger.close()
+        ledger.open()  # as the next process: it takes over what the last one left
         assert ledger.recover(3, timedelta(days=2)) == ([], [(5, "{}")])
         answer_id = log.record_answer({"chat_id": 1, "question": "q", "answer": "a", "found": 1, "citations": []})
         assert log.vote(answer_id, 9, 1) and log.counts() == {"answers": 1, "up": 1, "down": 0}

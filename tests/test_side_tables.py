@@ -60,6 +60,7 @@ def test_the_ledger_records_once_claims_once_and_recovers(ledger):
     assert ledger.begin(3)  # then the process dies
     assert ledger.begin(99), "an update that never went through the queue is still handled"
     assert ledger.states() == {1: ANSWERED, 2: FAILED, 3: PROCESSING, 4: RECEIVED}
+    assert ledger.recover() == [], "what this process holds (queued, being answered) is not handed out again"
     ledger.close()  # the process is gone
     ledger.open()
     recovered = ledger.recover()
@@ -309,7 +310,7 @@ def test_two_processes_record_and_claim_every_update_exactly_once(pg_dsn):
         assert a | b == everything, f"{key} by nobody: {sorted(everything - a - b)[:10]}"
 
 
-def test_a_start_takes_back_only_the_claims_of_a_dead_process(pg_dsn):
+def test_recovery_takes_over_only_what_a_dead_process_held(pg_dsn):
     holder = _python(_WORKER, pg_dsn, "hold", "3")
     other = UpdateLedger(open_engine_pg(pg_dsn).update_ledger())
     try:
@@ -317,9 +318,9 @@ def test_a_start_takes_back_only_the_claims_of_a_dead_process(pg_dsn):
         holder.stdin.write("go\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "claimed", holder.stderr.read()
-        other.open()  # a second bot process starts while the first is answering update 1
-        assert [i for i, _ in other.recover()] == [2, 3], "a live process's claim stays its own"
-        assert other.states()[1] == PROCESSING
+        other.open()  # a second bot process starts while the first is answering update 1 (2 and 3 queued)
+        assert other.recover() == [], "what a live process holds stays its own"
+        assert other.states() == {1: PROCESSING, 2: RECEIVED, 3: RECEIVED}
         assert not other.begin(1)
 
         holder.send_signal(signal.SIGKILL)
@@ -328,6 +329,7 @@ def test_a_start_takes_back_only_the_claims_of_a_dead_process(pg_dsn):
         assert _eventually(lambda: [i for i, _ in other.recover()] == [1, 2, 3]), "the dead process's claim stayed"
         assert time.monotonic() - started < 5
         assert other.states()[1] == RECEIVED
+        assert other.recover() == [], "taken over once: now this process's"
         assert other.begin(1)
         other.finish(1, ANSWERED)
         assert other.states() == {1: ANSWERED, 2: RECEIVED, 3: RECEIVED}
