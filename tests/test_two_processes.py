@@ -27,7 +27,7 @@ import pytest
 from botapi_server import BotApiServer
 from newsroom import FERRY, SOLAR
 
-from bot.updates import ANSWERED
+from bot.updates import ANSWERED, PROCESSING, RECOVER_EVERY
 from index.extract import from_text
 from index.kb import KnowledgeBase
 from index.settings import IndexSettings
@@ -251,3 +251,24 @@ def test_an_article_added_through_one_is_answered_from_by_the_other_and_a_remova
         (answer,) = api.wait_for(lambda q=question: texts(api, q), WAIT, "an answer after the removal")
         assert "640" not in answer, f"the removed article still answers: {answer!r}"
     assert time.monotonic() - removed_at < 30
+
+
+def test_the_other_process_takes_over_what_a_killed_one_was_answering(api, bots, dsn):
+    """Last in the module: process a is SIGKILLed while its answer is in flight and stays down."""
+    a, b = bots
+    user = reader("en")
+    api.hold("sendMessage", lambda params: params.get("chat_id") == user["id"])
+    question, update = say(api, user, QUESTIONS[3][0])
+    assert a.post(update) == 200
+    api.wait_for(lambda: api.waiting("sendMessage"), WAIT, "a's answer in flight")
+    assert states(dsn, [update["update_id"]]) == [PROCESSING]
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(30)
+    api.drop_all()  # the reply a was sending never reached Telegram
+    killed_at = time.monotonic()
+    (answer,) = api.wait_for(lambda: texts(api, question), RECOVER_EVERY + WAIT, "b to take the update over")
+    print(f"process b answered the killed process's update {time.monotonic() - killed_at:.1f} s after the kill")
+    assert QUESTIONS[3][1] in answer
+    api.wait_for(lambda: states(dsn, [update["update_id"]]) == [ANSWERED], WAIT, "the update answered")
+    time.sleep(1)
+    assert len(texts(api, question)) == 1
