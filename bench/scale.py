@@ -80,6 +80,22 @@ def rss_mb() -> dict:
     return {"rss_mb": values.get("VmRSS"), "peak_rss_mb": values.get("VmHWM")}
 
 
+def server_pss_mb() -> int:
+    """Proportional set size of every PostgreSQL process (shared buffers counted once), in MB."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() != "postgres":
+                continue
+            rollup = (status.parent / "smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return round(total / 1024)
+
+
 def percentiles(values: list[float]) -> dict:
     ordered = sorted(values)
 
@@ -185,8 +201,6 @@ def build(label: str, config) -> dict:
     """Write a store of ``size`` passages (no FAISS index yet)."""
     from index.store import Store
 
-    size = size_of(label)
-    corpus = base(config)
     directory = data_dir(label)
     if directory.exists():
         import shutil
@@ -194,6 +208,16 @@ def build(label: str, config) -> dict:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     store = Store(directory / "articlebot.db")
+    started = time.perf_counter()
+    written, copies = fill(store, size_of(label), base(config))
+    store.close()
+    seconds = time.perf_counter() - started
+    db_bytes = (directory / "articlebot.db").stat().st_size
+    return {"passages": written, "copies": copies, "write_seconds": round(seconds, 1), "db_mb": round(db_bytes / 2**20)}
+
+
+def fill(store, size: int, corpus: dict) -> tuple[int, int]:
+    """Add the corpus's articles, then marked copies of them, until ``size`` passages: (passages, copies)."""
     synthetic = Synthetic(corpus["vectors"])
     offsets = np.cumsum([0] + [len(a["chunks"]) for a in corpus["articles"]])
     started = time.perf_counter()
@@ -217,10 +241,7 @@ def build(label: str, config) -> dict:
             written += len(chunks)
         copy += 1
         print(f"  {written} passages written ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    store.close()
-    seconds = time.perf_counter() - started
-    db_bytes = (directory / "articlebot.db").stat().st_size
-    return {"passages": written, "copies": copy, "write_seconds": round(seconds, 1), "db_mb": round(db_bytes / 2**20)}
+    return written, copy
 
 
 def build_index(label: str, config) -> dict:
@@ -268,7 +289,8 @@ def measure_here(label: str, config, spawned_at: float) -> dict:
     from index.search import lexical_search
 
     settings = config.index_settings()
-    settings.data_dir = str(data_dir(label))
+    if config.storage.data_dir == "data":  # the default: this size's work dir (bench.engines names its own)
+        settings.data_dir = str(data_dir(label))
     kb = KnowledgeBase(settings)
     status = kb.open()
     ready = time.time() - spawned_at
@@ -293,12 +315,14 @@ def measure_here(label: str, config, spawned_at: float) -> dict:
         for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             parts[name].append(seconds)
     memory = rss_mb()
+    if kb.engine.name == "postgres":  # the server's memory while this process is connected to it
+        memory["database_pss_mb"] = server_pss_mb()
     total = parts["search"] + parts["ask"]
     out = {
         "passages": kb.vectors.count,
         "index": kb.vectors.kind,
-        "float16": kb.vectors.float16,
-        "ef_search": kb.vectors.ef_search() if kb.vectors.kind == "hnsw" else None,
+        "float16": getattr(kb.vectors, "float16", None),
+        "ef_search": kb.vectors.ef_search() if kb.vectors.kind == "hnsw" and hasattr(kb.vectors, "ef_search") else None,
         "index_status": status,
         "startup_ready_s": round(ready, 2),
         "first_answer_s": round(first_answer, 2),
