@@ -191,15 +191,18 @@ class Feeds:
         url = check_feed_url(url)
         key = normalize_url(url)
         with self._transaction() as tx:
-            # ON CONFLICT: two admins subscribing at once (in two processes) get one feed.
-            created = tx.execute(
-                "INSERT INTO feeds (url, url_key, added_at) VALUES (?, ?, ?) ON CONFLICT (url_key) DO NOTHING "
-                "RETURNING id",
-                (url, key, _iso(self.clock())),
-            )
+            created = []
+            existing = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
+            if not existing:  # (looked up first: on PostgreSQL a conflicting INSERT still uses up an id)
+                # ON CONFLICT: two admins subscribing at once (in two processes) get one feed.
+                created = tx.execute(
+                    "INSERT INTO feeds (url, url_key, added_at) VALUES (?, ?, ?) ON CONFLICT (url_key) DO NOTHING "
+                    "RETURNING id",
+                    (url, key, _iso(self.clock())),
+                )
+                existing = created or tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
             if not created:
-                (existing,) = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
-                raise FeedError(f"already subscribed as feed #{existing[0]}")
+                raise FeedError(f"already subscribed as feed #{existing[0][0]}")
         return self.get(int(created[0][0]))
 
     def get(self, feed_id: int) -> FeedRecord:

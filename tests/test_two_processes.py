@@ -197,6 +197,11 @@ def test_every_update_is_answered_exactly_once_by_either_process(api, bots, dsn)
     asked.append((both_message, both_update, QUESTIONS[0][1]))
     ids = [update["update_id"] for _, update, _ in asked]
     api.wait_for(lambda: states(dsn, ids) == [ANSWERED] * len(ids), WAIT, "every update answered")
+    with psycopg.connect(dsn) as conn:
+        (answerers,) = conn.execute(
+            "SELECT count(DISTINCT claimed_by) FROM updates WHERE update_id = ANY(%s)", (ids,)
+        ).fetchone()
+    assert answerers == 2, "both processes answered some"
     # Telegram repeats a delivery it thinks failed, to the other process: it is recorded already.
     assert b.post(asked[0][1]) == 200 and a.post(asked[1][1]) == 200
     time.sleep(2)
