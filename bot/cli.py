@@ -844,12 +844,18 @@ def _feeds_remove(args: argparse.Namespace, feeds) -> int:
 
 
 def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+    from index.feeds import FeedsBusy
+
     def report(result) -> None:
         print(format_poll(result), flush=True)
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
 
-    results = feeds.poll_due(report)
+    try:
+        results = feeds.poll_due(report)
+    except FeedsBusy as exc:
+        print(f"{exc}: nothing to do here")
+        return 0
     if not results:
         print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
     return 1 if any(r.status == "failed" for r in results) else 0

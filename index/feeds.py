@@ -53,6 +53,10 @@ class FeedError(Exception):
     """A feed problem, phrased for the person who asked."""
 
 
+class FeedsBusy(FeedError):
+    """Another process is polling the feeds right now (a second bot process, a cron job)."""
+
+
 @dataclass
 class FeedRecord:
     id: int
@@ -229,7 +233,17 @@ class Feeds:
         return [f for f in self.list() if f.next_try is None or f.next_try <= now]
 
     def poll_due(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
-        """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other."""
+        """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other.
+
+        One process at a time: FeedsBusy while another (a second bot process on the same database, a
+        cron job) is polling, so two never fetch and embed the same new items at once.
+        """
+        with self._sql.hold("feed polling") as ours:
+            if not ours:
+                raise FeedsBusy("another process is polling the feeds right now")
+            return self._poll_due(on_result)
+
+    def _poll_due(self, on_result: Callable[[PollResult], None] | None) -> list[PollResult]:
         results = []
         for feed in self.due():
             try:

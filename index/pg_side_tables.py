@@ -35,6 +35,8 @@ from .settings import StorageSettings
 INSTANCE_LOCKS = 0x61726269
 # Advisory lock (two-key form) of running bot processes: exclusive while long polling, shared for webhooks.
 RUN_LOCK = (0x6172706C, 0)
+# Advisory lock class of ``PgPortableSQL.hold`` (the second key hashes the name): ("arho").
+HOLD_LOCKS = 0x6172686F
 # How soon PostgreSQL notices a vanished client machine (and frees its locks): idle, interval, probes.
 KEEPALIVES = (("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"))
 
@@ -325,6 +327,19 @@ class PgPortableSQL:
     def transaction(self) -> Iterator[PgTransaction]:
         with self._session.use("a transaction") as conn, conn.transaction():
             yield PgTransaction(conn)
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[bool]:
+        """True inside while no other process holds ``name`` (a session advisory lock, freed if we die)."""
+        key = (HOLD_LOCKS, name)
+        with self._session.use("taking a lock") as conn:
+            ours = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()[0]
+        try:
+            yield ours
+        finally:
+            if ours:
+                with self._session.use("releasing a lock") as conn:
+                    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
 
     def close(self) -> None:
         self._session.close()

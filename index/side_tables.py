@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -249,7 +250,8 @@ class SQLitePortableSQL:
     """``index.engine.PortableSQL`` on the SQLite file: a connection of its own, calls serialised by a lock."""
 
     def __init__(self, path: Path | str):
-        self._conn = open_migrated(Path(path))
+        self.path = Path(path)
+        self._conn = open_migrated(self.path)
         self._lock = threading.Lock()
 
     def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
@@ -266,6 +268,20 @@ class SQLitePortableSQL:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[bool]:
+        """True inside while no other process holds ``name`` (a lock file beside the database, freed if we die)."""
+        fd = os.open(self.path.parent / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                ours = True
+            except BlockingIOError:
+                ours = False
+            yield ours
+        finally:
+            os.close(fd)  # releases the lock
 
     def close(self) -> None:
         with self._lock:

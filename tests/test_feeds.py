@@ -21,8 +21,9 @@ from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
-from index.feeds import FeedError, Feeds
+from index.feeds import FeedError, Feeds, FeedsBusy
 from index.fetch import fetch_document
+from index.engines import SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
 
@@ -227,6 +228,22 @@ def test_changed_entry_refreshes_its_article_and_broken_item_pages_are_retried(f
     assert site.hits["/nowhere"] == 3  # tried on three polls, then left alone
 
 
+def test_one_process_polls_the_feeds_at_a_time(feeds, kb_net, site):
+    feed = feeds.add(publish(site, "/feed", rss2(serve_stories(site, [1]))))
+    other = kb_net.engine.portable_sql()  # as another process (a second bot, a cron job) holds it
+    try:
+        with other.hold("feed polling") as ours:
+            assert ours
+            with pytest.raises(FeedsBusy, match="another process is polling the feeds"):
+                feeds.poll_due()
+            assert site.hits.get("/feed", 0) == 0 and kb_net.counts()["articles"] == 0
+            with other.hold("something else") as theirs:
+                assert theirs, "holds of other names are independent"
+    finally:
+        other.close()
+    assert [(r.feed_id, len(r.added)) for r in feeds.poll_due()] == [(feed.id, 1)]
+
+
 def test_feed_subscriptions_refuse_bad_input(feeds):
     with pytest.raises(FeedError, match="not an http"):
         feeds.add("ftp://example.org/feed")
@@ -252,6 +269,13 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
         assert added.code == 0 and added.out.startswith("subscribed feed #1: ")
         again = cli("feeds", "add", url, config=config)
         assert (again.code, again.err.strip()) == (1, "articlebot: already subscribed as feed #1")
+        other = SQLiteEngine(tmp_path / "data").portable_sql()  # a running bot's poll, say
+        try:
+            with other.hold("feed polling"):
+                busy = cli("feeds", "poll", config=config)
+        finally:
+            other.close()
+        assert (busy.code, busy.out) == (0, "another process is polling the feeds right now: nothing to do here\n")
         polled = cli("feeds", "poll", config=config)
         assert polled.code == 0, polled.err
         assert polled.out.strip() == (
