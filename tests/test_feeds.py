@@ -21,9 +21,9 @@ from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
+from index.engines import SQLiteEngine
 from index.feeds import FeedError, Feeds, FeedsBusy
 from index.fetch import fetch_document
-from index.engines import SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
 
