@@ -260,6 +260,25 @@ def test_an_article_added_through_one_is_answered_from_by_the_other_and_a_remova
     assert time.monotonic() - removed_at < 30
 
 
+def test_long_polling_is_refused_while_webhook_processes_run(bots, tmp_path):
+    a, b = bots
+    config = tmp_path / "polling.toml"
+    webhook = re.compile(r"^(webhook_url|port) = .*\n", re.M)
+    config.write_text(webhook.sub("", a.config.read_text(encoding="utf-8")), encoding="utf-8")
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "run"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=START_TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("articlebot: bot processes already run on ") and "Telegram gives updates to one" in line
+    for bot in (a, b):
+        assert f"articlebot pid {bot.proc.pid} on " in line
+    assert line.count("(webhook)") == 2 and "webhook_url" in line
+    assert a.proc.poll() is None and b.proc.poll() is None
+
+
 def test_the_other_process_takes_over_what_a_killed_one_was_answering(api, bots, dsn):
     """Last in the module: process a is SIGKILLed while its answer is in flight and stays down."""
     a, b = bots
