@@ -45,7 +45,7 @@ from bench.xquad import (  # noqa: E402
     shared_file,
 )
 from bot.config import Config, parse_config  # noqa: E402
-from index.lexical import fts_query  # noqa: E402
+from index.lexical import query_terms  # noqa: E402
 from index.search import hybrid_search, lexical_search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,10 +193,11 @@ class _CachedLexical:
     def __init__(self, store, cache: dict):
         self._store, self._cache = store, cache
 
-    def lexical_search(self, match: str, k: int) -> list[tuple[int, float]]:
-        if (match, k) not in self._cache:
-            self._cache[(match, k)] = self._store.lexical_search(match, k)
-        return self._cache[(match, k)]
+    def lexical_search(self, terms, k: int) -> list[tuple[int, float]]:
+        key = (tuple(terms), k)
+        if key not in self._cache:
+            self._cache[key] = self._store.lexical_search(terms, k)
+        return self._cache[key]
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
@@ -274,10 +275,10 @@ class _NamesOnly(_CachedLexical):
 
     def __init__(self, store, cache: dict, question: str):
         super().__init__(store, cache)
-        self._match = fts_query(names_and_numbers(question)) if names_and_numbers(question) else None
+        self._terms = query_terms(names_and_numbers(question)) if names_and_numbers(question) else []
 
-    def lexical_search(self, _match: str, k: int) -> list[tuple[int, float]]:
-        return super().lexical_search(self._match, k) if self._match else []
+    def lexical_search(self, _terms, k: int) -> list[tuple[int, float]]:
+        return super().lexical_search(self._terms, k) if self._terms else []
 
 
 def ablation(evaluator: Evaluator) -> dict:

@@ -175,7 +175,7 @@ class _CachedLexical:
     def __init__(self, store, lexical_list):
         self._store, self._lexical = store, lexical_list
 
-    def lexical_search(self, _match: str, k: int):
+    def lexical_search(self, _terms, k: int):
         return self._lexical[:k]
 
     def __getattr__(self, name: str):

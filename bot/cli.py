@@ -589,6 +589,8 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
                 print(json.dumps({**kb.stats(), **feedback.counts()}, ensure_ascii=False))
             else:
                 print(say("stats", "en", **facts))
+                stats = kb.stats()
+                print(f"Storage: {stats['engine']}, {stats['database']}")  # a PostgreSQL DSN without its password
                 print(f"Data dir: {kb.data_dir}")
         finally:
             feedback.close()

@@ -94,6 +94,13 @@ class PostgresEngine:
         return PgStore(self.storage)
 
     def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex:
+        if self.storage.vector_search == "faiss":
+            from .vectors import VectorIndex
+
+            # A replica in this process's data dir; it catches up with other processes' writes by the
+            # database's version, through the ArticleStore protocol, as with SQLite.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            return VectorIndex(self.data_dir, settings, model, dim)
         from .pg_vectors import PgVectorIndex
 
         return PgVectorIndex(self.storage, settings, model, dim)

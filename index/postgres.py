@@ -39,7 +39,8 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
     try:
         return psycopg.connect(storage.dsn, autocommit=autocommit, connect_timeout=10, **extra)
     except psycopg.ProgrammingError as exc:  # a malformed DSN
-        raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {reason}") from exc
     except psycopg.OperationalError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = lines[0] if lines else type(exc).__name__
@@ -50,14 +51,41 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
 
 _META = ("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",)
 
-# The knowledge base's tables (index.pg_store, index.pg_vectors).
-_STORE_SCHEMA: tuple[str, ...] = ()
+# The knowledge base's tables (index.pg_store, index.pg_vectors): SQLite's, column for column, with the
+# FTS5 table replaced by what BM25 needs (index.pg_store: lexical_docs, postings, lexical_terms and
+# lexical_stats). Vectors are pgvector values without a fixed dimension; index.pg_vectors builds its
+# HNSW index on an expression that fixes it (vector::vector(dim)).
+_STORE_SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE articles (id BIGINT PRIMARY KEY, title TEXT, url TEXT, url_key TEXT, source TEXT, "
+    "published TEXT, added_by TEXT, added_at TEXT, content_hash TEXT NOT NULL, text TEXT, language TEXT)",
+    "CREATE UNIQUE INDEX articles_content_hash ON articles (content_hash)",
+    "CREATE INDEX articles_url_key ON articles (url_key)",
+    "CREATE TABLE chunks (id BIGINT PRIMARY KEY, article_id BIGINT NOT NULL REFERENCES articles (id), "
+    'position INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER, "end" INTEGER, UNIQUE (article_id, position))',
+    "CREATE TABLE embeddings (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), model TEXT NOT NULL, "
+    "dim INTEGER NOT NULL, vector vector NOT NULL)",
+    # One row per passage, as FTS5 holds it: the terms and their token count (BM25's document length).
+    "CREATE TABLE lexical_docs (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), title_terms TEXT NOT NULL, "
+    "terms TEXT NOT NULL, length INTEGER NOT NULL)",
+    # Token -> passage with its counts in title and body; the length repeated so scoring needs no join.
+    "CREATE TABLE postings (term TEXT NOT NULL, chunk_id BIGINT NOT NULL, tf_title INTEGER NOT NULL, "
+    "tf_body INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (term, chunk_id))",
+    "CREATE INDEX postings_chunk_id ON postings (chunk_id)",
+    # Passages per token (document frequency), kept by every write: idf and pruning read one row each.
+    "CREATE TABLE lexical_terms (term TEXT PRIMARY KEY, docs BIGINT NOT NULL)",
+    # FTS5's row count and total token count (N and the average length), one row.
+    "CREATE TABLE lexical_stats (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), docs BIGINT NOT NULL, "
+    "tokens BIGINT NOT NULL)",
+    "INSERT INTO lexical_stats (docs, tokens) VALUES (0, 0)",
+    "INSERT INTO meta (key, value) VALUES ('version', '0')",
+    "INSERT INTO meta (key, value) VALUES ('store_id', replace(gen_random_uuid()::text, '-', ''))",
+)
 
 # The bot's tables, column for column as in SQLite (index.schema migrations 3 and 4), plus updates.claimed_by.
 # Ids are identities BY DEFAULT: never reused, and a copy from SQLite may bring its own (then setval them).
 _BOT_SCHEMA: tuple[str, ...] = (
-    # claimed_by: the bot instance handling the update (index.pg_side_tables): a start only takes back
-    # the claims of instances whose advisory lock is free, i.e. of processes that are gone.
+    # claimed_by: the bot instance holding the update (it recorded or claimed it; index.pg_side_tables):
+    # recovery takes over only updates whose instance's advisory lock is free, i.e. whose process is gone.
     "CREATE TABLE IF NOT EXISTS updates (update_id BIGINT PRIMARY KEY, state TEXT NOT NULL, "
     "received_at TEXT NOT NULL, attempts INTEGER NOT NULL, finished_at TEXT, payload TEXT NOT NULL, claimed_by BIGINT)",
     "CREATE INDEX IF NOT EXISTS idx_updates_state ON updates (state)",
@@ -97,7 +125,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(conn: psycopg.Connection) -> int:
-    if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+    # pg_tables, not to_regclass: a catalog cache lookup may miss a table another process committed while
+    # this one waited for the migration lock, and it would then migrate again (measured: DuplicateTable).
+    exists = "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'meta'"
+    if conn.execute(exists).fetchone() is None:
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     return int(row[0]) if row else 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .engine import ArticleStore
-from .lexical import detect_language, fts_match, query_terms
+from .lexical import detect_language, query_terms
 from .settings import SearchSettings
 
 
@@ -104,8 +104,7 @@ def lexical_search(
         frequencies = store.document_frequencies(terms)
         kept = [t for t in terms if frequencies[t] <= limit]
         terms = kept or [min(terms, key=frequencies.__getitem__)]
-    match = fts_match(terms)
-    return store.lexical_search(match, k) if match else []
+    return store.lexical_search(terms, k) if terms else []
 
 
 def hybrid_search(

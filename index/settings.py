@@ -128,6 +128,10 @@ class StorageSettings:
     dsn: str = ""
     # The environment variable holding the database password ("" = none, or from ~/.pgpass).
     password_env: str = "ARTICLEBOT_DB_PASSWORD"
+    # With engine "postgres": "pgvector" (an HNSW index in the database, exact below
+    # [search] hnsw_threshold passages like FAISS's "auto") or "faiss" (a FAISS replica in each
+    # process's data_dir, synced from the database by its version).
+    vector_search: str = choice("pgvector", "faiss")
 
 
 @dataclass

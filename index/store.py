@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from .lexical import fts_match
 from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, content_hash, normalize_url
 from .schema import connect, open_migrated
 
@@ -401,8 +402,11 @@ class Store:
             out[term] = int(row[0]) if row else 0
         return out
 
-    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, bm25 score, higher is better) for an FTS5 query string."""
+    def lexical_search(self, terms: Sequence[str], k: int) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score, higher is better): an FTS5 OR-query over the analysed terms."""
+        query = fts_match(list(terms))
+        if not query:
+            return []
         rows = (
             self.reader()
             .execute(

@@ -500,7 +500,8 @@ def test_stats_shows_the_chats_index_facts(run, one_article):
     assert lines[:2] == ["Articles: 1", "Passages: 1"]
     assert lines[2].startswith("Model: ") and lines[3].startswith("Index: flat, 1 (")
     assert lines[4].startswith("Database: ") and lines[5] == "Answers: 0 (👍 0, 👎 0)"
-    assert lines[6].startswith("Data dir: ")
+    assert lines[6].startswith("Storage: sqlite, ") and lines[6].endswith("articlebot.db")
+    assert lines[7].startswith("Data dir: ")
     facts = json.loads(run("stats", "--json").out)
     assert facts["articles"] == 1 and facts["index"]["vectors"] == 1 and facts["answers"] == 0
 

@@ -16,6 +16,11 @@ Where each kill landed is not guessed but recorded: the runs mark their write tr
 side file (``tests/sqltrace``: SQLite's statement trace, the store untouched), which can also hold
 a run inside a transaction long enough to kill it there. The tests assert how many kills landed
 inside an article's transaction and inside a removal's.
+
+Both engines are tested (``engine_settings``). With PostgreSQL the runs get a config naming the
+database, the transactions are marked from psycopg's side (tests/sqltrace), and the checks open the
+database itself: opening it repairs nothing (pgvector's index is the stored vectors), so there is
+nothing a copy would protect.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import pytest
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 
 from index.kb import DB_FILE, KnowledgeBase
-from index.settings import IndexSettings
+from index.settings import IndexSettings, StorageSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SQLTRACE = ROOT / "tests" / "sqltrace"
@@ -203,6 +208,50 @@ class ConsoleRun:
         return self.status
 
 
+class Target:
+    """The store the runs write to: a SQLite data dir, or a PostgreSQL database named in a config."""
+
+    def __init__(self, settings: IndexSettings, tmp: Path):
+        self.storage: StorageSettings = settings.storage
+        self.data_dir = Path(settings.data_dir)
+        self.pg = self.storage.engine == "postgres"
+        self.config: Path | None = None
+        if self.pg:
+            self.config = tmp / "postgres.toml"
+            self.config.write_text(f'[storage]\nengine = "postgres"\ndsn = "{self.storage.dsn}"\n')
+
+    def argv(self, *command: str) -> list[str]:
+        config = ["--config", str(self.config)] if self.config else []
+        return [*config, "--data-dir", str(self.data_dir), *command]
+
+    def settings(self, data_dir: Path) -> IndexSettings:
+        settings = IndexSettings(data_dir=str(data_dir))
+        settings.storage = self.storage
+        return settings
+
+    def version(self) -> int:
+        if not self.pg:
+            return store_version(self.data_dir / DB_FILE)
+        rows = self._pg("SELECT value FROM meta WHERE key = 'version'") or [("0",)]
+        return int(rows[0][0])
+
+    def ids_by_number(self) -> dict[int, int]:
+        if not self.pg:
+            return _ids_by_number(self.data_dir / DB_FILE)
+        return {article_number(t): i for i, t in self._pg("SELECT id, title FROM articles") or []}
+
+    def _pg(self, sql: str) -> list[tuple] | None:
+        import psycopg
+
+        # One connection, kept: the kill timing polls the version every few milliseconds.
+        if getattr(self, "_conn", None) is None:
+            self._conn = psycopg.connect(self.storage.dsn, autocommit=True)
+        try:
+            return self._conn.execute(sql).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return None  # before the first run migrated the database
+
+
 def store_version(db: Path) -> int:
     """The committed write count, read as any other process would (0 before the store exists)."""
     if not db.exists():
@@ -218,10 +267,10 @@ def store_version(db: Path) -> int:
         return 0
 
 
-def kill_during_writes(run, db: Path, rng: random.Random, start_version: int, window: float) -> str:
+def kill_during_writes(run, version, rng: random.Random, start_version: int, window: float) -> str:
     """Wait for the run's first commit, then kill at a random moment; returns how it ended."""
     deadline = time.monotonic() + 300
-    while store_version(db) == start_version:
+    while version() == start_version:
         if run.finished(0.005):
             return f"ended by itself before writing (status {run.status})"
         if time.monotonic() > deadline:
@@ -235,7 +284,7 @@ def kill_during_writes(run, db: Path, rng: random.Random, start_version: int, wi
     else:
         commits = rng.randint(1, 45)
         how = f"killed a few ms after commit {commits}"
-        while store_version(db) < start_version + commits and not run.finished(0.001):
+        while version() < start_version + commits and not run.finished(0.001):
             pass
         time.sleep(rng.uniform(0, 0.02))
     if run.kill():
@@ -243,12 +292,13 @@ def kill_during_writes(run, db: Path, rng: random.Random, start_version: int, wi
     return f"ended by itself (status {run.status}) before it could be {how.split(' ', 1)[1]}"
 
 
-def check_copy(data_dir: Path, copy: Path, embedder, *, expect_prefix: bool, removed=frozenset(), hybrid=3, rng=None):
+def check_copy(target: Target, copy: Path, embedder, *, expect_prefix: bool, removed=frozenset(), hybrid=3, rng=None):
     """Open a copy of the store as the bot would and check it through and through; returns numbers present."""
     if copy.exists():
         shutil.rmtree(copy)
-    shutil.copytree(data_dir, copy)
-    kb = KnowledgeBase(IndexSettings(data_dir=str(copy)), embedder=embedder)
+    if target.data_dir.exists():
+        shutil.copytree(target.data_dir, copy)
+    kb = KnowledgeBase(target.settings(copy), embedder=embedder)
     try:
         assert kb.store.integrity() == ZERO_INTEGRITY
         assert article_problems(kb) == []
@@ -272,7 +322,7 @@ def _check_findable(kb: KnowledgeBase, articles, hybrid: int, rng: random.Random
     vectors = kb.vectors
     for a in articles:
         n = article_number(a.title)
-        hits = kb.store.lexical_search(f'"quarz{n}feld"', 2)
+        hits = kb.store.lexical_search([f"quarz{n}feld"], 2)
         chunk_ids = {c.id for c in kb.store.article_chunks(a.id)}
         assert hits and hits[0][0] in chunk_ids, f"article {n} not found by its keyword"
         ids, stored = kb.store.vectors_for(sorted(chunk_ids))
@@ -298,29 +348,27 @@ def committed(trace: list[str], kind: str) -> int:
     return count
 
 
-def _import_runs(make_run, tmp: Path, embedder, plan: list[str], seed: int, trace_dir: Path):
+def _import_runs(make_run, tmp: Path, embedder, plan: list[str], seed: int, trace_dir: Path, target: Target):
     """One import per entry of ``plan`` ("inside": killed inside an article's transaction; "random").
 
     Returns the numbers present and where each kill landed (see ``landed``; "finished" if not killed).
     """
     rng = random.Random(seed)
-    data_dir = tmp / "data"
-    db = data_dir / DB_FILE
     present: set[int] = set()
     log, landings = [], []
     for i, how_to_kill in enumerate(plan):
         first = len(present)
         # Overlap the last few already imported (duplicates to skip), then 60 new ones.
         source = write_jsonl(tmp / f"import{i}.jsonl", range(max(0, first - 5), first + 60))
-        start_version = store_version(db)
+        start_version = target.version()
         if how_to_kill == "inside":
             hold_inside(trace_dir, HOLD)
-        run = make_run(["--data-dir", str(data_dir), "import", str(source)], f"import{i}")
+        run = make_run(target.argv("import", str(source)), f"import{i}")
         if how_to_kill == "inside":
             how = kill_inside(run, trace_dir, "article", rng.randint(1, 3))
             hold_inside(trace_dir, 0)
         else:
-            how = kill_during_writes(run, db, rng, start_version, window=0.8)
+            how = kill_during_writes(run, target.version, rng, start_version, window=0.8)
         trace = marks(trace_dir, run.pid)
         where = landed(trace) if how.startswith("killed") else "finished"
         log.append(f"{how} ({where})")
@@ -331,7 +379,7 @@ def _import_runs(make_run, tmp: Path, embedder, plan: list[str], seed: int, trac
             assert where == "article", f"run {i} was meant to die inside an article's transaction: {how}, {trace[-5:]}"
         t_check = time.monotonic()
         before = present
-        present = check_copy(data_dir, tmp / "check", embedder, expect_prefix=True, rng=rng)
+        present = check_copy(target, tmp / "check", embedder, expect_prefix=True, rng=rng)
         if os.environ.get("CRASH_DEBUG"):
             print(f"run {i}: {log[-1]}; {len(present)} articles; check {time.monotonic() - t_check:.2f} s", flush=True)
         assert len(present) >= first, f"run {i} ({how}) lost committed articles"
@@ -346,23 +394,23 @@ def _import_runs(make_run, tmp: Path, embedder, plan: list[str], seed: int, trac
     return present, landings
 
 
-def _remove_runs(make_run, tmp: Path, embedder, present: set[int], plan: list[str], seed: int, trace_dir: Path):
+def _remove_runs(
+    make_run, tmp: Path, embedder, present: set[int], plan: list[str], seed: int, trace_dir: Path, target: Target
+):
     """One removal per entry of ``plan``: "inside" (killed inside its transaction), "random", "finish".
 
     Each outcome is asserted: a removal killed before its commit removed nothing, one that ran to the
     end removed the article completely (gone from SQLite, FTS and FAISS: ``check_copy``).
     """
     rng = random.Random(seed)
-    data_dir = tmp / "data"
-    db = data_dir / DB_FILE
     removed: set[int] = set()
     landings = []
-    store_ids = _ids_by_number(db)
+    store_ids = target.ids_by_number()
     for i, how_to_kill in enumerate(plan):
         n = rng.choice(sorted(present - removed))
         if how_to_kill == "inside":
             hold_inside(trace_dir, HOLD)
-        run = make_run(["--data-dir", str(data_dir), "remove", str(store_ids[n])], f"remove{i}")
+        run = make_run(target.argv("remove", str(store_ids[n])), f"remove{i}")
         if how_to_kill == "inside":
             how = kill_inside(run, trace_dir, "remove", 1)
             hold_inside(trace_dir, 0)
@@ -383,7 +431,7 @@ def _remove_runs(make_run, tmp: Path, embedder, present: set[int], plan: list[st
         trace = marks(trace_dir, run.pid)
         where = landed(trace) if killed else "finished"
         landings.append(where)
-        gone = n not in _ids_by_number(db)
+        gone = n not in target.ids_by_number()
         if how_to_kill == "inside":
             assert where == "remove", f"remove {i} was meant to die inside its transaction: {how}, {trace}"
         if where == "remove" or committed(trace, "remove") == 0:
@@ -392,7 +440,7 @@ def _remove_runs(make_run, tmp: Path, embedder, present: set[int], plan: list[st
             assert gone, f"remove {i} ran to the end but #{n} is still there"
         if gone:
             removed.add(n)
-        now = check_copy(data_dir, tmp / "check", embedder, expect_prefix=False, removed=removed, hybrid=1, rng=rng)
+        now = check_copy(target, tmp / "check", embedder, expect_prefix=False, removed=removed, hybrid=1, rng=rng)
         assert now == present - removed
         assert (n in now) != gone, f"remove {i} ({how}): #{n} half removed"
     return removed, landings
@@ -406,7 +454,7 @@ def _ids_by_number(db: Path) -> dict[int, int]:
         conn.close()
 
 
-def test_import_and_remove_killed_console_script(tmp_path, embedder):
+def test_import_and_remove_killed_console_script(tmp_path, embedder, engine_settings):
     """Quick variant, the real ``articlebot`` process: an import killed inside an article's transaction,
     a removal killed inside its transaction (nothing removed), and a removal left to finish (all removed)."""
     trace = tmp_path / "trace"
@@ -414,26 +462,30 @@ def test_import_and_remove_killed_console_script(tmp_path, embedder):
     def make(argv, name):
         return ConsoleRun(argv, tmp_path, name, trace)
 
-    present, imports = _import_runs(make, tmp_path, embedder, ["inside"], seed=11, trace_dir=trace)
+    target = Target(engine_settings, tmp_path)
+    present, imports = _import_runs(make, tmp_path, embedder, ["inside"], seed=11, trace_dir=trace, target=target)
     assert imports == ["article"]
     assert present, "the import committed nothing before being killed"
-    removed, removals = _remove_runs(make, tmp_path, embedder, present, ["inside", "finish"], 12, trace)
+    removed, removals = _remove_runs(make, tmp_path, embedder, present, ["inside", "finish"], 12, trace, target)
     assert removals == ["remove", "finished"]
     assert len(removed) == 1
 
 
 @pytest.mark.slow
-def test_import_and_remove_killed_at_random_moments(tmp_path, embedder):
+def test_import_and_remove_killed_at_random_moments(tmp_path, embedder, engine_settings):
     """20 imports and 7 removals killed at random moments on one store (every third import and three
     removals inside their transaction), one removal left to finish, then a clean import finishes it."""
     trace = tmp_path / "trace"
     zygote = Zygote(tmp_path, trace)
+    target = Target(engine_settings, tmp_path)
     try:
         import_plan = ["inside" if i % 3 == 0 else "random" for i in range(20)]
-        present, imports = _import_runs(zygote.start, tmp_path, embedder, import_plan, seed=2026, trace_dir=trace)
+        present, imports = _import_runs(
+            zygote.start, tmp_path, embedder, import_plan, seed=2026, trace_dir=trace, target=target
+        )
         assert imports.count("article") >= import_plan.count("inside"), imports
         remove_plan = ["inside", "random"] * 3 + ["random", "finish"]
-        removed, removals = _remove_runs(zygote.start, tmp_path, embedder, present, remove_plan, 2027, trace)
+        removed, removals = _remove_runs(zygote.start, tmp_path, embedder, present, remove_plan, 2027, trace, target)
         assert removals.count("remove") >= remove_plan.count("inside"), removals
         assert removed, "not even the removal left to finish removed its article"
         if os.environ.get("CRASH_DEBUG"):
@@ -442,13 +494,13 @@ def test_import_and_remove_killed_at_random_moments(tmp_path, embedder):
         # the index it saved loads as it is.
         data_dir = tmp_path / "data"
         final = write_jsonl(tmp_path / "final.jsonl", range(len(present) + 20))
-        run = zygote.start(["--data-dir", str(data_dir), "import", str(final)], "final")
+        run = zygote.start(target.argv("import", str(final)), "final")
         assert run.wait() == 0, run.err.read_text()[-2000:]
-        numbers = check_copy(data_dir, tmp_path / "check", embedder, expect_prefix=False, rng=random.Random(3))
+        numbers = check_copy(target, tmp_path / "check", embedder, expect_prefix=False, rng=random.Random(3))
         assert numbers == set(range(len(present) + 20))  # the removed ones were imported again
         assert removed <= numbers
         shutil.copytree(data_dir, tmp_path / "clean")
-        kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "clean")), embedder=embedder)
+        kb = KnowledgeBase(target.settings(tmp_path / "clean"), embedder=embedder)
         assert kb.open() == "loaded"  # a finished import leaves an index that needs no repair
         kb.close()
     finally:

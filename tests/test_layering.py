@@ -23,7 +23,10 @@ ENGINE_MODULES = {
     "index.side_tables",
     "index.schema",
     "index.postgres",
+    "index.pg_store",
+    "index.pg_vectors",
     "index.pg_side_tables",
+    "index.unicode61",
 }
 STORAGE_LIBRARIES = {"faiss", "sqlite3", "sqlite_utils", "psycopg", "pgvector"}
 # What the knowledge base holds its engines in; no bot code reads them, whatever the owner is called.

@@ -1,4 +1,9 @@
-"""SQLite store and FAISS index: atomic writes, consistent reads, detection and repair of a bad index."""
+"""The article store and the vector index: atomic writes, consistent reads, detection and repair of a bad index.
+
+The store tests run on both engines (``engine_settings``: SQLite, PostgreSQL); those about the SQLite
+file itself (WAL) and about FAISS's files (damaged, foreign or stale index files and their sidecars)
+run on SQLite only: PostgreSQL keeps no such files (pgvector's index lives in the database).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from util_kb import ZERO_INTEGRITY, add_behind_back, article_problems, fake_article, index_problems
+from util_kb import ZERO_INTEGRITY, add_behind_back, article_problems, fake_article, index_problems, open_store
 
 from index.extract import Document
 from index.kb import KnowledgeBase
@@ -43,16 +48,24 @@ HARBOUR = Document(
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(engine_settings):
+    s = open_store(engine_settings)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = Store(tmp_path / "store.db")
     yield s
     s.close()
 
 
-# --- SQLite ---------------------------------------------------------------------------------------
+# --- the store ------------------------------------------------------------------------------------
 
 
-def test_wal_mode_is_on(store, tmp_path):
+def test_wal_mode_is_on(sqlite_store, tmp_path):
+    store = sqlite_store
     assert store.reader().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # Persistent in the file: a plain connection (another process) sees WAL too.
     plain = sqlite3.connect(tmp_path / "store.db")
@@ -85,11 +98,14 @@ def test_failed_write_leaves_nothing(store):
 class _CommitBetweenStatements:
     """A reader connection that lets another writer commit right after its n-th SELECT."""
 
-    def __init__(self, conn: sqlite3.Connection, after: int, write):
+    def __init__(self, conn, after: int, write):
         self._conn = conn
         self._after = after
         self._write = write
-        self.in_transaction = conn.in_transaction
+        self.in_transaction = getattr(conn, "in_transaction", None)
+
+    def __getattr__(self, name: str):  # PostgreSQL's snapshot asks the connection for its state
+        return getattr(self._conn, name)
 
     def execute(self, sql, *args):
         result = self._conn.execute(sql, *args)
@@ -99,7 +115,7 @@ class _CommitBetweenStatements:
                 result = _Materialized(result.fetchall())
                 write()
             self._after -= 1
-        self.in_transaction = self._conn.in_transaction
+        self.in_transaction = getattr(self._conn, "in_transaction", None)
         return result
 
 
@@ -115,13 +131,13 @@ class _Materialized:
 
 
 @pytest.mark.parametrize(("read", "after"), [("counts", n) for n in range(2)] + [("integrity", n) for n in range(6)])
-def test_multi_statement_reads_are_one_snapshot(store, tmp_path, monkeypatch, read, after):
+def test_multi_statement_reads_are_one_snapshot(store, engine_settings, monkeypatch, read, after):
     """A commit landing between two statements of one read must not show half an article.
 
     Before the fix counts() returned 0 articles with 5 chunks here, and integrity() an FTS mismatch.
     """
     rng = np.random.default_rng(1)
-    writer = Store(tmp_path / "store.db")
+    writer = open_store(engine_settings)
     real = store.reader()
     proxy = _CommitBetweenStatements(real, after, lambda: fake_article(writer, 1, 5, MODEL, DIM, rng))
     monkeypatch.setattr(store, "reader", lambda: proxy)
@@ -141,11 +157,10 @@ PER_ARTICLE = (
 )
 
 
-def test_reader_thread_never_sees_half_written_article(tmp_path):
+def test_reader_thread_never_sees_half_written_article(engine_settings):
     """A reader polling while a writer adds articles of 7 chunks each only ever sees whole articles."""
-    path = tmp_path / "store.db"
-    writer = Store(path)
-    reader = Store(path)
+    writer = open_store(engine_settings)
+    reader = open_store(engine_settings)
     done = threading.Event()
     seen: list[dict] = []
     bad: list[str] = []
@@ -181,7 +196,7 @@ def test_reader_thread_never_sees_half_written_article(tmp_path):
     assert len({c["articles"] for c in seen}) > 5, "the reader should have seen several states"
 
 
-def test_ids_are_never_reused_after_removing_the_newest(store):
+def test_ids_are_never_reused_after_removing_the_newest(store, engine_settings):
     """SQLite would give a removed newest row's id to the next insert; a stale FAISS index (or a
     citation) holding that id would then mean a different passage."""
     rng = np.random.default_rng(3)
@@ -192,9 +207,8 @@ def test_ids_are_never_reused_after_removing_the_newest(store):
     assert not set(second_chunks) & set(first_chunks)
     # Also across reopening the store.
     store.remove_article(second_id)
-    path = store.path
     store.close()
-    reopened = Store(path)
+    reopened = open_store(engine_settings)
     try:
         third_id, third_chunks = fake_article(reopened, 3, 3, MODEL, DIM, rng)
         assert third_id > second_id and min(third_chunks) > max(second_chunks)
@@ -320,12 +334,12 @@ def test_stale_index_is_synced_on_open(settings, embedder):
     again.close()
 
 
-def test_running_kb_follows_another_writer(settings, embedder):
+def test_running_kb_follows_another_writer(engine_settings, embedder):
     """The bot (kb) keeps running while another process (other) adds and removes articles."""
-    kb = _reopen(settings, embedder)
+    kb = _reopen(engine_settings, embedder)
     tram = kb.add(TRAM)
     assert kb.open() in ("rebuilt", "loaded")
-    other = _reopen(settings, embedder)
+    other = _reopen(engine_settings, embedder)
     other.remove(tram.article_id)
     other.add(HARBOUR)
     other.close()
@@ -336,7 +350,7 @@ def test_running_kb_follows_another_writer(settings, embedder):
     assert kb.search("Besucher beim Hafenfest", k=1, mode="dense")[0].title == HARBOUR.title
     assert index_problems(kb) == []
     # A write of its own after someone else's: applied by syncing, not by a blind add.
-    other = _reopen(settings, embedder)
+    other = _reopen(engine_settings, embedder)
     other.add(TRAM)
     other.close()
     kb.add(BAKERY)
@@ -344,34 +358,34 @@ def test_running_kb_follows_another_writer(settings, embedder):
     kb.close()
 
 
-def test_remove_deletes_vectors_from_faiss_and_sqlite(settings, embedder):
-    kb = _reopen(settings, embedder)
+def test_remove_deletes_vectors_from_the_index_and_the_store(engine_settings, embedder):
+    kb = _reopen(engine_settings, embedder)
     tram = kb.add(TRAM)
     kb.add(BAKERY)
     chunk_ids = [c.id for c in kb.store.article_chunks(tram.article_id)]
     kb.remove(tram.article_id)
     assert not np.isin(chunk_ids, kb.vectors.ids()).any()
-    conn = kb.store.reader()
-    marks = ",".join("?" * len(chunk_ids))
-    assert conn.execute(f"SELECT count(*) FROM embeddings WHERE chunk_id IN ({marks})", chunk_ids).fetchone()[0] == 0
-    assert conn.execute(f"SELECT count(*) FROM chunks_fts WHERE rowid IN ({marks})", chunk_ids).fetchone()[0] == 0
+    assert kb.store.vectors_for(chunk_ids)[0].size == 0
+    assert kb.store.chunks_by_id(chunk_ids) == {}
+    assert kb.store.lexical_search(["lindenau", "strassenbahn"], 10) == []
     assert kb.store.integrity() == ZERO_INTEGRITY
+    assert article_problems(kb) == []
     assert index_problems(kb) == []
     kb.close()
-    again = _reopen(settings, embedder)
+    again = _reopen(engine_settings, embedder)
     assert again.open() == "loaded"
     assert not np.isin(chunk_ids, again.vectors.ids()).any()
     assert all(h.article_id != tram.article_id for h in again.search("Straßenbahn Lindenau", k=5))
     again.close()
 
 
-def test_concurrent_syncs_add_each_vector_once(settings, embedder):
+def test_concurrent_syncs_add_each_vector_once(engine_settings, embedder):
     """Two questions arriving together after a CLI import both find the index stale."""
-    kb = _reopen(settings, embedder)
+    kb = _reopen(engine_settings, embedder)
     kb.add(TRAM)
     kb.open()
     rng = np.random.default_rng(5)
-    writer = Store(kb.store.path)
+    writer = open_store(engine_settings)
     for n in range(30):
         fake_article(writer, n, 4, embedder.model_id, embedder.dim, rng)
     writer.close()
@@ -403,10 +417,18 @@ def test_article_problems_helper_sees_a_half_article(store):
     assert article_problems(fake) == []
     store._write_conn.execute("DELETE FROM embeddings WHERE chunk_id = (SELECT min(id) FROM chunks)")
     assert article_problems(fake) and store.integrity()["chunks_without_vector"] == 1
+    if isinstance(store, Store):
+        return
+    # PostgreSQL's lexical bookkeeping: a lost posting shows in the term counts.
+    fake_article(store, 2, 2, MODEL, DIM, rng)
+    assert len(article_problems(fake)) == 1
+    store._write_conn.execute("DELETE FROM postings WHERE term = 'thema2' AND chunk_id = (SELECT max(id) FROM chunks)")
+    assert any("passage count is off" in p for p in article_problems(fake))
 
 
-def test_concurrent_writers_in_one_process(settings, embedder):
+def test_concurrent_writers_in_one_process(engine_settings, embedder):
     """The bot adds and removes from several worker threads: every write lands once, saves never collide."""
+    settings = engine_settings
     kb = _reopen(settings, embedder)
     kb.open()
     docs = [
@@ -471,7 +493,7 @@ def test_replace_chunks_swaps_an_articles_passages_in_one_write(store):
     assert [c.id for c in store.article_chunks(first)] == new
     assert store.version() == before[1] + 1
     assert store.integrity() == ZERO_INTEGRITY
-    assert {chunk_id for chunk_id, _ in store.lexical_search("generation1", 10)} == set(new)
+    assert {chunk_id for chunk_id, _ in store.lexical_search(["generation1"], 10)} == set(new)
     assert store.vectors_for(first_chunks)[0].size == 0
 
 
@@ -479,9 +501,16 @@ def test_replace_chunks_swaps_an_articles_passages_in_one_write(store):
 CHILD = """
 import sys
 import numpy as np
-from index.store import Store
 
-store = Store(sys.argv[1])
+if sys.argv[1].startswith("postgresql://"):
+    from index.pg_store import PgStore
+    from index.settings import StorageSettings
+
+    store = PgStore(StorageSettings(engine="postgres", dsn=sys.argv[1]))
+else:
+    from index.store import Store
+
+    store = Store(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[2]))
 generation = int(sys.argv[2])
 while True:
@@ -494,10 +523,10 @@ while True:
 CHILD = inspect.getsource(_passages) + CHILD
 
 
-def test_replace_chunks_killed_leaves_old_or_new_passages_complete(tmp_path):
+def test_replace_chunks_killed_leaves_old_or_new_passages_complete(engine_settings):
     """SIGKILL while articles are re-chunked over and over: each holds one generation, whole."""
-    path = tmp_path / "store.db"
-    store = Store(path)
+    store = open_store(engine_settings)
+    where = engine_settings.storage.dsn if engine_settings.storage.engine == "postgres" else str(store.path)
     rng = np.random.default_rng(8)
     for n in (1, 2, 3):
         fake_article(store, n, 3, "m", DIM, rng)
@@ -505,7 +534,7 @@ def test_replace_chunks_killed_leaves_old_or_new_passages_complete(tmp_path):
     seen_ids = set(store.chunk_ids().tolist())
     for run in range(6):
         start = store.version()
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(run * 100_000)], env=env)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, where, str(run * 100_000)], env=env)
         try:
             while store.version() == start:
                 assert child.poll() is None, "the re-chunking process died by itself"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot import cli
-from index.kb import DB_FILE, KnowledgeBase
-from index.store import Store
+from index.kb import KnowledgeBase
+from index.settings import IndexSettings, StorageSettings
 
 
 @dataclass
@@ -19,10 +19,22 @@ class Result:
 
 
 class CLI:
-    def __init__(self, monkeypatch, capsys, embedder, data_dir):
+    """``storage``: run every command on that engine (a config file naming it), as a deployment would."""
+
+    def __init__(self, monkeypatch, capsys, embedder, data_dir, storage: StorageSettings | None = None):
         self.capsys = capsys
         self.data_dir = data_dir
+        self.storage = storage
         self.opened: list[KnowledgeBase] = []
+        self.config: str | None = None
+        if storage is not None and storage.engine != "sqlite":
+            path = Path(data_dir).parent / f"{Path(data_dir).name}-storage.toml"
+            path.write_text(
+                f'[storage]\nengine = "{storage.engine}"\ndsn = "{storage.dsn}"\n'
+                f'vector_search = "{storage.vector_search}"\n',
+                encoding="utf-8",
+            )
+            self.config = str(path)
 
         def open_kb(config):
             kb = KnowledgeBase(config.index_settings(), embedder=embedder)
@@ -34,6 +46,7 @@ class CLI:
 
     def __call__(self, *argv: str, config: str | None = None) -> Result:
         args = ["--data-dir", str(self.data_dir)]
+        config = config or self.config
         if config:
             args = ["--config", config, *args]
         self.capsys.readouterr()
@@ -42,7 +55,12 @@ class CLI:
         return Result(code, captured.out, captured.err)
 
     def counts(self) -> dict:
-        store = Store(Path(self.data_dir) / DB_FILE)
+        from util_kb import open_store
+
+        settings = IndexSettings(data_dir=str(self.data_dir))
+        if self.storage is not None:
+            settings.storage = self.storage
+        store = open_store(settings)
         try:
             return {**store.counts(), "version": store.version(), "integrity": store.integrity()}
         finally:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from index.engine import ArticleStore
 from index.extract import Document
 from index.kb import KnowledgeBase
 from index.lexical import analyze
+from index.settings import IndexSettings
 from index.store import Store
 
 ZERO_INTEGRITY = {
@@ -18,8 +22,22 @@ ZERO_INTEGRITY = {
 }
 
 
+def open_store(settings: IndexSettings) -> ArticleStore:
+    """A store of its own on the database ``settings`` name (another connection, as another process has)."""
+    if settings.storage.engine == "postgres":
+        from index.pg_store import PgStore
+
+        return PgStore(settings.storage)
+    from index.kb import DB_FILE
+
+    return Store(Path(settings.data_dir) / DB_FILE)
+
+
 def index_problems(kb: KnowledgeBase) -> list[str]:
-    """Everything that makes the FAISS index disagree with SQLite (empty list: they agree)."""
+    """Everything that makes the vector index disagree with the store (empty list: they agree).
+
+    pgvector's index is the stored vectors themselves: only the ids it answers from are compared.
+    """
     problems = []
     vectors = kb.vectors
     ids = vectors.ids()
@@ -31,7 +49,7 @@ def index_problems(kb: KnowledgeBase) -> list[str]:
         extra = np.setdiff1d(ids, stored)[:10].tolist()
         problems.append(f"FAISS ids differ from chunk ids: missing {missing}, extra {extra}")
         return problems
-    if len(stored):
+    if len(stored) and hasattr(vectors, "_index"):
         store_ids, store_vectors = kb.store.vectors_for(stored.tolist())
         faiss_vectors = np.vstack([vectors._index.reconstruct(int(i)) for i in store_ids])
         wrong = store_ids[~np.all(faiss_vectors == store_vectors, axis=1)]
@@ -41,7 +59,10 @@ def index_problems(kb: KnowledgeBase) -> list[str]:
 
 
 def article_problems(kb: KnowledgeBase) -> list[str]:
-    """Articles that are not complete: each needs chunks, one vector per chunk and one FTS row per chunk."""
+    """Articles that are not complete: each needs chunks, one vector per chunk and one FTS row per chunk
+    (in PostgreSQL also its postings, and term and token counts that match them)."""
+    if kb.store.__class__.__name__ == "PgStore":
+        return _pg_article_problems(kb.store)
     conn = kb.store.reader()
     problems = []
     rows = conn.execute(
@@ -56,6 +77,37 @@ def article_problems(kb: KnowledgeBase) -> list[str]:
     orphans = conn.execute("SELECT count(*) FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks)").fetchone()[0]
     if orphans:
         problems.append(f"{orphans} FTS rows without a chunk")
+    return problems
+
+
+def _pg_article_problems(store) -> list[str]:
+    problems = []
+    with store.snapshot() as conn:
+        rows = conn.execute(
+            "SELECT a.id, count(c.id), count(e.chunk_id), count(f.chunk_id) FROM articles a "
+            "LEFT JOIN chunks c ON c.article_id = a.id "
+            "LEFT JOIN embeddings e ON e.chunk_id = c.id "
+            "LEFT JOIN lexical_docs f ON f.chunk_id = c.id GROUP BY a.id"
+        ).fetchall()
+        for article_id, chunks, embeddings, fts in rows:
+            if not chunks or chunks != embeddings or chunks != fts:
+                problems.append(f"article #{article_id}: {chunks} chunks, {embeddings} vectors, {fts} lexical rows")
+        checks = {
+            "lexical rows without a chunk": "SELECT count(*) FROM lexical_docs WHERE chunk_id NOT IN "
+            "(SELECT id FROM chunks)",
+            "postings without a lexical row": "SELECT count(*) FROM postings WHERE chunk_id NOT IN "
+            "(SELECT chunk_id FROM lexical_docs)",
+            "lexical rows without postings": "SELECT count(*) FROM lexical_docs d WHERE length > 0 AND NOT EXISTS "
+            "(SELECT 1 FROM postings p WHERE p.chunk_id = d.chunk_id)",
+            "terms whose passage count is off": "SELECT count(*) FROM (SELECT term, count(*) AS n FROM postings "
+            "GROUP BY term) p FULL JOIN lexical_terms t USING (term) WHERE p.n IS DISTINCT FROM t.docs",
+            "totals that are off": "SELECT count(*) FROM lexical_stats s WHERE s.docs != (SELECT count(*) FROM "
+            "lexical_docs) OR s.tokens != (SELECT coalesce(sum(length), 0) FROM lexical_docs)",
+        }
+        for what, sql in checks.items():
+            count = conn.execute(sql).fetchone()[0]
+            if count:
+                problems.append(f"{count} {what}")
     return problems
 
 
@@ -74,7 +126,7 @@ def add_behind_back(data_dir, embedder, doc: Document, settings=None) -> tuple[i
         other.store.close()
 
 
-def fake_article(store: Store, n: int, chunks: int, model: str, dim: int, rng: np.random.Generator):
+def fake_article(store: ArticleStore, n: int, chunks: int, model: str, dim: int, rng: np.random.Generator):
     """A direct store write with random vectors (for tests about SQLite, not about search)."""
     text = " ".join(f"Satz {n}-{i} über Thema{n}." for i in range(chunks))
     parts, pos = [], 0

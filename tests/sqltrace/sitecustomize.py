@@ -7,6 +7,11 @@ each: ``begin``, ``article`` (an article's row inserted), ``remove`` (an article
 file ``<dir>/pause`` holds a number of seconds, it also waits that long at each ``written``, so a test
 can kill it there: inside the transaction, after every row and before the commit. The store itself is
 the real one; only SQLite's statement trace is watched (``Connection.set_trace_callback``).
+
+PostgreSQL has no client-side statement trace, so for psycopg the statements are watched where they
+are sent (``Cursor.execute``/``executemany``) and the end of a transaction where psycopg ends it
+(``Transaction.__exit__``): a write transaction begins with the store's lock on the version row
+(``SELECT … FOR UPDATE``), and ``written`` is its version bump, as in SQLite.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ def _tracer():
     def trace(statement: str) -> None:
         words = statement.split()[:3]
         head = " ".join(words).upper()
-        if head.startswith("BEGIN IMMEDIATE"):
+        if head.startswith("BEGIN IMMEDIATE") or (
+            statement.startswith("SELECT value FROM meta WHERE key = 'version' FOR UPDATE")
+        ):
             state.update(writing=True, kind=None)
             _mark("begin")
         elif not state["writing"]:
@@ -73,5 +80,39 @@ def _install() -> None:
     sqlite3.connect = traced_connect
 
 
+def _install_psycopg() -> None:
+    try:
+        import psycopg
+        from psycopg.transaction import Transaction
+    except ImportError:
+        return
+
+    def tracer_of(conn):
+        trace = getattr(conn, "_articlebot_trace", None)
+        if trace is None:
+            trace = conn._articlebot_trace = _tracer()
+        return trace
+
+    def watched(method):
+        def run(self, query, *args, **kwargs):
+            if isinstance(query, str):
+                tracer_of(self.connection)(query)
+            return method(self, query, *args, **kwargs)
+
+        return run
+
+    psycopg.Cursor.execute = watched(psycopg.Cursor.execute)
+    psycopg.Cursor.executemany = watched(psycopg.Cursor.executemany)
+    exit_transaction = Transaction.__exit__
+
+    def traced_exit(self, exc_type, exc_val, exc_tb):
+        if not self.savepoint_name:  # the outermost block: its end is the COMMIT or ROLLBACK
+            tracer_of(self.connection)("ROLLBACK" if exc_type else "COMMIT")
+        return exit_transaction(self, exc_type, exc_val, exc_tb)
+
+    Transaction.__exit__ = traced_exit
+
+
 if TRACE_DIR:
     _install()
+    _install_psycopg()
