@@ -123,7 +123,10 @@ class PgUpdateLedger:
         _identify(conn)
         instance = conn.execute("SELECT nextval('bot_instances')").fetchone()[0]
         conn.execute("SELECT pg_advisory_lock(%s, %s)", (INSTANCE_LOCKS, instance))
-        # A new connection is a new instance: claims of the old one are its dead session's now.
+        # A new connection is a new instance, also after a dropped one: what the old session held is
+        # then picked up by recovery (this process's or another's) within RECOVER_EVERY, including a
+        # batch whose commit we never heard of (Telegram's repeat finds it recorded and drops it). The
+        # price: an answer being written across the drop may be written twice.
         self.instance = int(instance)
 
     def open(self) -> None:
