@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -99,6 +100,7 @@ def test_a_postgres_error_is_one_line_and_a_dropped_connection_is_replaced(pg_ds
             table.record([(1, "nul \x00 in JSON")])
         assert table.states() == {}, "nothing of the failed batch was recorded"
         first = table.instance
+        assert table.record([(3, "{}")]) == [3]  # queued in this process when the connection drops
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'articlebot%'"
@@ -107,6 +109,7 @@ def test_a_postgres_error_is_one_line_and_a_dropped_connection_is_replaced(pg_ds
             table.record([(2, "{}")])
         assert table.record([(2, "{}")]) == [2], "the next call connects again"
         assert table.instance != first, "as a new instance: the old session's claims are no longer ours"
+        assert table.recover(3, timedelta(days=2)) == ([], [(3, "{}")]), "recovery picks up what the old one held"
     finally:
         table.close()
 
