@@ -3,7 +3,7 @@
 python-telegram-bot's own polling confirms a batch of updates to Telegram (the ``offset`` of the
 next getUpdates call) as soon as the batch is in its in-memory queue; a bot killed before it has
 answered them loses them. Here every update goes through the knowledge base's update ledger (the
-``updates`` table of its SQLite file) instead:
+``updates`` table of its database) instead:
 
 1. received: ``LedgerQueue.put`` records the update (with its JSON) and commits before it is queued;
    our polling loop (``poll``) asks for the next offset only after that put returned, so Telegram
@@ -23,14 +23,15 @@ update is answered by one process.
 
 The guarantee: at-least-once delivery into the table, and exactly-once answering except for one
 window per update: from the moment Telegram accepts the first message its handler sends until
-"answered" is committed (one SQLite write right after the handler returns). For a question that is
+"answered" is committed (one database write right after the handler returns). For a question that is
 its answer (all parts of a long one), so the window is the sending of the answer plus a few
 milliseconds; for /add it starts with the "Processing …" message, so it spans the indexing. A
 kill inside the window makes the restarted bot handle the update again: the answer (or the parts
 already sent) arrives twice; an /add sends its progress message again and ends in "Added" or, if
 the article was already committed, "already present". A kill anywhere else repeats nothing and
 loses nothing. Durable means across a killed process; against power loss it is as durable as
-SQLite with ``synchronous=NORMAL`` in WAL mode (the last commits may be lost).
+SQLite with ``synchronous=NORMAL`` in WAL mode (the last commits may be lost), or as the PostgreSQL server
+is configured.
 """
 
 from __future__ import annotations

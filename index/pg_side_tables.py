@@ -1,4 +1,4 @@
-"""The bot's own tables in PostgreSQL: the update ledger, answers and votes, and portable SQL for the feeds.
+"""The bot's own tables in PostgreSQL: the update ledger, answers and votes, portable SQL for the feeds, run lock.
 
 Same behaviour as ``index.side_tables`` (SQLite), and safe with several bot processes on one database:
 

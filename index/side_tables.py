@@ -1,8 +1,10 @@
-"""The bot's own tables in the knowledge base's SQLite file: the update ledger, answers and votes.
+"""The bot's own tables in the knowledge base's SQLite file: the update ledger, answers and votes; also the
+portable SQL connection the feeds use, and the run lock (one bot process per SQLite data dir).
 
-The SQL lives here, on the storage side, behind the ``UpdateLedgerTable`` and ``AnswerLog`` protocols of
-``index.engine``; the bot holds the policy (what a state means, when to give up) and never sees SQLite.
-Each table object has a connection of its own: the store's write lock is never held for a vote or an update.
+The SQL lives here, on the storage side, behind the ``UpdateLedgerTable``, ``AnswerLog``, ``PortableSQL`` and
+``RunLock`` protocols of ``index.engine``; the bot holds the policy (what a state means, when to give up) and
+never sees SQLite. Each table object has a connection of its own: the store's write lock is never held for a
+vote or an update. PostgreSQL's versions, for several processes, are in ``index.pg_side_tables``.
 """
 
 from __future__ import annotations
