@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg.sql import SQL, Identifier, Placeholder
 
-from .engine import ABANDONED, PROCESSING, RECEIVED, StorageError
+from .engine import ABANDONED, BOT_TABLES, PROCESSING, RECEIVED, StorageError
 from .postgres import connect, describe, open_migrated
 from .settings import StorageSettings
 
@@ -404,3 +405,77 @@ class PgRunLock:
 
 
 _MODES = {"ExclusiveLock": "long polling", "ShareLock": "webhook"}
+
+
+class PgBotTables:
+    """The bot's tables (``BOT_TABLES``) as plain rows, shaped as SQLite's: what ``index.migrate`` copies."""
+
+    # Bookkeeping of the live processes sharing this database (which one is answering an update):
+    # not the bot's data, and meaningless in another database.
+    LOCAL_COLUMNS = frozenset({"claimed_by"})
+
+    def __init__(self, storage: StorageSettings):
+        self.storage = storage
+        self._conn = open_migrated(storage)
+
+    def read(self, table: str) -> Iterator[dict]:
+        key = _key(table)
+        cursor = self._conn.execute(SQL("SELECT * FROM {}").format(Identifier(table)))
+        columns = [d.name for d in cursor.description]
+        rows = [{c: v for c, v in zip(columns, row, strict=True) if c not in self.LOCAL_COLUMNS} for row in cursor]
+        # Sorted here, not by ORDER BY: Python orders text by code point, as SQLite does, whatever the collation.
+        rows.sort(key=lambda row: tuple(row[k] for k in key))
+        yield from rows
+
+    def write(self, table: str, rows: Sequence[dict]) -> int:
+        """Insert the rows whose key is not here yet, in one transaction; how many were new."""
+        _key(table)
+        added = 0
+        with self._conn.transaction():
+            for row in rows:
+                statement = SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+                    Identifier(table),
+                    SQL(", ").join(map(Identifier, row)),
+                    SQL(", ").join(Placeholder() * len(row)),
+                )
+                added += self._conn.execute(statement, tuple(row.values())).rowcount
+        return added
+
+    def counters(self) -> dict[str, int]:
+        """Per table with an identity id: the highest id it holds or its sequence handed out."""
+        out = {}
+        for table in _ID_TABLES:
+            highest = self._conn.execute(
+                SQL("SELECT coalesce(max(id), 0) FROM {}").format(Identifier(table))
+            ).fetchone()[0]
+            out[table] = max(int(highest), self._sequence_value(table))
+        return out
+
+    def raise_counters(self, counters: dict[str, int]) -> None:
+        # Rows copied with their ids leave an identity's sequence where it was: the next insert would
+        # take id 1 again. Each sequence moves past the source's highest id (and the target's own).
+        own = self.counters()
+        with self._conn.transaction():
+            for table in _ID_TABLES:
+                last = max(counters.get(table, 0), own[table])
+                if last > 0:
+                    self._conn.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", (table, last))
+
+    def _sequence_value(self, table: str) -> int:
+        name = self._conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]
+        last, called = self._conn.execute(SQL("SELECT last_value, is_called FROM {}").format(SQL(name))).fetchone()
+        return int(last) if called else 0
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+# The bot's tables whose id column is an identity (a sequence hands out the ids).
+_ID_TABLES = tuple(table for table, key in BOT_TABLES.items() if key == ("id",))
+
+
+def _key(table: str) -> tuple[str, ...]:
+    try:
+        return BOT_TABLES[table]
+    except KeyError:
+        raise ValueError(f"not one of the bot's tables: {table!r}") from None

@@ -68,7 +68,7 @@ def sample_source(tmp_path_factory, embedder) -> Path:
     return data_dir
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def target(request, tmp_path: Path) -> IndexSettings:
     """Settings of an empty target on each engine (a data dir, or a fresh PostgreSQL database)."""
     settings = IndexSettings(data_dir=str(tmp_path / "target"))
@@ -190,15 +190,17 @@ def test_the_copy_answers_search_and_ask_as_the_original(
         original = _answers(cli, sample_source)
         config = tmp_path / "target.toml"
         config.write_text(f'[storage]\nengine = "{target.storage.engine}"\ndsn = "{target.storage.dsn}"\n')
-        copied = _answers(cli, Path(target.data_dir), str(config))
+        copied = _answers(cli, Path(target.data_dir), str(config), target.storage.engine)
     finally:
         cli.close()
     assert all(result["results"] for result in original["search"])
     assert copied == original
 
 
-def _answers(cli: CLI, data_dir: Path, config: str | None = None) -> dict:
+def _answers(cli: CLI, data_dir: Path, config: str | None = None, engine: str = "sqlite") -> dict:
     cli.data_dir = data_dir
+    stats = cli("stats", "--json", config=config)
+    assert json.loads(stats.out)["engine"] == engine, stats.err
     out = {}
     for command in ("search", "ask"):
         lines = []
@@ -348,3 +350,40 @@ def test_a_copy_killed_at_random_moments_ends_an_exact_copy(many_articles, tmp_p
     final = ConsoleRun(argv, tmp_path, "final", trace)
     assert final.wait() == 0, final.err.read_text()
     assert snapshot(target) == snapshot(many_articles)
+
+
+def pg_articles(dsn: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('articles')").fetchone()[0] is None:
+            return []
+        return [row[0] for row in conn.execute("SELECT id FROM articles ORDER BY id")]
+
+
+def test_a_copy_to_postgresql_killed_mid_copy_resumes_to_an_exact_copy(many_articles, tmp_path, pg_dsn):
+    """A real ``articlebot migrate --to postgresql://…`` process SIGKILLed a few commits in, three times, then
+    run to the end: each kill leaves whole articles in id order, the last run an exact copy."""
+    argv = ["--data-dir", str(many_articles), "migrate", "--to", pg_dsn]
+    wanted = article_ids(many_articles)
+    rng = random.Random(8)
+    target = IndexSettings(data_dir=str(tmp_path / "pg-local"))
+    target.storage.engine, target.storage.dsn = "postgres", pg_dsn
+    for attempt in range(3):
+        before = len(pg_articles(pg_dsn))
+        run = ConsoleRun(argv, tmp_path, f"pg{attempt}", tmp_path / "trace")
+        while len(pg_articles(pg_dsn)) < before + rng.randint(1, 4) and not run.finished(0.001):
+            pass
+        time.sleep(rng.uniform(0, 0.005))
+        assert run.kill(), f"run {attempt} ended by itself: {run.err.read_text()[-500:]}"
+        copied = pg_articles(pg_dsn)
+        assert copied == wanted[: len(copied)] and len(copied) > before
+        engine = open_engine(target)
+        with closing(engine.article_store()) as store:
+            assert store.integrity() == {key: 0 for key in store.integrity()}
+    final = ConsoleRun(argv, tmp_path, "pg-final", tmp_path / "trace")
+    assert final.wait() == 0, final.err.read_text()
+    assert f"{len(copied)} articles copied before, checked" in final.out.read_text()
+    assert {k: v for k, v in contents(target).items() if k != "version"} == {
+        k: v for k, v in contents(source_settings(many_articles)).items() if k != "version"
+    }
