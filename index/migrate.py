@@ -10,7 +10,8 @@ Each article is one transaction on the target, so a copy killed at any moment le
 only; run again, it checks that what is there matches the source and copies the rest. Before the
 first write it checks that the target holds nothing but a part of this same source (else: one line,
 nothing changed); after the last it compares counts, integrity and a sample of vectors byte for byte.
-Stop the bot while it runs: the copy is of the data dir as it was read.
+It holds the lock a running bot holds, on both sides (``Engine.run_lock``): it refuses to start while a
+bot runs on either, and no bot starts on them before it is done.
 """
 
 from __future__ import annotations
@@ -77,8 +78,11 @@ def migrate(
         raise MigrationError(f"the target is the source data dir {data_dir} itself")
     with ExitStack() as opened:
         source = opened.enter_context(closing(open_source(data_dir)))  # first: a missing source changes nothing
-        source_tables = opened.enter_context(closing(SQLiteEngine(Path(data_dir)).bot_tables()))
+        source_engine = SQLiteEngine(Path(data_dir))
+        _hold_run_lock(opened, source_engine, "the source data dir")
+        source_tables = opened.enter_context(closing(source_engine.bot_tables()))
         target = open_engine(target_settings)
+        _hold_run_lock(opened, target, "the target")
         store = opened.enter_context(closing(target.article_store()))
         tables = opened.enter_context(closing(target.bot_tables()))
         report = _migrate(source, source_tables, store, tables, progress, sample)
@@ -86,6 +90,17 @@ def migrate(
     report.seconds = time.monotonic() - started
     report.target = target.describe()
     return report
+
+
+def _hold_run_lock(opened: ExitStack, engine: Engine, what: str) -> None:
+    """The lock a running bot holds, taken for the whole copy: no bot writes to either side meanwhile,
+    and none starts on them before the copy is done."""
+    lock = engine.run_lock()
+    refused = lock.acquire(polling=True)  # exclusive, as a long-polling bot takes it
+    if refused is not None:
+        who = refused.split(". ")[0]  # the first sentence names the other process; the rest is about Telegram
+        raise MigrationError(f"a bot runs on {what} ({who}): stop it, then migrate")
+    opened.callback(lock.release)
 
 
 def _migrate(

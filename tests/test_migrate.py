@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import time
@@ -18,7 +19,7 @@ from util_kb import ZERO_INTEGRITY, fake_article
 
 from bot.cli import load_samples
 from index.engine import BOT_TABLES
-from index.engines import DB_FILE, open_engine
+from index.engines import DB_FILE, SQLiteEngine, open_engine
 from index.kb import KnowledgeBase
 from index.migrate import MigrationError, migrate
 from index.settings import IndexSettings
@@ -233,6 +234,24 @@ def test_a_target_holding_other_bot_rows_is_refused_untouched(sample_source, tar
     with pytest.raises(MigrationError, match="answers table holds another row under id 1"):
         migrate(sample_source, target)
     assert contents(target) == before
+
+
+def test_no_copy_while_a_bot_runs_on_either_side(sample_source, target):
+    """A bot holds its engine's run lock while it runs (webhook mode: shared); a copy waits for none."""
+    Path(target.data_dir).mkdir()
+    before = contents(target)
+    for engine, side in ((SQLiteEngine(sample_source), "the source data dir"), (open_engine(target), "the target")):
+        bot = engine.run_lock()
+        assert bot.acquire(polling=False) is None
+        try:
+            with pytest.raises(
+                MigrationError, match=f"a bot runs on {side} .*pid {os.getpid()}.*stop it, then migrate"
+            ):
+                migrate(sample_source, target)
+        finally:
+            bot.release()
+        assert contents(target) == before
+    assert migrate(sample_source, target).articles == 7  # and once they are gone, it runs
 
 
 def test_the_cli_refuses_in_one_line_and_creates_nothing(sample_source, tmp_path, monkeypatch, capsys, embedder):
