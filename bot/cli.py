@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 # Before any model library is imported: no hub access, no progress bars in our output.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -858,12 +859,22 @@ def switch_lines(settings, where: str) -> str:
     """The config lines that make articlebot use the target (``where``: its DSN without a password)."""
     storage = settings.storage
     if storage.engine == "postgres":
-        lines = ["[storage]", 'engine = "postgres"', f'dsn = "{where}"']
+        dsn = without_password(storage.dsn)
+        lines = ["[storage]", 'engine = "postgres"', f'dsn = "{dsn if "password" not in dsn else where}"']
         if storage.password_env:
             lines.append(f'password_env = "{storage.password_env}"')
     else:
         lines = ["[storage]", 'engine = "sqlite"', f'data_dir = "{storage.data_dir}"']
     return "to switch, put in the config (and start the bot again):\n" + "\n".join(lines)
+
+
+def without_password(dsn: str) -> str:
+    """A postgresql:// URL as given, less a password in it (the config names a variable holding it instead)."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
 
 
 def parse_feed_id(value: str) -> int:

@@ -286,6 +286,20 @@ def test_the_cli_reports_the_copy_and_the_config_lines(sample_source, tmp_path, 
     assert f'[storage]\nengine = "sqlite"\ndata_dir = "{tmp_path / "target"}"' in result.out
 
 
+def test_the_cli_prints_the_postgresql_lines_without_the_password(sample_source, pg_dsn, monkeypatch, capsys, embedder):
+    assert pg_dsn.startswith("postgresql://postgres@")
+    with_password = pg_dsn.replace("postgres@", "postgres:sesam-7f3@", 1)  # the test server trusts loopback
+    cli = CLI(monkeypatch, capsys, embedder, sample_source)
+    try:
+        result = cli("migrate", "--to", with_password)
+    finally:
+        cli.close()
+    assert result.code == 0, result.err
+    assert "copied 7 articles (" in result.out and "sesam-7f3" not in result.out + result.err
+    lines = f'[storage]\nengine = "postgres"\ndsn = "{pg_dsn}"\npassword_env = "ARTICLEBOT_DB_PASSWORD"'
+    assert lines in result.out
+
+
 # --- killed mid-copy, run again ------------------------------------------------------------------
 
 
