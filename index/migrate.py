@@ -77,7 +77,9 @@ def migrate(
     if storage.engine == "sqlite" and Path(target_settings.data_dir).resolve() == Path(data_dir).resolve():
         raise MigrationError(f"the target is the source data dir {data_dir} itself")
     with ExitStack() as opened:
-        source = opened.enter_context(closing(open_source(data_dir)))  # first: a missing source changes nothing
+        # The source first: a missing or damaged one is refused before the target is touched.
+        source = opened.enter_context(closing(open_source(data_dir)))
+        model = _check_source(source)
         source_engine = SQLiteEngine(Path(data_dir))
         _hold_run_lock(opened, source_engine, "the source data dir")
         source_tables = opened.enter_context(closing(source_engine.bot_tables()))
@@ -85,7 +87,7 @@ def migrate(
         _hold_run_lock(opened, target, "the target")
         store = opened.enter_context(closing(target.article_store()))
         tables = opened.enter_context(closing(target.bot_tables()))
-        report = _migrate(source, source_tables, store, tables, progress, sample)
+        report = _migrate(source, source_tables, store, tables, model, progress, sample)
         report.index = _build_vector_index(target, target_settings, store)
     report.seconds = time.monotonic() - started
     report.target = target.describe()
@@ -108,10 +110,10 @@ def _migrate(
     source_tables: BotTableRows,
     target: ArticleStore,
     target_tables: BotTableRows,
+    model: str,
     progress: Callable[[int, int], None] | None,
     sample: int,
 ) -> MigrationReport:
-    model = _check_source(source)
     wanted = _hashes(source)
     present = _check_target(source, wanted, target, model)
     table_plan = {table: _plan_rows(table, source_tables, target_tables) for table in BOT_TABLES}
@@ -142,7 +144,7 @@ def _check_source(source: Store) -> str:
     broken = {k: v for k, v in source.integrity().items() if v}
     if broken:
         problems = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in broken.items())
-        raise MigrationError(f"the source database is not consistent ({problems}); run 'articlebot reindex' first")
+        raise MigrationError(f"the source database is not consistent ({problems}): a damaged database is not copied")
     models = source.embedding_models()
     if len(models) > 1:
         names = ", ".join(m for m, _ in models)

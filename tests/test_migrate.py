@@ -236,6 +236,33 @@ def test_a_target_holding_other_bot_rows_is_refused_untouched(sample_source, tar
     assert contents(target) == before
 
 
+@pytest.mark.parametrize(
+    ("damage", "refusal"),
+    [
+        (
+            "DELETE FROM embeddings WHERE chunk_id = 2",
+            r"source database is not consistent \(chunks without vector: 1\)",
+        ),
+        ("UPDATE embeddings SET model = 'other-model' WHERE chunk_id = 2", "vectors of several models"),
+    ],
+)
+def test_a_source_that_cannot_be_copied_whole_is_refused(tmp_path, damage, refusal):
+    source = tmp_path / "source"
+    store = Store(source / DB_FILE)
+    try:
+        fake_article(store, 1, 3, "test-model", 8, np.random.default_rng(1))
+    finally:
+        store.close()
+    conn = sqlite3.connect(source / DB_FILE)
+    with conn:
+        conn.execute(damage)
+    conn.close()
+    target = IndexSettings(data_dir=str(tmp_path / "target"))
+    with pytest.raises(MigrationError, match=refusal):
+        migrate(source, target)
+    assert not (tmp_path / "target" / DB_FILE).exists()
+
+
 def test_no_copy_while_a_bot_runs_on_either_side(sample_source, target):
     """A bot holds its engine's run lock while it runs (webhook mode: shared); a copy waits for none."""
     Path(target.data_dir).mkdir()
