@@ -9,25 +9,21 @@ through one must be seen by the other.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 from botapi_server import BotApiServer
 from newsroom import FERRY, SOLAR
+from util_webhook import HOOK, ROOT, START_TIMEOUT, WAIT, WebhookBot, free_port
 
-from bot.telegram_app import webhook_secret
 from bot.updates import ANSWERED, PROCESSING, RECOVER_EVERY
 from index.extract import from_text
 from index.kb import KnowledgeBase
@@ -36,12 +32,6 @@ from index.settings import IndexSettings
 pytestmark = pytest.mark.slow
 
 TOKEN = "6262626262:AAFtwoTwoTwoTwoTwoTwoTwoTwoTwo0002"
-ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT = 180.0  # each process loads the model: slow on a busy machine
-WAIT = 90.0
-# No [telegram] secret_token: both processes derive the same one from the token.
-SECRET = webhook_secret(TOKEN)
-HOOK = "/hook/two"
 ADMIN = BotApiServer.user(4242, "Admin", "de")
 CABLE_CAR = (
     "Bergheim eröffnet neue Seilbahn auf den Hohen Kamm\n\n"
@@ -57,61 +47,6 @@ QUESTIONS = [
     ("Who leads the Harbourton solar project?", "Priya Castellane"),
 ]
 _user_ids = iter(range(30_000, 31_000))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-class WebhookBot:
-    """``articlebot run`` in webhook mode on its own port, in a subprocess."""
-
-    def __init__(self, api: BotApiServer, config: Path, port: int, log: Path):
-        self.api, self.config, self.port, self.log = api, config, port, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> WebhookBot:
-        env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "--config", str(self.config), "-v", "run"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
-            )  # fmt: skip
-        return self
-
-    def wait_ready(self) -> None:
-        self.api.wait_for(
-            lambda: _listening(self.port) or self.proc.poll() is not None, START_TIMEOUT, "the webhook server"
-        )
-        assert self.proc.poll() is None, self.log.read_text()
-
-    def post(self, update: dict) -> int:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{HOOK}",
-            data=json.dumps(update).encode(),
-            headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +76,7 @@ def bots(api, dsn, tmp_path_factory, embedder):
     started = []
     for name in ("a", "b"):
         home = tmp_path_factory.mktemp(f"bot_{name}")
-        port = _free_port()
+        port = free_port()
         config = home / "config.toml"
         config.write_text(
             f'[storage]\ndata_dir = "{home / "data"}"\nengine = "postgres"\ndsn = "{dsn}"\n\n'
@@ -150,7 +85,7 @@ def bots(api, dsn, tmp_path_factory, embedder):
             f'webhook_url = "https://bot.example.org{HOOK}"\nport = {port}\n',
             encoding="utf-8",
         )
-        started.append(WebhookBot(api, config, port, home / "run.err").start())
+        started.append(WebhookBot(api, config, port, home / "run.err", TOKEN).start())
     try:
         for bot in started:
             bot.wait_ready()
