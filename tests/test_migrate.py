@@ -22,6 +22,7 @@ from index.engine import BOT_TABLES
 from index.engines import DB_FILE, SQLiteEngine, open_engine
 from index.kb import KnowledgeBase
 from index.migrate import MigrationError, migrate
+from index.records import ArticleRecord, ChunkRecord, DuplicateArticle, content_hash
 from index.settings import IndexSettings
 from index.store import Store
 
@@ -211,6 +212,61 @@ def _answers(cli: CLI, data_dir: Path, config: str | None = None, engine: str = 
             lines.append(json.loads(result.out))
         out[command] = lines
     return out
+
+
+def test_import_article_keeps_every_id_and_refuses_a_taken_one(engine_settings):
+    """The store side of a copy, on each engine: own ids kept (passage ids need not be one run), counters
+    moved past them, and a taken id or text refused in one transaction that leaves nothing behind."""
+    Path(engine_settings.data_dir).mkdir()
+    with closing(open_engine(engine_settings).article_store()) as store:
+        vectors = np.eye(3, 4, dtype=np.float32)
+        store.import_article(_record(10, "Erster Text"), _chunks(10, [20, 21, 25]), vectors, "m", _terms(3))
+        assert [c.id for c in store.article_chunks(10)] == [20, 21, 25]
+        assert store.vectors_for([20, 21, 25])[1].tobytes() == vectors.tobytes()
+        assert store.id_counters() == {"articles": 10, "chunks": 25}
+        store.raise_id_counters({"articles": 4, "chunks": 40})  # raises, never lowers
+        assert store.id_counters() == {"articles": 10, "chunks": 40}
+        new_id, new_chunks = store.add_article(
+            {"title": "Neu", "text": "Ein neuer Text"},
+            [{"position": 0, "text": "Ein neuer Text", "start": 0, "end": 14}],
+            vectors[:1],
+            "m",
+            _terms(1),
+        )
+        assert (new_id, new_chunks) == (11, [41])
+        before = store.counts()
+        with pytest.raises(DuplicateArticle, match="#10 \\(same id\\)"):
+            store.import_article(_record(10, "Anderer Text"), _chunks(10, [50]), vectors[:1], "m", _terms(1))
+        with pytest.raises(DuplicateArticle, match="#10 \\(same text\\)"):
+            store.import_article(_record(12, "Erster Text"), _chunks(12, [50]), vectors[:1], "m", _terms(1))
+        with pytest.raises(ValueError, match="passage id 21 is taken"):
+            store.import_article(_record(13, "Dritter Text"), _chunks(13, [60, 21]), vectors[:2], "m", _terms(2))
+        assert store.counts() == before and store.integrity() == {k: 0 for k in store.integrity()}
+
+
+def _record(article_id: int, text: str) -> ArticleRecord:
+    return ArticleRecord(
+        id=article_id,
+        title=f"Titel {article_id}",
+        url=f"https://example.org/{article_id}",
+        source="test",
+        published="2026-01-02",
+        added_by="7",
+        added_at="2026-01-03T04:05:06+00:00",
+        content_hash=content_hash(text),
+        text=text,
+        language="de",
+    )
+
+
+def _chunks(article_id: int, ids: list[int]) -> list[ChunkRecord]:
+    return [
+        ChunkRecord(cid, article_id, i, f"Stück {cid}", i * 10, i * 10 + 8, "", None, "de") for i, cid in enumerate(ids)
+    ]
+
+
+def _terms(count: int) -> list[tuple[str, str]]:
+    return [("titel", f"stuck wort{i}") for i in range(count)]
 
 
 # --- refusals: one line, nothing changed -------------------------------------------------------
