@@ -874,7 +874,8 @@ def without_password(dsn: str) -> str:
     if parts.password is None:
         return dsn
     host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def parse_feed_id(value: str) -> int:
