@@ -833,6 +833,7 @@ def migration_target(to: str, config: Config):
         raise CommandError(f"--to {to} is a file, not a data dir")
     if not path.parent.is_dir():
         raise CommandError(f"--to {to}: its parent {path.parent} does not exist (create it first)")
+    path = path.resolve()  # the config line printed at the end must not depend on where the bot starts
     storage.engine, storage.dsn, storage.data_dir = "sqlite", "", str(path)
     return dataclasses.replace(config.index_settings(), data_dir=str(path), storage=storage)
 
