@@ -110,7 +110,8 @@ def compare(configs: dict, questions: list[str], embedder) -> dict:
     if len(lexical) == 2:
         first, second = lexical.values()
         same_order = sum(1 for a, b in zip(first, second, strict=True) if a == b)
-        overlap = sum(len(set(a) & set(b)) / max(1, len(a)) for a, b in zip(first, second, strict=True))
+        # Two empty lists (no question term in any passage) agree completely.
+        overlap = sum(len(set(a) & set(b)) / len(a) if a else float(not b) for a, b in zip(first, second, strict=True))
         out["lexical"] = {
             "same_top10_order": round(same_order / len(questions), 3),
             "top10_overlap": round(overlap / len(questions), 3),

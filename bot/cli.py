@@ -846,12 +846,18 @@ def _feeds_remove(args: argparse.Namespace, feeds) -> int:
 
 
 def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+    from index.feeds import FeedsBusy
+
     def report(result) -> None:
         print(format_poll(result), flush=True)
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
 
-    results = feeds.poll_due(report)
+    try:
+        results = feeds.poll_due(report)
+    except FeedsBusy as exc:
+        print(f"{exc}: nothing to do here")
+        return 0
     if not results:
         print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
     return 1 if any(r.status == "failed" for r in results) else 0
@@ -942,13 +948,22 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     token = resolve_token(config.telegram, dict(os.environ))
     protect_token(token)
     kb = open_kb(config)
-    log.info("index: %s", kb.open())
-    conversation = open_conversation(config, kb)
+    # Before the model loads and before the ledger takes back unfinished updates: a second poller
+    # (or a second process on a SQLite data dir) stops here, in one line, having changed nothing.
+    lock = kb.run_lock()
     try:
-        return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
+        refused = lock.acquire(polling=not config.telegram.webhook_url)
+        if refused is not None:
+            raise CommandError(refused)
+        log.info("index: %s", kb.open())
+        conversation = open_conversation(config, kb)
+        try:
+            return run_bot(config.telegram, conversation, token, config.llm if config.answer.mode == "llm" else None)
+        finally:
+            conversation.feedback.close()
+            conversation.feeds.close()
     finally:
-        conversation.feedback.close()
-        conversation.feeds.close()
+        lock.release()
         kb.close()
 
 

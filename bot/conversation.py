@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text, require_length
-from index.feeds import FeedError, FeedRecord, Feeds, PollResult
+from index.feeds import FeedError, FeedRecord, Feeds, FeedsBusy, PollResult
 from index.fetch import fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.records import ArticleRecord
@@ -531,7 +531,11 @@ class Conversation:
         if self.feeds is None:
             return []
         with self._exclusive(_no_progress, lang):
-            results = self.feeds.poll_due()
+            try:
+                results = self.feeds.poll_due()
+            except FeedsBusy:
+                log.info("another process is polling the feeds: this round is theirs")
+                return []
         self.kb.save_index()
         for result in results:
             if result.status == "failed":

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import hashlib
+import hmac
 import html
 import logging
 import os
 import re
-import secrets
 import signal
 import sys
 import time
@@ -726,11 +727,20 @@ async def poll(app: Application, settings: TelegramSettings, stop: asyncio.Event
         )
 
 
+def webhook_secret(token: str) -> str:
+    """The secret Telegram sends with each webhook update when [telegram] secret_token is unset.
+
+    Derived from the bot token, so every process of one bot expects the same one: a random secret
+    per process would let the last one started (its setWebhook) lock the others out.
+    """
+    return hmac.new(token.encode(), b"articlebot webhook secret", hashlib.sha256).hexdigest()
+
+
 async def start_webhook(app: Application, settings: TelegramSettings) -> None:
     """PTB's webhook server; it awaits the ledger's put before answering Telegram (see bot.updates)."""
     assert app.updater is not None
     # Without a secret anyone who finds the port could post updates as any user, admins included.
-    secret = settings.secret_token or secrets.token_urlsafe(32)
+    secret = settings.secret_token or webhook_secret(app.bot.token)
     await app.updater.start_webhook(
         listen=settings.listen,
         port=settings.port,
@@ -800,12 +810,14 @@ async def serve(
 ) -> None:
     """Run until ``stop`` is set; then finish every update already received before returning."""
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(WORKER_THREADS, "articlebot"))
+    recovering: asyncio.Task | None = None
     async with (watch or LoopWatch()).watching(), app:
         await app.start()
         try:
             await set_menu(app)
             queue: LedgerQueue = app.update_queue  # type: ignore[assignment]
             await queue.recover(app.bot)
+            recovering = asyncio.create_task(queue.keep_recovering(app.bot, stop))
             if settings.webhook_url:
                 await start_webhook(app, settings)
                 log.info("@%s is running (webhook on %s:%s)", app.bot.username, settings.listen, settings.port)
@@ -814,6 +826,10 @@ async def serve(
                 log.info("@%s is running (long polling)", app.bot.username)
                 await poll(app, settings, stop)
         finally:
+            if recovering is not None:
+                recovering.cancel()
+                with suppress(asyncio.CancelledError):
+                    await recovering
             if app.updater and app.updater.running:
                 await app.updater.stop()
             await app.stop()  # waits for every queued update to be handled

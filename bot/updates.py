@@ -3,7 +3,7 @@
 python-telegram-bot's own polling confirms a batch of updates to Telegram (the ``offset`` of the
 next getUpdates call) as soon as the batch is in its in-memory queue; a bot killed before it has
 answered them loses them. Here every update goes through the knowledge base's update ledger (the
-``updates`` table of its SQLite file) instead:
+``updates`` table of its database) instead:
 
 1. received: ``LedgerQueue.put`` records the update (with its JSON) and commits before it is queued;
    our polling loop (``poll``) asks for the next offset only after that put returned, so Telegram
@@ -16,17 +16,22 @@ answered them loses them. Here every update goes through the knowledge base's up
 On start, updates left received or processing by a killed process are queued again; ones tried
 ``MAX_ATTEMPTS`` times (an update that kills the bot every time) are given up, with a log line.
 An update already in the table is never queued again when Telegram repeats it (dedupe by id).
+A running bot looks again every ``RECOVER_EVERY`` seconds: with several processes on one database
+(webhook mode, PostgreSQL) one takes over what another left when it was killed. The ledger hands out
+only updates no live process holds, and the claim in step 2 is atomic across processes, so each
+update is answered by one process.
 
 The guarantee: at-least-once delivery into the table, and exactly-once answering except for one
 window per update: from the moment Telegram accepts the first message its handler sends until
-"answered" is committed (one SQLite write right after the handler returns). For a question that is
+"answered" is committed (one database write right after the handler returns). For a question that is
 its answer (all parts of a long one), so the window is the sending of the answer plus a few
 milliseconds; for /add it starts with the "Processing …" message, so it spans the indexing. A
 kill inside the window makes the restarted bot handle the update again: the answer (or the parts
 already sent) arrives twice; an /add sends its progress message again and ends in "Added" or, if
 the article was already committed, "already present". A kill anywhere else repeats nothing and
 loses nothing. Durable means across a killed process; against power loss it is as durable as
-SQLite with ``synchronous=NORMAL`` in WAL mode (the last commits may be lost).
+SQLite with ``synchronous=NORMAL`` in WAL mode (the last commits may be lost), or as the PostgreSQL server
+is configured.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from typing import Any, TypeVar
 from telegram import Bot, Update
 from telegram.ext import BaseUpdateProcessor
 
-from index.engine import ABANDONED, ANSWERED, FAILED, PROCESSING, RECEIVED, UpdateLedgerTable
+from index.engine import ABANDONED, ANSWERED, FAILED, PROCESSING, RECEIVED, StorageError, UpdateLedgerTable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ __all__ = [
 MAX_ATTEMPTS = 3
 # Telegram keeps unconfirmed updates for 24 hours: older finished rows can no longer be repeated.
 KEEP_FINISHED = timedelta(days=2)
+# How often a running bot takes over the updates of a process that was killed (see above).
+RECOVER_EVERY = 15.0
 # PTB's own limit on updates in progress: only a ceiling here, the lanes decide what runs (see
 # LedgerProcessor). Updates beyond it wait for PTB's semaphore instead of a lane's.
 MAX_WAITING = 4096
@@ -121,7 +128,7 @@ class UpdateLedger:
         self.table.finish(update_id, state)
 
     def recover(self) -> list[tuple[int, str]]:
-        """After a start: (id, JSON) of every update a previous process left unanswered, oldest first.
+        """(id, JSON) of every update a killed process left unanswered, now this process's; oldest first.
 
         Also gives up on updates tried ``MAX_ATTEMPTS`` times and forgets old finished ones.
         """
@@ -165,7 +172,7 @@ class LedgerQueue(asyncio.Queue):
                 log.info("update %s was recorded before: not queued again", update.update_id)
 
     async def recover(self, bot: Bot) -> int:
-        """Queue again what a previous process recorded but did not answer; how many."""
+        """Queue again what a killed process recorded but did not answer; how many."""
         rows = await self.ledger.run(self.ledger.recover)
         for update_id, payload in rows:
             try:
@@ -176,8 +183,21 @@ class LedgerQueue(asyncio.Queue):
                 continue
             await super().put(update)
         if rows:
-            log.info("handling %d updates left unanswered by the previous run", len(rows))
+            log.info("handling %d updates left unanswered by a process that stopped", len(rows))
         return len(rows)
+
+    async def keep_recovering(self, bot: Bot, stop: asyncio.Event, every: float = RECOVER_EVERY) -> None:
+        """Every ``every`` seconds until ``stop``: take over what processes killed meanwhile left."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.recover(bot)
+            except StorageError as exc:  # the database is away for a moment: the next round tries again
+                log.warning("looking for updates left by stopped processes failed: %s", exc)
 
 
 class LedgerProcessor(BaseUpdateProcessor):

@@ -8,6 +8,7 @@ the configured one. Nothing here imports an engine: the bot may import this modu
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
@@ -146,6 +147,35 @@ class AnswerLog(Protocol):
     def close(self) -> None: ...
 
 
+class SQLTransaction(Protocol):
+    def execute(self, sql: str, args: Sequence = ()) -> list[tuple]: ...  # its rows (SELECT, RETURNING), or []
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> None: ...
+
+
+@runtime_checkable
+class PortableSQL(Protocol):
+    """A connection for small tables written once for both engines (the feeds).
+
+    The SQL is what SQLite (>= 3.35) and PostgreSQL both speak: ``?`` placeholders, ``ON CONFLICT``,
+    ``RETURNING``, no ``INSERT OR …``. A transaction takes the write lock on SQLite (BEGIN IMMEDIATE)
+    and row locks as it goes on PostgreSQL.
+    """
+
+    def query(self, sql: str, args: Sequence = ()) -> list[tuple]: ...
+    def transaction(self) -> AbstractContextManager[SQLTransaction]: ...
+    # True inside while this process alone runs the work ``name``; False when another process runs it now.
+    def hold(self, name: str) -> AbstractContextManager[bool]: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class RunLock(Protocol):
+    """Held while a bot process runs: long polling only alone (Telegram allows one getUpdates consumer)."""
+
+    def acquire(self, polling: bool) -> str | None: ...  # None: ours now; else why not, one line
+    def release(self) -> None: ...
+
+
 @runtime_checkable
 class Engine(Protocol):
     """One configured storage engine: hands out the tables above, all in the same database.
@@ -162,3 +192,5 @@ class Engine(Protocol):
     def vector_index(self, settings: SearchSettings, model: str, dim: int) -> VectorSearchIndex: ...
     def update_ledger(self) -> UpdateLedgerTable: ...
     def answer_log(self) -> AnswerLog: ...
+    def portable_sql(self) -> PortableSQL: ...
+    def run_lock(self) -> RunLock: ...

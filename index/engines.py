@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import AnswerLog, ArticleStore, Engine, UpdateLedgerTable, VectorSearchIndex
+from .engine import AnswerLog, ArticleStore, Engine, PortableSQL, RunLock, UpdateLedgerTable, VectorSearchIndex
 from .errors import SetupError
 from .settings import IndexSettings, SearchSettings, StorageSettings
 
@@ -49,6 +49,16 @@ class SQLiteEngine:
         from .side_tables import SQLiteAnswerLog
 
         return SQLiteAnswerLog(self.path)
+
+    def portable_sql(self) -> PortableSQL:
+        from .side_tables import SQLitePortableSQL
+
+        return SQLitePortableSQL(self.path)
+
+    def run_lock(self) -> RunLock:
+        from .side_tables import SQLiteRunLock
+
+        return SQLiteRunLock(self.data_dir)
 
 
 class PostgresEngine:
@@ -104,6 +114,16 @@ class PostgresEngine:
         from .pg_side_tables import PgAnswerLog
 
         return PgAnswerLog(self.storage)
+
+    def portable_sql(self) -> PortableSQL:
+        from .pg_side_tables import PgPortableSQL
+
+        return PgPortableSQL(self.storage)
+
+    def run_lock(self) -> RunLock:
+        from .pg_side_tables import PgRunLock
+
+        return PgRunLock(self.storage)
 
 
 def open_engine(settings: IndexSettings) -> Engine:

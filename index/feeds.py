@@ -1,7 +1,8 @@
 """Feeds (RSS 2.0, RSS 1.0, Atom): subscriptions, and one poll of a feed that adds its new items.
 
-The ``feeds`` and ``feed_items`` tables (``index.schema``, migration 4) live in the knowledge base's
-SQLite file, behind a connection of their own. A poll is a conditional GET (an unchanged feed costs
+The ``feeds`` and ``feed_items`` tables live in the knowledge base's database (SQLite: ``index.schema``
+migration 4; PostgreSQL: ``index.postgres``), behind a connection of their own from the engine
+(``PortableSQL``: one set of SQL for both engines). A poll is a conditional GET (an unchanged feed costs
 one request and a 304) through the same SSRF-safe fetcher as ``/add``; each new item's page is fetched
 and added like ``/add <url>``, with the item's title, link, date and summary filling in what the page
 lacks.
@@ -18,8 +19,6 @@ import hashlib
 import html
 import logging
 import re
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,11 +28,11 @@ from urllib.parse import urlsplit
 
 import feedparser
 
+from .engine import SQLTransaction
 from .extract import Document, ExtractionError, clean_text, require_length
 from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
 from .records import ArticleNotFound, DuplicateArticle, normalize_url
-from .schema import open_migrated
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,10 @@ ADDED, DUPLICATE, SKIPPED, FAILED = "added", "duplicate", "skipped", "failed"
 
 class FeedError(Exception):
     """A feed problem, phrased for the person who asked."""
+
+
+class FeedsBusy(FeedError):
+    """Another process is polling the feeds right now (a second bot process, a cron job)."""
 
 
 @dataclass
@@ -173,43 +176,38 @@ class Feeds:
         self.kb = kb
         self.backfill = backfill
         self.clock = clock
-        # The feeds and feed_items tables are migration 4 (index.schema).
-        self._conn = open_migrated(kb.state_path)
-        self._lock = threading.Lock()
+        self._sql = kb.engine.portable_sql()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._sql.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> Iterator[SQLTransaction]:
+        with self._sql.transaction() as tx:
+            yield tx
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        return self._sql.query(sql, args)
 
     # --- subscriptions ------------------------------------------------------------------------
 
     def add(self, url: str) -> FeedRecord:
         url = check_feed_url(url)
         key = normalize_url(url)
-        with self._transaction() as conn:
-            row = conn.execute("SELECT id FROM feeds WHERE url_key = ?", (key,)).fetchone()
-            if row:
-                raise FeedError(f"already subscribed as feed #{row[0]}")
-            cursor = conn.execute(
-                "INSERT INTO feeds (url, url_key, added_at) VALUES (?, ?, ?)", (url, key, _iso(self.clock()))
-            )
-            feed_id = int(cursor.lastrowid)
-        return self.get(feed_id)
+        with self._transaction() as tx:
+            created = []
+            existing = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
+            if not existing:  # (looked up first: on PostgreSQL a conflicting INSERT still uses up an id)
+                # ON CONFLICT: two admins subscribing at once (in two processes) get one feed.
+                created = tx.execute(
+                    "INSERT INTO feeds (url, url_key, added_at) VALUES (?, ?, ?) ON CONFLICT (url_key) DO NOTHING "
+                    "RETURNING id",
+                    (url, key, _iso(self.clock())),
+                )
+                existing = created or tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
+            if not created:
+                raise FeedError(f"already subscribed as feed #{existing[0][0]}")
+        return self.get(int(created[0][0]))
 
     def get(self, feed_id: int) -> FeedRecord:
         rows = self._query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
@@ -223,9 +221,9 @@ class Feeds:
     def remove(self, feed_id: int) -> FeedRecord:
         """Unsubscribe; the articles it brought stay."""
         feed = self.get(feed_id)
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM feed_items WHERE feed_id = ?", (feed_id,))
-            conn.execute("DELETE FROM feeds WHERE id = ?", (feed_id,))
+        with self._transaction() as tx:
+            tx.execute("DELETE FROM feed_items WHERE feed_id = ?", (feed_id,))
+            tx.execute("DELETE FROM feeds WHERE id = ?", (feed_id,))
         return feed
 
     # --- polling ------------------------------------------------------------------------------
@@ -235,7 +233,17 @@ class Feeds:
         return [f for f in self.list() if f.next_try is None or f.next_try <= now]
 
     def poll_due(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
-        """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other."""
+        """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other.
+
+        One process at a time: FeedsBusy while another (a second bot process on the same database, a
+        cron job) is polling, so two never fetch and embed the same new items at once.
+        """
+        with self._sql.hold("feed polling") as ours:
+            if not ours:
+                raise FeedsBusy("another process is polling the feeds right now")
+            return self._poll_due(on_result)
+
+    def _poll_due(self, on_result: Callable[[PollResult], None] | None) -> list[PollResult]:
         results = []
         for feed in self.due():
             try:
@@ -278,10 +286,10 @@ class Feeds:
         if feed.last_success is None and not known and len(items) > self.backfill:
             left_out = newest_first[self.backfill :]
             now = _iso(self.clock())
-            with self._transaction() as conn:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO feed_items (feed_id, guid, url, url_key, content_hash, status, seen_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            with self._transaction() as tx:
+                tx.executemany(
+                    "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, seen_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, guid) DO NOTHING",
                     [(feed.id, i.guid, i.url, normalize_url(i.url), i.content_hash, SKIPPED, now) for i in left_out],
                 )
             result.skipped = len(left_out)
@@ -338,27 +346,33 @@ class Feeds:
             ours = self.kb.article(article_id).added_by == f"feed:{feed.id}"
         except ArticleNotFound:
             ours = False
-        with self._transaction() as conn:
-            recorded = conn.execute(
+        with self._transaction() as tx:
+            # Locks the feed's row first (SQLite's BEGIN IMMEDIATE already serialises): two processes
+            # polling the same feed check and record its items one after the other.
+            tx.execute("UPDATE feeds SET items_added = items_added WHERE id = ?", (feed.id,))
+            recorded = tx.execute(
                 "SELECT 1 FROM feed_items WHERE feed_id = ? AND guid = ? AND status IN (?, ?)",
                 (feed.id, item.guid, ADDED, DUPLICATE),
-            ).fetchone()
+            )
             if recorded:  # another process polling the same feed got here first
                 result.duplicates += 1
                 return
-            claimed = conn.execute(
+            claimed = tx.execute(
                 "SELECT 1 FROM feed_items WHERE feed_id = ? AND article_id = ? AND status = ?",
                 (feed.id, article_id, ADDED),
-            ).fetchone()
+            )
             status = ADDED if ours and not claimed else DUPLICATE
-            conn.execute(
-                "INSERT OR REPLACE INTO feed_items (feed_id, guid, url, url_key, article_id, content_hash, status, "
-                "attempts, error, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+            tx.execute(
+                "INSERT INTO feed_items (feed_id, guid, url, url_key, article_id, content_hash, status, "
+                "attempts, error, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, ?) ON CONFLICT (feed_id, guid) "
+                "DO UPDATE SET url = excluded.url, url_key = excluded.url_key, article_id = excluded.article_id, "
+                "content_hash = excluded.content_hash, status = excluded.status, attempts = 0, error = NULL, "
+                "seen_at = excluded.seen_at",
                 (feed.id, item.guid, item.url, normalize_url(item.url), article_id, item.content_hash, status,
                  _iso(self.clock())),
             )  # fmt: skip
             if status == ADDED:
-                conn.execute("UPDATE feeds SET items_added = items_added + 1 WHERE id = ?", (feed.id,))
+                tx.execute("UPDATE feeds SET items_added = items_added + 1 WHERE id = ?", (feed.id,))
         if status == ADDED:
             result.added.append(article_id)
         else:
@@ -377,27 +391,27 @@ class Feeds:
         except ExtractionError as exc:
             result.item_errors.append(f"{item.url or item.guid}: {exc}")
             return  # the old hash stays, so the next poll tries again
-        with self._transaction() as conn:
-            conn.execute(
+        with self._transaction() as tx:
+            tx.execute(
                 "UPDATE feed_items SET content_hash = ? WHERE feed_id = ? AND guid = ?",
                 (item.content_hash, feed.id, item.guid),
             )
 
     def _item_failed(self, feed: FeedRecord, item: Item, error: str, result: PollResult) -> None:
         result.item_errors.append(f"{item.url or item.guid}: {error}")
-        with self._transaction() as conn:
-            conn.execute(
+        with self._transaction() as tx:
+            tx.execute(
                 "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, attempts, error, seen_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (feed_id, guid) DO UPDATE SET "
-                "attempts = attempts + 1, error = excluded.error, seen_at = excluded.seen_at",
+                "attempts = feed_items.attempts + 1, error = excluded.error, seen_at = excluded.seen_at",
                 (feed.id, item.guid, item.url, normalize_url(item.url), item.content_hash, FAILED, error,
                  _iso(self.clock())),
             )  # fmt: skip
 
     def _succeeded(self, feed: FeedRecord, title: str | None, etag: str | None, last_modified: str | None) -> None:
         now = _iso(self.clock())
-        with self._transaction() as conn:
-            conn.execute(
+        with self._transaction() as tx:
+            tx.execute(
                 "UPDATE feeds SET title = coalesce(?, title), etag = coalesce(?, etag), "
                 "last_modified = coalesce(?, last_modified), last_check = ?, last_success = ?, last_error = NULL, "
                 "failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
@@ -410,8 +424,8 @@ class Feeds:
         wait = min(FIRST_BACKOFF * 2 ** min(failures - 1, 20), MAX_BACKOFF)
         since = feed.failing_since or _iso(now)
         alert = not feed.notified and now - datetime.fromisoformat(since) >= NOTIFY_AFTER
-        with self._transaction() as conn:
-            conn.execute(
+        with self._transaction() as tx:
+            tx.execute(
                 "UPDATE feeds SET last_check = ?, last_error = ?, failures = ?, next_try = ?, failing_since = ?, "
                 "notified = ? WHERE id = ?",
                 (_iso(now), error, failures, _iso(now + wait), since, int(feed.notified or alert), feed.id),

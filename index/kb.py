@@ -18,7 +18,7 @@ import numpy as np
 from .cache import LRU
 from .chunking import Chunk, chunk_text
 from .embedding import Embedder, load_embedder
-from .engine import AnswerLog, ArticleStore, Engine, UpdateLedgerTable, VectorSearchIndex
+from .engine import AnswerLog, ArticleStore, Engine, RunLock, UpdateLedgerTable, VectorSearchIndex
 from .engines import DB_FILE, open_engine
 from .errors import SetupError
 from .extract import Document, ExtractionError, require_length
@@ -408,6 +408,10 @@ class KnowledgeBase:
         several bot processes on one PostgreSQL database share it.
         """
         return self.engine.update_ledger()
+
+    def run_lock(self) -> RunLock:
+        """The lock a bot process holds while it runs (``acquire(polling)`` says when it may not run)."""
+        return self.engine.run_lock()
 
     def answer_log(self) -> AnswerLog:
         """The answers the bot gave and the votes on them (a connection of its own; the caller closes it)."""

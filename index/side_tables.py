@@ -1,16 +1,23 @@
-"""The bot's own tables in the knowledge base's SQLite file: the update ledger, answers and votes.
+"""The bot's own tables in the knowledge base's SQLite file: the update ledger, answers and votes; also the
+portable SQL connection the feeds use, and the run lock (one bot process per SQLite data dir).
 
-The SQL lives here, on the storage side, behind the ``UpdateLedgerTable`` and ``AnswerLog`` protocols of
-``index.engine``; the bot holds the policy (what a state means, when to give up) and never sees SQLite.
-Each table object has a connection of its own: the store's write lock is never held for a vote or an update.
+The SQL lives here, on the storage side, behind the ``UpdateLedgerTable``, ``AnswerLog``, ``PortableSQL`` and
+``RunLock`` protocols of ``index.engine``; the bot holds the policy (what a state means, when to give up) and
+never sees SQLite. Each table object has a connection of its own: the store's write lock is never held for a
+vote or an update. PostgreSQL's versions, for several processes, are in ``index.pg_side_tables``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
+import socket
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,12 +38,16 @@ class SQLiteUpdateLedger:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Unfinished updates this ledger recorded, claimed or took back since it was opened: queued in
+        # this process, so ``recover`` leaves them alone (the run lock makes this the only process).
+        self._mine: set[int] = set()
 
     def open(self) -> None:
         with self._lock:
             if self._conn is not None:
                 return
             self._conn = open_migrated(self.path)
+            self._mine = set()
 
     def close(self) -> None:
         with self._lock:
@@ -74,20 +85,22 @@ class SQLiteUpdateLedger:
             except sqlite3.Error as exc:
                 # The bot retries a batch it could not record; it knows no sqlite3.
                 raise StorageError(f"recording updates failed: {exc}") from exc
+            self._mine.update(new)
         return new
 
     def begin(self, update_id: int) -> bool:
         """Claim an update for handling; False when it was handled (or given up) before."""
         with self._lock:
-            row = self.conn.execute("SELECT state FROM updates WHERE update_id = ?", (update_id,)).fetchone()
-            if row is None:
-                return True  # not from our queue (a test calling process_update): nothing to dedupe against
-            if row[0] != RECEIVED:
-                return False
-            self.conn.execute(
-                "UPDATE updates SET state = ?, attempts = attempts + 1 WHERE update_id = ?", (PROCESSING, update_id)
-            )
-        return True
+            # One statement: the claim is atomic even if another connection claims at the same moment.
+            claimed = self.conn.execute(
+                "UPDATE updates SET state = ?, attempts = attempts + 1 WHERE update_id = ? AND state = ? RETURNING 1",
+                (PROCESSING, update_id, RECEIVED),
+            ).fetchall()
+            if claimed:
+                self._mine.add(update_id)
+                return True
+            known = self.conn.execute("SELECT 1 FROM updates WHERE update_id = ?", (update_id,)).fetchall()
+        return not known  # not from our queue (a test calling process_update): nothing to dedupe against
 
     def finish(self, update_id: int, state: str) -> None:
         """Mark an update answered or failed; whichever comes first stays."""
@@ -96,38 +109,45 @@ class SQLiteUpdateLedger:
                 "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ? AND state IN (?, ?)",
                 (state, _stamp(), update_id, RECEIVED, PROCESSING),
             )
+            self._mine.discard(update_id)
 
     def recover(self, max_attempts: int, keep_finished: timedelta) -> tuple[list[int], list[tuple[int, str]]]:
-        """(ids given up, (id, JSON) of every update left unanswered, oldest first), in one transaction.
+        """(ids given up, (id, JSON) of the unanswered updates no live ledger holds, oldest first), in one transaction.
 
-        Updates left processing go back to received; those tried ``max_attempts`` times are given up;
-        finished ones older than ``keep_finished`` are forgotten.
+        Run when the bot starts, and again from time to time: updates a killed process left received or
+        processing go back to received and become this ledger's (the caller queues them); those tried
+        ``max_attempts`` times are given up; finished ones older than ``keep_finished`` are forgotten.
+        Updates this ledger holds itself (queued or being answered here) are left alone.
         """
         with self._lock:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("UPDATE updates SET state = ? WHERE state = ?", (RECEIVED, PROCESSING))
-                given_up = [
-                    row[0]
+                left = [
+                    row
                     for row in conn.execute(
-                        "SELECT update_id FROM updates WHERE state = ? AND attempts >= ?", (RECEIVED, max_attempts)
+                        "SELECT update_id, attempts, payload FROM updates WHERE state IN (?, ?) ORDER BY update_id",
+                        (RECEIVED, PROCESSING),
                     )
+                    if row[0] not in self._mine
                 ]
-                conn.execute(
-                    "UPDATE updates SET state = ?, finished_at = ? WHERE state = ? AND attempts >= ?",
-                    (ABANDONED, _stamp(), RECEIVED, max_attempts),
+                given_up = [update_id for update_id, attempts, _ in left if attempts >= max_attempts]
+                taken = [(update_id, payload) for update_id, attempts, payload in left if attempts < max_attempts]
+                conn.executemany("UPDATE updates SET state = ? WHERE update_id = ?", [(RECEIVED, i) for i, _ in taken])
+                conn.executemany(
+                    "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ?",
+                    [(ABANDONED, _stamp(), i) for i in given_up],
                 )
                 cutoff = _stamp(datetime.now(UTC) - keep_finished)
-                conn.execute("DELETE FROM updates WHERE state != ? AND received_at < ?", (RECEIVED, cutoff))
-                rows = conn.execute(
-                    "SELECT update_id, payload FROM updates WHERE state = ? ORDER BY update_id", (RECEIVED,)
-                ).fetchall()
+                conn.execute(
+                    "DELETE FROM updates WHERE state NOT IN (?, ?) AND received_at < ?", (RECEIVED, PROCESSING, cutoff)
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return given_up, [(row[0], row[1]) for row in rows]
+            self._mine.update(i for i, _ in taken)
+        return given_up, taken
 
     def states(self) -> dict[int, str]:
         """Every recorded update's state (for tests and diagnostics)."""
@@ -215,3 +235,105 @@ class SQLiteAnswerLog:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteTransaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        return self.conn.execute(sql, tuple(args)).fetchall()
+
+    def executemany(self, sql: str, rows: Iterable[Sequence]) -> None:
+        self.conn.executemany(sql, rows)
+
+
+class SQLitePortableSQL:
+    """``index.engine.PortableSQL`` on the SQLite file: a connection of its own, calls serialised by a lock."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._conn = open_migrated(self.path)
+        self._lock = threading.Lock()
+
+    def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(args)).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteTransaction]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteTransaction(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[bool]:
+        """True inside while no other process holds ``name`` (a lock file beside the database, freed if we die)."""
+        fd = os.open(self.path.parent / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                ours = True
+            except BlockingIOError:
+                ours = False
+            yield ours
+        finally:
+            os.close(fd)  # releases the lock
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+RUN_LOCK_FILE = "bot.lock"
+
+
+class SQLiteRunLock:
+    """A lock file in the data dir (``flock``): one bot process per SQLite data dir, in either mode.
+
+    One, because the SQLite ledger's start takes back every unfinished update (it knows no other
+    process); several bot processes share a PostgreSQL database instead. The kernel drops the lock
+    when the process dies, however it dies: a stale file never blocks a start.
+    """
+
+    def __init__(self, data_dir: Path | str):
+        self.path = Path(data_dir) / RUN_LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, polling: bool) -> str | None:
+        """None when this process may run now; else why not, in one line naming the other process."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            if polling:
+                return (
+                    f"another bot process runs on {self.path.parent}: {holder}. Telegram gives updates to one "
+                    "long-polling process only; for several processes, run each in webhook mode "
+                    '([telegram] webhook_url, its own port) on a shared PostgreSQL ([storage] engine = "postgres")'
+                )
+            return (
+                f"another bot process runs on {self.path.parent}: {holder}. A SQLite data dir serves one bot "
+                'process; for several, share a PostgreSQL database ([storage] engine = "postgres")'
+            )
+        since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+        mode = "long polling" if polling else "webhook"
+        me = f"articlebot pid {os.getpid()} on {socket.gethostname()} since {since} UTC ({mode})"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode("utf-8"), 0)
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the file releases the lock
+            self._fd = None

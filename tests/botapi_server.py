@@ -367,6 +367,13 @@ class BotApiServer:
         with self.cond:
             return all(u["update_id"] != update_id for u in self.pending)
 
+    def take_updates(self) -> list[dict]:
+        """Every pending update, now the test's to deliver (in webhook mode it POSTs them, as Telegram would)."""
+        with self.cond:
+            taken, self.pending = self.pending, []
+            self.delivered.update(u["update_id"] for u in taken)
+            return taken
+
     # --- the protocol -------------------------------------------------------------------------
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -11,11 +11,13 @@ from newsroom import add_ferry_and_solar
 from util_cli import CLI
 
 from index import engine
+from index.engines import PostgresEngine, SQLiteEngine
 from index.kb import DB_FILE, KnowledgeBase
+from index.pg_side_tables import PgAnswerLog, PgPortableSQL, PgRunLock, PgUpdateLedger
 from index.pg_store import PgStore
 from index.pg_vectors import PgVectorIndex
 from index.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-from index.side_tables import SQLiteAnswerLog, SQLiteUpdateLedger
+from index.side_tables import SQLiteAnswerLog, SQLitePortableSQL, SQLiteRunLock, SQLiteUpdateLedger
 from index.store import Store
 from index.vectors import VectorIndex
 
@@ -26,6 +28,14 @@ IMPLEMENTATIONS = [
     (engine.VectorSearchIndex, PgVectorIndex),
     (engine.UpdateLedgerTable, SQLiteUpdateLedger),
     (engine.AnswerLog, SQLiteAnswerLog),
+    (engine.PortableSQL, SQLitePortableSQL),
+    (engine.RunLock, SQLiteRunLock),
+    (engine.UpdateLedgerTable, PgUpdateLedger),
+    (engine.AnswerLog, PgAnswerLog),
+    (engine.PortableSQL, PgPortableSQL),
+    (engine.RunLock, PgRunLock),
+    (engine.Engine, SQLiteEngine),
+    (engine.Engine, PostgresEngine),
 ]
 
 
@@ -45,22 +55,38 @@ def test_the_sqlite_and_faiss_classes_implement_the_protocols(protocol, implemen
         assert have == want, f"{implementation.__name__}.{name}{have} differs from the protocol's {want}"
 
 
-def test_the_knowledge_base_holds_its_engines_through_the_protocols(kb):
+@pytest.fixture
+def any_kb(engine_settings, embedder):
+    """A knowledge base on each engine."""
+    knowledge_base = KnowledgeBase(engine_settings, embedder=embedder)
+    yield knowledge_base
+    knowledge_base.close()
+
+
+def test_the_knowledge_base_holds_its_engines_through_the_protocols(any_kb):
+    kb = any_kb
     add_ferry_and_solar(kb)
+    assert isinstance(kb.engine, engine.Engine)
     assert isinstance(kb.store, engine.ArticleStore)
     assert isinstance(kb.vectors, engine.VectorSearchIndex)
     assert kb.vectors.count == kb.counts()["chunks"] and kb.vectors.kind
-    ledger, log = kb.update_ledger(), kb.answer_log()
+    ledger, log, sql, lock = kb.update_ledger(), kb.answer_log(), kb.engine.portable_sql(), kb.run_lock()
     try:
         assert isinstance(ledger, engine.UpdateLedgerTable) and isinstance(log, engine.AnswerLog)
+        assert isinstance(sql, engine.PortableSQL) and isinstance(lock, engine.RunLock)
+        assert sql.query("SELECT count(*) FROM articles") == [(2,)], "the same database as the store"
         ledger.open()
         assert ledger.record([(5, "{}")]) == [5]
+        assert ledger.recover(3, timedelta(days=2)) == ([], []), "update 5 is this process's"
+        ledger.close()
+        ledger.open()  # as the next process: it takes over what the last one left
         assert ledger.recover(3, timedelta(days=2)) == ([], [(5, "{}")])
         answer_id = log.record_answer({"chat_id": 1, "question": "q", "answer": "a", "found": 1, "citations": []})
         assert log.vote(answer_id, 9, 1) and log.counts() == {"answers": 1, "up": 1, "down": 0}
     finally:
         ledger.close()
         log.close()
+        sql.close()
 
 
 # --- migrations -------------------------------------------------------------------------------

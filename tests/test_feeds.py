@@ -1,4 +1,7 @@
-"""Feeds: one poll adds new items like /add <url>; dedup, backfill, 304, back-off, refreshes, kills."""
+"""Feeds: one poll adds new items like /add <url>; dedup, backfill, 304, back-off, refreshes, kills.
+
+On both engines: ``kb_net`` here is a knowledge base on SQLite and on PostgreSQL (``engine_settings``).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from util_cli import CLI
 from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
-from index.feeds import FeedError, Feeds
+from index.engines import SQLiteEngine
+from index.feeds import FeedError, Feeds, FeedsBusy
 from index.fetch import fetch_document
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
@@ -37,6 +42,15 @@ class Clock:
 @pytest.fixture
 def clock():
     return Clock()
+
+
+@pytest.fixture
+def kb_net(engine_settings, embedder):
+    """A knowledge base on each engine that may fetch from the loopback site."""
+    engine_settings.fetch = FETCH
+    knowledge_base = KnowledgeBase(engine_settings, embedder=embedder)
+    yield knowledge_base
+    knowledge_base.close()
 
 
 @pytest.fixture
@@ -214,6 +228,22 @@ def test_changed_entry_refreshes_its_article_and_broken_item_pages_are_retried(f
     assert site.hits["/nowhere"] == 3  # tried on three polls, then left alone
 
 
+def test_one_process_polls_the_feeds_at_a_time(feeds, kb_net, site):
+    feed = feeds.add(publish(site, "/feed", rss2(serve_stories(site, [1]))))
+    other = kb_net.engine.portable_sql()  # as another process (a second bot, a cron job) holds it
+    try:
+        with other.hold("feed polling") as ours:
+            assert ours
+            with pytest.raises(FeedsBusy, match="another process is polling the feeds"):
+                feeds.poll_due()
+            assert site.hits.get("/feed", 0) == 0 and kb_net.counts()["articles"] == 0
+            with other.hold("something else") as theirs:
+                assert theirs, "holds of other names are independent"
+    finally:
+        other.close()
+    assert [(r.feed_id, len(r.added)) for r in feeds.poll_due()] == [(feed.id, 1)]
+
+
 def test_feed_subscriptions_refuse_bad_input(feeds):
     with pytest.raises(FeedError, match="not an http"):
         feeds.add("ftp://example.org/feed")
@@ -239,6 +269,13 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
         assert added.code == 0 and added.out.startswith("subscribed feed #1: ")
         again = cli("feeds", "add", url, config=config)
         assert (again.code, again.err.strip()) == (1, "articlebot: already subscribed as feed #1")
+        other = SQLiteEngine(tmp_path / "data").portable_sql()  # a running bot's poll, say
+        try:
+            with other.hold("feed polling"):
+                busy = cli("feeds", "poll", config=config)
+        finally:
+            other.close()
+        assert (busy.code, busy.out) == (0, "another process is polling the feeds right now: nothing to do here\n")
         polled = cli("feeds", "poll", config=config)
         assert polled.code == 0, polled.err
         assert polled.out.strip() == (
@@ -264,7 +301,14 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
         cli.close()
 
 
-def _articles(db: Path) -> list[tuple[int, str]]:
+def _articles(settings: IndexSettings) -> list[tuple[int, str]]:
+    """(id, url) of every article, read from outside the process that adds them."""
+    if settings.storage.engine == "postgres":
+        with psycopg.connect(settings.storage.dsn) as conn:
+            if conn.execute("SELECT to_regclass('articles')").fetchone()[0] is None:
+                return []
+            return conn.execute("SELECT id, url FROM articles ORDER BY id").fetchall()
+    db = Path(settings.data_dir) / DB_FILE
     if not db.exists():
         return []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
@@ -276,15 +320,19 @@ def _articles(db: Path) -> list[tuple[int, str]]:
         conn.close()
 
 
-def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder):
+def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder, engine_settings):
     """A real ``articlebot feeds poll`` process, SIGKILLed after its second article, then run again."""
     site = Site(delay=0.4)
     try:
         entries = serve_stories(site, range(1, 9))
         url = publish(site, "/feed", rss2(entries), etag='"e1"')
         config = tmp_path / "config.toml"
-        config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 10.0\n")
-        data = tmp_path / "data"
+        storage = engine_settings.storage
+        config.write_text(
+            f'[storage]\nengine = "{storage.engine}"\ndsn = "{storage.dsn}"\n\n'
+            "[fetch]\nallow_private_addresses = true\ntimeout = 10.0\n"
+        )
+        data = Path(engine_settings.data_dir)
         script = Path(sys.executable).with_name("articlebot")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
         base = [*command, "--config", str(config), "--data-dir", str(data)]
@@ -292,27 +340,30 @@ def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder):
 
         proc = subprocess.Popen([*base, "feeds", "poll"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
         deadline = time.monotonic() + 120
-        while len(_articles(data / DB_FILE)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        while len(_articles(engine_settings)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        killed_with = len(_articles(data / DB_FILE))
+        killed_with = len(_articles(engine_settings))
         assert proc.returncode == -signal.SIGKILL and 2 <= killed_with < 8
 
         done = subprocess.run([*base, "feeds", "poll"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert done.returncode == 0, done.stderr
-        articles = _articles(data / DB_FILE)
+        articles = _articles(engine_settings)
         assert sorted(u for _, u in articles) == sorted(e.link for e in entries)  # each item once
-        kb = KnowledgeBase(IndexSettings(data_dir=str(data), fetch=FETCH), embedder=embedder)
+        engine_settings.fetch = FETCH
+        kb = KnowledgeBase(engine_settings, embedder=embedder)
         feeds = Feeds(kb)
+        sql = kb.engine.portable_sql()
         try:
             assert kb.store.integrity() == ZERO_INTEGRITY
             assert not article_problems(kb) and not index_problems(kb)
             (feed,) = feeds.list()
             assert feed.items_added == 8 and feed.etag == '"e1"'
-            statuses = kb.store.reader().execute("SELECT status, count(*) FROM feed_items GROUP BY status").fetchall()
+            statuses = sql.query("SELECT status, count(*) FROM feed_items GROUP BY status")
             assert [tuple(r) for r in statuses] == [("added", 8)]
         finally:
+            sql.close()
             feeds.close()
             kb.close()
     finally:

@@ -1,5 +1,7 @@
 """The real ``articlebot run`` process: restarts lose no update and repeat none; bad starts fail clearly.
 
+The module runs once per engine (SQLite, PostgreSQL); the ledger's own tests are in test_side_tables.py.
+
 The Bot API server runs in this process and outlives the bot processes, as Telegram does. Holds
 on the server freeze the bot at known points: replies in flight (a slow answer) and the getUpdates
 call that would confirm a batch. Then the bot is killed (SIGKILL) or stopped (SIGTERM).
@@ -7,23 +9,24 @@ call that would confirm a batch. Then the bot is killed (SIGKILL) or stopped (SI
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from botapi_server import BotApiServer
 from newsroom import FERRY, SOLAR
-from telegram import Update
 
-from bot.updates import ABANDONED, ANSWERED, FAILED, MAX_ATTEMPTS, PROCESSING, RECEIVED, UpdateLedger
+from bot.updates import ANSWERED, PROCESSING
 from index.extract import from_text
 from index.kb import DB_FILE, KnowledgeBase
-from index.settings import IndexSettings
-from index.side_tables import SQLiteUpdateLedger, read_states
+from index.settings import IndexSettings, StorageSettings
+from index.side_tables import read_states
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +97,20 @@ def api():
     server.stop()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def storage(request) -> StorageSettings:
+    """The engine the bot processes of this module run on (the whole module runs once per engine)."""
+    if request.param == "postgres":
+        return StorageSettings(engine="postgres", dsn=request.getfixturevalue("postgres_server").create_database())
+    return StorageSettings()
+
+
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, embedder) -> Path:
+def data_dir(tmp_path_factory, embedder, storage) -> Path:
     path = tmp_path_factory.mktemp("restart")
-    kb = KnowledgeBase(IndexSettings(data_dir=str(path)), embedder=embedder)
+    settings = IndexSettings(data_dir=str(path))
+    settings.storage = dataclasses.replace(storage, data_dir=str(path))
+    kb = KnowledgeBase(settings, embedder=embedder)
     for text in (FERRY, SOLAR):
         kb.add(from_text(text))
     kb.close()
@@ -105,12 +118,12 @@ def data_dir(tmp_path_factory, embedder) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bot(api, data_dir, tmp_path_factory, embedder):
+def bot(api, data_dir, storage, tmp_path_factory, embedder):
     config = data_dir / "config.toml"
     # The runtime that embedded the articles, whatever today's default is (USE has only one).
     embedding = f'[embedding]\nruntime = "{embedder.runtime}"\n\n' if hasattr(embedder, "runtime") else ""
     config.write_text(
-        f'[storage]\ndata_dir = "{data_dir}"\n\n'
+        f'[storage]\ndata_dir = "{data_dir}"\nengine = "{storage.engine}"\ndsn = "{storage.dsn}"\n\n'
         + embedding
         + f'[telegram]\nbase_url = "{api.base_url}"\npoll_timeout = 1.0\nrate_limit_per_minute = 0\n',
         encoding="utf-8",
@@ -131,8 +144,18 @@ def ask(api: BotApiServer, n: int, user: dict | None = None) -> tuple[dict, str]
     return api.send_text(user, api.private_chat(user), question), expected
 
 
+def read_ledger(data_dir: Path) -> dict[int, str]:
+    """The update ledger of the module's knowledge base, read from outside the bot, on either engine."""
+    config = (data_dir / "config.toml").read_text(encoding="utf-8")
+    dsn = re.search(r'^dsn = "(.+)"$', config, re.M)
+    if dsn is None:
+        return read_states(data_dir / DB_FILE)
+    with psycopg.connect(dsn.group(1)) as conn:
+        return dict(conn.execute("SELECT update_id, state FROM updates").fetchall())
+
+
 def states(data_dir: Path, api: BotApiServer, messages: list[dict]) -> list[str | None]:
-    found = read_states(data_dir / DB_FILE)
+    found = read_ledger(data_dir)
     return [found.get(api.update_id_of(m)) for m in messages]
 
 
@@ -221,6 +244,26 @@ def test_graceful_restart_finishes_what_is_in_flight(api, bot, data_dir):
     assert "Traceback" not in bot.stderr.read_text()
 
 
+def test_a_second_process_is_refused_in_one_line_while_one_polls(api, bot, data_dir, tmp_path):
+    bot.start()
+    try:
+        asked = [ask(api, 0)]
+        api.wait_for(lambda: all_answered(data_dir, api, [m for m, _ in asked]), WAIT, "the answer")
+        result = _run_once(bot.config, tmp_path, TOKEN)
+        assert bot.proc.poll() is None, "the first process runs on"
+        later = [ask(api, 1)]
+        api.wait_for(lambda: all_answered(data_dir, api, [m for m, _ in later]), WAIT, "the next answer")
+    finally:
+        assert bot.terminate() == 0
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("articlebot: "), lines
+    assert "already run on" in lines[0] or "another bot process runs on" in lines[0]
+    assert f"articlebot pid {bot.proc.pid} on " in lines[0] and "(long polling)" in lines[0]
+    assert "webhook_url" in lines[0]
+    assert_one_answer_each(api, asked + later)
+
+
 def _run_once(config: Path, cwd: Path, token: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_BOT_TOKEN", "ARTICLEBOT_CONFIG")}
     if token is not None:
@@ -252,48 +295,3 @@ def test_no_token_fails_in_one_line(tmp_path):
         "articlebot: no Telegram bot token: set $TELEGRAM_BOT_TOKEN or [telegram] token "
         "(try 'articlebot chat' without one)"
     ]
-
-
-def _update(update_id: int) -> Update:
-    message = {"message_id": update_id, "date": 0, "chat": {"id": 7, "type": "private"}, "text": f"q{update_id}"}
-    return Update.de_json({"update_id": update_id, "message": message}, None)
-
-
-def test_the_ledger_records_once_claims_once_and_recovers(tmp_path):
-    ledger = UpdateLedger(SQLiteUpdateLedger(tmp_path / "articlebot.db"))
-    ledger.open()
-    try:
-        assert ledger.record([_update(1), _update(2), _update(3)]) == [1, 2, 3]
-        assert ledger.record([_update(2), _update(4)]) == [4], "a repeated update is not new"
-        assert ledger.begin(1) and not ledger.begin(1), "claimed once"
-        ledger.finish(1, ANSWERED)
-        assert ledger.begin(2)
-        ledger.finish(2, FAILED)
-        ledger.finish(2, ANSWERED)  # the first outcome stays
-        assert ledger.begin(3)  # then the process dies
-        assert ledger.begin(99), "an update that never went through the queue is still handled"
-        assert ledger.states() == {1: ANSWERED, 2: FAILED, 3: PROCESSING, 4: RECEIVED}
-        recovered = ledger.recover()
-        assert [update_id for update_id, _ in recovered] == [3, 4]
-        assert Update.de_json(json.loads(recovered[0][1]), None).message.text == "q3"
-        assert ledger.states()[3] == RECEIVED
-    finally:
-        ledger.close()
-
-
-def test_the_ledger_gives_up_on_an_update_that_kills_the_bot_and_forgets_old_ones(tmp_path):
-    ledger = UpdateLedger(SQLiteUpdateLedger(tmp_path / "articlebot.db"))
-    ledger.open()
-    try:
-        ledger.record([_update(1), _update(2)])
-        for _ in range(MAX_ATTEMPTS):  # each time the bot dies while handling update 1
-            assert [i for i, _ in ledger.recover()] == [1, 2]
-            assert ledger.begin(1)
-        assert [i for i, _ in ledger.recover()] == [2]
-        assert ledger.states()[1] == ABANDONED
-        ledger.table.conn.execute("UPDATE updates SET received_at = '2000-01-01T00:00:00.000+00:00'")
-        ledger.recover()
-        assert ledger.states() == {2: RECEIVED}, "finished rows older than Telegram's 24 hours go; unfinished stay"
-    finally:
-        ledger.close()
-    assert read_states(tmp_path / "articlebot.db") == {2: RECEIVED}

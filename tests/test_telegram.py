@@ -47,7 +47,6 @@ from bot.updates import ANSWERED, FAILED
 from index.extract import from_text
 from index.kb import DuplicateArticle, KnowledgeBase
 from index.settings import FetchSettings, IndexSettings
-from index.side_tables import read_states
 
 TOKEN = "4242424242:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ADMIN = BotApiServer.user(1001, "Ada", "de")
@@ -186,8 +185,14 @@ def all_logs():
     assert TOKEN.split(":")[1] not in handler.text, "the token appeared in the module's logs"
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def engine_name(request) -> str:
+    """The whole module runs once per storage engine, each time with a Telegram of its own."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def api():
+def api(engine_name):
     server = BotApiServer(TOKEN).start()
     yield server
     server.stop()
@@ -202,8 +207,12 @@ def pages():
 
 
 @pytest.fixture(scope="module")
-def bot_kb(tmp_path_factory, embedder):
-    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path_factory.mktemp("telegram"))), embedder=embedder)
+def bot_kb(request, engine_name, tmp_path_factory, embedder):
+    settings = IndexSettings(data_dir=str(tmp_path_factory.mktemp("telegram")))
+    if engine_name == "postgres":
+        settings.storage.engine = "postgres"
+        settings.storage.dsn = request.getfixturevalue("postgres_server").create_database()
+    kb = KnowledgeBase(settings, embedder=embedder)
     add_ferry_and_solar(kb)
     yield kb
     kb.close()
@@ -300,13 +309,23 @@ def ensure_articles(kb: KnowledgeBase, at_least: int) -> int:
     return kb.stats()["articles"]
 
 
+def ledger_states(kb: KnowledgeBase) -> dict[int, str]:
+    """The update ledger's states, read through a ledger of its own (as another process would)."""
+    table = kb.update_ledger()
+    table.open()
+    try:
+        return table.states()
+    finally:
+        table.close()
+
+
 def fail_one_handler(api: BotApiServer, kb: KnowledgeBase) -> dict:
     """A question whose answer Telegram refuses with a 500: the handler fails. The question."""
     api.fail("sendMessage", 500, "Internal Server Error", times=1)  # 500 is no flood control: not retried
     reader = someone()
     question = api.send_text(reader, api.private_chat(reader), "Who leads the Harbourton solar project?")
     update_id = api.update_id_of(question)
-    api.wait_for(lambda: read_states(kb.store.path).get(update_id) == FAILED, WAIT, "the failure")
+    api.wait_for(lambda: ledger_states(kb).get(update_id) == FAILED, WAIT, "the failure")
     return question
 
 
@@ -514,7 +533,9 @@ def test_admin_list_stats_and_reindex(api, bot, bot_kb):
     question, progress = ask(api, ADMIN, "/reindex")
     done = reply_to(api, question, finished("Index neu aufgebaut"))
     assert done["message_id"] == progress["message_id"]
-    assert done["text"] == f"Index neu aufgebaut: {bot_kb.stats()['chunks']} Vektoren (flat)."
+    stats = bot_kb.stats()
+    assert done["text"] == f"Index neu aufgebaut: {stats['chunks']} Vektoren ({stats['index']['kind']})."
+    assert stats["index"]["kind"] in ("flat", "pgvector-flat")
 
 
 def test_question_limits_are_friendly(api, bot):
@@ -632,10 +653,10 @@ def test_webhook_mode(api, bot, tg_settings, conversation, bot_kb):
         }
         assert _post(port, update, "wrong") == 403
         assert _post(port, update, "s3") == 200  # recorded in the ledger before this 200
-        assert read_states(bot_kb.store.path).get(1) is not None
+        assert ledger_states(bot_kb).get(1) is not None
         (reply,) = api.wait_for(lambda: api.bot_messages(reader["id"]), WAIT, "the answer to a webhook update")
         assert reply["text"].startswith("I answer questions about")
-        api.wait_for(lambda: read_states(bot_kb.store.path).get(1) == ANSWERED, WAIT, "the update answered")
+        api.wait_for(lambda: ledger_states(bot_kb).get(1) == ANSWERED, WAIT, "the update answered")
         assert _post(port, update, "s3") == 200  # Telegram repeating a delivery it thinks failed
         webhook.stop()  # finishes whatever was received
         assert len(api.bot_messages(reader["id"])) == 1, "a repeated update is not answered again"

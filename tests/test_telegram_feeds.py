@@ -35,29 +35,38 @@ class ShiftedClock:
         return datetime.now(UTC) + self.offset
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def engine_name(request) -> str:
+    """The whole module runs once per storage engine, each time with a Telegram and a site of its own."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def api():
+def api(engine_name):
     server = BotApiServer(TOKEN).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def site():
+def site(engine_name):
     s = Site()
     yield s
     s.close()
 
 
 @pytest.fixture(scope="module")
-def clock():
+def clock(engine_name):
     return ShiftedClock()
 
 
 @pytest.fixture(scope="module")
-def feed_kb(tmp_path_factory, embedder):
-    data = tmp_path_factory.mktemp("telegram_feeds")
-    kb = KnowledgeBase(IndexSettings(data_dir=str(data), fetch=FETCH), embedder=embedder)
+def feed_kb(request, engine_name, tmp_path_factory, embedder):
+    settings = IndexSettings(data_dir=str(tmp_path_factory.mktemp("telegram_feeds")), fetch=FETCH)
+    if engine_name == "postgres":
+        settings.storage.engine = "postgres"
+        settings.storage.dsn = request.getfixturevalue("postgres_server").create_database()
+    kb = KnowledgeBase(settings, embedder=embedder)
     yield kb
     kb.close()
 
