@@ -333,20 +333,34 @@ def test_closing_the_knowledge_base_closes_every_connection_it_opened(pg_dsn, tm
     settings.storage = _storage(pg_dsn)
     kb = KnowledgeBase(settings, embedder=embedder)
     kb.add(Document(title="Fähre", text="Die Gemeinde Seewinkel kauft eine elektrische Fähre für 40 Fahrgäste."))
-    threads = [threading.Thread(target=kb.search, args=(f"Fähre Seewinkel {i}",)) for i in range(4)]
+    asked, done = threading.Barrier(5), threading.Event()
+
+    def ask(i: int) -> None:  # a thread that stays alive, as the bot's workers do, holding its connection
+        kb.search(f"Fähre Seewinkel {i}")
+        asked.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+    asked.wait()
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
 
-        def others() -> int:
-            sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid != pg_backend_pid()"
-            return admin.execute(sql).fetchone()[0]
+            def others() -> int:
+                sql = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid != pg_backend_pid()"
+                )
+                return admin.execute(sql).fetchone()[0]
 
-        assert others() >= 5, "the writer, and a reader for each thread that asked"
-        kb.close()
-        deadline = time.monotonic() + 5
-        while others() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert others() == 0
+            assert others() >= 5, "the writer, and a reader for each thread that asked"
+            kb.close()
+            deadline = time.monotonic() + 5
+            while others() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert others() == 0
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
