@@ -80,7 +80,11 @@ class PgVectorIndex:
         if self._store is None:
             return 0
         if self._count_version != self.version:
-            row = self._query(f"SELECT count(*) FROM embeddings WHERE dim = {self.dim}").fetchone()
+            # Each passage has its vector and its lexical row, written in one transaction, so the passage
+            # count BM25 keeps is this count, read from one row; count(*) over embeddings would read every
+            # vector (about 200 MB at 100k passages) after each write. (Vectors of another model make the
+            # knowledge base refuse to open until a reindex replaces them, so they never count here.)
+            row = self._query("SELECT docs FROM lexical_stats").fetchone()
             self._count, self._count_version = int(row[0]), self.version
         return self._count
 

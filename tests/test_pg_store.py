@@ -321,3 +321,46 @@ def test_faiss_replicas_on_postgres_sync_by_version(pg_dsn, tmp_path, embedder):
     finally:
         kb.close()
         other.close()
+
+
+def test_closing_the_knowledge_base_closes_every_connection_it_opened(pg_dsn, tmp_path, embedder):
+    """Per-thread read connections (question threads, the BM25 pool) all end with close(), none left behind."""
+    import threading
+
+    from index.extract import Document
+
+    settings = IndexSettings(data_dir=str(tmp_path / "data"))
+    settings.storage = _storage(pg_dsn)
+    kb = KnowledgeBase(settings, embedder=embedder)
+    kb.add(Document(title="Fähre", text="Die Gemeinde Seewinkel kauft eine elektrische Fähre für 40 Fahrgäste."))
+    asked, done = threading.Barrier(5), threading.Event()
+
+    def ask(i: int) -> None:  # a thread that stays alive, as the bot's workers do, holding its connection
+        kb.search(f"Fähre Seewinkel {i}")
+        asked.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    asked.wait()
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+
+            def others() -> int:
+                sql = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid != pg_backend_pid()"
+                )
+                return admin.execute(sql).fetchone()[0]
+
+            assert others() >= 5, "the writer, and a reader for each thread that asked"
+            kb.close()
+            deadline = time.monotonic() + 5
+            while others() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert others() == 0
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
