@@ -74,6 +74,8 @@ def test_the_rules_are_where_they_were():
         "search.index",
         "search.fusion",
         "answer.mode",
+        "storage.engine",
+        "storage.vector_search",
     }
     assert {"embedding.batch_size", "search.k", "fetch.timeout", "fetch.max_bytes"} <= set(_with_rule("positive"))
     assert _with_rule("keywords") == ["search.float16"]
