@@ -209,13 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", required=True, metavar="TARGET", help="postgresql://user@host:port/db, or the path of another data dir"
     )
 
-    _subcommand(
+    run = _subcommand(
         sub,
         "run",
         "Run the Telegram bot (token: $TELEGRAM_BOT_TOKEN or [telegram] token).",
-        "  TELEGRAM_BOT_TOKEN=123456:ABC articlebot --config config.toml run",
-        "Long polling, or a webhook with [telegram] webhook_url; SIGINT/SIGTERM stop it gracefully.",
+        "  TELEGRAM_BOT_TOKEN=123456:ABC articlebot --config config.toml run\n"
+        "  articlebot --config config.postgres.toml run --port 8444   # a second webhook process",
+        "Long polling, or a webhook with [telegram] webhook_url; SIGINT/SIGTERM stop it gracefully.\n"
+        "Several webhook processes can share one PostgreSQL database ([storage] engine = \"postgres\"),\n"
+        "each listening on its own port behind one proxy.",
     )
+    run.add_argument("--port", type=int, help="the webhook server's port (instead of [telegram] port)")
     chat = _subcommand(
         sub,
         "chat",
@@ -1046,6 +1050,10 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
     token = resolve_token(config.telegram, dict(os.environ))
     protect_token(token)
+    if args.port is not None:
+        if not 0 < args.port < 65536:
+            raise CommandError(f"--port must be between 1 and 65535, not {args.port}")
+        config.telegram.port = args.port
     kb = open_kb(config)
     # Before the model loads and before the ledger takes back unfinished updates: a second poller
     # (or a second process on a SQLite data dir) stops here, in one line, having changed nothing.

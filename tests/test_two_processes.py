@@ -73,19 +73,18 @@ def dsn(postgres_server, embedder) -> str:
 def bots(api, dsn, tmp_path_factory, embedder):
     """Two processes, started together (each loads the model), on one database."""
     runtime = f'[embedding]\nruntime = "{embedder.runtime}"\n\n' if hasattr(embedder, "runtime") else ""
-    started = []
-    for name in ("a", "b"):
-        home = tmp_path_factory.mktemp(f"bot_{name}")
-        port = free_port()
-        config = home / "config.toml"
-        config.write_text(
-            f'[storage]\ndata_dir = "{home / "data"}"\nengine = "postgres"\ndsn = "{dsn}"\n\n'
-            + runtime
-            + f'[telegram]\nbase_url = "{api.base_url}"\nadmins = [{ADMIN["id"]}]\nrate_limit_per_minute = 0\n'
-            f'webhook_url = "https://bot.example.org{HOOK}"\nport = {port}\n',
-            encoding="utf-8",
-        )
-        started.append(WebhookBot(api, config, port, home / "run.err", TOKEN).start())
+    # One config for both, as two systemd instances of one unit would share it: each gets its port from
+    # `run --port`, the rest (data dir unused on PostgreSQL, the database, the webhook) is the same.
+    home = tmp_path_factory.mktemp("bots")
+    config = home / "config.toml"
+    config.write_text(
+        f'[storage]\ndata_dir = "{home / "data"}"\nengine = "postgres"\ndsn = "{dsn}"\n\n'
+        + runtime
+        + f'[telegram]\nbase_url = "{api.base_url}"\nadmins = [{ADMIN["id"]}]\nrate_limit_per_minute = 0\n'
+        f'webhook_url = "https://bot.example.org{HOOK}"\n',
+        encoding="utf-8",
+    )
+    started = [WebhookBot(api, config, free_port(), home / f"run-{name}.err", TOKEN).start() for name in ("a", "b")]
     try:
         for bot in started:
             bot.wait_ready()

@@ -49,7 +49,7 @@ class WebhookBot:
         env = {**os.environ, "TELEGRAM_BOT_TOKEN": self.token, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "--config", str(self.config), "-v", "run"],
+                [sys.executable, "-m", "bot", "--config", str(self.config), "-v", "run", "--port", str(self.port)],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
             )  # fmt: skip
         return self
