@@ -127,9 +127,7 @@ def level(api: BotApiServer, answers: Answers, users: int, seconds: float, first
     people = [BotApiServer.user(first_id + i, f"Reader{i}", "de" if i % 2 else "en") for i in range(users)]
     started = time.monotonic()
     until = started + seconds
-    threads = [
-        threading.Thread(target=ask_for, args=(api, answers, p, questions, until, latencies)) for p in people
-    ]
+    threads = [threading.Thread(target=ask_for, args=(api, answers, p, questions, until, latencies)) for p in people]
     for thread in threads:
         thread.start()
     for thread in threads:

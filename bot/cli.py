@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  TELEGRAM_BOT_TOKEN=123456:ABC articlebot --config config.toml run\n"
         "  articlebot --config config.postgres.toml run --port 8444   # a second webhook process",
         "Long polling, or a webhook with [telegram] webhook_url; SIGINT/SIGTERM stop it gracefully.\n"
-        "Several webhook processes can share one PostgreSQL database ([storage] engine = \"postgres\"),\n"
+        'Several webhook processes can share one PostgreSQL database ([storage] engine = "postgres"),\n'
         "each listening on its own port behind one proxy.",
     )
     run.add_argument("--port", type=int, help="the webhook server's port (instead of [telegram] port)")
