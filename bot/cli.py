@@ -1121,7 +1121,8 @@ def prepare_data_dir(path: Path) -> None:
             # A typo in the path should not quietly grow a new directory tree.
             raise CommandError(f"data dir {path}: its parent {path.parent} does not exist (create it first)")
         try:
-            path.mkdir()
+            # exist_ok: two processes started with one config (two webhook instances) may both get here.
+            path.mkdir(exist_ok=True)
         except OSError as exc:
             raise CommandError(f"cannot create the data dir {path}: {exc.strerror or exc}") from None
     try:
