@@ -28,7 +28,15 @@ from psycopg.pq import TransactionStatus
 
 from .engine import StorageError
 from .postgres import connect, describe, open_migrated
-from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, content_hash, normalize_url
+from .records import (
+    ArticleNotFound,
+    ArticleRecord,
+    ChunkRecord,
+    DuplicateArticle,
+    article_row,
+    content_hash,
+    normalize_url,
+)
 from .settings import StorageSettings
 from .unicode61 import tokens, word_tokens
 
@@ -327,19 +335,7 @@ class PgStore:
         transaction (``index.migrate``); the id counters grow past its ids. A taken id raises ``DuplicateArticle``."""
         if not chunks:
             raise ValueError("an article needs at least one passage")
-        record = {
-            "id": article.id,
-            "title": article.title,
-            "url": article.url,
-            "url_key": normalize_url(article.url),
-            "source": article.source,
-            "published": article.published,
-            "added_by": article.added_by,
-            "added_at": article.added_at,
-            "content_hash": article.content_hash,
-            "text": article.text,
-            "language": article.language,
-        }
+        record = article_row(article)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
         ids = [c.id for c in chunks]

@@ -68,3 +68,20 @@ def normalize_url(url: str | None) -> str | None:
     query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith(("utm_", "fbclid=", "gclid=")))
     path = parts.path.rstrip("/") or "/"
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
+
+
+def article_row(article: ArticleRecord) -> dict:
+    """An article's stored columns as a row, its id included (what a copy into another store inserts)."""
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": article.url,
+        "url_key": normalize_url(article.url),
+        "source": article.source,
+        "published": article.published,
+        "added_by": article.added_by,
+        "added_at": article.added_at,
+        "content_hash": article.content_hash,
+        "text": article.text,
+        "language": article.language,
+    }

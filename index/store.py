@@ -19,7 +19,15 @@ import numpy as np
 import sqlite_utils
 
 from .lexical import fts_match
-from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, content_hash, normalize_url
+from .records import (
+    ArticleNotFound,
+    ArticleRecord,
+    ChunkRecord,
+    DuplicateArticle,
+    article_row,
+    content_hash,
+    normalize_url,
+)
 from .schema import connect, open_migrated
 
 
@@ -259,19 +267,7 @@ class Store:
         """
         if not chunks:
             raise ValueError("an article needs at least one passage")
-        record = {
-            "id": article.id,
-            "title": article.title,
-            "url": article.url,
-            "url_key": normalize_url(article.url),
-            "source": article.source,
-            "published": article.published,
-            "added_by": article.added_by,
-            "added_at": article.added_at,
-            "content_hash": article.content_hash,
-            "text": article.text,
-            "language": article.language,
-        }
+        record = article_row(article)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
         with self._write_lock, self._transaction() as conn:
