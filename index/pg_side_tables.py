@@ -30,6 +30,7 @@ from psycopg.sql import SQL, Identifier, Placeholder
 
 from .engine import ABANDONED, BOT_TABLES, PROCESSING, RECEIVED, StorageError
 from .postgres import connect, describe, open_migrated
+from .records import answer_from_row, now, stamp, vote_from_row
 from .settings import StorageSettings
 
 # Advisory lock class (first key of the two-key form) of bot instances: ("arbi" in ASCII).
@@ -40,14 +41,6 @@ RUN_LOCK = (0x6172706C, 0)
 HOLD_LOCKS = 0x6172686F
 # How soon PostgreSQL notices a vanished client machine (and frees its locks): idle, interval, probes.
 KEEPALIVES = (("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3"))
-
-
-def _stamp(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _reason(exc: BaseException) -> str:
@@ -166,7 +159,7 @@ class PgUpdateLedger:
                 "INSERT INTO updates (update_id, state, received_at, attempts, payload, claimed_by) "
                 "SELECT u.id, %s, %s, 0, u.payload, %s FROM unnest(%s::bigint[], %s::text[]) AS u (id, payload) "
                 "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
-                (RECEIVED, _stamp(), self.instance, ids, [payload for _, payload in rows]),
+                (RECEIVED, stamp(), self.instance, ids, [payload for _, payload in rows]),
             ).fetchall()
         new = {row[0] for row in inserted}
         return [update_id for update_id in dict.fromkeys(ids) if update_id in new]
@@ -190,7 +183,7 @@ class PgUpdateLedger:
         with self._use_session().use("finishing an update") as conn:
             conn.execute(
                 "UPDATE updates SET state = %s, finished_at = %s WHERE update_id = %s AND state IN (%s, %s)",
-                (state, _stamp(), update_id, RECEIVED, PROCESSING),
+                (state, stamp(), update_id, RECEIVED, PROCESSING),
             )
 
     def recover(self, max_attempts: int, keep_finished: timedelta) -> tuple[list[int], list[tuple[int, str]]]:
@@ -213,9 +206,9 @@ class PgUpdateLedger:
             given_up = sorted(update_id for update_id, attempts, _ in left if attempts >= max_attempts)
             conn.execute(
                 "UPDATE updates SET state = %s, finished_at = %s WHERE update_id = ANY(%s)",
-                (ABANDONED, _stamp(), given_up),
+                (ABANDONED, stamp(), given_up),
             )
-            cutoff = _stamp(datetime.now(UTC) - keep_finished)
+            cutoff = stamp(datetime.now(UTC) - keep_finished)
             conn.execute(
                 "DELETE FROM updates WHERE state NOT IN (%s, %s) AND received_at < %s", (RECEIVED, PROCESSING, cutoff)
             )
@@ -245,7 +238,7 @@ class PgAnswerLog:
         unknown = set(row) - set(_ANSWER_COLUMNS)
         if unknown:
             raise ValueError(f"answers have no column {sorted(unknown)}")
-        row = {**row, "created_at": _now(), "citations": json.dumps(row.get("citations") or [], ensure_ascii=False)}
+        row = {**row, "created_at": now(), "citations": json.dumps(row.get("citations") or [], ensure_ascii=False)}
         columns = list(row)
         sql = f"INSERT INTO answers ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id"
         with self._session.use("recording an answer") as conn:
@@ -257,10 +250,7 @@ class PgAnswerLog:
             row = conn.execute(
                 "SELECT id, question, answer, language, citations FROM answers WHERE id = %s", (answer_id,)
             ).fetchone()
-        if row is None:
-            return None
-        keys = ("id", "question", "answer", "language")
-        return {**dict(zip(keys, row[:4], strict=True)), "citations": json.loads(row[4] or "[]")}
+        return None if row is None else answer_from_row(row)
 
     def vote(self, answer_id: int, user_id: int, vote: int) -> bool:
         """Record (or change) a vote; False when the answer is unknown."""
@@ -270,7 +260,7 @@ class PgAnswerLog:
                 "SELECT id, %s, %s, %s FROM answers WHERE id = %s "
                 "ON CONFLICT (answer_id, user_id) DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at "
                 "RETURNING 1",
-                (user_id, vote, _now(), answer_id),
+                (user_id, vote, now(), answer_id),
             ).fetchone()
         return done is not None
 
@@ -282,8 +272,7 @@ class PgAnswerLog:
         )
         with self._session.use("reading the feedback") as conn:
             rows = conn.execute(sql).fetchall()
-        keys = ("answer_id", "user_id", "vote", "created_at", "question", "answer", "citations")
-        return [{**dict(zip(keys, r, strict=True)), "citations": json.loads(r[6] or "[]")} for r in rows]
+        return [vote_from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self._session.use("counting answers") as conn:

@@ -19,7 +19,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
@@ -35,6 +34,7 @@ from .records import (
     DuplicateArticle,
     article_row,
     content_hash,
+    new_article_row,
     normalize_url,
 )
 from .settings import StorageSettings
@@ -78,10 +78,6 @@ GROUP BY p.chunk_id
 ORDER BY score DESC, p.chunk_id
 LIMIT %(k)s
 """
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _one_line(exc: psycopg.Error) -> str:
@@ -206,10 +202,7 @@ class PgStore:
         fts_rows: Sequence[tuple[str, str]],
     ) -> tuple[int, list[int]]:
         """Insert an article with its chunks, vectors and lexical rows in one transaction."""
-        record = dict(article)
-        record["content_hash"] = content_hash(record["text"])
-        record["url_key"] = normalize_url(record.get("url"))
-        record.setdefault("added_at", _now())
+        record = new_article_row(article)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._writing() as conn:
             duplicate = self._find_duplicate_in(conn, record["content_hash"], record["url_key"])

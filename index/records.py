@@ -6,9 +6,12 @@ Nothing here knows SQL or FAISS: the bot may import these freely.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -85,3 +88,34 @@ def article_row(article: ArticleRecord) -> dict:
         "text": article.text,
         "language": article.language,
     }
+
+
+def now() -> str:
+    """The moment as stored in articles, answers and votes: UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def stamp(moment: datetime | None = None) -> str:
+    """A moment as the update ledger stores it: UTC, to the millisecond (sorts as text)."""
+    return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds")
+
+
+def new_article_row(article: dict) -> dict:
+    """A new article's row before its id: the columns given, with its content hash, URL key and time added."""
+    record = dict(article)
+    record["content_hash"] = content_hash(record["text"])
+    record["url_key"] = normalize_url(record.get("url"))
+    record.setdefault("added_at", now())
+    return record
+
+
+def answer_from_row(row: Sequence) -> dict:
+    """(id, question, answer, language, citations JSON) as the answer log hands it out."""
+    keys = ("id", "question", "answer", "language")
+    return {**dict(zip(keys, row[:4], strict=True)), "citations": json.loads(row[4] or "[]")}
+
+
+def vote_from_row(row: Sequence) -> dict:
+    """(answer_id, user_id, vote, created_at, question, answer, citations JSON) as ``feedback()`` hands it out."""
+    keys = ("answer_id", "user_id", "vote", "created_at", "question", "answer", "citations")
+    return {**dict(zip(keys, row, strict=True)), "citations": json.loads(row[6] or "[]")}

@@ -24,11 +24,8 @@ from pathlib import Path
 import sqlite_utils
 
 from .engine import ABANDONED, BOT_TABLES, PROCESSING, RECEIVED, StorageError
+from .records import answer_from_row, now, stamp, vote_from_row
 from .schema import connect, open_migrated
-
-
-def _stamp(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds")
 
 
 class SQLiteUpdateLedger:
@@ -63,7 +60,7 @@ class SQLiteUpdateLedger:
 
     def record(self, rows: Iterable[tuple[int, str]]) -> list[int]:
         """Record (update id, JSON) rows in one transaction; the ids that were new."""
-        received_at = _stamp()
+        received_at = stamp()
         new = []
         with self._lock:
             conn = self.conn
@@ -107,7 +104,7 @@ class SQLiteUpdateLedger:
         with self._lock:
             self.conn.execute(
                 "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ? AND state IN (?, ?)",
-                (state, _stamp(), update_id, RECEIVED, PROCESSING),
+                (state, stamp(), update_id, RECEIVED, PROCESSING),
             )
             self._mine.discard(update_id)
 
@@ -136,9 +133,9 @@ class SQLiteUpdateLedger:
                 conn.executemany("UPDATE updates SET state = ? WHERE update_id = ?", [(RECEIVED, i) for i, _ in taken])
                 conn.executemany(
                     "UPDATE updates SET state = ?, finished_at = ? WHERE update_id = ?",
-                    [(ABANDONED, _stamp(), i) for i in given_up],
+                    [(ABANDONED, stamp(), i) for i in given_up],
                 )
-                cutoff = _stamp(datetime.now(UTC) - keep_finished)
+                cutoff = stamp(datetime.now(UTC) - keep_finished)
                 conn.execute(
                     "DELETE FROM updates WHERE state NOT IN (?, ?) AND received_at < ?", (RECEIVED, PROCESSING, cutoff)
                 )
@@ -180,7 +177,7 @@ class SQLiteAnswerLog:
         """Store an answer (question, answer, found, language, mode, chat_id, citations as dicts); its id."""
         row = {
             **row,
-            "created_at": _now(),
+            "created_at": now(),
             "citations": json.dumps(row.get("citations") or [], ensure_ascii=False),
         }
         with self._lock:
@@ -192,10 +189,7 @@ class SQLiteAnswerLog:
             row = self._conn.execute(
                 "SELECT id, question, answer, language, citations FROM answers WHERE id = ?", (answer_id,)
             ).fetchone()
-        if row is None:
-            return None
-        keys = ("id", "question", "answer", "language")
-        return {**dict(zip(keys, row[:4], strict=True)), "citations": json.loads(row[4] or "[]")}
+        return None if row is None else answer_from_row(row)
 
     def vote(self, answer_id: int, user_id: int, vote: int) -> bool:
         """Record (or change) a vote; False when the answer is unknown."""
@@ -205,7 +199,7 @@ class SQLiteAnswerLog:
             self._conn.execute(
                 "INSERT INTO feedback (answer_id, user_id, vote, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (answer_id, user_id) DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
-                (answer_id, user_id, vote, _now()),
+                (answer_id, user_id, vote, now()),
             )
         return True
 
@@ -217,8 +211,7 @@ class SQLiteAnswerLog:
         )
         with self._lock:
             rows = self._conn.execute(sql).fetchall()
-        keys = ("answer_id", "user_id", "vote", "created_at", "question", "answer", "citations")
-        return [{**dict(zip(keys, r, strict=True)), "citations": json.loads(r[6] or "[]")} for r in rows]
+        return [vote_from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -231,10 +224,6 @@ class SQLiteAnswerLog:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class SQLiteTransaction:

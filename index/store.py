@@ -12,7 +12,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,10 @@ from .records import (
     DuplicateArticle,
     article_row,
     content_hash,
+    new_article_row,
     normalize_url,
 )
 from .schema import connect, open_migrated
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Store:
@@ -94,10 +90,7 @@ class Store:
         fts_rows: Sequence[tuple[str, str]],
     ) -> tuple[int, list[int]]:
         """Insert an article with its chunks, vectors and FTS rows in one transaction."""
-        record = dict(article)
-        record["content_hash"] = content_hash(record["text"])
-        record["url_key"] = normalize_url(record.get("url"))
-        record.setdefault("added_at", _now())
+        record = new_article_row(article)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._write_lock, self._transaction() as conn:
             duplicate = self._find_duplicate_in(conn, record["content_hash"], record["url_key"])
