@@ -40,6 +40,7 @@ from botapi_server import BotApiServer  # noqa: E402
 from pg_server import LocalPostgres  # noqa: E402
 from util_webhook import HOOK, WebhookBot, free_port  # noqa: E402
 
+from bench import scale  # noqa: E402
 from bench.xquad import documents, load_articles  # noqa: E402
 
 TOKEN = "6363636363:AAProcProcProcProcProcProcProcProc01"
@@ -147,21 +148,6 @@ def level(api: BotApiServer, answers: Answers, users: int, seconds: float, first
     }
 
 
-def all_xquad_questions() -> list[str]:
-    """Every German and English XQuAD question, alternating."""
-    from bench.scale import shared_file
-
-    german = [q.question for a in load_articles() for q in a.questions]
-    english_file = shared_file("data/xquad-de/xquad.en.dev.json")
-    english = [
-        qa["question"]
-        for entry in json.loads(english_file.read_text(encoding="utf-8"))["data"]
-        for p in entry["paragraphs"]
-        for qa in p["qas"]
-    ]
-    return [q for pair in zip(german, english, strict=False) for q in pair]
-
-
 def start_bots(api: BotApiServer, dsn: str, count: int, home: Path) -> list[WebhookBot]:
     bots = []
     for n in range(count):
@@ -198,7 +184,7 @@ def prepare(dsn: str, home: Path) -> int:
 def run(levels: list[int], seconds: float, counts: list[int]) -> dict:
     home = Path(tempfile.mkdtemp(prefix="articlebot-processes-"))
     result: dict = {"levels": levels, "seconds": seconds, "runs": {}}
-    all_questions = all_xquad_questions()
+    all_questions = scale.all_questions()
     with LocalPostgres(home / "pg") as server:
         dsn = server.create_database("articlebot")
         result["articles"] = prepare(dsn, home)

@@ -270,6 +270,12 @@ def build_index(label: str, config) -> dict:
 
 
 def questions() -> list[str]:
+    mixed = all_questions()
+    return mixed[:: max(1, len(mixed) // QUERIES)][:QUERIES]
+
+
+def all_questions() -> list[str]:
+    """Every German XQuAD question and its English version, alternating."""
     german = [q.question for a in load_articles() for q in a.questions]
     english_file = shared_file("data/xquad-de/xquad.en.dev.json")
     english = [
@@ -278,8 +284,7 @@ def questions() -> list[str]:
         for p in entry["paragraphs"]
         for qa in p["qas"]
     ]
-    mixed = [q for pair in zip(german, english, strict=False) for q in pair]
-    return mixed[:: max(1, len(mixed) // QUERIES)][:QUERIES]
+    return [q for pair in zip(german, english, strict=False) for q in pair]
 
 
 def measure_here(label: str, config, spawned_at: float) -> dict:
