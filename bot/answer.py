@@ -233,6 +233,7 @@ class Answerer:
         return best_quote(hit.text, said, spans, lambda i: 0.99 * float(similarity[i]))
 
     def gather(self, question: str, resolved: Resolved, language: str) -> Evidence:
+        self.judge.prepare(question)  # e5 embeds the question on its own thread while the search runs
         hits = self.kb.search(resolved.query, k=self.settings.passages)
         if not hits:
             return Evidence([], [], 0.0)

