@@ -77,7 +77,11 @@ def rss_mb() -> dict:
         if line.startswith(("VmRSS:", "VmHWM:")):
             key, amount, _unit = line.split()
             values[key.rstrip(":")] = round(int(amount) / 1024)
-    return {"rss_mb": values.get("VmRSS"), "peak_rss_mb": values.get("VmHWM")}
+    # Proportional: pages shared with other processes, or mapped twice in this one (the two e5 models
+    # map one weights file), count once.
+    rollup = Path("/proc/self/smaps_rollup").read_text()
+    pss = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return {"rss_mb": values.get("VmRSS"), "peak_rss_mb": values.get("VmHWM"), "pss_mb": round(pss / 1024)}
 
 
 def server_pss_mb() -> int:
