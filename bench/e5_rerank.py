@@ -1,0 +1,130 @@
+"""Would e5 choose the answer sentence better than the sentence score? Measured from the recorded rows.
+
+    .venv/bin/python -m bench.answers            # records every question's best sentences (rows.json)
+    .venv/bin/python -m bench.e5_rerank          # e5 on each row's best six, then the held-out fits
+
+For every row of the last ``bench.answers`` run, e5 judges the six best recorded sentences (as the
+answerer judges its best three). Then, with the same article-grouped 4-fold fits and threshold rule as
+``bench/answers.py --fit`` (bench/calibrate.py):
+
+* **re-rank**: the sentences are re-ordered by score + λ·e5 before the body is composed, and the
+  relevance features follow the new best sentence (``best``, ``e5_best``; ``e5`` is the highest of n);
+* **more e5 features** for the "not found" model: whether e5's favourite is the best sentence, its lead
+  over the others, the mean of the best three, products with the name and coverage features.
+
+Held-out answer-hit and false-answer rates of each variant are printed beside the same replayed
+baseline (bodies re-composed from the recorded sentences under today's settings), so a difference is
+the variant's alone. Results: BENCHMARKS.md, "What was measured, and kept or not".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import numpy as np
+
+from bench import calibrate
+from bench.answers import RESULTS, Row, figures, load_rows, rows_path
+from bench.calibrate import replay_body
+from bot.config import Config
+from index.e5 import E5Judge
+
+JUDGED = 6
+SIMS = RESULTS / "e5-rerank-sims.json"
+KEYS = {
+    "xquad_hit_de": "XQuAD hit de",
+    "xquad_hit_en": "XQuAD hit en",
+    "news_hit_de": "news hit de",
+    "news_hit_en": "news hit en",
+    "news_removed_false_de": "removed false de",
+    "news_removed_false_en": "removed false en",
+    "ood_false_de": "out of domain false de",
+    "ood_false_en": "out of domain false en",
+}
+
+
+def judge_rows(sets: dict[str, list[Row]]) -> dict[str, list[list[float]]]:
+    judge = E5Judge()
+    return {
+        name: [
+            [float(v) for v in judge.similarity(r.question, [c["text"] for c in r.candidates[:JUDGED]])] for r in rows
+        ]
+        for name, rows in sets.items()
+    }
+
+
+def replayed(row: Row, settings) -> Row:
+    hit, chars = replay_body(row, settings)
+    return replace(row, hit=hit, chars=chars)
+
+
+def variant(sets, sims, settings, lam: float, judged: int, extra: bool = False) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for name, rows in sets.items():
+        out[name] = [one_row(r, s, name, settings, lam, judged, extra) for r, s in zip(rows, sims[name], strict=True)]
+    return out
+
+
+def one_row(row: Row, sims: list[float], name: str, settings, lam: float, judged: int, extra: bool) -> Row:
+    if not row.candidates or not row.features or not sims:
+        return row
+    k = min(judged, len(sims))
+    order = sorted(range(k), key=lambda i: -(row.candidates[i]["score"] + lam * sims[i]))
+    features = dict(row.features)
+    features.update(e5=max(sims[:k]), e5_best=sims[order[0]], best=row.candidates[order[0]]["score"])
+    if extra:
+        features.update(extra_features(sims[:k], features))
+    new = replace(row, candidates=[row.candidates[i] for i in order] + row.candidates[k:], features=features)
+    return replayed(new, settings) if "present" in name or "removed" in name else new
+
+
+def extra_features(sims: list[float], features: dict[str, float]) -> dict[str, float]:
+    names = features.get("best_names", features.get("names", 0.0))
+    return {
+        "e5_agree": float(int(np.argmax(sims)) == 0),
+        "e5_gap": sims[0] - max(sims[1:] or [0.0]),
+        "e5_mean3": float(np.mean(sims[:3])),
+        "e5_x_names": features.get("e5_best", 0.0) * names,
+        "e5_x_cover": features.get("e5_best", 0.0) * features.get("chunk", 0.0),
+    }
+
+
+def held_out(sets: dict[str, list[Row]], extra: list[str]) -> dict[str, float]:
+    _, _, german = calibrate.fit_language(sets, "de", calibrate.SAME_FEATURES + extra)
+    _, _, english = calibrate.fit_language(sets, "en", calibrate.CROSS_FEATURES + extra)
+    found = figures({**german, **english}, 0.5)
+    return {label: round(found[key], 3) for key, label in KEYS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reuse", action="store_true", help="reuse the e5 similarities of the last run")
+    args = parser.parse_args(argv)
+    config = Config()
+    sets, _, _ = load_rows(rows_path(config))
+    if args.reuse and SIMS.exists():
+        sims = json.loads(SIMS.read_text(encoding="utf-8"))
+    else:
+        sims = judge_rows(sets)
+        SIMS.write_text(json.dumps(sims), encoding="utf-8")
+    settings = config.answer
+    results = {"replayed baseline (judged 3)": held_out(variant(sets, sims, settings, 0.0, 3), [])}
+    for lam in (1.0, 3.0, 5.0):
+        for judged in (3, 6):
+            results[f"re-rank λ={lam:g}, best {judged} judged"] = held_out(
+                variant(sets, sims, settings, lam, judged), []
+            )
+    extended = variant(sets, sims, settings, 0.0, 3, extra=True)
+    for name in ("e5_agree", "e5_gap", "e5_mean3", "e5_x_names", "e5_x_cover"):
+        results[f"+ {name}"] = held_out(extended, [name])
+    (RESULTS / "e5-rerank.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    print("variant".ljust(34) + " ".join(f"{label[-16:]:>16}" for label in KEYS.values()))
+    for name, row in results.items():
+        print(name.ljust(34) + " ".join(f"{row[label]:>16.3f}" for label in KEYS.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
