@@ -420,16 +420,24 @@ class Feeds:
 
     def _failed(self, feed: FeedRecord, error: str) -> PollResult:
         now = self.clock()
-        failures = feed.failures + 1
-        wait = min(FIRST_BACKOFF * 2 ** min(failures - 1, 20), MAX_BACKOFF)
-        since = feed.failing_since or _iso(now)
-        alert = not feed.notified and now - datetime.fromisoformat(since) >= NOTIFY_AFTER
         with self._transaction() as tx:
-            tx.execute(
-                "UPDATE feeds SET last_check = ?, last_error = ?, failures = ?, next_try = ?, failing_since = ?, "
-                "notified = ? WHERE id = ?",
-                (_iso(now), error, failures, _iso(now + wait), since, int(feed.notified or alert), feed.id),
+            # Counted from the stored row, not from ``feed``: another poller (a second bot process, an
+            # admin's /feeds poll) may have failed the feed since it was read. The row is ours until commit.
+            rows = tx.execute(
+                "UPDATE feeds SET last_check = ?, last_error = ?, failures = failures + 1, "
+                "failing_since = coalesce(failing_since, ?) WHERE id = ? RETURNING failures, failing_since, notified",
+                (_iso(now), error, _iso(now), feed.id),
             )
+            if not rows:  # unsubscribed meanwhile
+                return PollResult(feed.id, feed.url, feed.title, "failed", error=error)
+            ((failures, since, notified),) = rows
+            wait = min(FIRST_BACKOFF * 2 ** min(failures - 1, 20), MAX_BACKOFF)
+            tx.execute("UPDATE feeds SET next_try = ? WHERE id = ?", (_iso(now + wait), feed.id))
+            alert = not notified and now - datetime.fromisoformat(since) >= NOTIFY_AFTER
+            if alert:  # once per failing spell: whoever flips the flag tells the admins
+                alert = bool(
+                    tx.execute("UPDATE feeds SET notified = 1 WHERE id = ? AND notified = 0 RETURNING id", (feed.id,))
+                )
         return PollResult(feed.id, feed.url, feed.title, "failed", error=error, alert=alert, failing_since=since)
 
 

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -206,6 +207,24 @@ def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, si
     assert feeds.poll(feed.id).status == "ok"
     healthy = feeds.get(feed.id)
     assert (healthy.failures, healthy.last_error, healthy.next_try, healthy.notified) == (0, None, None, False)
+
+
+def test_two_pollers_seeing_one_failure_at_once_alert_the_admins_once(feeds, kb_net, site, clock):
+    """Two processes (or the timed job and an admin's poll) that read the feed before either wrote."""
+    site.pages["/down"] = Page(b"down for maintenance", status="503 Service Unavailable")
+    feed = feeds.add(site.url + "/down")
+    assert not feeds.poll(feed.id).alert
+    clock.advance(days=2)
+    site.delay = 0.5  # both read the feed's record, then both wait for the failing server
+    other = Feeds(kb_net, backfill=20, clock=clock)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda poller: poller.poll(feed.id), [feeds, other]))
+    finally:
+        other.close()
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert [r.alert for r in results].count(True) == 1
+    assert feeds.get(feed.id).notified and feeds.get(feed.id).failures == 3
 
 
 def test_changed_entry_refreshes_its_article_and_broken_item_pages_are_retried(feeds, kb_net, site):
