@@ -233,7 +233,9 @@ class Answerer:
         return best_quote(hit.text, said, spans, lambda i: 0.99 * float(similarity[i]))
 
     def gather(self, question: str, resolved: Resolved, language: str) -> Evidence:
-        self.judge.prepare(question)  # e5 embeds the question on its own thread while the search runs
+        # e5 reads what the search reads: a follow-up ("Und was hat sie gekostet?") with its topic question,
+        # since alone it names nothing to be relevant to. It embeds it on its own thread while the search runs.
+        self.judge.prepare(resolved.query)
         hits = self.kb.search(resolved.query, k=self.settings.passages)
         if not hits:
             return Evidence([], [], 0.0)
@@ -259,7 +261,7 @@ class Answerer:
         )
         sentences.sort(key=lambda s: -s.score)
         best = sentences[0] if sentences else None
-        judged = self.judged(question, sentences)
+        judged = self.judged(resolved.query, sentences)
         features = relevance_features(question, best, sentences, hits, mass, matcher, judged)
         cross_language = best is not None and best.hit.language != language
         model = self.calibration.cross_language_relevance if cross_language else self.calibration.relevance

@@ -40,12 +40,46 @@ class RelevanceModel:
 
 
 @dataclass
+class TreesModel:
+    """Gradient-boosted trees: the same 0..1 relevance from a sum of small trees over the features.
+
+    Fitted by ``bench/calibrate.py`` with scikit-learn and stored node by node, so the bot evaluates
+    them without it. Each tree lists its nodes: ``feature`` (-1 at a leaf), ``threshold`` (go left when
+    the value is at most this), ``left``/``right`` (node indices) and ``value`` (a leaf's share of the
+    score). ``offset`` moves the score so that the shipped threshold is where ``min_relevance`` says.
+    """
+
+    features: list[str]
+    baseline: float
+    trees: list[dict[str, list]]
+    offset: float = 0.0
+
+    def probability(self, features: dict[str, float]) -> float:
+        if not features or not any(features.values()):
+            return 0.0
+        x = [features.get(name, 0.0) for name in self.features]
+        z = self.baseline + self.offset + sum(leaf_value(tree, x) for tree in self.trees)
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def leaf_value(tree: dict[str, list], x: list[float]) -> float:
+    node = 0
+    while tree["feature"][node] >= 0:
+        node = tree["left"][node] if x[tree["feature"][node]] <= tree["threshold"][node] else tree["right"][node]
+    return tree["value"][node]
+
+
+def relevance_model(data: dict) -> RelevanceModel | TreesModel:
+    return TreesModel(**data) if "trees" in data else RelevanceModel(**data)
+
+
+@dataclass
 class Calibration:
     model_id: str
     weights: Weights
     cross_language_weights: Weights
-    relevance: RelevanceModel
-    cross_language_relevance: RelevanceModel
+    relevance: RelevanceModel | TreesModel
+    cross_language_relevance: RelevanceModel | TreesModel
     # The relevance below which the bot says "not found" (`[answer] min_relevance = "auto"`).
     min_relevance: float
     fitted: dict[str, str] = field(default_factory=dict)  # command, data, date
@@ -91,8 +125,8 @@ def from_json(data: dict, source: str) -> Calibration:
         model_id=data["model_id"],
         weights=Weights(**data["weights"]),
         cross_language_weights=Weights(**data["cross_language_weights"]),
-        relevance=RelevanceModel(**data["relevance"]),
-        cross_language_relevance=RelevanceModel(**data["cross_language_relevance"]),
+        relevance=relevance_model(data["relevance"]),
+        cross_language_relevance=relevance_model(data["cross_language_relevance"]),
         min_relevance=float(data["min_relevance"]),
         fitted=dict(data.get("fitted", {})),
         source=source,
