@@ -4,8 +4,8 @@
     .venv/bin/python -m bench.e5_rerank          # e5 on each row's best six, then the held-out fits
 
 For every row of the last ``bench.answers`` run, e5 judges the six best recorded sentences (as the
-answerer judges its best three). Then, with the same article-grouped 4-fold fits and threshold rule as
-``bench/answers.py --fit`` (bench/calibrate.py):
+answerer judges its best three). Then, with the article-grouped 4-fold fits and threshold rule of
+``bench/answers.py --fit`` (bench/calibrate.py; the logistic model in both directions, as before the trees):
 
 * **re-rank**: the sentences are re-ordered by score + λ·e5 before the body is composed, and the
   relevance features follow the new best sentence (``best``, ``e5_best``; ``e5`` is the highest of n);
