@@ -8,17 +8,12 @@ may run other processes; the wall-clock figure is in the failure message).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
+from bench.load import run_load
 from bot.cli import load_samples
 from index.kb import KnowledgeBase
 from index.settings import IndexSettings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
-from bench.load import run_load  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
