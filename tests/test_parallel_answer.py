@@ -80,7 +80,7 @@ def test_split_by_length_keeps_every_text_and_balances_the_groups():
     assert split_by_length([], 2) == []
 
 
-def test_two_e5_models_judge_as_one_does():
+def test_two_e5_threads_judge_as_one_does():
     question = "Wer leitete die Studie über Hummeln?"
     one = E5Judge(workers=1).similarity(question, SENTENCES[:4])
     two = E5Judge(workers=2).similarity(question, SENTENCES[:4])
@@ -103,3 +103,24 @@ def test_concurrent_questions_share_the_judge_safely():
     for t in threads:
         t.join()
     assert results == pytest.approx({s: float(v) for s, v in expected.items()}, abs=1e-6)
+
+
+def test_two_judges_on_four_threads_share_the_model_safely():
+    """Two answerers (a bench's folds, tests) and several questions at once embed with the one model."""
+    questions = ["Wer wurde verletzt?", "Wann wird die Leitung repariert?", "Was kündigte die Gewerkschaft an?"]
+    alone = E5Judge(workers=2)
+    expected = [[float(v) for v in alone.similarity(q, SENTENCES)] for q in questions]
+    judges = [E5Judge(workers=2, cache_size=1), E5Judge(workers=2, cache_size=1)]  # no cache: every call embeds
+    results: dict[tuple[int, int], list[float]] = {}
+
+    def ask(j: int, i: int) -> None:
+        for _ in range(3):
+            results[j, i] = [float(v) for v in judges[j].similarity(questions[i], SENTENCES)]
+
+    threads = [threading.Thread(target=ask, args=(j, i)) for j in range(2) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (j, i), found in results.items():
+        assert found == pytest.approx(expected[i], abs=1e-6), (j, i)
