@@ -12,6 +12,7 @@ endpoint fails the answer is the extractive one, with mode "extractive-fallback"
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -178,6 +179,11 @@ class Answerer:
         self.word_vectors = WordVectors(kb)
         self.chat: ChatClient | None = None
         self.stream = False
+        # Questions being answered right now: one alone gets both cores (its sentences split over two
+        # threads); with several at once the cores are busy anyway, and more threads would only make
+        # the bot's event loop wait longer for the GIL (tests/test_load.py).
+        self._answering = 0
+        self._answering_lock = threading.Lock()
         if self.settings.mode == "llm":
             if llm is None:
                 raise ValueError("answer mode 'llm' needs the [llm] settings (base_url, model)")
@@ -233,9 +239,22 @@ class Answerer:
         return best_quote(hit.text, said, spans, lambda i: 0.99 * float(similarity[i]))
 
     def gather(self, question: str, resolved: Resolved, language: str) -> Evidence:
+        with self._answering_lock:
+            self._answering += 1
+            alone = self._answering == 1
+        try:
+            return self._gather(question, resolved, language, alone)
+        finally:
+            with self._answering_lock:
+                self._answering -= 1
+
+    def _gather(self, question: str, resolved: Resolved, language: str, alone: bool) -> Evidence:
         # e5 reads what the search reads: a follow-up ("Und was hat sie gekostet?") with its topic question,
-        # since alone it names nothing to be relevant to. It embeds it on its own thread while the search runs.
-        self.judge.prepare(resolved.query)
+        # since alone it names nothing to be relevant to. A question alone has it embedded on another
+        # thread while the search runs; among others everything stays on this thread, as each of them
+        # keeps a core busy already.
+        if alone:
+            self.judge.prepare(resolved.query)
         hits = self.kb.search(resolved.query, k=self.settings.passages)
         if not hits:
             return Evidence([], [], 0.0)
@@ -244,7 +263,7 @@ class Answerer:
         mass = {t: w * idf[t] for t, w in terms.items()}
         query_vector = self.kb.embed_query(resolved.query)
         spans = split_hits(hits)
-        vectors = self.sentence_vectors.for_hits(hits, spans)
+        vectors = self.sentence_vectors.for_hits(hits, spans, split=alone)
         matcher = None
         if any(h.language != language for h in hits):  # stems rarely match across languages: words do
             matcher = word_matcher(question, language, hits, self.word_vectors, self.term_weights)
@@ -261,16 +280,17 @@ class Answerer:
         )
         sentences.sort(key=lambda s: -s.score)
         best = sentences[0] if sentences else None
-        judged = self.judged(resolved.query, sentences)
+        judged = self.judged(resolved.query, sentences, split=alone)
         features = relevance_features(question, best, sentences, hits, mass, matcher, judged)
         cross_language = best is not None and best.hit.language != language
         model = self.calibration.cross_language_relevance if cross_language else self.calibration.relevance
         return Evidence(hits, sentences, model.probability(features), features)
 
-    def judged(self, question: str, sentences: list[Sentence]) -> list[float]:
+    def judged(self, question: str, sentences: list[Sentence], split: bool = True) -> list[float]:
         """e5's similarity of the question to the best few sentences (each with its article's title)."""
         top = sentences[:JUDGED_SENTENCES]
-        return [float(v) for v in self.judge.similarity(question, [f"{s.hit.title}. {s.text}" for s in top])]
+        texts = [f"{s.hit.title}. {s.text}" for s in top]
+        return [float(v) for v in self.judge.similarity(question, texts, split)]
 
     def close(self) -> None:
         if self.chat is not None:

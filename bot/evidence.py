@@ -144,14 +144,18 @@ class SentenceVectors:
         self.kb = kb
         self._cache: LRU[tuple[int, int], np.ndarray] = LRU(size)
 
-    def for_hits(self, hits: list[SearchHit], spans: list[list[tuple[int, int]]]) -> list[np.ndarray]:
+    def for_hits(
+        self, hits: list[SearchHit], spans: list[list[tuple[int, int]]], split: bool = False
+    ) -> list[np.ndarray]:
+        """Each hit's sentence vectors; with ``split`` half of them embedded on the helper thread."""
         keys = [(h.chunk_id, hash(h.text)) for h in hits]
         found = self._cache.get_many(keys)
         todo = [i for i, k in enumerate(keys) if k not in found and spans[i]]
         if todo:
             texts = [hits[i].text[s:e] for i in todo for s, e in spans[i]]
             titles = [hits[i].title for i in todo for _ in spans[i]]
-            vectors = embed_in_two(self.kb.embedder.embed_passages, texts, titles)
+            embed = self.kb.embedder.embed_passages
+            vectors = embed_in_two(embed, texts, titles) if split else embed(texts, titles)
             offset = 0
             for i in todo:
                 found[keys[i]] = vectors[offset : offset + len(spans[i])]

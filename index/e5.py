@@ -29,8 +29,8 @@ QUERY_CACHE_SIZE = 256
 
 # Threads that judge at once, for one question: its sentences are split over them (three sentences: 95
 # → 56 ms on the 2-core machines, identical vectors). The engine allocates its buffers per call and only
-# reads the model after loading it, so the threads share one model; under a full load of questions the
-# cores are busy anyway and nothing is gained or lost.
+# reads the model after loading it, so the threads share one model. Only a question alone is split (the
+# answerer knows): with several in flight the cores are busy anyway.
 WORKERS = min(2, os.cpu_count() or 1)
 
 _MODEL = None
@@ -89,20 +89,34 @@ class E5Judge:
             self._queries.put_many([(question, pending)])
         return pending
 
-    def similarity(self, question: str, sentences: list[str]) -> np.ndarray:
+    def similarity(self, question: str, sentences: list[str], split: bool = True) -> np.ndarray:
+        """With ``split`` False all of it runs on the calling thread (the caller knows the cores are busy)."""
         if not sentences:
             return np.zeros(0, dtype=np.float32)
-        query = self.prepare(question)
         sentences = [s[:MAX_INPUT_CHARS] for s in sentences]
         found = self._cache.get_many(sentences)
         todo = [s for s in dict.fromkeys(sentences) if s not in found]
-        parts = [(group, self._submit("passage", group)) for group in split_by_length(todo, self.workers)]
-        for group, pending in parts:
-            fresh = dict(zip(group, pending.result(), strict=True))
+        if split:
+            query = self.prepare(question)
+            parts = [(group, self._submit("passage", group)) for group in split_by_length(todo, self.workers)]
+            done = [(group, pending.result()) for group, pending in parts]
+            vector = query.result()
+        else:
+            done = [(todo, self._embed("passage", todo))] if todo else []
+            vector = self._query_here(question)
+        for group, vectors in done:
+            fresh = dict(zip(group, vectors, strict=True))
             found.update(fresh)
             self._cache.put_many(fresh.items())
-        vector = query.result()
         return np.array([float(found[s] @ vector) for s in sentences], dtype=np.float32)
+
+    def _query_here(self, question: str) -> np.ndarray:
+        """The question's vector on this thread, unless it is already being computed."""
+        question = question[:MAX_INPUT_CHARS]
+        pending = self._queries.get_many([question]).get(question)
+        if pending is not None and not (pending.done() and pending.exception() is not None):
+            return pending.result()
+        return self._embed("query", question)
 
     def _submit(self, kind: str, texts: str | list[str]) -> Future:
         self.load()

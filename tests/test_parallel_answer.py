@@ -124,3 +124,38 @@ def test_two_judges_on_four_threads_share_the_model_safely():
         t.join()
     for (j, i), found in results.items():
         assert found == pytest.approx(expected[i], abs=1e-6), (j, i)
+
+
+def test_a_question_alone_uses_two_threads_and_one_among_others_does_not(kb, monkeypatch):
+    from answer_articles import ALL
+
+    from bot.answer import Answerer
+    from bot.config import AnswerSettings
+
+    for doc in ALL:
+        kb.add(doc)
+    answerer = Answerer(kb, AnswerSettings())
+    splits: list[bool] = []
+    judged = answerer.judge.similarity
+
+    def record(question, sentences, split=True):
+        splits.append(split)
+        return judged(question, sentences, split)
+
+    monkeypatch.setattr(answerer.judge, "similarity", record)
+    sentence_splits: list[bool] = []
+    for_hits = answerer.sentence_vectors.for_hits
+
+    def record_sentences(hits, spans, split=False):
+        sentence_splits.append(split)
+        return for_hits(hits, spans, split)
+
+    monkeypatch.setattr(answerer.sentence_vectors, "for_hits", record_sentences)
+
+    alone = answerer.answer("Ab wann fährt die neue Elektrofähre auf dem Kellersee?")
+    answerer._answering = 1  # another question is being answered meanwhile
+    among_others = answerer.answer("Wie lange schließt das Hallenbad Ostheim?")
+    answerer._answering = 0
+    assert alone.found and among_others.found
+    assert splits == [True, False]
+    assert sentence_splits == [True, False]
