@@ -83,8 +83,8 @@ class E5Judge:
     def prepare(self, question: str) -> Future:
         """The question's e5 vector, being computed (one per question, however often it is asked for)."""
         question = question[:MAX_INPUT_CHARS]
-        pending = self._queries.get_many([question]).get(question)
-        if pending is None or (pending.done() and pending.exception() is not None):
+        pending = self._pending(question)
+        if pending is None:
             pending = self._submit("query", question)
             self._queries.put_many([(question, pending)])
         return pending
@@ -113,10 +113,15 @@ class E5Judge:
     def _query_here(self, question: str) -> np.ndarray:
         """The question's vector on this thread, unless it is already being computed."""
         question = question[:MAX_INPUT_CHARS]
+        pending = self._pending(question)
+        return pending.result() if pending is not None else self._embed("query", question)
+
+    def _pending(self, question: str) -> Future | None:
+        """The question's vector, computed or on its way; None when never asked for or when that failed."""
         pending = self._queries.get_many([question]).get(question)
-        if pending is not None and not (pending.done() and pending.exception() is not None):
-            return pending.result()
-        return self._embed("query", question)
+        if pending is None or (pending.done() and pending.exception() is not None):
+            return None
+        return pending
 
     def _submit(self, kind: str, texts: str | list[str]) -> Future:
         self.load()

