@@ -85,10 +85,18 @@ def kb_root(config_path: str | None) -> Path:
     return KB_ROOT if not config_path else KB_ROOT.with_name(f"{KB_ROOT.name}-{Path(config_path).stem}")
 
 
-def open_kbs(articles: list[Article], rebuild: bool, config: Config | None = None, threads: int = 1, embedder=None):
-    """(full KB, {fold: held-out KB}); the embedder is shared so the model loads once."""
+def open_kbs(
+    articles: list[Article],
+    rebuild: bool,
+    config: Config | None = None,
+    threads: int = 1,
+    embedder=None,
+    root: Path | None = None,
+):
+    """(full KB, {fold: held-out KB}) under ``root`` (default: this config's XQuAD KBs); the embedder is
+    shared so the model loads once."""
     config = config or Config()
-    root = kb_root(None if config.source == "defaults" else config.source)
+    root = root or kb_root(None if config.source == "defaults" else config.source)
     if rebuild and root.exists():
         shutil.rmtree(root)
     full = build_kb(articles, root / "full", settings=index_settings(config, threads), embedder=embedder)

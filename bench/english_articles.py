@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from dataclasses import replace
 
 from bench.answers import (
-    FOLDS,
     RESULTS,
     XQUAD_EN,
     ask,
     at_threshold,
     chunk_reader,
     fold_of,
-    index_settings,
+    open_kbs,
     save_rows,
 )
-from bench.xquad import Question, SharedDataMissing, build_kb, load_articles, shared_file
+from bench.xquad import Question, SharedDataMissing, load_articles, shared_file
 from bot.answer import Answerer
 from bot.config import Config
 
@@ -45,22 +43,19 @@ def german_wording(english: list[Question]) -> list[Question]:
 def collect(limit: int | None, rebuild: bool, config: Config) -> tuple[dict[str, list], float]:
     """Rows by set, answered without a threshold (as bench/answers.py does), and the shipped threshold."""
     articles = load_articles(shared_file(XQUAD_EN))
-    if rebuild and KB_ROOT.exists():
-        shutil.rmtree(KB_ROOT)
-    full = build_kb(articles, KB_ROOT / "full", settings=index_settings(config, 1))
+    full, heldout = open_kbs(articles, rebuild, config, root=KB_ROOT)
     english = [q for a in articles for q in a.questions]
     if limit:
         english = english[:: max(1, len(english) // limit)][:limit]
     asked = {"de": german_wording(english), "en": english}
     probe = replace(config.answer, min_relevance=0.0)
     answerer = Answerer(full, probe)
-    shipped = Answerer(full, config.answer).min_relevance
+    setting = config.answer.min_relevance
+    shipped = answerer.calibration.min_relevance if setting == "auto" else setting
     sets = {f"present_{lang}": [ask(answerer, q, chunk_reader(full)) for q in qs] for lang, qs in asked.items()}
     for lang in asked:
         sets[f"absent_{lang}"] = []
-    for fold in range(FOLDS):
-        kept = [a for i, a in enumerate(articles) if fold_of(i) != fold]
-        kb = build_kb(kept, KB_ROOT / f"heldout-{fold}", settings=index_settings(config, 1), embedder=full.embedder)
+    for fold, kb in heldout.items():
         fold_answerer = Answerer(kb, probe)
         for lang, qs in asked.items():
             sets[f"absent_{lang}"] += [
