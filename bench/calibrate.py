@@ -195,13 +195,15 @@ def in_fold(sets: dict[str, list[Row]], lang: str, fold: int, inside: bool) -> d
     return language_sets(sets, lang, lambda r: (r.fold == fold) == inside)
 
 
-def fit_with_threshold(sets: dict[str, list[Row]], lang: str, names: list[str], kind: str) -> tuple[object, float]:
+def fit_with_threshold(
+    sets: dict[str, list[Row]], lang: str, names: list[str], kind: str, out_of_fold: bool | None = None
+) -> tuple[object, float]:
     """The model fitted on ``sets`` and its threshold. A logistic model's threshold is chosen on its own
     rows; trees fit their own rows too well for that (held out, an in-sample threshold let through more
     false answers than it promised), so theirs is chosen on out-of-fold scores: each fold of ``sets``
-    scored by trees fitted without it."""
+    scored by trees fitted without it. ``out_of_fold`` overrides that (bench/relevance_models.py)."""
     model = fit_model(sets, lang, names, kind)
-    if kind == "logistic":
+    if not (kind == "trees" if out_of_fold is None else out_of_fold):
         return model, choose_threshold(scored_by(sets, model), lang)
     out_of_fold: dict[str, list[Row]] = {name: [] for name in sets}
     for fold in sorted({r.fold for rows in sets.values() for r in rows}):
@@ -211,16 +213,18 @@ def fit_with_threshold(sets: dict[str, list[Row]], lang: str, names: list[str], 
     return model, choose_threshold(out_of_fold, lang)
 
 
-def fit_language(sets: dict[str, list[Row]], lang: str, names: list[str], kind: str = "logistic") -> tuple:
+def fit_language(
+    sets: dict[str, list[Row]], lang: str, names: list[str], kind: str = "logistic", out_of_fold: bool | None = None
+) -> tuple:
     """(shipped model, shipped threshold, held-out rows): held-out rows carry the relevance of the model
     fitted without their fold, moved so that that model's own threshold lands on 0.5."""
     ours = language_sets(sets, lang)
     held_out: dict[str, list[Row]] = {name: [] for name in ours}
     for fold in range(FOLDS):
-        model, threshold = fit_with_threshold(in_fold(ours, lang, fold, False), lang, names, kind)
+        model, threshold = fit_with_threshold(in_fold(ours, lang, fold, False), lang, names, kind, out_of_fold)
         for name, rows in scored_by(in_fold(ours, lang, fold, True), shifted(model, -logit(threshold))).items():
             held_out[name] += rows
-    model, threshold = fit_with_threshold(ours, lang, names, kind)
+    model, threshold = fit_with_threshold(ours, lang, names, kind, out_of_fold)
     return model, threshold, held_out
 
 
