@@ -55,11 +55,15 @@ def build(articles: list[GnadArticle], data_dir: Path, config: Config, threads: 
     return kb
 
 
-def open_news_kbs(config: Config, rebuild: bool, threads: int, asked_rows: set[int]):
-    """(all articles, all but the ones the news questions are about); one embedder for both."""
+def news_kb_root(config: Config) -> Path:
     root = kb_root(None if config.source == "defaults" else config.source)
     # Named after the backend too: the defaults changed model once, and vectors of two models never mix.
-    root = root.with_name(root.name.replace("answers-kb", f"news-kb-{config.embedding.backend}"))
+    return root.with_name(root.name.replace("answers-kb", f"news-kb-{config.embedding.backend}"))
+
+
+def open_news_kbs(config: Config, rebuild: bool, threads: int, asked_rows: set[int]):
+    """(all articles, all but the ones the news questions are about); one embedder for both."""
+    root = news_kb_root(config)
     if rebuild and root.exists():
         shutil.rmtree(root)
     articles = load_gnad()

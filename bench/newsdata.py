@@ -34,6 +34,7 @@ __all__ = [
     "GnadArticle",
     "NewsQuestion",
     "SharedDataMissing",
+    "article_url",
     "documents",
     "load_gnad",
     "load_news_questions",
@@ -119,11 +120,13 @@ def load_news_questions(
     return questions
 
 
+def article_url(row: int) -> str:
+    """The made-up address of a 10kGNAD article in the benchmark knowledge bases (the data set has none)."""
+    return f"https://10kgnad.invalid/test/{row}"
+
+
 def documents(articles: list[GnadArticle]):
     """The articles as ``index.extract.Document`` objects, ready for ``KnowledgeBase.add_many``."""
     from index.extract import Document
 
-    return [
-        Document(title=a.title, text=a.text, url=f"https://10kgnad.invalid/test/{a.row}", source="10kgnad")
-        for a in articles
-    ]
+    return [Document(title=a.title, text=a.text, url=article_url(a.row), source="10kgnad") for a in articles]
