@@ -238,6 +238,10 @@ def figures(sets: dict[str, list[Row]], threshold: float) -> dict:
             out[f"news_median_chars_{lang}"] = news["median_chars"]
         if sets.get(f"ood_{lang}"):
             out[f"ood_false_{lang}"] = at_threshold([], sets[f"ood_{lang}"], threshold)["false_answer_rate"]
+    if sets.get("reverse_present_en"):  # German questions about the English articles
+        reverse = at_threshold(sets["reverse_present_en"], sets["reverse_absent_en"], threshold)
+        out["english_articles_hit_de"] = reverse["answer_hit"]
+        out["english_articles_absent_false_de"] = reverse["false_answer_rate"]
     return out
 
 
@@ -249,6 +253,15 @@ def rescore(sets: dict[str, list[Row]], fitted: calibration.Calibration) -> dict
         return model.probability(row.features)
 
     return {name: [replace(r, relevance=relevance(r)) for r in rows] for name, rows in sets.items()}
+
+
+def collect_reverse(limit: int | None, rebuild: bool, config: Config) -> dict[str, list[Row]]:
+    """German questions about the English XQuAD articles, with the article present and absent: the
+    direction of the cross-language model that English questions about German articles do not show."""
+    from bench.english_articles import collect as collect_english
+
+    asked = collect_english(limit, rebuild, config, languages=("de",))[0]
+    return {"reverse_present_en": asked["present_de"], "reverse_absent_en": asked["absent_de"]}
 
 
 def rows_path(config: Config) -> Path:
@@ -284,6 +297,7 @@ def run(
             from bench.news import collect as collect_news
 
             sets.update(collect_news(config, rebuild, threads, limit)[0])
+        sets.update(collect_reverse(limit, rebuild, config))
         RESULTS.mkdir(parents=True, exist_ok=True)
         save_rows(rows_path(config), sets, timings, embedder_id)
     current = calibration.load(embedder_id)

@@ -65,6 +65,10 @@ WORD_CACHE_SIZE = 20_000
 WORD_MATCH_FLOOR = 0.5
 # A passage word at least this close counts as the question word's translation (its IDF is used).
 WORD_TRANSLATION = 0.6
+# A capitalised question word this close to another passage word is a translated noun, not a name (a
+# name has no translation: "Scholz" is at most 0.58 from any word of an English article, "Studie" 0.92
+# from "studies").
+NOUN_TRANSLATION = 0.65
 # The IDF of a question word with no translation in the passages: weighted like a rare word.
 UNMATCHED_WORD_IDF = 3.0
 
@@ -243,6 +247,7 @@ def word_matcher(
     passage_words = content_words(" ".join(h.text for h in hits))
     asked_vectors = vectors.for_words(asked)
     weights = np.full(len(asked), UNMATCHED_WORD_IDF)
+    translated: set[str] = set()
     if asked and passage_words:
         similarity = asked_vectors @ vectors.for_words(passage_words).T
         translations = [passage_words[i] for i in similarity.argmax(axis=1)]
@@ -250,16 +255,24 @@ def word_matcher(
         for i, (word, cosine) in enumerate(zip(translations, similarity.max(axis=1), strict=True)):
             if cosine >= WORD_TRANSLATION:
                 weights[i] = idf[term(word)]
-    return WordMatcher(language, asked_vectors, weights, vectors, name_share(question, hits))
+            if cosine >= NOUN_TRANSLATION and word != asked[i]:
+                translated.add(asked[i])
+    return WordMatcher(language, asked_vectors, weights, vectors, name_share(question, hits, translated))
 
 
-def name_share(question: str, hits: list[SearchHit]) -> float:
+def name_share(question: str, hits: list[SearchHit], translated: set[str] = frozenset()) -> float:
     """Names are spelt alike across languages: how many of the question's capitalised words the
-    passages hold (1 when it has none). The first word is skipped: it is capitalised anyway."""
+    passages hold (1 when it has none). The first word is skipped: it is capitalised anyway.
+
+    German capitalises every noun, so a German question about English articles would count "Hummeln"
+    as a missing name: a capitalised word that the passages hold only ``translated`` ("Hummelstudie"
+    / "study") is a noun, and does not count.
+    """
+    text = " ".join(f"{h.title} {h.text}" for h in hits).lower()
     names = [w.lower() for w in words(question)[1:] if w[:1].isupper()]
+    names = [name for name in names if name in text or name not in translated]
     if not names:
         return 1.0
-    text = " ".join(f"{h.title} {h.text}" for h in hits).lower()
     return sum(name in text for name in names) / len(names)
 
 
@@ -415,4 +428,7 @@ def relevance_features(
     if matcher is not None:
         features["word_match"] = max(s.word_match for s in sentences)
         features["names"] = matcher.names
+        # e5's and USE's similarities run lower for a German question about English passages than the
+        # other way round; the cross-language model is fitted on both directions and told which it is.
+        features["asked_in_german"] = float(matcher.language == "de")
     return features

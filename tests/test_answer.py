@@ -294,3 +294,32 @@ def test_weak_sentences_never_fill_the_budget(loaded_kb):
     assert compose([best, *rest], AnswerSettings(min_support=0.9)) == [best]
     assert len(compose([best, *rest], AnswerSettings(min_support=0.5))) == 2
     assert len(compose([best, *rest], AnswerSettings(min_support=0.0))) == 3
+
+
+def test_german_nouns_are_no_missing_names_in_english_articles(kb):
+    # German capitalises every noun: "Hummelstudie" is not a name the English bee article lacks, since
+    # the passages hold its translation ("study"); "Scholz" has none there, so it is a missing name.
+    from bot.cli import load_samples
+    from bot.evidence import word_matcher
+
+    load_samples(kb)
+    answerer = Answerer(kb, AnswerSettings())
+    hits = kb.search("bumblebee study road verges Eastmarsh")
+    assert hits and all(h.language == "en" for h in hits[:1])
+
+    def names(question: str) -> float:
+        return word_matcher(question, "de", hits, answerer.word_vectors, answerer.term_weights).names
+
+    assert names("Wer leitete die Hummelstudie?") == 1.0
+    assert names("Was sagte Threlkeld über die Studie?") == 1.0
+    assert names("Was sagte Scholz über die Studie?") == 0.5  # "Studie" is in "Studies", "Scholz" nowhere
+
+
+def test_the_cross_language_features_say_which_way_the_question_goes(kb):
+    from bot.cli import load_samples
+
+    load_samples(kb)
+    answerer = Answerer(kb, AnswerSettings())
+    german = answerer.answer_with_evidence("Wer leitete die Hummelstudie?")[1].features
+    english = answerer.answer_with_evidence("How much does the new tram line cost?")[1].features
+    assert german["asked_in_german"] == 1.0 and english["asked_in_german"] == 0.0
