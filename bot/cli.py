@@ -1046,10 +1046,11 @@ def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | Non
 
 @command("run")
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from .telegram_app import protect_token, resolve_token, run_bot
+    from .telegram_app import check_token_shape, protect_token, resolve_token, run_bot
 
     token = resolve_token(config.telegram, dict(os.environ))
     protect_token(token)
+    check_token_shape(token)
     if args.port is not None:
         if not 0 < args.port < 65536:
             raise CommandError(f"--port must be between 1 and 65535, not {args.port}")

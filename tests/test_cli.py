@@ -537,3 +537,67 @@ def test_verbose_import_tells_what_each_line_became(run, tmp_path, caplog):
     assert run("-v", "import", path).code == 0
     assert "line 1: added #1 'Hafen': published 2025-05-02, language de, 1 passage" in caplog.text
     assert "import took " in caplog.text
+
+
+# --- run: Telegram unreachable or a token that cannot be one ------------------------------------------
+
+TOKEN = "7373737373:AAFcliCliCliCliCliCliCliCliCliCli0003"
+
+
+@pytest.fixture
+def run_bot_cli(run, tmp_path, monkeypatch):
+    """``articlebot run`` in-process with [telegram] base_url; restores what run_bot changes in the process."""
+    import gc
+
+    interval = sys.getswitchinterval()
+
+    def start(base_url: str, token: str) -> Result:
+        config = tmp_path / "telegram.toml"
+        config.write_text(f'[telegram]\nbase_url = "{base_url}"\n', encoding="utf-8")
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+        return run("run", config=str(config))
+
+    yield start
+    sys.setswitchinterval(interval)
+    gc.unfreeze()
+
+
+def _closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    return port
+
+
+def test_run_when_telegram_cannot_be_reached_is_one_line_without_the_token(run_bot_cli):
+    port = _closed_port()
+    err = _one_line_error(run_bot_cli(f"http://127.0.0.1:{port}/bot", TOKEN))
+    assert err.startswith(f"articlebot: cannot reach Telegram at 127.0.0.1:{port}: ")
+    assert err.rstrip().endswith("; check the token, [telegram] base_url and the network")
+    assert TOKEN not in err and TOKEN.split(":")[1] not in err
+
+
+@pytest.mark.parametrize("token", ["AAFnoDigitsHere", "987654", "987654:", "abc:def", "98:has space", "98:a/b"])
+def test_run_refuses_a_malformed_token_before_any_request(run_bot_cli, token):
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        err = _one_line_error(run_bot_cli(f"http://127.0.0.1:{port}/bot", token))
+        assert "the Telegram bot token is malformed" in err and token not in err
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody connected
+            listener.accept()
+    finally:
+        listener.close()
+
+
+def test_run_with_a_well_formed_token_reaches_the_bot_api(run_bot_cli):
+    from botapi_server import BotApiServer
+
+    api = BotApiServer("5555555555:AAFtheRightOneTheRightOneTheRight55").start()
+    try:
+        err = _one_line_error(run_bot_cli(api.base_url, TOKEN))  # well formed, but not this bot's
+    finally:
+        api.stop()
+    assert "Telegram rejected the bot token" in err and TOKEN not in err
