@@ -601,3 +601,13 @@ def test_run_with_a_well_formed_token_reaches_the_bot_api(run_bot_cli):
     finally:
         api.stop()
     assert "Telegram rejected the bot token" in err and TOKEN not in err
+
+
+def test_min_relevance_above_one_is_a_config_error_naming_the_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    config = tmp_path / "strict.toml"
+    config.write_text("[answer]\nmin_relevance = 1.5\n")
+    data = tmp_path / "data"
+    err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), "ask", "Fähre?"), code=2)
+    assert err == f"articlebot: config error: {config}: answer.min_relevance: must be between 0 and 1, not 1.5\n"
+    assert not data.exists()
