@@ -20,6 +20,8 @@ from util_cli import CLI, Result
 from util_kb import ZERO_INTEGRITY
 
 from bot import calibration, cli
+from index.kb import KnowledgeBase
+from index.settings import EmbeddingSettings, IndexSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Articles must be at least [ingest] min_chars (200) long: FILLER makes a test sentence an article.
@@ -611,3 +613,32 @@ def test_min_relevance_above_one_is_a_config_error_naming_the_key(tmp_path, caps
     err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), "ask", "Fähre?"), code=2)
     assert err == f"articlebot: config error: {config}: answer.min_relevance: must be between 0 and 1, not 1.5\n"
     assert not data.exists()
+
+
+# --- stats names the configured model before any vector is stored -------------------------------------
+
+
+def test_stats_without_articles_names_the_configured_model(run, one_article, embedder):
+    run("remove", "1")
+    result = run("stats")
+    assert result.code == 0 and result.out.startswith("Articles: 0\n")
+    assert f"Model: {embedder.model_id}\n" in result.out and "MiniLM" not in result.out
+    assert embedder.model_id.startswith("google/universal-sentence-encoder-multilingual-3")
+    assert json.loads(run("stats", "--json").out)["model"] == embedder.model_id
+
+
+@pytest.mark.parametrize(
+    ("embedding", "named"),
+    [
+        (EmbeddingSettings(), "google/universal-sentence-encoder-multilingual-3"),
+        (EmbeddingSettings(backend="sentence-transformers"), "sentence-transformers/all-MiniLM-L6-v2"),
+        (EmbeddingSettings(backend="sentence-transformers", model="some-org/some-model"), "some-org/some-model"),
+    ],
+)
+def test_stats_of_an_empty_store_names_the_model_without_loading_it(tmp_path, embedding, named):
+    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), embedding=embedding))
+    try:
+        assert kb.stats()["model"] == named
+        assert kb._embedder is None  # named from the settings, not by loading the model
+    finally:
+        kb.close()
