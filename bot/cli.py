@@ -49,6 +49,9 @@ log = logging.getLogger("articlebot")
 # SQLite stores integers in 64 bits; a larger id cannot name an article (and overflows the driver).
 MAX_ID = 2**63 - 1
 
+# Where ``demo`` puts the fictional samples unless --data-dir says otherwise (dev.sh passes the same).
+DEMO_DATA_DIR = "data-demo"
+
 
 class CommandError(UserError):
     """A user-facing error: printed as one line, exit status 1."""
@@ -172,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = _subcommand(
         sub,
         "demo",
-        "Load the bundled sample articles and answer sample questions.",
-        '  articlebot --data-dir data-demo demo\n  articlebot demo "Wer leitete die Hummelstudie?"',
+        f"Load the bundled sample articles into ./{DEMO_DATA_DIR} and answer sample questions.",
+        '  articlebot demo\n  articlebot demo "Wie viel kostet der Kubikmeter Trinkwasser?"\n'
+        "  articlebot --data-dir /tmp/demo demo",
+        f"The samples are fictional: they go into a data dir of their own, {DEMO_DATA_DIR} in the current\n"
+        "directory (SQLite), never into the configured one; --data-dir chooses another.",
     )
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
 
@@ -969,6 +975,11 @@ def _feeds_poll(args: argparse.Namespace, feeds) -> int:
 FEED_ACTIONS = {"add": _feeds_add, "list": _feeds_list, "remove": _feeds_remove, "poll": _feeds_poll}
 
 
+def use_demo_storage(config: Config) -> None:
+    """Point the config at the demo's own SQLite data dir: the samples must not mix with real articles."""
+    config.storage = dataclasses.replace(config.storage, engine="sqlite", dsn="", data_dir=DEMO_DATA_DIR)
+
+
 SAMPLE_QUESTIONS = [
     "Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?",
     "How much did the new tram line in Ulmenhagen cost to build?",
@@ -1148,6 +1159,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, timestamps=args.command == "run")
     try:
         config = load_config(args.config, args.data_dir)
+        if args.command == "demo" and not args.data_dir:
+            use_demo_storage(config)
         if args.command != "migrate":  # migrate reads the data dir and must not create an empty one
             prepare_data_dir(Path(config.storage.data_dir))
         code = HANDLERS[args.command](args, config)

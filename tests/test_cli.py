@@ -642,3 +642,36 @@ def test_stats_of_an_empty_store_names_the_model_without_loading_it(tmp_path, em
         assert kb._embedder is None  # named from the settings, not by loading the model
     finally:
         kb.close()
+
+
+# --- demo keeps the fictional samples out of the configured data dir ----------------------------------
+
+
+def test_demo_without_data_dir_uses_its_own_and_leaves_the_configured_one_untouched(
+    run, one_article, tmp_path, capsys, monkeypatch
+):
+    before = run.counts()
+    stamp = {p.name: p.stat().st_mtime_ns for p in run.data_dir.iterdir()}
+    config = tmp_path / "real.toml"
+    config.write_text(f'[storage]\ndata_dir = "{run.data_dir}"\n', encoding="utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = _main(capsys, "--config", str(config), "demo", "Who led the bumblebee study?")
+    assert result.code == 0, result
+    assert result.out.startswith("8 articles in data-demo (8 sample articles added now)")
+    assert "Imogen Threlkeld" in result.out
+    assert (work / "data-demo" / "articlebot.db").is_file()
+    assert run.counts() == before
+    assert {p.name: p.stat().st_mtime_ns for p in run.data_dir.iterdir()} == stamp
+    # A PostgreSQL store is not touched either (this one does not even exist).
+    config.write_text('[storage]\nengine = "postgres"\ndsn = "postgresql://nobody@127.0.0.1:1/none"\n')
+    again = _main(capsys, "--config", str(config), "demo", "Who led the bumblebee study?")
+    assert again.code == 0 and again.out.startswith("8 articles in data-demo (0 sample articles added now)")
+
+
+def test_demo_with_data_dir_uses_that(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "Who led the bumblebee study?")
+    assert result.out.startswith(f"8 articles in {run.data_dir} ")
+    assert run.counts()["articles"] == 8 and not (tmp_path / "data-demo").exists()
