@@ -27,6 +27,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from index.bulk import ImportOptions, ImportReport, read_records  # noqa: E402
+from index.engines import DB_FILE  # noqa: E402
 from index.errors import UserError  # noqa: E402
 from index.extract import (  # noqa: E402
     Document,
@@ -1145,6 +1146,22 @@ def prepare_data_dir(path: Path) -> None:
         raise CommandError(f"data dir {path} is not writable") from exc
 
 
+# Commands that only read the knowledge base: on a data dir without one they create nothing.
+READ_ONLY_COMMANDS = frozenset({"list", "show", "search", "ask", "stats"})
+
+
+def require_knowledge_base(config: Config) -> None:
+    """A SQLite data dir without a database, for a command that only reads: most likely a mistyped path."""
+    path = Path(config.storage.data_dir)
+    if config.storage.engine != "sqlite" or (path.exists() and not path.is_dir()):
+        return  # PostgreSQL reports its own state; a file in the way is prepare_data_dir's message
+    if not (path / DB_FILE).is_file():
+        raise CommandError(
+            f"no knowledge base in {path} yet: add articles with 'articlebot add', "
+            "or check --data-dir or [storage] data_dir in your config"
+        )
+
+
 def quiet_broken_pipe() -> int:
     """The reader went away (``| head``): stop quietly, as ``cat`` does, without a message."""
     # Python flushes stdout once more at exit; pointed at devnull, that flush cannot fail again.
@@ -1161,6 +1178,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.data_dir)
         if args.command == "demo" and not args.data_dir:
             use_demo_storage(config)
+        if args.command in READ_ONLY_COMMANDS:
+            require_knowledge_base(config)
         if args.command != "migrate":  # migrate reads the data dir and must not create an empty one
             prepare_data_dir(Path(config.storage.data_dir))
         code = HANDLERS[args.command](args, config)

@@ -285,8 +285,10 @@ def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, mon
         (Path("/proc"), "is not writable"),
     ]
     for data_dir, message in cases:
-        err = _one_line_error(_main(capsys, "--data-dir", str(data_dir), "list"))
+        # A command that writes: it would create the data dir (a read-only one stops earlier, see below).
+        err = _one_line_error(_main(capsys, "--data-dir", str(data_dir), "add", "article.txt"))
         assert message in err and str(data_dir) in err, err
+    assert "is a file, not a directory" in _one_line_error(_main(capsys, "--data-dir", str(a_file), "list"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert a_file.read_text() == "x"
 
@@ -298,6 +300,7 @@ def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     config.write_text('[embedding]\nbackend = "sentence-transformers"\nmodel = "no-such-org/no-such-model"\n')
     data = tmp_path / "data"
     monkeypatch.setattr("sys.stdin", io.StringIO("Wie oft fährt die Fähre?\n"))
+    KnowledgeBase(IndexSettings(data_dir=str(data))).close()  # an empty database: the commands get to the model
     for argv in (["search", "Fähre"], ["ask", "Wie oft fährt die Fähre?"], ["stats"], ["chat"]):
         err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), *argv))
         assert "[embedding] model 'no-such-org/no-such-model' is not installed" in err, argv
@@ -311,6 +314,7 @@ def test_settings_that_cannot_work_together_are_one_line(tmp_path, capsys, monke
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     config = tmp_path / "use.toml"
     config.write_text('[embedding]\nbackend = "use-multilingual"\nmodel = "some/model"\n')
+    KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"))).close()
     argv = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "search", "Fähre"]
     assert "embedding.model must be empty with backend = 'use-multilingual'" in _one_line_error(_main(capsys, *argv))
 
@@ -320,6 +324,7 @@ def test_a_bug_keeps_its_traceback(run, monkeypatch):
         raise RuntimeError("a bug, not a user mistake")
 
     monkeypatch.setitem(cli.HANDLERS, "stats", broken)
+    KnowledgeBase(IndexSettings(data_dir=str(run.data_dir))).close()
     with pytest.raises(RuntimeError, match="a bug"):
         run("stats")
 
@@ -430,7 +435,7 @@ def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(
     path = _jsonl(
         tmp_path / "many.jsonl", [json.dumps({"title": f"Hafen {i}", "text": t}) for i, t in enumerate(texts)]
     )
-    run("list")  # creates the database, so its count can be watched
+    KnowledgeBase(IndexSettings(data_dir=str(run.data_dir))).close()  # the database, so its count can be watched
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("ARTICLEBOT_CONFIG", None)
     process = subprocess.Popen(
@@ -675,3 +680,28 @@ def test_demo_with_data_dir_uses_that(run, tmp_path, monkeypatch):
     result = run("demo", "Who led the bumblebee study?")
     assert result.out.startswith(f"8 articles in {run.data_dir} ")
     assert run.counts()["articles"] == 8 and not (tmp_path / "data-demo").exists()
+
+
+# --- a data dir without a database: read-only commands create nothing -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv", [["list"], ["list", "--json"], ["show", "1"], ["search", "Fähre"], ["ask", "Fähre?"], ["stats"]]
+)
+def test_reading_a_data_dir_without_a_database_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for typo in (tmp_path / "typo", tmp_path):  # a directory that does not exist, and one without a database
+        err = _one_line_error(_main(capsys, "--data-dir", str(typo), *argv))
+        assert err == (
+            f"articlebot: no knowledge base in {typo} yet: add articles with 'articlebot add', "
+            "or check --data-dir or [storage] data_dir in your config\n"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_commands_still_create_the_database(run, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert run("chat").code == 0
+    assert (run.data_dir / "articlebot.db").is_file()
+    assert run("list").out.startswith("no articles yet")
