@@ -310,14 +310,34 @@ def read_source(source: str, config: Config, title: str | None) -> Document:
 
         return fetch_document(source, config.fetch, title)
     if source == "-":
-        return from_text(_read_stdin(), title=title, source="stdin")
+        text = _read_stdin()
+        if not text.strip():
+            raise CommandError("nothing to add: the input is empty")
+        return from_text(text, title=title, source="stdin")
     if "://" in source:
         raise CommandError(f"only http and https links can be added: {source}")
+    check_file(source)
     return from_file(source, title=title)
+
+
+def check_file(source: str) -> None:
+    """A path that names no file: say what it is, rather than judge its 'file type' by its last part."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        raise CommandError(f"{source} is a directory: give a file")
+    if path.exists():
+        return
+    host, slash, _ = source.partition("/")
+    if slash and "." in host.strip(".") and not source.startswith(("/", "~")):
+        # example.org/article: a link typed without its scheme
+        raise CommandError(f"no such file: {source} (a link needs http:// or https://)")
+    raise CommandError(f"no such file: {source}")
 
 
 def _read_stdin() -> str:
     """stdin's bytes decoded like a file's (BOM, Windows-1252, an undecodable line named), not by the locale."""
+    if sys.stdin.isatty():  # someone at a terminal would otherwise wait without a word
+        print("reading the article from standard input; end with Ctrl-D", file=sys.stderr, flush=True)
     raw = getattr(sys.stdin, "buffer", None)
     return decode_bytes(raw.read())[0] if raw is not None else sys.stdin.read()
 

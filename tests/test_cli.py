@@ -110,7 +110,7 @@ def test_add_missing_file_bad_scheme_bad_date(run, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(SAMPLE))
     assert "not a date: 'gestern'" in _one_line_error(run("add", "-", "--published", "gestern"))
     monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
-    assert "the text contains no text" in _one_line_error(run("add", "-"))
+    assert "nothing to add: the input is empty" in _one_line_error(run("add", "-"))
     assert run.counts()["articles"] == 0
 
 
@@ -705,3 +705,37 @@ def test_writing_commands_still_create_the_database(run, tmp_path, monkeypatch):
     assert run("chat").code == 0
     assert (run.data_dir / "articlebot.db").is_file()
     assert run("list").out.startswith("no articles yet")
+
+
+# --- add: what a missing path was meant to be; stdin from a terminal -----------------------------------
+
+
+def test_add_of_a_path_that_names_no_file_says_what_it_is(run, one_article, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = run.counts()
+    cases = [
+        ("example.org/article", "no such file: example.org/article (a link needs http:// or https://)"),
+        ("www.example.org/a/b.html", "no such file: www.example.org/a/b.html (a link needs http:// or https://)"),
+        ("missing-notes.txt", "no such file: missing-notes.txt"),
+        ("notes/missing.md", "no such file: notes/missing.md"),
+        ("./missing.md", "no such file: ./missing.md"),
+        (str(tmp_path), f"{tmp_path} is a directory: give a file"),
+        ("/tmp", "/tmp is a directory: give a file"),
+    ]
+    for source, message in cases:
+        assert _one_line_error(run("add", source)) == f"articlebot: {message}\n", source
+    assert run.counts() == before
+
+
+def test_add_from_a_terminal_says_how_to_end_and_a_pipe_gets_no_hint(run, monkeypatch):
+    main, side = os.openpty()
+    with open(side, "rb", buffering=0) as raw, io.TextIOWrapper(io.BufferedReader(raw)) as terminal:
+        os.write(main, f"Neue Fähre für Lindholm\n{SAMPLE}\n".encode() + b"\x04")  # Ctrl-D ends the input
+        monkeypatch.setattr("sys.stdin", terminal)
+        result = run("add", "-")
+    os.close(main)
+    assert result.code == 0 and result.out.startswith("added #1: Neue Fähre für Lindholm"), result
+    assert result.err == "reading the article from standard input; end with Ctrl-D\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"Zweiter Artikel\n{SAMPLE.replace('Juni', 'Juli')}\n"))
+    piped = run("add", "-")
+    assert piped.code == 0 and piped.err == ""
