@@ -27,6 +27,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from index.bulk import ImportOptions, ImportReport, read_records  # noqa: E402
+from index.engines import DB_FILE  # noqa: E402
 from index.errors import UserError  # noqa: E402
 from index.extract import (  # noqa: E402
     Document,
@@ -48,6 +49,9 @@ log = logging.getLogger("articlebot")
 
 # SQLite stores integers in 64 bits; a larger id cannot name an article (and overflows the driver).
 MAX_ID = 2**63 - 1
+
+# Where ``demo`` puts the fictional samples unless --data-dir says otherwise (dev.sh passes the same).
+DEMO_DATA_DIR = "data-demo"
 
 
 class CommandError(UserError):
@@ -172,8 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = _subcommand(
         sub,
         "demo",
-        "Load the bundled sample articles and answer sample questions.",
-        '  articlebot --data-dir data-demo demo\n  articlebot demo "Wer leitete die Hummelstudie?"',
+        f"Load the bundled sample articles into ./{DEMO_DATA_DIR} and answer sample questions.",
+        '  articlebot demo\n  articlebot demo "Wie viel kostet der Kubikmeter Trinkwasser?"\n'
+        "  articlebot --data-dir /tmp/demo demo",
+        f"The samples are fictional: they go into a data dir of their own, {DEMO_DATA_DIR} in the current\n"
+        "directory (SQLite), never into the configured one; --data-dir chooses another.",
     )
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
 
@@ -303,14 +310,34 @@ def read_source(source: str, config: Config, title: str | None) -> Document:
 
         return fetch_document(source, config.fetch, title)
     if source == "-":
-        return from_text(_read_stdin(), title=title, source="stdin")
+        text = _read_stdin()
+        if not text.strip():
+            raise CommandError("nothing to add: the input is empty")
+        return from_text(text, title=title, source="stdin")
     if "://" in source:
         raise CommandError(f"only http and https links can be added: {source}")
+    check_file(source)
     return from_file(source, title=title)
+
+
+def check_file(source: str) -> None:
+    """A path that names no file: say what it is, rather than judge its 'file type' by its last part."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        raise CommandError(f"{source} is a directory: give a file")
+    if path.exists():
+        return
+    host, slash, _ = source.partition("/")
+    if slash and "." in host.strip(".") and not source.startswith(("/", "~")):
+        # example.org/article: a link typed without its scheme
+        raise CommandError(f"no such file: {source} (a link needs http:// or https://)")
+    raise CommandError(f"no such file: {source}")
 
 
 def _read_stdin() -> str:
     """stdin's bytes decoded like a file's (BOM, Windows-1252, an undecodable line named), not by the locale."""
+    if sys.stdin.isatty():  # someone at a terminal would otherwise wait without a word
+        print("reading the article from standard input; end with Ctrl-D", file=sys.stderr, flush=True)
     raw = getattr(sys.stdin, "buffer", None)
     return decode_bytes(raw.read())[0] if raw is not None else sys.stdin.read()
 
@@ -969,6 +996,11 @@ def _feeds_poll(args: argparse.Namespace, feeds) -> int:
 FEED_ACTIONS = {"add": _feeds_add, "list": _feeds_list, "remove": _feeds_remove, "poll": _feeds_poll}
 
 
+def use_demo_storage(config: Config) -> None:
+    """Point the config at the demo's own SQLite data dir: the samples must not mix with real articles."""
+    config.storage = dataclasses.replace(config.storage, engine="sqlite", dsn="", data_dir=DEMO_DATA_DIR)
+
+
 SAMPLE_QUESTIONS = [
     "Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?",
     "How much did the new tram line in Ulmenhagen cost to build?",
@@ -1046,10 +1078,11 @@ def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | Non
 
 @command("run")
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from .telegram_app import protect_token, resolve_token, run_bot
+    from .telegram_app import check_token_shape, protect_token, resolve_token, run_bot
 
     token = resolve_token(config.telegram, dict(os.environ))
     protect_token(token)
+    check_token_shape(token)
     if args.port is not None:
         if not 0 < args.port < 65536:
             raise CommandError(f"--port must be between 1 and 65535, not {args.port}")
@@ -1133,6 +1166,22 @@ def prepare_data_dir(path: Path) -> None:
         raise CommandError(f"data dir {path} is not writable") from exc
 
 
+# Commands that only read the knowledge base: on a data dir without one they create nothing.
+READ_ONLY_COMMANDS = frozenset({"list", "show", "search", "ask", "stats"})
+
+
+def require_knowledge_base(config: Config) -> None:
+    """A SQLite data dir without a database, for a command that only reads: most likely a mistyped path."""
+    path = Path(config.storage.data_dir)
+    if config.storage.engine != "sqlite" or (path.exists() and not path.is_dir()):
+        return  # PostgreSQL reports its own state; a file in the way is prepare_data_dir's message
+    if not (path / DB_FILE).is_file():
+        raise CommandError(
+            f"no knowledge base in {path} yet: add articles with 'articlebot add', "
+            "or check --data-dir or [storage] data_dir in your config"
+        )
+
+
 def quiet_broken_pipe() -> int:
     """The reader went away (``| head``): stop quietly, as ``cat`` does, without a message."""
     # Python flushes stdout once more at exit; pointed at devnull, that flush cannot fail again.
@@ -1147,6 +1196,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, timestamps=args.command == "run")
     try:
         config = load_config(args.config, args.data_dir)
+        if args.command == "demo" and not args.data_dir:
+            use_demo_storage(config)
+        if args.command in READ_ONLY_COMMANDS:
+            require_knowledge_base(config)
         if args.command != "migrate":  # migrate reads the data dir and must not create an empty one
             prepare_data_dir(Path(config.storage.data_dir))
         code = HANDLERS[args.command](args, config)

@@ -22,6 +22,7 @@ from index.settings import (
     IngestSettings,
     SearchSettings,
     StorageSettings,
+    between,
     choice,
     number_or,
     positive,
@@ -49,19 +50,20 @@ class AnswerSettings:
     # A further sentence goes in only when it scores at least this share of the best one: a weak
     # match from another article (a date, a number) would otherwise fill the budget. At 0.5 on XQuAD
     # it halves bodies quoting another article (17% -> 8.5%) for 0.1 points of answer-hit.
-    min_support: float = 0.5
+    min_support: float = between(0.5, 0.0, 1.0)
     # A sentence from another article than the best one's needs this share of the best score: a
     # different article must make nearly as strong a case, or it does not pad the answer.
-    other_article_support: float = 0.9
+    other_article_support: float = between(0.9, 0.0, 1.0)
     # Quotes in another language than the question (English question, German article): the sentence
     # choice is less sure there, so the body may hold more of them.
     cross_language_sentences: int = 3
     cross_language_chars: int = 400
     # Below this relevance (0..1) the bot says the articles do not hold the answer. "auto": the
     # threshold fitted with the embedding model's calibration (bot/calibration/, bench/answers.py --fit).
-    min_relevance: float | str = number_or("auto", "auto")
+    # Above 1 nothing is ever answered, so it is refused.
+    min_relevance: float | str = number_or("auto", "auto", within=(0.0, 1.0))
     # Retrieved passages whose sentences are scored (and that the LLM sees in mode "llm").
-    passages: int = 5
+    passages: int = positive(5)
     # A follow-up ("Und warum?") is resolved against the conversation's last question this long.
     followup_minutes: float = 10.0
 
@@ -75,7 +77,8 @@ class LLMSettings:
     # says nothing for long: the extractive answer is better than a wait).
     timeout: float = positive(30.0)
     first_token_timeout: float = positive(15.0)
-    temperature: float = 0.0
+    # The range OpenAI-compatible endpoints accept.
+    temperature: float = between(0.0, 0.0, 2.0)
     max_tokens: int = positive(500)
     # Read the reply as it is written (server-sent events) and show it growing.
     stream: bool = True
@@ -93,11 +96,11 @@ class TelegramSettings:
     admins: list[int] = field(default_factory=list)
     webhook_url: str = ""
     listen: str = "127.0.0.1"
-    port: int = 8443
+    port: int = between(8443, 1, 65535)
     secret_token: str = ""
     rate_limit_per_minute: int = 10
-    max_question_chars: int = 1000
-    max_file_bytes: int = 20_000_000
+    max_question_chars: int = positive(1000)
+    max_file_bytes: int = positive(20_000_000)
     poll_timeout: float = 10.0
 
 
@@ -189,7 +192,7 @@ def _fill(instance: object, values: dict, section: str, source: str) -> object:
         where = f"{source}: {section}.{key}"
         if key not in known:
             raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(known))})")
-        # The field's own rules (index.settings: choice, positive, bool_or, number_or).
+        # The field's own rules (index.settings: choice, positive, between, bool_or, number_or).
         rules = known[key].metadata
         if "keywords" in rules:
             setattr(instance, key, _bool_or_keyword(value, rules["keywords"], where))
@@ -207,6 +210,9 @@ def _fill(instance: object, values: dict, section: str, source: str) -> object:
             raise ConfigError(f"{where}: must not be negative")
         if rules.get("positive") and value <= 0:
             raise ConfigError(f"{where}: must be greater than 0")
+        if "within" in rules and not rules["within"][0] <= value <= rules["within"][1]:
+            low, high = rules["within"]
+            raise ConfigError(f"{where}: must be between {low:g} and {high:g}, not {value!r}")
         setattr(instance, key, value)
     return instance
 

@@ -353,11 +353,14 @@ class Conversation:
             for article in latest:
                 spans += ["\n• ", Link(article.title, article.url), _date_suffix(article)]
             blocks.append(para(*spans))
-        terminal = self.origin == "chat"  # the terminal has no groups, captions or replies to messages
-        blocks += [para(p) for p in say("how_to_ask_chat" if terminal else "how_to_ask", lang).split("\n\n")]
+        blocks += [para(p) for p in say(self._here("how_to_ask"), lang).split("\n\n")]
         if self.is_admin(req.message.user.id):
-            blocks.append(para(say("admin_help_chat" if terminal else "admin_help", lang)))
+            blocks.append(para(say(self._here("admin_help"), lang)))
         return [Reply(blocks)]
+
+    def _here(self, key: str) -> str:
+        """The terminal's version of a text where it has one: it has no groups, captions or replies to messages."""
+        return f"{key}_chat" if self.origin == "chat" else key
 
     def _ask(self, req: Request, _: Progress) -> list[Reply]:
         question, lang, user = req.args.strip(), req.language, req.message.user
@@ -367,7 +370,7 @@ class Conversation:
         if limit and len(question) > limit:
             text = say("too_long", lang, length=len(question), limit=limit)
             if self.is_admin(user.id):  # most likely a forwarded article
-                text += "\n\n" + say("add_by_reply", lang)
+                text += "\n\n" + say(self._here("add_by_reply"), lang)
             return [text_reply(text)]
         if not self.is_admin(user.id):
             wait = self.limiter.hit(user.id)
@@ -397,7 +400,7 @@ class Conversation:
         try:
             doc = self._document(req, progress)
             if doc is None:
-                return [text_reply(say("add_usage", lang))]
+                return [text_reply(say(self._here("add_usage"), lang))]
             require_length(doc, self.kb.settings.ingest.min_chars)
             progress(say("indexing", lang, title=_short(doc.title)))
             with self._exclusive(progress, lang):

@@ -50,7 +50,7 @@ from telegram import (  # noqa: E402
 )
 from telegram import User as TgUser  # noqa: E402
 from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
-from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError  # noqa: E402
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
 from index.engine import StorageError  # noqa: E402
@@ -866,12 +866,38 @@ def resolve_token(settings: TelegramSettings, environ: dict[str, str]) -> str:
     return token
 
 
+# What @BotFather hands out: the bot's numeric id, a colon, and a secret of URL-safe characters.
+TOKEN_SHAPE = re.compile(r"\d+:[A-Za-z0-9_-]+")
+
+
+def check_token_shape(token: str) -> None:
+    """Refuse a token that cannot be one before any request: it goes into every URL (never print it)."""
+    if not TOKEN_SHAPE.fullmatch(token):
+        raise SetupError(
+            "the Telegram bot token is malformed: it looks like 123456789:AAE… (digits, a colon, letters) "
+            "as @BotFather gives it; check $TELEGRAM_BOT_TOKEN or [telegram] token"
+        )
+
+
+DEFAULT_API_HOST = "api.telegram.org"
+
+
+def unreachable(settings: TelegramSettings, exc: NetworkError) -> SetupError:
+    """One line for a Bot API that cannot be reached: where we tried, why, and what to check."""
+    host = (urlsplit(settings.base_url).netloc or settings.base_url) if settings.base_url else DEFAULT_API_HOST
+    # PTB prefixes the httpx class ("httpx.ConnectError: [Errno -2] Name or service not known").
+    reason = re.sub(r"^httpx\.\w+: ", "", str(exc)) or type(exc).__name__
+    return SetupError(
+        redact(f"cannot reach Telegram at {host}: {reason}; check the token, [telegram] base_url and the network")
+    )
+
+
 # How long a thread may hold the GIL while another waits for it (Python's default is 5 ms).
 GIL_SWITCH_SECONDS = 0.001
 
 
 def run_bot(settings: TelegramSettings, conversation: Conversation, token: str, llm: LLMSettings | None = None) -> int:
-    """Serve until SIGINT/SIGTERM. Errors come back as RuntimeError with the token taken out."""
+    """Serve until SIGINT/SIGTERM. Errors come back as one-line SetupError with the token taken out."""
     protect_token(token)
     if settings.webhook_url and urlsplit(settings.webhook_url).scheme != "https":
         raise SetupError("[telegram] webhook_url must be an https:// URL")
@@ -884,6 +910,9 @@ def run_bot(settings: TelegramSettings, conversation: Conversation, token: str, 
         asyncio.run(_serve_until_signal(app, settings))
     except InvalidToken:
         raise SetupError("Telegram rejected the bot token ([telegram] token or $TELEGRAM_BOT_TOKEN)") from None
+    except NetworkError as exc:  # offline, bad DNS, a wrong base_url, a timeout (TimedOut is one too)
+        raise unreachable(settings, exc) from None
     except TelegramError as exc:
-        raise RuntimeError(f"Telegram: {redact(str(exc))}") from None
+        # Telegram refused a start-up call (a webhook URL it will not take): the user's setting, one line.
+        raise SetupError(f"Telegram: {redact(str(exc))}") from None
     return 0

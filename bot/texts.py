@@ -92,6 +92,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Ein Artikel? Antworten Sie mit /add auf die Nachricht, um ihn hinzuzufügen.",
         "en": "An article? Reply to the message with /add to add it.",
     },
+    "add_by_reply_chat": {
+        "de": "Ein Artikel? /add allein eingeben, dann Titelzeile und Text einfügen und mit einer Zeile nur aus „.“ "
+        "abschließen; oder /add <Pfad> für eine Datei (.txt .md .html .pdf).",
+        "en": "An article? Type /add alone, then paste a title line and the text and end with a line holding only "
+        "“.”; or /add <path> for a file (.txt .md .html .pdf).",
+    },
     "rate_limited": {
         "de": "Einen Moment bitte: höchstens {limit} Fragen pro Minute. In {seconds} Sekunden geht es weiter.",
         "en": "One moment please: at most {limit} questions a minute. Try again in {seconds} seconds.",
@@ -124,6 +130,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add.",
         "en": "To add an article: /add <link>, /add followed by a title line and the text, /add as a reply "
         "to a message, or a document with the caption /add.",
+    },
+    "add_usage_chat": {
+        "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add <Pfad> für eine Datei (.txt .md .html .pdf) "
+        "oder /add allein, dann Titelzeile und Text einfügen und mit einer Zeile nur aus „.“ abschließen.",
+        "en": "To add an article: /add <link>, /add <path> for a file (.txt .md .html .pdf), or /add alone, "
+        "then paste a title line and the text and end with a line holding only “.”.",
     },
     "fetching": {"de": "Lade {url} …", "en": "Fetching {url} …"},
     "downloading": {"de": "Lade {name} herunter …", "en": "Downloading {name} …"},

@@ -19,7 +19,14 @@ from .settings import EmbeddingSettings
 log = logging.getLogger(__name__)
 
 # Embedder and passage_input live in embedding_types (shared with the backends without a cycle).
-__all__ = ["BUNDLED_MODEL_ID", "Embedder", "SentenceTransformerEmbedder", "load_embedder", "passage_input"]
+__all__ = [
+    "BUNDLED_MODEL_ID",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "configured_model",
+    "load_embedder",
+    "passage_input",
+]
 
 BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # The bundled model's own config truncates at 256 wordpieces, but its position table holds 512. An
@@ -147,6 +154,15 @@ def _counting_tokenizer(tokenizer):
     counter.no_padding()
     counter.no_truncation()
     return counter
+
+
+def configured_model(settings: EmbeddingSettings) -> str:
+    """The model the settings choose, named without loading it (loading adds the runtime or version)."""
+    if settings.backend == "use-multilingual":
+        from .use_backend import MODEL_ID
+
+        return MODEL_ID
+    return settings.model or BUNDLED_MODEL_ID
 
 
 def load_embedder(settings: EmbeddingSettings) -> Embedder:

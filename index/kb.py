@@ -17,7 +17,7 @@ import numpy as np
 
 from .cache import LRU
 from .chunking import Chunk, chunk_text
-from .embedding import Embedder, load_embedder
+from .embedding import Embedder, configured_model, load_embedder
 from .engine import AnswerLog, ArticleStore, Engine, RunLock, UpdateLedgerTable, VectorSearchIndex
 from .engines import DB_FILE, open_engine
 from .errors import SetupError
@@ -426,7 +426,7 @@ class KnowledgeBase:
         stats = {
             **counts,
             "data_dir": str(self.data_dir),
-            "model": models[0][0] if models else (self.settings.embedding.model or "bundled all-MiniLM-L6-v2"),
+            "model": models[0][0] if models else self._model_name(),
             "dimension": models[0][1] if models else None,
             "index": None,
             "engine": self.engine.name,
@@ -436,6 +436,10 @@ class KnowledgeBase:
         if self._vectors is not None:
             stats["index"] = {"kind": self._vectors.kind, "vectors": self._vectors.count, "status": self.index_status}
         return stats
+
+    def _model_name(self) -> str:
+        """With no vectors stored yet: the model that will make them (its exact id once it is loaded)."""
+        return self._embedder.model_id if self._embedder is not None else configured_model(self.settings.embedding)
 
     # --- maintenance --------------------------------------------------------------------------
 

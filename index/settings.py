@@ -1,8 +1,8 @@
 """Settings of the knowledge base. Plain dataclasses: the config loader in ``bot.config`` fills them.
 
 Each default is written here once, and a field's validation rule sits with it (``choice``,
-``positive``, ``bool_or``, ``number_or``): the loader reads the rules from the fields, so a new setting cannot
-get its default in one place and its check in another.
+``positive``, ``between``, ``bool_or``, ``number_or``): the loader reads the rules from the fields, so a
+new setting cannot get its default in one place and its check in another.
 """
 
 from __future__ import annotations
@@ -21,14 +21,23 @@ def positive(default: int | float) -> Any:
     return field(default=default, metadata={"positive": True})
 
 
+def between(default: int | float, low: int | float, high: int | float) -> Any:
+    """A number from low to high inclusive: a share (0..1), a port; outside it the setting silently breaks."""
+    return field(default=default, metadata={"within": (low, high)})
+
+
 def bool_or(default: bool | str, *keywords: str) -> Any:
     """true, false, or one of these words: TOML gives them as bool or str, so a typo ("yes", 1) is caught."""
     return field(default=default, metadata={"keywords": keywords})
 
 
-def number_or(default: float | str, *keywords: str) -> Any:
-    """A non-negative number or one of these words: a word outside them ("fast") is caught, not taken as a number."""
-    return field(default=default, metadata={"number_keywords": keywords})
+def number_or(default: float | str, *keywords: str, within: tuple[float, float] | None = None) -> Any:
+    """A non-negative number (in ``within`` if given) or one of these words: a word outside them ("fast") is
+    caught, not taken as a number."""
+    rules: dict[str, Any] = {"number_keywords": keywords}
+    if within is not None:
+        rules["within"] = within
+    return field(default=default, metadata=rules)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from bot import cli
 from bot.answer import NOT_FOUND, Answer, Answerer, compose
 from bot.config import AnswerSettings, Config
 from bot.followup import FollowupMemory, is_followup
+from index.settings import StorageSettings
 
 # Body grammar of an extractive answer: optional lead, then sentences each closed by its markers.
 STATEMENT = re.compile(r"[^\[\]]+?\s(\[\d+\])+")
@@ -179,7 +180,7 @@ def test_json_shape(answerer):
 
 def test_cli_ask_reads_questions_from_stdin(loaded_kb, monkeypatch, capsys):
     monkeypatch.setattr(cli, "open_kb", lambda config: loaded_kb)
-    monkeypatch.setattr(cli, "load_config", lambda *args: Config())
+    monkeypatch.setattr(cli, "load_config", lambda *args: config_of(loaded_kb))
     monkeypatch.setattr(
         "sys.stdin",
         io.StringIO("Wie viele Fahrräder nimmt die Fähre auf dem Kellersee mit?\n\nWho won the 1998 Tour?\n"),
@@ -193,7 +194,7 @@ def test_cli_ask_reads_questions_from_stdin(loaded_kb, monkeypatch, capsys):
 
 def test_cli_text_output_lists_sources(loaded_kb, monkeypatch, capsys):
     monkeypatch.setattr(cli, "open_kb", lambda config: loaded_kb)
-    monkeypatch.setattr(cli, "load_config", lambda *args: Config())
+    monkeypatch.setattr(cli, "load_config", lambda *args: config_of(loaded_kb))
     assert cli.main(["ask", "Wie viele Fahrräder nimmt die Fähre auf dem Kellersee mit?"]) == 0
     out = capsys.readouterr().out
     assert "[1]" in out and "Quellen:" in out and FERRY.url in out
@@ -294,6 +295,11 @@ def test_weak_sentences_never_fill_the_budget(loaded_kb):
     assert compose([best, *rest], AnswerSettings(min_support=0.9)) == [best]
     assert len(compose([best, *rest], AnswerSettings(min_support=0.5))) == 2
     assert len(compose([best, *rest], AnswerSettings(min_support=0.0))) == 3
+
+
+def config_of(kb) -> Config:
+    """The default config on the knowledge base's own data dir (not ./data in the checkout)."""
+    return Config(storage=StorageSettings(data_dir=str(kb.data_dir)))
 
 
 def test_german_nouns_are_no_missing_names_in_english_articles(kb):

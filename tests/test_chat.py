@@ -372,3 +372,35 @@ def test_sources_name_each_article_once():
     answer = Answer("Frage?", "Eins. [1] Zwei. [2] Drei. [3]", True, citations, "de")
     sources = plain_text(answer_reply(answer, 5)).split("Quellen:\n")[1]
     assert sources == "[1] [3] Stadion am Mühlbach <https://example.org/stadion>\n[2] Andere Meldung"
+
+
+TELEGRAM_ONLY = ("Antworten Sie", "Reply to", "Beschriftung", "caption", "als Antwort", "as a reply")
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_a_long_question_in_the_terminal_gets_terminal_advice(conversation, language):
+    before = conversation.kb.counts()
+    text = _chat(conversation, ["x" * 121], language)
+    advice = text.split("\n\n", 1)[1]
+    assert ("zu lang (121 Zeichen" if language == "de" else "too long (121 characters") in advice
+    assert ("/add allein eingeben" if language == "de" else "Type /add alone") in advice
+    assert ("/add <Pfad>" if language == "de" else "/add <path>") in advice
+    assert not any(phrase in advice for phrase in TELEGRAM_ONLY), advice
+    assert conversation.kb.counts() == before
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_an_empty_add_in_the_terminal_explains_the_terminals_ways(conversation, language):
+    before = conversation.kb.counts()
+    # /add then at once the end mark, and a bare /add as the last line of the input.
+    text = _chat(conversation, ["/add", ".", "/add"], language)
+    usage = text.split("\n\n")[1:]
+    wanted = "/add <Pfad> für eine Datei" if language == "de" else "/add <path> for a file"
+    assert sum(wanted in part for part in usage) == 2, text
+    assert not any(phrase in text for phrase in TELEGRAM_ONLY), text
+    assert conversation.kb.counts() == before
+
+
+def test_telegram_keeps_its_own_add_advice(conversation):
+    assert "Beschriftung /add" in text_of(say(conversation, ADMIN, "/add"))
+    assert "mit /add auf die Nachricht" in text_of(say(conversation, ADMIN, "x" * 121))

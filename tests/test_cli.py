@@ -20,6 +20,8 @@ from util_cli import CLI, Result
 from util_kb import ZERO_INTEGRITY
 
 from bot import calibration, cli
+from index.kb import KnowledgeBase
+from index.settings import EmbeddingSettings, IndexSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 # Articles must be at least [ingest] min_chars (200) long: FILLER makes a test sentence an article.
@@ -108,7 +110,7 @@ def test_add_missing_file_bad_scheme_bad_date(run, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(SAMPLE))
     assert "not a date: 'gestern'" in _one_line_error(run("add", "-", "--published", "gestern"))
     monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
-    assert "the text contains no text" in _one_line_error(run("add", "-"))
+    assert "nothing to add: the input is empty" in _one_line_error(run("add", "-"))
     assert run.counts()["articles"] == 0
 
 
@@ -283,8 +285,10 @@ def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, mon
         (Path("/proc"), "is not writable"),
     ]
     for data_dir, message in cases:
-        err = _one_line_error(_main(capsys, "--data-dir", str(data_dir), "list"))
+        # A command that writes: it would create the data dir (a read-only one stops earlier, see below).
+        err = _one_line_error(_main(capsys, "--data-dir", str(data_dir), "add", "article.txt"))
         assert message in err and str(data_dir) in err, err
+    assert "is a file, not a directory" in _one_line_error(_main(capsys, "--data-dir", str(a_file), "list"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert a_file.read_text() == "x"
 
@@ -296,6 +300,7 @@ def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     config.write_text('[embedding]\nbackend = "sentence-transformers"\nmodel = "no-such-org/no-such-model"\n')
     data = tmp_path / "data"
     monkeypatch.setattr("sys.stdin", io.StringIO("Wie oft fährt die Fähre?\n"))
+    KnowledgeBase(IndexSettings(data_dir=str(data))).close()  # an empty database: the commands get to the model
     for argv in (["search", "Fähre"], ["ask", "Wie oft fährt die Fähre?"], ["stats"], ["chat"]):
         err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), *argv))
         assert "[embedding] model 'no-such-org/no-such-model' is not installed" in err, argv
@@ -309,6 +314,7 @@ def test_settings_that_cannot_work_together_are_one_line(tmp_path, capsys, monke
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     config = tmp_path / "use.toml"
     config.write_text('[embedding]\nbackend = "use-multilingual"\nmodel = "some/model"\n')
+    KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"))).close()
     argv = ["--config", str(config), "--data-dir", str(tmp_path / "data"), "search", "Fähre"]
     assert "embedding.model must be empty with backend = 'use-multilingual'" in _one_line_error(_main(capsys, *argv))
 
@@ -318,6 +324,7 @@ def test_a_bug_keeps_its_traceback(run, monkeypatch):
         raise RuntimeError("a bug, not a user mistake")
 
     monkeypatch.setitem(cli.HANDLERS, "stats", broken)
+    KnowledgeBase(IndexSettings(data_dir=str(run.data_dir))).close()
     with pytest.raises(RuntimeError, match="a bug"):
         run("stats")
 
@@ -428,7 +435,7 @@ def test_ctrl_c_during_import_says_what_was_added_and_the_same_import_continues(
     path = _jsonl(
         tmp_path / "many.jsonl", [json.dumps({"title": f"Hafen {i}", "text": t}) for i, t in enumerate(texts)]
     )
-    run("list")  # creates the database, so its count can be watched
+    KnowledgeBase(IndexSettings(data_dir=str(run.data_dir))).close()  # the database, so its count can be watched
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("ARTICLEBOT_CONFIG", None)
     process = subprocess.Popen(
@@ -537,3 +544,198 @@ def test_verbose_import_tells_what_each_line_became(run, tmp_path, caplog):
     assert run("-v", "import", path).code == 0
     assert "line 1: added #1 'Hafen': published 2025-05-02, language de, 1 passage" in caplog.text
     assert "import took " in caplog.text
+
+
+# --- run: Telegram unreachable or a token that cannot be one ------------------------------------------
+
+TOKEN = "7373737373:AAFcliCliCliCliCliCliCliCliCliCli0003"
+
+
+@pytest.fixture
+def run_bot_cli(run, tmp_path, monkeypatch):
+    """``articlebot run`` in-process with [telegram] base_url; restores what run_bot changes in the process."""
+    import gc
+
+    interval = sys.getswitchinterval()
+
+    def start(base_url: str, token: str) -> Result:
+        config = tmp_path / "telegram.toml"
+        config.write_text(f'[telegram]\nbase_url = "{base_url}"\n', encoding="utf-8")
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+        return run("run", config=str(config))
+
+    yield start
+    sys.setswitchinterval(interval)
+    gc.unfreeze()
+
+
+def _closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    return port
+
+
+def test_run_when_telegram_cannot_be_reached_is_one_line_without_the_token(run_bot_cli):
+    port = _closed_port()
+    err = _one_line_error(run_bot_cli(f"http://127.0.0.1:{port}/bot", TOKEN))
+    assert err.startswith(f"articlebot: cannot reach Telegram at 127.0.0.1:{port}: ")
+    assert err.rstrip().endswith("; check the token, [telegram] base_url and the network")
+    assert TOKEN not in err and TOKEN.split(":")[1] not in err
+
+
+@pytest.mark.parametrize("token", ["AAFnoDigitsHere", "987654", "987654:", "abc:def", "98:has space", "98:a/b"])
+def test_run_refuses_a_malformed_token_before_any_request(run_bot_cli, token):
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        err = _one_line_error(run_bot_cli(f"http://127.0.0.1:{port}/bot", token))
+        assert "the Telegram bot token is malformed" in err and token not in err
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody connected
+            listener.accept()
+    finally:
+        listener.close()
+
+
+def test_run_with_a_well_formed_token_reaches_the_bot_api(run_bot_cli):
+    from botapi_server import BotApiServer
+
+    api = BotApiServer("5555555555:AAFtheRightOneTheRightOneTheRight55").start()
+    try:
+        err = _one_line_error(run_bot_cli(api.base_url, TOKEN))  # well formed, but not this bot's
+    finally:
+        api.stop()
+    assert "Telegram rejected the bot token" in err and TOKEN not in err
+
+
+def test_min_relevance_above_one_is_a_config_error_naming_the_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    config = tmp_path / "strict.toml"
+    config.write_text("[answer]\nmin_relevance = 1.5\n")
+    data = tmp_path / "data"
+    err = _one_line_error(_main(capsys, "--config", str(config), "--data-dir", str(data), "ask", "Fähre?"), code=2)
+    assert err == f"articlebot: config error: {config}: answer.min_relevance: must be between 0 and 1, not 1.5\n"
+    assert not data.exists()
+
+
+# --- stats names the configured model before any vector is stored -------------------------------------
+
+
+def test_stats_without_articles_names_the_configured_model(run, one_article, embedder):
+    run("remove", "1")
+    result = run("stats")
+    assert result.code == 0 and result.out.startswith("Articles: 0\n")
+    assert f"Model: {embedder.model_id}\n" in result.out and "MiniLM" not in result.out
+    assert embedder.model_id.startswith("google/universal-sentence-encoder-multilingual-3")
+    assert json.loads(run("stats", "--json").out)["model"] == embedder.model_id
+
+
+@pytest.mark.parametrize(
+    ("embedding", "named"),
+    [
+        (EmbeddingSettings(), "google/universal-sentence-encoder-multilingual-3"),
+        (EmbeddingSettings(backend="sentence-transformers"), "sentence-transformers/all-MiniLM-L6-v2"),
+        (EmbeddingSettings(backend="sentence-transformers", model="some-org/some-model"), "some-org/some-model"),
+    ],
+)
+def test_stats_of_an_empty_store_names_the_model_without_loading_it(tmp_path, embedding, named):
+    kb = KnowledgeBase(IndexSettings(data_dir=str(tmp_path / "data"), embedding=embedding))
+    try:
+        assert kb.stats()["model"] == named
+        assert kb._embedder is None  # named from the settings, not by loading the model
+    finally:
+        kb.close()
+
+
+# --- demo keeps the fictional samples out of the configured data dir ----------------------------------
+
+
+def test_demo_without_data_dir_uses_its_own_and_leaves_the_configured_one_untouched(
+    run, one_article, tmp_path, capsys, monkeypatch
+):
+    before = run.counts()
+    stamp = {p.name: p.stat().st_mtime_ns for p in run.data_dir.iterdir()}
+    config = tmp_path / "real.toml"
+    config.write_text(f'[storage]\ndata_dir = "{run.data_dir}"\n', encoding="utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = _main(capsys, "--config", str(config), "demo", "Who led the bumblebee study?")
+    assert result.code == 0, result
+    assert result.out.startswith("8 articles in data-demo (8 sample articles added now)")
+    assert "Imogen Threlkeld" in result.out
+    assert (work / "data-demo" / "articlebot.db").is_file()
+    assert run.counts() == before
+    assert {p.name: p.stat().st_mtime_ns for p in run.data_dir.iterdir()} == stamp
+    # A PostgreSQL store is not touched either (this one does not even exist).
+    config.write_text('[storage]\nengine = "postgres"\ndsn = "postgresql://nobody@127.0.0.1:1/none"\n')
+    again = _main(capsys, "--config", str(config), "demo", "Who led the bumblebee study?")
+    assert again.code == 0 and again.out.startswith("8 articles in data-demo (0 sample articles added now)")
+
+
+def test_demo_with_data_dir_uses_that(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("demo", "Who led the bumblebee study?")
+    assert result.out.startswith(f"8 articles in {run.data_dir} ")
+    assert run.counts()["articles"] == 8 and not (tmp_path / "data-demo").exists()
+
+
+# --- a data dir without a database: read-only commands create nothing -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv", [["list"], ["list", "--json"], ["show", "1"], ["search", "Fähre"], ["ask", "Fähre?"], ["stats"]]
+)
+def test_reading_a_data_dir_without_a_database_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for typo in (tmp_path / "typo", tmp_path):  # a directory that does not exist, and one without a database
+        err = _one_line_error(_main(capsys, "--data-dir", str(typo), *argv))
+        assert err == (
+            f"articlebot: no knowledge base in {typo} yet: add articles with 'articlebot add', "
+            "or check --data-dir or [storage] data_dir in your config\n"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_commands_still_create_the_database(run, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert run("chat").code == 0
+    assert (run.data_dir / "articlebot.db").is_file()
+    assert run("list").out.startswith("no articles yet")
+
+
+# --- add: what a missing path was meant to be; stdin from a terminal -----------------------------------
+
+
+def test_add_of_a_path_that_names_no_file_says_what_it_is(run, one_article, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = run.counts()
+    cases = [
+        ("example.org/article", "no such file: example.org/article (a link needs http:// or https://)"),
+        ("www.example.org/a/b.html", "no such file: www.example.org/a/b.html (a link needs http:// or https://)"),
+        ("missing-notes.txt", "no such file: missing-notes.txt"),
+        ("notes/missing.md", "no such file: notes/missing.md"),
+        ("./missing.md", "no such file: ./missing.md"),
+        (str(tmp_path), f"{tmp_path} is a directory: give a file"),
+        ("/tmp", "/tmp is a directory: give a file"),
+    ]
+    for source, message in cases:
+        assert _one_line_error(run("add", source)) == f"articlebot: {message}\n", source
+    assert run.counts() == before
+
+
+def test_add_from_a_terminal_says_how_to_end_and_a_pipe_gets_no_hint(run, monkeypatch):
+    main, side = os.openpty()
+    with open(side, "rb", buffering=0) as raw, io.TextIOWrapper(io.BufferedReader(raw)) as terminal:
+        os.write(main, f"Neue Fähre für Lindholm\n{SAMPLE}\n".encode() + b"\x04")  # Ctrl-D ends the input
+        monkeypatch.setattr("sys.stdin", terminal)
+        result = run("add", "-")
+    os.close(main)
+    assert result.code == 0 and result.out.startswith("added #1: Neue Fähre für Lindholm"), result
+    assert result.err == "reading the article from standard input; end with Ctrl-D\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"Zweiter Artikel\n{SAMPLE.replace('Juni', 'Juli')}\n"))
+    piped = run("add", "-")
+    assert piped.code == 0 and piped.err == ""

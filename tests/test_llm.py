@@ -153,6 +153,7 @@ def test_cli_marks_the_fallback(loaded_kb, monkeypatch, capsys):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = Config()
+    config.storage.data_dir = str(loaded_kb.data_dir)  # the knowledge base's own, not ./data
     config.answer.mode = "llm"
     config.llm = LLMSettings(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout=2.0)
     monkeypatch.setattr(cli, "open_kb", lambda _: loaded_kb)
@@ -325,6 +326,7 @@ def test_streamed_cli_ask_prints_the_stream_then_the_answer(server, loaded_kb, m
     from bot.config import Config
 
     config = Config()
+    config.storage.data_dir = str(loaded_kb.data_dir)  # the knowledge base's own, not ./data
     config.answer.mode = "llm"
     config.llm = LLMSettings(base_url=server.base_url, model="m", timeout=5.0)
     server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"))
@@ -344,6 +346,7 @@ def test_cli_shows_a_cut_off_answer_and_the_fallback(server, loaded_kb, monkeypa
     from bot.config import Config
 
     config = Config()
+    config.storage.data_dir = str(loaded_kb.data_dir)  # the knowledge base's own, not ./data
     config.answer.mode = "llm"
     config.llm = LLMSettings(base_url=server.base_url, model="m", timeout=5.0)
     server.behaviour = Behaviour(reply="Die Fähre kostete nach Angaben der Gemeinde viel [1].", break_after=3)

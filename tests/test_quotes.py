@@ -18,7 +18,7 @@ from bot.feedback import FeedbackStore
 from bot.render import plain_text, to_html
 from index.chunking import split_sentences
 from index.extract import Document
-from index.settings import FetchSettings
+from index.settings import FetchSettings, StorageSettings
 
 FULL_QUOTE = (
     "„Wir haben zwei Stunden über die Luftabwehr und den Wiederaufbau gesprochen. Wie Präsident Trump sagte: "
@@ -141,7 +141,7 @@ QUESTION_BRIDGE = "Wann wird die Brücke in Talheim freigegeben?"
 
 def test_cli_shows_a_quote_that_starts_with_its_own_mark_without_doubling(loaded_kb, monkeypatch, capsys):
     monkeypatch.setattr(cli, "open_kb", lambda config: loaded_kb)
-    monkeypatch.setattr(cli, "load_config", lambda *args: Config())
+    monkeypatch.setattr(cli, "load_config", lambda *args: config_of(loaded_kb))
     assert cli.main(["ask", QUESTION_BRIDGE]) == 0
     out = capsys.readouterr().out
     assert BRIDGE_QUOTE in out
@@ -184,3 +184,8 @@ def test_a_title_with_its_own_quotation_marks_is_not_wrapped_in_them_again(kb):
     assert any(f"»{title}«" in text for text in shown), shown
     for text in shown:
         assert not DOUBLED.search(text), text
+
+
+def config_of(kb) -> Config:
+    """The default config on the knowledge base's own data dir (not ./data in the checkout)."""
+    return Config(storage=StorageSettings(data_dir=str(kb.data_dir)))

@@ -99,3 +99,30 @@ def test_min_relevance_takes_a_number_or_auto():
         parse_config("[answer]\nmin_relevance = -0.1\n")
     with pytest.raises(ConfigError, match=r"answer\.min_relevance: must be float, not bool"):
         parse_config("[answer]\nmin_relevance = true\n")
+
+
+def test_the_bounded_settings():
+    assert set(_with_rule("within")) == {
+        "answer.min_relevance",
+        "answer.min_support",
+        "answer.other_article_support",
+        "llm.temperature",
+        "telegram.port",
+    }
+    assert {"answer.passages", "telegram.max_question_chars", "telegram.max_file_bytes"} <= set(_with_rule("positive"))
+
+
+@pytest.mark.parametrize("key", _with_rule("within"))
+def test_a_bounded_setting_takes_its_ends_and_refuses_beyond_them(key):
+    section, name = key.split(".")
+    field = next(f for s, f in _fields() if f"{s}.{f.name}" == key)
+    low, high = field.metadata["within"]
+    kind = int if isinstance(field.default, int) else float
+    for value in (low, high):
+        assert getattr(getattr(parse_config(f"[{section}]\n{name} = {kind(value)!r}\n"), section), name) == value
+    beyond = kind(high) + (1 if kind is int else 0.5)
+    with pytest.raises(ConfigError, match=rf"{section}\.{name}: must be between {low:g} and {high:g}, not {beyond!r}"):
+        parse_config(f"[{section}]\n{name} = {beyond!r}\n")
+    if low > 0:
+        with pytest.raises(ConfigError, match=rf"{section}\.{name}: must be between"):
+            parse_config(f"[{section}]\n{name} = {kind(low) - 1!r}\n")
