@@ -112,12 +112,18 @@ def with_context(sets: dict[str, list[Row]], sims: dict[str, list[list[float]]])
     return out
 
 
+def cached(path, sets: dict[str, list[Row]], reuse: bool, judge) -> dict[str, list[list[float]]]:
+    """e5's similarities per set: with ``reuse`` those of the last run, and ``judge`` only for sets it lacks."""
+    sims = json.loads(path.read_text(encoding="utf-8")) if reuse and path.exists() else {}
+    missing = {name: rows for name, rows in sets.items() if len(sims.get(name, [])) != len(rows)}
+    if missing:
+        sims.update(judge(missing))
+        path.write_text(json.dumps(sims), encoding="utf-8")
+    return sims
+
+
 def context_results(sets: dict[str, list[Row]], config: Config, reuse: bool) -> dict[str, dict[str, float]]:
-    if reuse and CONTEXT_SIMS.exists():
-        sims = json.loads(CONTEXT_SIMS.read_text(encoding="utf-8"))
-    else:
-        sims = judge_context(sets, config)
-        CONTEXT_SIMS.write_text(json.dumps(sims), encoding="utf-8")
+    sims = cached(CONTEXT_SIMS, sets, reuse, lambda missing: judge_context(missing, config))
     rows, shipped = with_context(sets, sims), (calibrate.SAME_KIND, calibrate.CROSS_KIND)
     return {
         "as shipped": held_out(rows, [], shipped),
@@ -190,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def rerank_results(sets: dict[str, list[Row]], config: Config, reuse: bool) -> dict[str, dict[str, float]]:
-    if reuse and SIMS.exists():
-        sims = json.loads(SIMS.read_text(encoding="utf-8"))
-    else:
-        sims = judge_rows(sets)
-        SIMS.write_text(json.dumps(sims), encoding="utf-8")
+    sims = cached(SIMS, sets, reuse, judge_rows)
     settings = config.answer
     results = {"replayed baseline (judged 3)": held_out(variant(sets, sims, settings, 0.0, 3), [])}
     for lam in (1.0, 3.0, 5.0):
