@@ -192,13 +192,36 @@ def build_parser() -> argparse.ArgumentParser:
         "  articlebot feeds poll    # one pass over every due feed, then exit (cron, systemd timer)",
     )
     feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
-    feeds_add = feeds_sub.add_parser("add", help="subscribe to a feed URL")
-    feeds_add.add_argument("url")
-    feeds_list = feeds_sub.add_parser("list", help="the feeds, with last check, last success, items added, last error")
-    feeds_list.add_argument("--json", action="store_true")
-    feeds_remove = feeds_sub.add_parser("remove", help="unsubscribe (the articles it brought stay)")
-    feeds_remove.add_argument("id")
-    feeds_sub.add_parser("poll", help="poll every feed that is due once, then exit (for cron or a systemd timer)")
+    feeds_add = _subcommand(
+        feeds_sub,
+        "add",
+        "Subscribe to an RSS or Atom feed, checked by fetching it once.",
+        "  articlebot feeds add https://example.org/feed.xml",
+        "A link that cannot be fetched or is no RSS/Atom feed (a site's HTML page, say) is refused and nothing\n"
+        "is stored. The feed's items are added by the next 'articlebot feeds poll' or the running bot.",
+    )
+    feeds_add.add_argument("url", help="the feed's http(s) link (not the site's page: the feed itself)")
+    feeds_list = _subcommand(
+        feeds_sub,
+        "list",
+        "The feeds, with last check, last success, items added and last error.",
+        "  articlebot feeds list\n  articlebot feeds list --json",
+    )
+    feeds_list.add_argument("--json", action="store_true", help="one JSON object per feed and line")
+    feeds_remove = _subcommand(
+        feeds_sub,
+        "remove",
+        "Unsubscribe from a feed; the articles it brought stay.",
+        "  articlebot feeds remove 3",
+    )
+    feeds_remove.add_argument("id", help="the feed's number, as 'articlebot feeds list' shows it")
+    _subcommand(
+        feeds_sub,
+        "poll",
+        "Poll every feed that is due once, then exit (for cron or a systemd timer).",
+        "  articlebot feeds poll",
+        "Exits with status 1 when a feed failed; a feed failing again waits longer before its next poll.",
+    )
 
     migrate = _subcommand(
         sub,

@@ -1,5 +1,8 @@
 """Feeds (RSS 2.0, RSS 1.0, Atom): subscriptions, and one poll of a feed that adds its new items.
 
+Subscribing fetches the feed once and refuses a link that is not one (an error status, an HTML page:
+then naming the feed the page advertises, if any); the items are left for the first poll.
+
 The ``feeds`` and ``feed_items`` tables live in the knowledge base's database (SQLite: ``index.schema``
 migration 4; PostgreSQL: ``index.postgres``), behind a connection of their own from the engine
 (``PortableSQL``: one set of SQL for both engines). A poll is a conditional GET (an unchanged feed costs
@@ -24,12 +27,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
 from .engine import SQLTransaction
-from .extract import Document, ExtractionError, clean_text, require_length
+from .extract import Document, ExtractionError, clean_text, require_length, sniff
 from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
 from .records import ArticleNotFound, DuplicateArticle, normalize_url
@@ -143,9 +147,7 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | Non
     headers = {"content-location": url, **({"content-type": content_type} if content_type else {})}
     parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
-        reason = parsed.get("bozo_exception")
-        detail = f" ({str(reason).splitlines()[0][:120]})" if reason else ""
-        raise FeedError(f"{url} is not an RSS or Atom feed{detail}")
+        raise FeedError(_not_a_feed(body, url, content_type, parsed.get("bozo_exception")))
     items, seen = [], set()
     for order, entry in enumerate(parsed.entries):
         item = _entry_item(entry, order)
@@ -154,6 +156,53 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | Non
             items.append(item)
     title = _strip_html(parsed.feed.get("title") or "") or None
     return title, items
+
+
+def _not_a_feed(body: bytes, url: str, content_type: str, reason: Exception | None) -> str:
+    """Why ``body`` is no feed. An HTML page is the common mistake (a site's front page instead of
+    its feed), and such a page often names its feed: then the message says which URL to use."""
+    if content_type in ("text/html", "application/xhtml+xml") or sniff(body) == "html":
+        message = f"{url} is not an RSS or Atom feed (it looks like an HTML page)"
+        advertised = _advertised_feed(body, url)
+        return message + (f"; the page names its feed: subscribe to {advertised}" if advertised else "")
+    detail = f" ({str(reason).splitlines()[0][:120]})" if reason else ""
+    return f"{url} is not an RSS or Atom feed{detail}"
+
+
+_FEED_LINK_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml")
+
+
+class _FeedLinks(HTMLParser):
+    """Collects the hrefs of <link rel="alternate" type="application/rss+xml" (or Atom, RDF)>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "link":
+            return
+        attributes = {name: (value or "") for name, value in attrs}
+        rel = attributes.get("rel", "").lower().split()
+        kind = attributes.get("type", "").split(";")[0].strip().lower()
+        href = attributes.get("href", "").strip()
+        if "alternate" in rel and kind in _FEED_LINK_TYPES and href:
+            self.hrefs.append(href)
+
+
+def _advertised_feed(page: bytes, url: str) -> str | None:
+    """The first feed an HTML page advertises, as an absolute http(s) URL; None if it names none."""
+    parser = _FeedLinks()
+    try:
+        parser.feed(page.decode("utf-8", errors="replace"))
+        parser.close()
+    except AssertionError:  # html.parser's answer to some malformed markup ("<![bogus[ …"): keep what it found
+        log.debug("could not read all of the feed links of %s", url, exc_info=True)
+    for href in parser.hrefs:
+        absolute = urljoin(url, href)
+        if urlsplit(absolute).scheme in ("http", "https") and absolute != url:
+            return absolute
+    return None
 
 
 def check_feed_url(url: str) -> str:
@@ -192,8 +241,14 @@ class Feeds:
     # --- subscriptions ------------------------------------------------------------------------
 
     def add(self, url: str) -> FeedRecord:
+        """Subscribe to ``url`` once it has answered with an RSS or Atom feed: a wrong link is refused
+        here, in one line, rather than stored and failing at every poll. Its items are left for the poll."""
         url = check_feed_url(url)
         key = normalize_url(url)
+        subscribed = self._query("SELECT id FROM feeds WHERE url_key = ?", (key,))
+        if subscribed:  # said before fetching: a second subscription costs the feed's server nothing
+            raise FeedError(f"already subscribed as feed #{subscribed[0][0]}")
+        self._check_is_feed(url)
         with self._transaction() as tx:
             created = []
             existing = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
@@ -208,6 +263,18 @@ class Feeds:
             if not created:
                 raise FeedError(f"already subscribed as feed #{existing[0][0]}")
         return self.get(int(created[0][0]))
+
+    def _check_is_feed(self, url: str) -> None:
+        """Fetch ``url`` once, as a poll would, and raise FeedError unless it is a feed.
+
+        Nothing of this fetch is kept: the items stay for the poll (one import path, the backfill
+        applies), and so does the ETag, or the first poll would get a 304 and never import them.
+        """
+        try:
+            fetched = fetch(url, self.kb.settings.fetch, types=FEED_TYPES)
+        except FetchError as exc:
+            raise FeedError(str(exc)) from None
+        parse_feed(fetched.body, fetched.url, fetched.content_type)
 
     def get(self, feed_id: int) -> FeedRecord:
         rows = self._query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))

@@ -501,6 +501,32 @@ def test_every_command_help_has_a_description_options_and_an_example(capsys, com
     assert command in cli.build_parser().format_help()
 
 
+@pytest.mark.parametrize(
+    ("action", "mentions"),
+    [("add", ["url", "refused"]), ("list", ["--json"]), ("remove", ["id", "feeds list"]), ("poll", ["cron"])],
+)
+def test_every_feeds_action_help_describes_it_and_its_arguments(capsys, action, mentions):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["feeds", action, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.split("\n\n")[1].strip().endswith(".")
+    assert f"examples:\n  articlebot feeds {action}" in text
+    sections = [
+        text.split(name)[1].split("\n\n")[0] for name in ("positional arguments:\n", "options:\n") if name in text
+    ]
+    for block in sections:
+        for entry in re.split(r"\n(?=  \S)", block):  # an argument's line and its wrapped help lines
+            signature = re.match(r"\s*(\S+(?:, \S+)*)", entry)
+            assert signature and entry[signature.end() :].strip(), f"feeds {action}: unexplained {entry!r}"
+    for mention in mentions:
+        assert mention in text, (action, mention)
+    with pytest.raises(SystemExit):
+        cli.main(["feeds", "--help"])
+    listing = capsys.readouterr().out
+    assert re.search(rf"\n    {action} +[A-Z]\w", listing), f"feeds --help: {action} has no description"
+
+
 def test_stats_shows_the_chats_index_facts(run, one_article):
     result = run("stats")
     assert result.code == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -164,8 +165,9 @@ def test_malformed_feed_is_read_leniently_and_garbage_is_refused(feeds, kb_net, 
     result = feeds.poll(feed.id)
     assert result.status == "ok" and len(result.added) == 1
 
+    # A feed that turns into garbage after subscribing (subscribing to garbage is refused: see below).
+    bad = feeds.add(publish(site, "/garbage", rss2([])))
     site.pages["/garbage"] = Page(b"Dies ist kein Feed, sondern einfach Text.", "text/plain")
-    bad = feeds.add(site.url + "/garbage")
     failed = feeds.poll(bad.id)
     assert failed.status == "failed" and "is not an RSS or Atom feed" in failed.error
     assert feeds.get(bad.id).last_error == failed.error
@@ -186,7 +188,8 @@ def test_relative_item_links_resolve_against_the_feed(feeds, kb_net, site):
 
 
 def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, site, clock):
-    feed = feeds.add(site.url + "/missing")
+    feed = feeds.add(publish(site, "/missing", rss2([])))
+    del site.pages["/missing"]  # gone after subscribing
     results = [feeds.poll(feed.id)]
     stored = feeds.get(feed.id)
     assert results[0].status == "failed" and "HTTP 404" in results[0].error and not results[0].alert
@@ -211,8 +214,8 @@ def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, si
 
 def test_two_pollers_seeing_one_failure_at_once_alert_the_admins_once(feeds, kb_net, site, clock):
     """Two processes (or the timed job and an admin's poll) that read the feed before either wrote."""
+    feed = feeds.add(publish(site, "/down", rss2([])))
     site.pages["/down"] = Page(b"down for maintenance", status="503 Service Unavailable")
-    feed = feeds.add(site.url + "/down")
     assert not feeds.poll(feed.id).alert
     clock.advance(days=2)
     site.delay = 0.5  # both read the feed's record, then both wait for the failing server
@@ -249,13 +252,14 @@ def test_changed_entry_refreshes_its_article_and_broken_item_pages_are_retried(f
 
 def test_one_process_polls_the_feeds_at_a_time(feeds, kb_net, site):
     feed = feeds.add(publish(site, "/feed", rss2(serve_stories(site, [1]))))
+    subscribed = dict(site.hits)  # the subscription's one look at the feed
     other = kb_net.engine.portable_sql()  # as another process (a second bot, a cron job) holds it
     try:
         with other.hold("feed polling") as ours:
             assert ours
             with pytest.raises(FeedsBusy, match="another process is polling the feeds"):
                 feeds.poll_due()
-            assert site.hits.get("/feed", 0) == 0 and kb_net.counts()["articles"] == 0
+            assert site.hits == subscribed and kb_net.counts()["articles"] == 0
             with other.hold("something else") as theirs:
                 assert theirs, "holds of other names are independent"
     finally:
@@ -263,17 +267,83 @@ def test_one_process_polls_the_feeds_at_a_time(feeds, kb_net, site):
     assert [(r.feed_id, len(r.added)) for r in feeds.poll_due()] == [(feed.id, 1)]
 
 
-def test_feed_subscriptions_refuse_bad_input(feeds):
+def test_feed_subscriptions_refuse_bad_input(feeds, site):
     with pytest.raises(FeedError, match="not an http"):
         feeds.add("ftp://example.org/feed")
-    feed = feeds.add("https://example.org/feed.xml?utm_source=x")
+    publish(site, "/feed.xml", rss2([]))
+    feed = feeds.add(f"http://localhost:{site.server.port}/feed.xml?utm_source=x")
+    hits = dict(site.hits)
     with pytest.raises(FeedError, match=f"already subscribed as feed #{feed.id}"):
-        feeds.add("https://EXAMPLE.org/feed.xml")
+        feeds.add(f"http://LOCALHOST:{site.server.port}/feed.xml")
+    assert site.hits == hits  # known without asking the feed's server again
     with pytest.raises(FeedError, match="no feed with id 99"):
         feeds.remove(99)
     assert [f.id for f in feeds.list()] == [feed.id]
     feeds.remove(feed.id)  # the newest feed's id is not given to the next one (its items may linger)
-    assert feeds.add("https://example.org/other.xml").id == feed.id + 1
+    assert feeds.add(publish(site, "/other.xml", rss2([]))).id == feed.id + 1
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+HOME_PAGE = "<!doctype html><html><head><title>Lindenfurter Nachrichten</title>{link}</head><body>Start</body></html>"
+
+
+@pytest.mark.parametrize(
+    "case, page, message",
+    [
+        ("missing", None, "{url} answered HTTP 404 Not Found"),
+        (
+            "html",
+            Page(HOME_PAGE.format(link="").encode()),
+            "{url} is not an RSS or Atom feed (it looks like an HTML page)",
+        ),
+        (
+            "html naming its feed",
+            Page(
+                HOME_PAGE.format(
+                    link='<link rel="alternate" type="application/atom+xml" href="/feeds/all.atom">'
+                ).encode()
+            ),
+            "{url} is not an RSS or Atom feed (it looks like an HTML page); "
+            "the page names its feed: subscribe to {site}/feeds/all.atom",
+        ),
+        ("json", Page(b'{"items": []}', "application/json"), "{url} is application/json, not a feed"),
+    ],
+)
+def test_subscribing_refuses_what_is_not_a_feed_and_stores_nothing(feeds, kb_net, site, case, page, message):
+    url = site.url + "/start"
+    if page is not None:
+        site.pages["/start"] = page
+    with pytest.raises(FeedError) as refused:
+        feeds.add(url)
+    assert str(refused.value) == message.format(url=url, site=site.url)
+    assert site.hits["/start"] == 1 and feeds.list() == []
+    assert kb_net.counts()["articles"] == 0
+
+
+def test_subscribing_to_an_unreachable_server_is_refused(feeds):
+    url = f"http://127.0.0.1:{_closed_port()}/feed.xml"
+    with pytest.raises(FeedError, match=f"^cannot fetch {url}: ConnectionRefusedError"):
+        feeds.add(url)
+    assert feeds.list() == []
+
+
+@pytest.mark.parametrize("kind, render", [("rss", rss2), ("atom", atom)])
+def test_subscribing_reads_the_feed_once_and_leaves_its_items_to_the_first_poll(feeds, kb_net, site, kind, render):
+    url = publish(site, "/feed", render(serve_stories(site, [1, 2, 3])), kind, etag='"v1"')
+    feed = feeds.add(url)
+    assert site.hits == {"/feed": 1}  # the feed itself, none of its articles
+    assert kb_net.counts()["articles"] == 0 and feed.last_success is None and feed.etag is None
+    # The check's ETag was not kept: the first poll gets the feed, not a 304, and imports each item once.
+    first = feeds.poll(feed.id)
+    assert first.status == "ok" and len(first.added) == 3
+    assert feeds.poll(feed.id).status == "not modified"
+    assert kb_net.counts()["articles"] == 3 and feeds.get(feed.id).items_added == 3
 
 
 def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
@@ -316,6 +386,42 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
         assert removed.out.strip() == f"unsubscribed feed #1: {url} (its articles stay)"
         assert cli.counts()["articles"] == 2
         assert cli("feeds", "poll", config=config).out.startswith("no feed is due")
+    finally:
+        cli.close()
+
+
+def test_feeds_cli_add_refuses_a_link_that_is_no_feed_in_one_line(monkeypatch, capsys, embedder, tmp_path, site):
+    loopback = tmp_path / "loopback.toml"
+    loopback.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 5.0\n")
+    default = tmp_path / "default.toml"  # private addresses refused, as in a deployment
+    default.write_text("[fetch]\ntimeout = 5.0\n")
+    site.pages["/"] = Page(
+        HOME_PAGE.format(link='<link rel="alternate" type="application/rss+xml" href="rss">').encode()
+    )
+    feed = publish(site, "/rss", rss2([]))
+    unreachable = f"http://127.0.0.1:{_closed_port()}/feed.xml"
+    cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        for url, config, message in [
+            (site.url + "/feed.xml", loopback, f"{site.url}/feed.xml answered HTTP 404 Not Found"),
+            (
+                site.url + "/",
+                loopback,
+                f"{site.url}/ is not an RSS or Atom feed (it looks like an HTML page); "
+                f"the page names its feed: subscribe to {feed}",
+            ),
+            (unreachable, loopback, f"cannot fetch {unreachable}: ConnectionRefusedError"),
+            (feed, default, "refusing to fetch 127.0.0.1: it resolves to a non-public address (127.0.0.1)"),
+        ]:
+            refused = cli("feeds", "add", url, config=str(config))
+            assert (refused.code, refused.out) == (1, ""), url
+            assert refused.err.startswith(f"articlebot: {message}") and len(refused.err.splitlines()) == 1
+        assert cli("feeds", "list", config=str(loopback)).out.startswith("no feeds yet")
+        added = cli("feeds", "add", feed, config=str(loopback))
+        assert (added.code, added.out) == (
+            0,
+            f"subscribed feed #1: {feed} (polled by 'articlebot feeds poll' or the running bot)\n",
+        )
     finally:
         cli.close()
 

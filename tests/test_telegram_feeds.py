@@ -9,7 +9,7 @@ import pytest
 from botapi_server import BotApiServer
 from test_telegram import TOKEN, WAIT, BotThread, ask, finished, reply_to
 from util_feeds import publish, rss2, serve_stories, story
-from util_pages import Site
+from util_pages import Page, Site
 
 from bot.answer import Answerer
 from bot.config import AnswerSettings, TelegramSettings
@@ -127,12 +127,31 @@ def test_subscribe_list_and_timed_polls(api, bot, feed_kb, site):
     assert usage["text"] == "Bitte den Link des Feeds angeben: /subscribe <Link>"
 
 
+def test_subscribing_to_what_is_no_feed_is_refused_in_one_line(api, bot, site):
+    before = bot.conversation.feeds.list()
+    missing = site.url + "/nothing.xml"
+    _, refused = ask(api, ADMIN, f"/subscribe {missing}")
+    assert refused["text"] == f"Nicht abonniert: {missing} answered HTTP 404 Not Found"
+
+    site.pages["/home"] = Page(
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed"></head><body>Start</body></html>'
+    )
+    _, page = ask(api, ADMIN, f"/subscribe {site.url}/home")
+    assert page["text"] == (
+        f"Nicht abonniert: {site.url}/home is not an RSS or Atom feed (it looks like an HTML page); "
+        f"the page names its feed: subscribe to {site.url}/feed"
+    )
+    assert bot.conversation.feeds.list() == before
+
+
 def test_a_feed_failing_for_a_day_is_reported_to_the_admins_once(api, bot, site, clock):
-    url = site.url + "/gone.xml"
+    url = publish(site, "/gone.xml", rss2([]))
     question, _ = ask(api, ADMIN, f"/subscribe {url}")
     done = reply_to(api, question, finished("Abonniert"))
-    assert "Der Feed ließ sich nicht lesen:" in done["text"] and "HTTP 404" in done["text"]
     feed_id = int(done["text"].split("#")[1].split()[0])
+    del site.pages["/gone.xml"]  # gone after subscribing: the timed polls fail from now on
+    feeds = bot.conversation.feeds
+    api.wait_for(lambda: feeds.get(feed_id).failing_since, WAIT, "the first failed poll")
 
     def alerts() -> list[dict]:
         return [m for m in api.bot_messages(ADMIN["id"]) if m["text"].startswith(f"Feed #{feed_id} (")]
