@@ -1189,12 +1189,20 @@ def prepare_data_dir(path: Path) -> None:
         raise CommandError(f"data dir {path} is not writable") from exc
 
 
-# Commands that only read the knowledge base: on a data dir without one they create nothing.
-READ_ONLY_COMMANDS = frozenset({"list", "show", "search", "ask", "stats"})
+# Commands that only read or change what is already there: on a data dir without a knowledge base
+# (most likely a mistyped path) they create nothing. Adding, importing, serving and the demo create one.
+NEEDS_KNOWLEDGE_BASE = frozenset({"list", "show", "search", "ask", "stats", "remove", "update", "reindex"})
+FEEDS_NEEDING_KNOWLEDGE_BASE = frozenset({"list", "remove", "poll"})
+
+
+def needs_knowledge_base(args: argparse.Namespace) -> bool:
+    if args.command == "feeds":
+        return args.feeds_command in FEEDS_NEEDING_KNOWLEDGE_BASE
+    return args.command in NEEDS_KNOWLEDGE_BASE
 
 
 def require_knowledge_base(config: Config) -> None:
-    """A SQLite data dir without a database, for a command that only reads: most likely a mistyped path."""
+    """A SQLite data dir without a database, for a command that needs one: most likely a mistyped path."""
     path = Path(config.storage.data_dir)
     if config.storage.engine != "sqlite" or (path.exists() and not path.is_dir()):
         return  # PostgreSQL reports its own state; a file in the way is prepare_data_dir's message
@@ -1221,7 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.data_dir)
         if args.command == "demo" and not args.data_dir:
             use_demo_storage(config)
-        if args.command in READ_ONLY_COMMANDS:
+        if needs_knowledge_base(args):
             require_knowledge_base(config)
         if args.command != "migrate":  # migrate reads the data dir and must not create an empty one
             prepare_data_dir(Path(config.storage.data_dir))

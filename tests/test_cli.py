@@ -708,12 +708,17 @@ def test_demo_with_data_dir_uses_that(run, tmp_path, monkeypatch):
     assert run.counts()["articles"] == 8 and not (tmp_path / "data-demo").exists()
 
 
-# --- a data dir without a database: read-only commands create nothing -----------------------------------
+# --- a data dir without a database: commands that need one create nothing ----------------------------
 
 
 @pytest.mark.parametrize(
-    "argv", [["list"], ["list", "--json"], ["show", "1"], ["search", "Fähre"], ["ask", "Fähre?"], ["stats"]]
-)
+    "argv",
+    [
+        ["list"], ["list", "--json"], ["show", "1"], ["search", "Fähre"], ["ask", "Fähre?"], ["stats"],
+        ["remove", "1"], ["update", "1"], ["reindex"], ["feeds", "list"], ["feeds", "remove", "1"],
+        ["feeds", "poll"],
+    ],
+)  # fmt: skip
 def test_reading_a_data_dir_without_a_database_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypatch, argv):
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)

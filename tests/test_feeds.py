@@ -352,7 +352,8 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
     config = str(path)
     cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
     try:
-        assert cli("feeds", "list", config=config).out.startswith("no feeds yet")
+        fresh = cli("feeds", "list", config=config)  # nothing there yet: maybe a mistyped data dir
+        assert fresh.code == 1 and fresh.err.startswith("articlebot: no knowledge base in ")
         url = publish(site, "/feed", rss2(serve_stories(site, [1, 2, 3])))
         added = cli("feeds", "add", url, config=config)
         assert added.code == 0 and added.out.startswith("subscribed feed #1: ")
