@@ -51,6 +51,17 @@ _NUMBER = re.compile(
     r"hundred|thousand|million|billion|dutzend|dozen|half|halb)\b",
     re.IGNORECASE,
 )
+# "Wie viel hat X gekostet?" wants an amount of money, not any number ("nach zwei Jahren Bauzeit").
+_WANTS_MONEY = re.compile(
+    r"\b(kost\w*|gekostet|preis\w*|teuer\w*|bezahl\w*|zahlt\w*|gezahlt|investier\w*|ausgegeben|"
+    r"cost\w*|price\w*|pa(y|id|ys)|spen[dt]\w*|charge[sd]?|worth)\b",
+    re.IGNORECASE,
+)
+_MONEY = re.compile(
+    r"[€$£¥]|\b(euros?|eur|cents?|dollars?|usd|franken|chf|pfund|pounds?|schilling|yen|yuan|rubel|kronen|"
+    r"rupien|pence)\b",
+    re.IGNORECASE,
+)
 _MONTH = (
     r"januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|january|february|"
     r"march|may|june|july|october|december"
@@ -86,6 +97,9 @@ class Weights:
 # Compound parts shorter than this match too much ("Bau" in "Ausbau", "Haus" in "Rathaus" is fine).
 MIN_COMPOUND_PART = 5
 COMPOUND_CREDIT = 0.7
+# The analyser keeps a participle's "ge-" ("gekostet" -> "gekost", "kostete" -> "kost"); a stem this long
+# starting with it is taken for a participle (shorter ones are words of their own: "gern", "geld").
+MIN_PARTICIPLE = 6
 
 
 @dataclass
@@ -294,10 +308,13 @@ def type_missing(question: str, best: Sentence) -> float:
 
 
 def answer_type(question: str, sentence: str) -> float:
-    """1 when the question wants a number or a date and the sentence has one, else 0."""
+    """1 when the question wants a number or a date (an amount of money for a price) and the sentence
+    has one, else 0."""
     if _WANTS_DATE.search(question):
         return 1.0 if _DATE.search(sentence) else 0.0
     if _WANTS_NUMBER.search(question):
+        if _WANTS_MONEY.search(question):
+            return 1.0 if _NUMBER.search(sentence) and _MONEY.search(sentence) else 0.0
         return 1.0 if _NUMBER.search(sentence) else 0.0
     return 0.0
 
@@ -308,8 +325,11 @@ def split_hits(hits: list[SearchHit]) -> list[list[tuple[int, int]]]:
 
 
 def term_match(term: str, tokens: set[str]) -> float:
-    """1 for the same stem; partial credit when one is a compound part of the other."""
-    if term in tokens:
+    """1 for the same stem, also across a German past participle's "ge-" ("gekostet" / "kostete");
+    partial credit when one is a compound part of the other."""
+    if term in tokens or (len(term) >= MIN_PARTICIPLE and term.startswith("ge") and term[2:] in tokens):
+        return 1.0
+    if f"ge{term}" in tokens:
         return 1.0
     if len(term) < MIN_COMPOUND_PART:
         return 0.0

@@ -329,3 +329,28 @@ def test_the_cross_language_features_say_which_way_the_question_goes(kb):
     german = answerer.answer_with_evidence("Wer leitete die Hummelstudie?")[1].features
     english = answerer.answer_with_evidence("How much does the new tram line cost?")[1].features
     assert german["asked_in_german"] == 1.0 and english["asked_in_german"] == 0.0
+
+
+def test_a_participle_matches_its_verb():
+    from bot.evidence import term_match
+
+    # "gekostet" and "kostete" are one verb; the analyser keeps the participle's "ge-".
+    assert term_match("gekost", {"neubau", "kost"}) == 1.0
+    assert term_match("kost", {"gekost"}) == 1.0
+    assert term_match("geld", {"ld"}) == 0.0  # a short word starting with "ge" is a word of its own
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "wanted"),
+    [
+        ("Wie viel hat die neue Feuerwache gekostet?", "Der Neubau kostete rund 4,8 Millionen Euro.", 1.0),
+        ("Wie viel hat die neue Feuerwache gekostet?", "Nach zwei Jahren Bauzeit wurde sie eingeweiht.", 0.0),
+        ("How much did the tram line cost?", "The line cost 118 million euros to build.", 1.0),
+        ("How much did the tram line cost?", "It runs every ten minutes.", 0.0),
+        ("Wie viele Fahrgäste passen auf die Fähre?", "Sie bietet Platz für 120 Fahrgäste.", 1.0),
+    ],
+)
+def test_a_price_question_wants_an_amount_of_money(question, sentence, wanted):
+    from bot.evidence import answer_type
+
+    assert answer_type(question, sentence) == wanted
