@@ -2,9 +2,11 @@
 
 Sentence score (weights in ``Weights``, chosen by bench/answers.py on German XQuAD):
 - lexical: the share of the question's IDF mass whose (stemmed, folded) terms occur in the sentence;
-  a German compound counts 0.7 when one word ends or starts the other ("Fähre" / "Elektrofähre").
+  a German compound counts 0.7 when one word ends or starts the other ("Fähre" / "Elektrofähre"), a
+  past participle fully ("gekostet" / "kostete").
 - dense: cosine between the question and the sentence embedded with its article title.
-- answer type: "wie viele", "wann", "how many", ... want a number or a date in the sentence.
+- answer type: "wie viele", "wann", "how many", ... want a number or a date in the sentence; a price
+  question ("Wie viel hat X gekostet?") an amount of money.
 - passage: the retrieval rank and fused score of the passage the sentence comes from.
 - word match (only for a sentence in another language than the question, e.g. an English question
   about a German article, where stems rarely match): each question word is compared with the
