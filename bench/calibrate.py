@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -149,7 +150,10 @@ def fit_trees(x: np.ndarray, y: np.ndarray, weight: np.ndarray):
         max_iter=50, learning_rate=0.05, max_leaf_nodes=4, min_samples_leaf=100, l2_regularization=1.0,
         early_stopping=False, random_state=0,
     )  # fmt: skip
-    return model.fit(x, y, sample_weight=weight)
+    with warnings.catch_warnings():
+        # scikit-learn's own joblib wrapper warns about itself on every fit (hundreds of lines per run).
+        warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
+        return model.fit(x, y, sample_weight=weight)
 
 
 def trees_model(names: list[str], fitted) -> calibration.TreesModel:

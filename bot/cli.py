@@ -810,7 +810,7 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
         for question in _lines(args.question, "question"):
             if args.question == "-" and not args.json:
                 # Many answers in a row: each under its question, with a blank line between them.
-                print(("" if first else "\n") + f"> {question}", flush=True)
+                print(("" if first else "\n") + f"> {echoed(question)}", flush=True)
             # A streaming model's words are printed as it writes them, then the checked answer.
             stream = None if args.json or not answerer.stream else TerminalStream(sys.stdout)
             started = time.perf_counter()
@@ -827,6 +827,17 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
             print(format_answer_text(answer), flush=True)
             first = False
     return 0
+
+
+# A question is echoed above its answer so a batch reads as a transcript; a pasted article that came in
+# as one long line would otherwise fill the terminal before its answer.
+ECHO_CHARS = 200
+
+
+def echoed(question: str) -> str:
+    return (
+        question if len(question) <= ECHO_CHARS else f"{question[:ECHO_CHARS].rstrip()}… ({len(question):,} characters)"
+    )
 
 
 def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: SearchClock, total: float) -> None:

@@ -556,6 +556,14 @@ def test_ask_from_stdin_repeats_each_question_above_its_answer(run, one_article,
     assert second.startswith("Wer gewann 1998 die Tour?\nDazu habe ich in den Artikeln nichts gefunden.")
 
 
+def test_a_long_question_from_stdin_is_echoed_shortened(run, one_article, monkeypatch):
+    question = "Wie oft fährt die Fähre? " + "Bitte genau. " * 100
+    monkeypatch.setattr("sys.stdin", io.StringIO(question + "\n"))
+    echo = run("ask", "-").out.splitlines()[0]
+    assert echo.startswith("> Wie oft fährt die Fähre? Bitte genau.") and len(echo) < 260
+    assert echo.endswith(f"… ({len(question.strip()):,} characters)")
+
+
 def test_search_from_stdin_shows_each_query_above_its_passages(run, one_article, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("Fähre Lindholm\nxyzzy\n"))
     out = run("search", "-").out
