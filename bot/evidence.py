@@ -326,12 +326,18 @@ def split_hits(hits: list[SearchHit]) -> list[list[tuple[int, int]]]:
     return [answer_spans(h.text) for h in hits]
 
 
+def participle_of(term: str, tokens: set[str]) -> bool:
+    """The tokens hold the same verb with or without a participle's "ge-" ("gekost" / "kost"), the longer
+    form at least ``MIN_PARTICIPLE`` long either way ("ende" must not find "gend")."""
+    if term.startswith("ge") and len(term) >= MIN_PARTICIPLE and term[2:] in tokens:
+        return True
+    return len(term) + 2 >= MIN_PARTICIPLE and f"ge{term}" in tokens
+
+
 def term_match(term: str, tokens: set[str]) -> float:
     """1 for the same stem, also across a German past participle's "ge-" ("gekostet" / "kostete");
     partial credit when one is a compound part of the other."""
-    if term in tokens or (len(term) >= MIN_PARTICIPLE and term.startswith("ge") and term[2:] in tokens):
-        return 1.0
-    if f"ge{term}" in tokens:
+    if term in tokens or participle_of(term, tokens):
         return 1.0
     if len(term) < MIN_COMPOUND_PART:
         return 0.0

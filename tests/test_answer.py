@@ -338,6 +338,7 @@ def test_a_participle_matches_its_verb():
     assert term_match("gekost", {"neubau", "kost"}) == 1.0
     assert term_match("kost", {"gekost"}) == 1.0
     assert term_match("geld", {"ld"}) == 0.0  # a short word starting with "ge" is a word of its own
+    assert term_match("end", {"gend"}) == 0.0  # either way round
 
 
 @pytest.mark.parametrize(
