@@ -566,10 +566,10 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     if not articles:
         print("no articles yet; add one with 'articlebot add URL|FILE' or 'articlebot import FILE'")
     for a in articles:
-        date = a.published or a.added_at[:10]
-        print(
-            f"#{a.id:<5} {date}  {a.title[:70]}  ({count_of(a.chunk_count, 'passage')}){'  ' + a.url if a.url else ''}"
-        )
+        # An article without a publication date shows the day it was added, saying so.
+        date = a.published or f"added {a.added_at[:10]}"
+        url = f"  {a.url}" if a.url else ""
+        print(f"#{a.id:<5} {date:<16}  {a.title[:70]}  ({count_of(a.chunk_count, 'passage')}){url}")
     return 0
 
 

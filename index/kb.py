@@ -21,7 +21,7 @@ from .embedding import Embedder, configured_model, load_embedder
 from .engine import AnswerLog, ArticleStore, Engine, RunLock, UpdateLedgerTable, VectorSearchIndex
 from .engines import DB_FILE, open_engine
 from .errors import SetupError
-from .extract import Document, ExtractionError, require_length
+from .extract import MAX_TITLE_CHARS, Document, ExtractionError, require_length
 from .fetch import fetch_document
 from .lexical import analyze, detect_language
 from .records import ArticleNotFound, ArticleRecord, ChunkRecord, DuplicateArticle, content_hash, normalize_url
@@ -75,6 +75,16 @@ def fts_terms(title: str, texts: list[str]) -> list[tuple[str, str]]:
     """(title terms, passage terms) per passage: what the FTS5 table holds, at add and at reindex alike."""
     title_terms = " ".join(analyze(title))
     return [(title_terms, " ".join(analyze(text))) for text in texts]
+
+
+def retitled_texts(doc: Document) -> list[str]:
+    """The texts the same article has when added again with a title of its own (``add FILE --title``):
+    the file's first line then stays in the text, or was taken as the title before."""
+    first, _, rest = doc.text.partition("\n")
+    texts = [f"{doc.title}\n{doc.text}"]
+    if rest.strip() and len(first) <= MAX_TITLE_CHARS:
+        texts.append(rest)
+    return texts
 
 
 class KnowledgeBase:
@@ -149,6 +159,8 @@ class KnowledgeBase:
 
     def check_duplicate(self, doc: Document) -> None:
         found = self.store.find_duplicate(content_hash(doc.text), normalize_url(doc.url))
+        for text in retitled_texts(doc):
+            found = found or self.store.find_duplicate(content_hash(text), None)
         if found:
             raise DuplicateArticle(*found)
 

@@ -139,6 +139,27 @@ def test_duplicate_says_already_present(run, one_article, tmp_path):
     assert run.counts() == before
 
 
+def test_a_title_of_its_own_does_not_make_a_new_article(run, one_article, tmp_path):
+    """``--title`` keeps the file's first line in the text; that text is still the article already there."""
+    before = run.counts()
+    assert "already present as #1 (same text)" in run("add", str(one_article), "--title", "Fähre").out
+    assert run.counts() == before
+    # The other way round: titled first, then plain.
+    dated = tmp_path / "wasser.txt"
+    dated.write_text(f"Wasser wird teurer\n\nDer Kubikmeter kostet ab April mehr. {FILLER}\n")
+    assert run("add", str(dated), "--title", "Wasserpreise").out.startswith("added #2: Wasserpreise")
+    assert "already present as #2 (same text)" in run("add", str(dated)).out
+
+
+def test_list_says_when_a_date_is_the_day_added(run, one_article, tmp_path):
+    dated = tmp_path / "dated.txt"
+    dated.write_text(f"Wasser wird teurer\n\nDer Kubikmeter kostet ab April mehr. {FILLER}\n")
+    assert run("add", str(dated), "--published", "2025-03-01").code == 0
+    lines = run("list").out.splitlines()
+    assert lines[0].startswith("#2     2025-03-01        Wasser wird teurer")
+    assert re.match(r"#1     added \d{4}-\d\d-\d\d  Neue Fähre für Lindholm", lines[1]), lines
+
+
 def _jsonl(path, lines):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
