@@ -34,7 +34,7 @@ import feedparser
 
 from .engine import SQLTransaction
 from .extract import Document, ExtractionError, clean_text, require_length, sniff
-from .fetch import FEED_TYPES, FetchError, fetch, fetch_document
+from .fetch import FEED_TYPES, Fetched, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
 from .records import ArticleNotFound, DuplicateArticle, normalize_url
 
@@ -226,6 +226,9 @@ class Feeds:
         self.backfill = backfill
         self.clock = clock
         self._sql = kb.engine.portable_sql()
+        # The response that showed a new subscription is a feed, kept for its first poll in this process
+        # (the bot's /subscribe polls at once) so that the feed's server is not asked twice.
+        self._checked: dict[int, tuple[str, Fetched]] = {}
 
     def close(self) -> None:
         self._sql.close()
@@ -248,7 +251,7 @@ class Feeds:
         subscribed = self._query("SELECT id FROM feeds WHERE url_key = ?", (key,))
         if subscribed:  # said before fetching: a second subscription costs the feed's server nothing
             raise FeedError(f"already subscribed as feed #{subscribed[0][0]}")
-        self._check_is_feed(url)
+        checked = self._check_is_feed(url)
         with self._transaction() as tx:
             created = []
             existing = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
@@ -262,19 +265,23 @@ class Feeds:
                 existing = created or tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
             if not created:
                 raise FeedError(f"already subscribed as feed #{existing[0][0]}")
-        return self.get(int(created[0][0]))
+        feed_id = int(created[0][0])
+        self._checked[feed_id] = (url, checked)
+        return self.get(feed_id)
 
-    def _check_is_feed(self, url: str) -> None:
+    def _check_is_feed(self, url: str) -> Fetched:
         """Fetch ``url`` once, as a poll would, and raise FeedError unless it is a feed.
 
-        Nothing of this fetch is kept: the items stay for the poll (one import path, the backfill
-        applies), and so does the ETag, or the first poll would get a 304 and never import them.
+        Its items are imported by the first poll (one import path, the backfill applies), from this
+        response when that poll runs in this process; the ETag is stored only then, or the first poll
+        would get a 304 and never import them.
         """
         try:
             fetched = fetch(url, self.kb.settings.fetch, types=FEED_TYPES)
         except FetchError as exc:
             raise FeedError(str(exc)) from None
         parse_feed(fetched.body, fetched.url, fetched.content_type)
+        return fetched
 
     def get(self, feed_id: int) -> FeedRecord:
         rows = self._query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
@@ -333,7 +340,7 @@ class Feeds:
         if feed.last_modified:
             headers["If-Modified-Since"] = feed.last_modified
         try:
-            fetched = fetch(feed.url, self.kb.settings.fetch, headers, FEED_TYPES)
+            fetched = self._first_response(feed) or fetch(feed.url, self.kb.settings.fetch, headers, FEED_TYPES)
             if fetched.status == 304:
                 self._succeeded(feed, None, None, None)
                 return PollResult(feed.id, feed.url, feed.title, "not modified")
@@ -345,6 +352,10 @@ class Feeds:
             self._process(feed, item, result)
         self._succeeded(feed, title, fetched.headers.get("etag"), fetched.headers.get("last-modified"))
         return result
+
+    def _first_response(self, feed: FeedRecord) -> Fetched | None:
+        url, fetched = self._checked.pop(feed.id, (None, None))
+        return fetched if url == feed.url else None  # (a feed removed since, its id given to another)
 
     def _to_process(self, feed: FeedRecord, items: list[Item], result: PollResult) -> list[Item]:
         """The items to look at, oldest first; on the first poll only the newest ``backfill``."""

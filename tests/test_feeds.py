@@ -167,6 +167,7 @@ def test_malformed_feed_is_read_leniently_and_garbage_is_refused(feeds, kb_net, 
 
     # A feed that turns into garbage after subscribing (subscribing to garbage is refused: see below).
     bad = feeds.add(publish(site, "/garbage", rss2([])))
+    assert feeds.poll(bad.id).status == "ok"  # (the first poll reads the response the subscription checked)
     site.pages["/garbage"] = Page(b"Dies ist kein Feed, sondern einfach Text.", "text/plain")
     failed = feeds.poll(bad.id)
     assert failed.status == "failed" and "is not an RSS or Atom feed" in failed.error
@@ -189,6 +190,7 @@ def test_relative_item_links_resolve_against_the_feed(feeds, kb_net, site):
 
 def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, site, clock):
     feed = feeds.add(publish(site, "/missing", rss2([])))
+    assert feeds.poll(feed.id).status == "ok"  # the first poll reads the response the subscription checked
     del site.pages["/missing"]  # gone after subscribing
     results = [feeds.poll(feed.id)]
     stored = feeds.get(feed.id)
@@ -215,6 +217,7 @@ def test_failing_feed_backs_off_and_alerts_the_admins_once_after_a_day(feeds, si
 def test_two_pollers_seeing_one_failure_at_once_alert_the_admins_once(feeds, kb_net, site, clock):
     """Two processes (or the timed job and an admin's poll) that read the feed before either wrote."""
     feed = feeds.add(publish(site, "/down", rss2([])))
+    assert feeds.poll(feed.id).status == "ok"  # the first poll reads the response the subscription checked
     site.pages["/down"] = Page(b"down for maintenance", status="503 Service Unavailable")
     assert not feeds.poll(feed.id).alert
     clock.advance(days=2)
@@ -339,11 +342,25 @@ def test_subscribing_reads_the_feed_once_and_leaves_its_items_to_the_first_poll(
     feed = feeds.add(url)
     assert site.hits == {"/feed": 1}  # the feed itself, none of its articles
     assert kb_net.counts()["articles"] == 0 and feed.last_success is None and feed.etag is None
-    # The check's ETag was not kept: the first poll gets the feed, not a 304, and imports each item once.
+    # The first poll imports each item once from that same response (the bot's /subscribe polls at
+    # once): the feed's server is not asked again, and its ETag is stored only now.
     first = feeds.poll(feed.id)
     assert first.status == "ok" and len(first.added) == 3
-    assert feeds.poll(feed.id).status == "not modified"
+    assert site.hits["/feed"] == 1
+    assert feeds.poll(feed.id).status == "not modified" and site.hits["/feed"] == 2
     assert kb_net.counts()["articles"] == 3 and feeds.get(feed.id).items_added == 3
+
+
+def test_a_first_poll_in_another_process_fetches_the_feed_itself(feeds, kb_net, site, clock):
+    url = publish(site, "/feed", rss2(serve_stories(site, [1, 2])), etag='"v1"')
+    feed = feeds.add(url)  # `articlebot feeds add`; the poll comes later, from cron or the bot
+    other = Feeds(kb_net, backfill=20, clock=clock)
+    try:
+        # The check's ETag was not kept: the first poll gets the feed, not a 304, and imports its items.
+        first = other.poll(feed.id)
+        assert first.status == "ok" and len(first.added) == 2 and site.hits["/feed"] == 2
+    finally:
+        other.close()
 
 
 def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
