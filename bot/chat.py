@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -26,12 +26,15 @@ END_OF_TEXT = "."
 QUIT = {"/quit", "/exit", "/q"}
 
 
-def messages(lines: Iterable[str]) -> Iterator[str]:
-    """Input lines as messages: one per line, except a bare ``/add`` that gathers a pasted article."""
+def messages(lines: Iterable[str], on_paste: Callable[[], None] | None = None) -> Iterator[str]:
+    """Input lines as messages: one per line, except a bare ``/add`` that gathers a pasted article
+    (``on_paste`` is told when that starts, so someone at a terminal learns what the next lines are)."""
     lines = iter(lines)
     for line in lines:
         text = line.rstrip("\n")
         if text.strip() == "/add":
+            if on_paste is not None:
+                on_paste()
             body = []
             for more in lines:
                 if more.strip() == END_OF_TEXT:
@@ -123,6 +126,9 @@ class ChatSession:
         """Handle one message (or a button number) and print the replies."""
         if text.isdigit():
             return self.press_number(int(text))
+        # The numbers name the buttons of what the last message brought; a new message's reply may have none,
+        # and a number typed after it must not press a button of an answer further up (a 👎 recorded unseen).
+        self.buttons = []
         missing = missing_file(text)
         if missing:
             self.note(missing[0], path=missing[1])
@@ -168,10 +174,19 @@ class ChatSession:
             print(file=self.out, flush=True)
 
 
-def run_chat(conversation: Conversation, lines: Iterable[str], out: TextIO, err: TextIO, language: str) -> int:
+def run_chat(
+    conversation: Conversation,
+    lines: Iterable[str],
+    out: TextIO,
+    err: TextIO,
+    language: str,
+    interactive: bool = False,
+) -> int:
+    """``interactive``: someone types at a terminal (a bare /add then says what to paste; a pipe stays quiet)."""
     session = ChatSession(conversation, out, err, language)
     session.greet()
-    for text in messages(lines):
+    on_paste = (lambda: session.note("paste_article")) if interactive else None
+    for text in messages(lines, on_paste):
         if text.lower() in QUIT:
             break
         session.say(text)

@@ -470,7 +470,7 @@ class Conversation:
         except DuplicateArticle as exc:
             return [text_reply(say("update_is_duplicate", lang, id=article_id, other=exc.article_id))]
         except ExtractionError as exc:
-            return [text_reply(say("not_updated", lang, id=article_id, reason=str(exc)))]
+            return [text_reply(say("not_updated", lang, id=article_id, reason=reason_text(str(exc), lang)))]
         key = "updated" if result.changed else "unchanged"
         return [text_reply(say(key, lang, id=article_id, title=result.title, chunks=result.chunks))]
 
@@ -496,7 +496,7 @@ class Conversation:
         try:
             feed = self.feeds.add(url)
         except FeedError as exc:
-            return [text_reply(say("not_subscribed", lang, reason=str(exc)))]
+            return [text_reply(say("not_subscribed", lang, reason=reason_text(str(exc), lang, about="feed")))]
         progress(say("polling_feed", lang, url=feed.url))
         with self._exclusive(progress, lang):
             result = self.feeds.poll(feed.id)
@@ -698,7 +698,7 @@ def answer_reply(answer: Answer, answer_id: int) -> Reply:
 
 def poll_summary(result: PollResult, lang: str) -> str:
     if result.status == "failed":
-        return say("poll_failed", lang, error=result.error)
+        return say("poll_failed", lang, error=_sentence(reason_text(result.error or "", lang, about="feed")))
     if result.status == "not modified":
         return say("poll_not_modified", lang)
     text = say(
@@ -720,8 +720,13 @@ def _feed_status(feed: FeedRecord, lang: str) -> str:
         added=feed.items_added,
     )
     if feed.last_error:
-        text += "\n" + say("feed_error", lang, error=feed.last_error)
+        text += "\n" + say("feed_error", lang, error=reason_text(feed.last_error, lang, about="feed"))
     return text
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence does, for a message that goes on after it."""
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _when(stamp: str | None) -> str:

@@ -48,10 +48,11 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "admin_help_chat": {
         "de": "Als Admin: /add <Link>; /add <Pfad> für eine Datei (.txt .md .html .pdf); /add allein, dann "
-        "Titelzeile und Text einfügen und mit einer Zeile nur aus „.“ abschließen; /remove <id>, /list, "
-        "/stats, /reindex.",
+        "Titelzeile und Text einfügen und mit einer Zeile nur aus „.“ abschließen; /remove <id>, /update <id>, "
+        "/list, /stats, /reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
         "en": "As an admin: /add <link>; /add <path> for a file (.txt .md .html .pdf); /add alone, then paste "
-        "a title line and the text and end with a line holding only “.”; /remove <id>, /list, /stats, /reindex.",
+        "a title line and the text and end with a line holding only “.”; /remove <id>, /update <id>, /list, /stats, "
+        "/reindex; feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
     },
     "chat_greeting": {
         "de": "articlebot im Terminal – hier sind Sie Admin. Fragen einfach eintippen; /help zeigt alles, "
@@ -60,6 +61,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "articlebot in the terminal – you are an admin here. Just type a question; /help shows "
         "everything, /quit or Ctrl-D ends. A pasted article (after /add alone) ends with a line holding "
         "only “.”; press a button by typing its number.",
+    },
+    "paste_article": {
+        "de": "Fügen Sie jetzt den Artikel ein: in der ersten Zeile der Titel, dann der Text; zum Schluss eine Zeile "
+        "nur aus „.“.",
+        "en": "Paste the article now: its title on the first line, then the text; end with a line holding only “.”.",
     },
     "no_such_file": {"de": "Die Datei {path} gibt es nicht.", "en": "There is no file {path}."},
     "not_a_file": {"de": "{path} ist ein Ordner, keine Datei.", "en": "{path} is a directory, not a file."},
@@ -293,6 +299,10 @@ GERMAN_REASONS: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"cannot resolve host '(?P<host>[^']*)'"),
         "Den Server {host} gibt es nicht (der Name lässt sich nicht auflösen).",
     ),
+    (
+        re.compile(r"has no http\(s\) URL to fetch again"),
+        "Der Artikel hat keinen http- oder https-Link, von dem ich ihn neu laden könnte.",
+    ),
     (re.compile(r"only http and https links"), "Ich rufe nur http- und https-Links ab."),
     (re.compile(r"not a valid link"), "Das ist kein gültiger Link."),
     (re.compile(r"answered HTTP (?P<status>\d+)"), "Die Seite antwortete mit dem Fehler HTTP {status}."),
@@ -319,14 +329,38 @@ GERMAN_REASONS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def reason_text(reason: str, language: str) -> str:
-    """Why something was not added, in the user's language (the English reasons pass unchanged)."""
+# Why a feed could not be subscribed to or read (index.feeds), in German; checked before GERMAN_REASONS,
+# which cover what feeds and articles share (the fetcher's refusals).
+GERMAN_FEED_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(
+            r"(?P<url>\S+) is not an RSS or Atom feed \(it looks like an HTML page\); the page names its feed: "
+            r"subscribe to (?P<feed>\S+)"
+        ),
+        "{url} ist kein RSS- oder Atom-Feed, sondern eine HTML-Seite. Sie nennt ihren Feed: /subscribe {feed}",
+    ),
+    (
+        re.compile(r"(?P<url>\S+) is not an RSS or Atom feed \(it looks like an HTML page\)"),
+        "{url} ist kein RSS- oder Atom-Feed, sondern eine HTML-Seite.",
+    ),
+    (re.compile(r"(?P<url>\S+) is not an RSS or Atom feed"), "{url} ist kein RSS- oder Atom-Feed."),
+    (re.compile(r"already subscribed as feed #(?P<id>\d+)"), "Schon abonniert als Feed #{id}."),
+    (re.compile(r"not an http\(s\) feed URL"), "Das ist kein http- oder https-Link zu einem Feed."),
+]
+
+
+def reason_text(reason: str, language: str, about: str = "article") -> str:
+    """Why something was not added (``about`` "article") or why a feed failed (``about`` "feed"), in the
+    user's language (the English reasons pass unchanged)."""
     if language != "de":
         return reason
-    for pattern, text in GERMAN_REASONS:
+    patterns = GERMAN_FEED_REASONS + GERMAN_REASONS if about == "feed" else GERMAN_REASONS
+    for pattern, text in patterns:
         match = pattern.search(reason)
         if match:
             return text.format(**match.groupdict())
+    if about == "feed":
+        return f"Der Feed ließ sich nicht lesen (Meldung: {reason})."
     return f"Der Text ließ sich nicht verarbeiten (Meldung: {reason})."
 
 

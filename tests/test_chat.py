@@ -13,19 +13,24 @@ from string import Formatter
 import pytest
 from newsroom import FERRY, MARKET_TEXT, add_ferry_and_solar
 from util_http import RawServer
+from util_pages import Page
 
 from bot.answer import Answer, Answerer, Citation
 from bot.chat import CONSOLE_USER_ID, messages, run_chat
 from bot.config import AnswerSettings, TelegramSettings
 from bot.conversation import Attachment, Conversation, Incoming, Press, Quote, RateLimiter, User, answer_reply
 from bot.feedback import FeedbackStore
+from bot.protocol import ADMIN_ONLY
 from bot.render import plain_text
 from bot.texts import TEXTS, counted, reason_text
+from index.extract import from_text
+from index.feeds import Feeds
 from index.settings import FetchSettings
 
 ADMIN = User(1, "Ada", "de")
 READER = User(2, "Rolf", "de")
 READER_EN = User(3, "Rita", "en")
+READER_EN_ADMIN = User(ADMIN.id, "Ada", "en")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -404,3 +409,89 @@ def test_an_empty_add_in_the_terminal_explains_the_terminals_ways(conversation, 
 def test_telegram_keeps_its_own_add_advice(conversation):
     assert "Beschriftung /add" in text_of(say(conversation, ADMIN, "/add"))
     assert "mit /add auf die Nachricht" in text_of(say(conversation, ADMIN, "x" * 121))
+
+
+# --- what a new admin meets in the terminal ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["chat", "telegram"])
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_admin_help_names_every_admin_command(conversation, origin, language):
+    """The terminal's /help left out /update and the feed commands that the chat does run."""
+    conversation.origin = origin
+    text = text_of(say(conversation, User(ADMIN.id, "Ada", language), "/help"))
+    assert [name for name in sorted(ADMIN_ONLY) if f"/{name}" not in text] == []
+
+
+def test_a_number_presses_only_buttons_of_the_last_message(conversation):
+    """A number typed after a reply without buttons once pressed a button of an answer further up."""
+    votes = conversation.feedback.counts()
+    text = _chat(conversation, ["Was kostete der Bau der Möwe II?", "/stats", "3"])
+    assert "Gerade gibt es keinen Knopf 3 zu drücken." in text and "Danke für die Rückmeldung" not in text
+    assert conversation.feedback.counts()["down"] == votes["down"]
+    # Buttons stay pressable while only buttons are pressed: a quote, then the next quote or a vote.
+    text = _chat(conversation, ["Was kostete der Bau der Möwe II?", "1", "3"])
+    assert "\n│ " in text and "Danke für die Rückmeldung!" in text
+
+
+def test_a_bare_add_at_a_terminal_says_what_to_paste_and_a_pipe_stays_quiet(conversation):
+    conversation.admins = frozenset({CONSOLE_USER_ID})
+    conversation.origin = "chat"
+    lines = ["/add\n", *(line + "\n" for line in MARKET_TEXT.splitlines()), ".\n"]
+    hint = "Fügen Sie jetzt den Artikel ein: in der ersten Zeile der Titel"
+    for interactive in (True, False):
+        out = io.StringIO()
+        assert run_chat(conversation, lines, out, io.StringIO(), "de", interactive) == 0
+        assert (hint in out.getvalue()) is interactive
+        assert "Hinzugefügt: #3" in out.getvalue() or "schon vorhanden als #3" in out.getvalue()
+
+
+def test_feed_and_update_refusals_are_in_the_users_language(conversation, site):
+    """/subscribe and /update put index/'s English reasons into German replies as they were."""
+    conversation.kb.settings.fetch = FetchSettings(allow_private_addresses=True, timeout=5)
+    conversation.feeds = Feeds(conversation.kb)
+    site.pages["/home"] = Page(
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed"></head><body>Start</body></html>'
+    )
+    try:
+        (page,) = say(conversation, ADMIN, f"/subscribe {site.url}/home")
+        (missing,) = say(conversation, ADMIN, f"/subscribe {site.url}/nothing.xml")
+        (nowhere,) = say(conversation, ADMIN, "/subscribe http://nowhere.invalid/feed.xml")
+        (english,) = say(conversation, READER_EN_ADMIN, f"/subscribe {site.url}/home")
+        assert conversation.feeds.list() == []
+    finally:
+        conversation.feeds.close()
+    assert plain_text(page) == (
+        f"Nicht abonniert: {site.url}/home ist kein RSS- oder Atom-Feed, sondern eine HTML-Seite. "
+        f"Sie nennt ihren Feed: /subscribe {site.url}/feed"
+    )
+    assert plain_text(missing) == "Nicht abonniert: Die Seite antwortete mit dem Fehler HTTP 404."
+    assert plain_text(nowhere).startswith("Nicht abonniert: Den Server nowhere.invalid gibt es nicht")
+    assert plain_text(english).startswith(f"Not subscribed: {site.url}/home is not an RSS or Atom feed")
+
+    doc = from_text(MARKET_TEXT)
+    doc.url = f"{site.url}/markt"  # gone: the site never had it
+    article_id = conversation.kb.add(doc).article_id
+    (gone,) = say(conversation, ADMIN, f"/update {article_id}")
+    assert plain_text(gone) == f"Nicht aktualisiert: #{article_id}: Die Seite antwortete mit dem Fehler HTTP 404."
+    pasted = conversation.kb.add(from_text("Eingefügt\n\n" + FERRY.split("\n\n", 1)[1] + " Nachtrag.")).article_id
+    (no_link,) = say(conversation, ADMIN, f"/update {pasted}")
+    assert plain_text(no_link) == (
+        f"Nicht aktualisiert: #{pasted}: "
+        "Der Artikel hat keinen http- oder https-Link, von dem ich ihn neu laden könnte."
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "german"),
+    [
+        ("already subscribed as feed #4", "Schon abonniert als Feed #4."),
+        ("not an http(s) feed URL: 'ftp://x'", "Das ist kein http- oder https-Link zu einem Feed."),
+        ("https://x.org/f is not an RSS or Atom feed (syntax error)", "https://x.org/f ist kein RSS- oder Atom-Feed."),
+        ("cannot resolve host 'nowhere.invalid'", "Den Server nowhere.invalid gibt es nicht"),
+        ("something new from index/feeds", "Der Feed ließ sich nicht lesen (Meldung: something new from index/feeds)."),
+    ],
+)
+def test_feed_reasons_have_german_explanations(reason, german):
+    assert german in reason_text(reason, "de", about="feed")
+    assert reason_text(reason, "en", about="feed") == reason

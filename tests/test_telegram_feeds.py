@@ -122,7 +122,7 @@ def test_subscribe_list_and_timed_polls(api, bot, feed_kb, site):
     assert "Artikel hinzugefügt: 3" in listing["text"] and "zuletzt erfolgreich: 20" in listing["text"]
 
     _, again = ask(api, ADMIN, f"/subscribe {url}?utm_source=tg")
-    assert again["text"] == "Nicht abonniert: already subscribed as feed #1"
+    assert again["text"] == "Nicht abonniert: Schon abonniert als Feed #1."
     _, usage = ask(api, ADMIN, "/subscribe")
     assert usage["text"] == "Bitte den Link des Feeds angeben: /subscribe <Link>"
 
@@ -131,15 +131,15 @@ def test_subscribing_to_what_is_no_feed_is_refused_in_one_line(api, bot, site):
     before = bot.conversation.feeds.list()
     missing = site.url + "/nothing.xml"
     _, refused = ask(api, ADMIN, f"/subscribe {missing}")
-    assert refused["text"] == f"Nicht abonniert: {missing} answered HTTP 404 Not Found"
+    assert refused["text"] == "Nicht abonniert: Die Seite antwortete mit dem Fehler HTTP 404."
 
     site.pages["/home"] = Page(
         b'<html><head><link rel="alternate" type="application/rss+xml" href="/feed"></head><body>Start</body></html>'
     )
     _, page = ask(api, ADMIN, f"/subscribe {site.url}/home")
     assert page["text"] == (
-        f"Nicht abonniert: {site.url}/home is not an RSS or Atom feed (it looks like an HTML page); "
-        f"the page names its feed: subscribe to {site.url}/feed"
+        f"Nicht abonniert: {site.url}/home ist kein RSS- oder Atom-Feed, sondern eine HTML-Seite. "
+        f"Sie nennt ihren Feed: /subscribe {site.url}/feed"
     )
     assert bot.conversation.feeds.list() == before
 
