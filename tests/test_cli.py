@@ -799,3 +799,60 @@ def test_add_from_a_terminal_says_how_to_end_and_a_pipe_gets_no_hint(run, monkey
     monkeypatch.setattr("sys.stdin", io.StringIO(f"Zweiter Artikel\n{SAMPLE.replace('Juni', 'Juli')}\n"))
     piped = run("add", "-")
     assert piped.code == 0 and piped.err == ""
+
+
+# --- what a new admin meets on the command line ------------------------------------------------------
+
+
+def test_list_marks_a_shortened_title(run, tmp_path):
+    """A title cut at 70 characters without a mark read as a typo ("… mit Ernteausfälle")."""
+    long_title = "Hitzewelle im Landkreis Hollerau – Landwirte rechnen mit Ernteausfällen im Herbst"
+    path = tmp_path / "hitze.txt"
+    path.write_text(f"{long_title}\n\n{SAMPLE}\n")
+    assert run("add", str(path)).code == 0
+    (line,) = run("list").out.splitlines()
+    assert f"  {long_title[:69]}…  (1 passage)" in line, line
+
+
+def test_update_failure_names_the_article(run, one_article, tmp_path):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    config = tmp_path / "private.toml"
+    config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 1\n")
+    path = tmp_path / "linked.txt"
+    path.write_text(f"Wasser wird teurer\n\nDer Kubikmeter kostet ab April mehr. {FILLER}\n")
+    assert run("add", str(path), "--url", f"http://127.0.0.1:{port}/wasser").code == 0
+    before = run.counts()
+    err = _one_line_error(run("update", "2", config=str(config)))
+    assert err.startswith(f"articlebot: #2 not updated: cannot fetch http://127.0.0.1:{port}/wasser"), err
+    # A reason that names the article already is not prefixed again.
+    assert _one_line_error(run("update", "1")) == "articlebot: article #1 has no http(s) URL to fetch again\n"
+    assert run.counts() == before
+
+
+def test_verbose_timings_do_not_count_loading_the_model_as_the_first_search(
+    monkeypatch, capsys, caplog, embedder, tmp_path
+):
+    """The model's weights load at its first query: -v once reported that as a 750 ms search, and ask's
+    "sentence scoring and answer" went negative when the warm-up search was counted as the question's."""
+    from index.embedding import load_embedder
+
+    path = tmp_path / "faehre.txt"
+    path.write_text(f"Neue Fähre für Lindholm\n\n{SAMPLE}\n")
+    adding = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        assert adding("add", str(path)).code == 0
+    finally:
+        adding.close()
+    asking = CLI(monkeypatch, capsys, load_embedder(EmbeddingSettings()), tmp_path / "data")  # not used yet
+    try:
+        caplog.clear()
+        assert asking("-v", "ask", "Wie oft fährt die Fähre?").code == 0
+    finally:
+        asking.close()
+    ready = int(re.search(r"model and index ready in (\d+) ms", caplog.text).group(1))
+    timings = re.search(r"timings: search (\d+) ms, sentence scoring and answer (-?\d+) ms", caplog.text)
+    search, rest = int(timings.group(1)), int(timings.group(2))
+    assert rest >= 0 and search < ready, caplog.text
