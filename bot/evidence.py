@@ -59,6 +59,13 @@ _WANTS_MONEY = re.compile(
     r"cost\w*|price\w*|pa(y|id|ys)|spen[dt]\w*|charge[sd]?|worth)\b",
     re.IGNORECASE,
 )
+# A price asked without "wie viel" ("Was kostet die Fähre?", "Wie teuer ist das Stadion?", "What did it
+# cost?"): it wants an amount of money as much as "Wie viel kostet ...?" does.
+_ASKS_PRICE = re.compile(
+    r"\b(was (kostet|kosten|kostete|kosteten)|wie teuer|was (hat|haben|wird|werden|soll|sollen|würde|würden)\b"
+    r".{0,80}\b(kosten|gekostet)|how expensive|what (does|did|do|will|would|could)\b.{0,80}\bcost)\b",
+    re.IGNORECASE,
+)
 _MONEY = re.compile(
     r"[€$£¥]|\b(euros?|eur|cents?|dollars?|usd|franken|chf|pfund|pounds?|schilling|yen|yuan|rubel|kronen|"
     r"rupien|pence)\b",
@@ -305,7 +312,7 @@ def question_terms(question: str, topic: str | None = None) -> dict[str, float]:
 def type_missing(question: str, best: Sentence) -> float:
     """1 when the question wants a number or a date and the best sentence has none ("Wie nah kam die
     Sonde dem Pluto?" answered with a sentence about its photos), else 0."""
-    wants = _WANTS_DATE.search(question) or _WANTS_NUMBER.search(question)
+    wants = _WANTS_DATE.search(question) or _WANTS_NUMBER.search(question) or _ASKS_PRICE.search(question)
     return 1.0 if wants and not best.answer_type else 0.0
 
 
@@ -314,6 +321,8 @@ def answer_type(question: str, sentence: str) -> float:
     has one, else 0."""
     if _WANTS_DATE.search(question):
         return 1.0 if _DATE.search(sentence) else 0.0
+    if _ASKS_PRICE.search(question):
+        return 1.0 if _NUMBER.search(sentence) and _MONEY.search(sentence) else 0.0
     if _WANTS_NUMBER.search(question):
         if _WANTS_MONEY.search(question):
             return 1.0 if _NUMBER.search(sentence) and _MONEY.search(sentence) else 0.0

@@ -349,6 +349,15 @@ def test_a_participle_matches_its_verb():
         ("How much did the tram line cost?", "The line cost 118 million euros to build.", 1.0),
         ("How much did the tram line cost?", "It runs every ten minutes.", 0.0),
         ("Wie viele Fahrgäste passen auf die Fähre?", "Sie bietet Platz für 120 Fahrgäste.", 1.0),
+        # A price asked without "wie viel" is a price question all the same.
+        ("Was kostete die neue Fähre?", "Die Fähre hat 4,2 Millionen Euro gekostet.", 1.0),
+        ("Was kostete die neue Fähre?", "Die Fähre fährt seit Juni über den See.", 0.0),
+        ("Wie teuer ist das Stadion?", "Der Umbau kostet rund 34 Millionen Euro.", 1.0),
+        ("Wie teuer ist das Stadion?", "Es soll 15.500 Zuschauer fassen.", 0.0),
+        ("Was hat der Umbau des Stadions gekostet?", "Es soll 15.500 Zuschauer fassen.", 0.0),
+        ("What did the new stadium cost?", "The club put the cost at 34 million euros.", 1.0),
+        ("How expensive is the new stadium?", "It will hold 15,500 spectators.", 0.0),
+        ("Was ist über die Fähre bekannt?", "Die Fähre hat 4,2 Millionen Euro gekostet.", 0.0),
     ],
 )
 def test_a_price_question_wants_an_amount_of_money(question, sentence, wanted):
