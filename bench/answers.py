@@ -121,11 +121,26 @@ def citations_valid(answer: Answer, chunk_text) -> bool:
     return all(c.quote and c.quote in chunk_text(c.chunk_id) for c in answer.citations)
 
 
+# A thousands separator between digits ("3.300", "3,300", "3 300", "3'300"): dropped before matching.
+_DIGIT_GROUP = re.compile(r"(?<=\d)[.,\u00a0\u202f' ](?=\d{3}(?!\d))")
+
+
+def _comparable(text: str) -> str:
+    return " ".join(_DIGIT_GROUP.sub("", text).casefold().split())
+
+
+def holds_answer(text: str, answers: list[str]) -> bool:
+    """The text holds one of the answer strings, also with other case, spacing or thousands separators:
+    "3300 Mitarbeitern" holds "3.300" (the same fact from another article is a right answer)."""
+    comparable = _comparable(text)
+    return any(a in text or _comparable(a) in comparable for a in answers)
+
+
 def ask(answerer: Answerer, question: Question, chunk_text) -> Row:
     started = time.perf_counter()
     answer, evidence = answerer.answer_with_evidence(question.question)
     seconds = time.perf_counter() - started
-    hit = answer.found and any(a in answer.body for a in question.answers)
+    hit = answer.found and holds_answer(answer.body, question.answers)
     return Row(
         question=question.question,
         hit=hit,

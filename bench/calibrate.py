@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench.answers import FOLDS, Row, at_threshold, figures
+from bench.answers import FOLDS, Row, at_threshold, figures, holds_answer
 from bot import calibration
 
 # Same-language features (German questions about German articles) and cross-language ones.
@@ -296,7 +296,7 @@ def replay_body(row: Row, settings) -> tuple[bool, int]:
     body = " ".join(f"{s.text} [{i + 1}]" for i, s in enumerate(chosen))
     if row.cross:
         body = f"{FOREIGN_LEAD[('en', 'de')]} {body}"
-    return any(a in body for a in row.answers), len(body)
+    return holds_answer(body, row.answers), len(body)
 
 
 def body_figures(rows: list[Row], settings, threshold: float) -> dict:

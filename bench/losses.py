@@ -27,7 +27,7 @@ from contextlib import closing
 from pathlib import Path
 
 from bench import calibrate
-from bench.answers import RESULTS, Row, kb_root, load_rows, rescore, rows_path
+from bench.answers import RESULTS, Row, holds_answer, kb_root, load_rows, rescore, rows_path
 from bench.news import news_kb_root
 from bench.newsdata import article_url, load_news_questions
 from bench.xquad import load_articles
@@ -64,7 +64,7 @@ def gold_articles(config: Config) -> dict[str, list[int | None]]:
 
 
 def holds(candidate: dict, row: Row) -> bool:
-    return any(a in candidate["text"] for a in row.answers)
+    return holds_answer(candidate["text"], row.answers)
 
 
 def stages(row: Row, gold: int | None, threshold: float, held: Row) -> list[bool]:

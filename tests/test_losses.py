@@ -35,3 +35,16 @@ def test_answered_in_sample_but_not_held_out():
     assert not got["article among the ten best sentences"]  # the same fact, quoted from another article
     assert got["answer in the best sentence"] and got["answered with it, in sample"]
     assert not got["answered with it, held out"]
+
+
+def test_an_answer_string_is_found_with_other_thousands_separators_case_and_spacing():
+    from bench.answers import holds_answer
+
+    assert holds_answer("… den Transfer von 3300 Mitarbeitern …", ["3.300"])
+    assert holds_answer("Es waren 12 500 Kilometer.", ["12.500 Kilometer"])
+    assert holds_answer("rund  61.000 Menschen", ["rund 61.000 Menschen"])
+    assert holds_answer("THE SLITS spielten", ["The Slits"])
+    # A decimal comma or a date is not a thousands separator: 1,4 is not 14, 19.05 not 1905.
+    assert not holds_answer("14 Patente pro Tag", ["1,4 Patente"])
+    assert not holds_answer("im Jahr 1905", ["19.05"])
+    assert not holds_answer("3300 Mitarbeiter", ["33.000"])
