@@ -205,11 +205,15 @@ def page_date(html: str) -> str | None:
     from lxml.etree import ParserError
 
     try:
-        tree = lxml.html.fromstring(html)
+        # lxml refuses a str that still carries its XML declaration (XHTML pages): the date would be lost.
+        tree = lxml.html.fromstring(_XML_DECLARATION.sub("", html, count=1))
     except (ParserError, ValueError):
         return None
     found = _meta_date(tree) or _json_ld_date(tree) or _time_element_date(tree)
     return _iso_date(found)
+
+
+_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 
 def _meta_date(tree) -> str | None:
@@ -221,41 +225,82 @@ def _meta_date(tree) -> str | None:
     return next((values[name] for name in _DATE_META if name in values), None)
 
 
+# JSON-LD nodes that stand for the page's own story. An image's dateCreated, a book the publisher
+# wrote or an article the story mentions (nested values) are not the page's publication date.
+_ARTICLE_TYPE = re.compile(r"(Article|Posting|Report|WebPage|ItemPage|CreativeWork)$")
+
+
 def _json_ld_date(tree) -> str | None:
+    nodes: list[dict] = []
     for script in tree.iter("script"):
         if (script.get("type") or "").strip().lower() != "application/ld+json" or not script.text:
             continue
         try:
-            data = json.loads(script.text)
+            nodes.extend(_json_ld_nodes(json.loads(script.text)))
         except ValueError:
             continue
-        found = _find_key(data, "datePublished") or _find_key(data, "dateCreated")
+    for key in ("datePublished", "dateCreated"):
+        found = next((node[key] for node in nodes if isinstance(node.get(key), str) and node[key].strip()), None)
         if found:
             return found
     return None
 
 
-def _find_key(data: object, key: str, depth: int = 0) -> str | None:
-    if depth > 8:
-        return None
-    if isinstance(data, dict):
-        if isinstance(data.get(key), str):
-            return data[key]
-        children = list(data.values())
-    elif isinstance(data, list):
-        children = data
-    else:
-        return None
-    return next((v for v in (_find_key(c, key, depth + 1) for c in children) if v), None)
+def _json_ld_nodes(data: object, depth: int = 0) -> list[dict]:
+    """The page's top-level JSON-LD items (a list, an ``@graph``, a page's ``mainEntity``) of article types."""
+    if depth > 4:
+        return []
+    if isinstance(data, list):
+        return [node for item in data for node in _json_ld_nodes(item, depth + 1)]
+    if not isinstance(data, dict):
+        return []
+    kind = data.get("@type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    own = [data] if kind is None or any(isinstance(k, str) and _ARTICLE_TYPE.search(k) for k in kinds) else []
+    return own + _json_ld_nodes(data.get("@graph"), depth + 1) + _json_ld_nodes(data.get("mainEntity"), depth + 1)
+
+
+# Elements that start a block of their own; everything else is inline (a link, a span, emphasis).
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote body dd div dl dt figcaption figure footer form h1 h2 h3 h4 h5 h6 header"
+    " li main nav ol p pre section table tbody td th tr ul".split()
+)
 
 
 def _time_element_date(tree) -> str | None:
     times = [t for t in tree.iter("time") if t.get("datetime")]
     marked = [t for t in times if t.get("itemprop") == "datePublished" or t.get("pubdate") is not None]
-    # A <time> in the article itself, not one in a list of other articles or a comment.
-    in_article = [t for t in times if any(a.tag == "article" for a in t.iterancestors())]
-    chosen = (marked or in_article or times or [None])[0]
-    return chosen.get("datetime") if chosen is not None else None
+    if marked:
+        return marked[0].get("datetime")
+    # A byline's <time>, not a date in a sentence of the story ("am <time>6. Mai</time> entscheidet der Rat"),
+    # nor one in a teaser, a sidebar or a comment.
+    times = [
+        t for t in times if not _in_running_text(t) and not any(a.tag in ("aside", "nav") for a in t.iterancestors())
+    ]
+    articles = [a for a in tree.iter("article") if not any(b.tag == "article" for b in a.iterancestors())]
+    if articles:
+        story = max(articles, key=lambda a: len(a.text_content()))
+        own = [t for t in times if next((a for a in t.iterancestors() if a.tag == "article"), None) is story]
+        return own[0].get("datetime") if own else None
+    # No <article> to tell the story from teasers: only a date all the page's <time>s agree on.
+    dates = {_iso_date(t.get("datetime")) for t in times}
+    return times[0].get("datetime") if len(dates) == 1 else None
+
+
+def _in_running_text(time_element) -> bool:
+    """Whether the <time> sits in a sentence: its block holds a prose line's worth of other words."""
+    block = time_element.getparent()
+    while block is not None and block.tag not in _BLOCK_TAGS:
+        block = block.getparent()
+    if block is None:
+        return False
+    parts = [block.text or ""]
+    for child in block:
+        if child.tag not in _BLOCK_TAGS:
+            parts.append(child.text_content() if isinstance(child.tag, str) else "")
+        parts.append(child.tail or "")
+    words = len(" ".join(parts).split()) - len((time_element.text_content() or "").split())
+    return words >= PROSE_WORDS
 
 
 def _iso_date(value: str | None) -> str | None:

@@ -413,6 +413,80 @@ def test_dates_come_from_page_metadata(head, body, date):
     assert doc.published == date and "Markthalle" in doc.text
 
 
+_TEASERS = (
+    "<aside><h2>Lesen Sie auch</h2><article><h3>Feuerwehrfest in Ostend</h3>"
+    '<time datetime="2024-07-01">1. Juli 2024</time></article></aside>'
+)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "after", "date"),
+    [
+        # a date in a sentence of the story is what the story is about, not when it appeared
+        (
+            "",
+            '<p>Der Rat entscheidet am <time datetime="2025-05-06">6. Mai</time> über die Vergabe der Arbeiten.</p>',
+            "",
+            None,
+        ),
+        # a teaser's, a comment's or another card's <time> outside the story
+        ("", "", _TEASERS, None),
+        (
+            "",
+            "",
+            '<section><article><p>Gut so! <time datetime="2025-03-20">20.03.</time></p></article></section>',
+            None,
+        ),
+        # JSON-LD: an image's dateCreated, a mentioned article's or a book's datePublished are nested values
+        (
+            '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Markthalle", "image": '
+            '{"@type": "ImageObject", "dateCreated": "2017-08-01"}, "mentions": [{"@type": "NewsArticle", '
+            '"datePublished": "2024-07-01"}]}</script>',
+            "",
+            "",
+            None,
+        ),
+        (
+            '<script type="application/ld+json">{"@type": "Organization", "subjectOf": {"@type": "Book", '
+            '"datePublished": "2001-05-05"}}</script>',
+            "",
+            "",
+            None,
+        ),
+        # what the page does say about itself still counts
+        (
+            "",
+            '<p class="byline">Von Ina Roth, <time datetime="2025-03-12T14:05">12.03.2025</time></p>',
+            _TEASERS,
+            "2025-03-12",
+        ),
+        (
+            '<script type="application/ld+json">{"@type": "WebPage", "mainEntity": {"@type": "NewsArticle", '
+            '"datePublished": "2025-03-12"}}</script>',
+            "",
+            "",
+            "2025-03-12",
+        ),
+    ],
+)
+def test_dates_are_not_taken_from_the_story_or_other_content(head, body, after, date):
+    page = _page(f"{body}<p>{MARKT}</p><p>{BRUECKE}</p>", head=head, footer=after)
+    assert page_date(page) == date
+    with RawServer(respond(body=page.encode(), content_type="text/html")) as server:
+        doc = fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2))
+    assert doc.published == date and "Markthalle" in doc.text
+
+
+def test_xhtml_page_with_an_xml_declaration_keeps_its_date():
+    """lxml refuses a str with an encoding declaration; the page's date was silently lost."""
+    page = '<?xml version="1.0" encoding="utf-8"?>\n' + _page(
+        f"<p>{MARKT}</p><p>{BRUECKE}</p>", head='<meta property="article:published_time" content="2025-03-12">'
+    )
+    with RawServer(respond(body=page.encode(), content_type="application/xhtml+xml")) as server:
+        doc = fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2))
+    assert doc.published == "2025-03-12" and "Markthalle" in doc.text
+
+
 def test_import_keeps_the_records_date_and_invents_none(run, tmp_path):
     path = tmp_path / "dated.jsonl"
     path.write_text(
