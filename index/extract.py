@@ -148,12 +148,15 @@ def _markdown_body(text: str, title: str | None) -> Document:
     return from_text(text, title=title, source="markdown")
 
 
-def from_html(html: str | bytes, url: str | None = None, title: str | None = None) -> Document:
+def from_html(
+    html: str | bytes, url: str | None = None, title: str | None = None, charset: str | None = None
+) -> Document:
+    """``charset``: what the server's Content-Type header declared, if anything."""
     import trafilatura
 
     if isinstance(html, bytes):
         # A stray byte in a script or a menu must not cost the article; one in the body refuses it below.
-        html = html.decode(detect_encoding(html), errors="replace")
+        html = html.decode(detect_encoding(html, [charset, meta_charset(html)]), errors="replace")
     # trafilatura asks htmldate for a date, which guesses from the text ("© 2025" in a footer becomes
     # 2025-01-01); the fast search keeps that cheap, and its answer is not used: page_date() reads metadata only.
     result = trafilatura.bare_extraction(
@@ -439,11 +442,13 @@ def from_pdf(data: bytes, title: str | None = None) -> Document:
     return doc
 
 
-def detect_encoding(sample: bytes) -> str:
+def detect_encoding(sample: bytes, declared: list[str | None] | None = None) -> str:
     """Codec for a file judged by its first bytes: 'utf-8-sig', 'utf-16', 'utf-8' or 'cp1252'.
 
     A file with any valid multi-byte UTF-8 sequence stays UTF-8 even if other bytes are invalid:
-    those lines are refused by number rather than the whole file turned into mojibake.
+    those lines are refused by number rather than the whole file turned into mojibake. Text that is
+    not UTF-8 is read in the first ``declared`` charset (an HTTP header's, a page's <meta>) that fits
+    it, e.g. ISO-8859-15, whose 0xA4 is "€" where Windows-1252 has "¤"; Windows-1252 otherwise.
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -455,8 +460,49 @@ def detect_encoding(sample: bytes) -> str:
         if exc.reason == "unexpected end of data" and exc.start >= len(sample) - 3:
             return "utf-8"  # a character cut by the sample's end
         text = sample.decode("utf-8", errors="surrogateescape")
-        return "utf-8" if re.search("[\x80-\ud7ff\ue000-\U0010ffff]", text) else "cp1252"
+        if re.search("[\x80-\ud7ff\ue000-\U0010ffff]", text):
+            return "utf-8"
+        return next((c for c in map(_legacy_codec, declared or []) if c and _fits(sample, c)), "cp1252")
     return "utf-8"
+
+
+def _legacy_codec(name: str | None) -> str | None:
+    """Python's codec for a declared charset other than UTF-8 and the Latin-1 family, or None."""
+    try:
+        codec = codecs.lookup((name or "").strip().strip("\"'")).name
+    except LookupError:
+        return None
+    # Latin-1 and ASCII pages are read as Windows-1252, as browsers do; UTF-7 is no page's real charset.
+    if codec in ("cp1252", "latin-1", "iso8859-1", "ascii", "utf-7") or codec.startswith(("utf-", "utf_")):
+        return None
+    return codec
+
+
+def _fits(data: bytes, codec: str) -> bool:
+    """Whether the bytes are text in ``codec``: every byte defined, and no C1 control characters (a
+    Windows-1252 page labelled ISO-8859-15 would lose its „quotes“ and dashes to them)."""
+    try:
+        text = data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return not re.search("[\x80-\x9f]", text)
+
+
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)|<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""", re.I
+)
+
+
+def meta_charset(html: bytes) -> str | None:
+    """The charset a page names in its head (``<meta charset>``, http-equiv, an XML declaration)."""
+    match = _META_CHARSET.search(html[:4096])
+    return (match.group(1) or match.group(2)).decode("ascii") if match else None
+
+
+def header_charset(content_type: str | None) -> str | None:
+    """The charset parameter of a Content-Type header."""
+    match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type or "", re.I)
+    return match.group(1) if match else None
 
 
 def encoding_name(codec: str, sample: bytes = b"") -> str:
@@ -485,9 +531,10 @@ def refuse_replacement_characters(text: str) -> None:
 DAMAGED = "holds U+FFFD replacement characters (\ufffd): the text was damaged by a wrong decoding; send the original"
 
 
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Text and codec of a file's bytes; an undecodable byte is refused with its line number."""
-    codec = detect_encoding(data)
+def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str]:
+    """Text and codec of a file's bytes (``charset``: one a server declared); an undecodable byte is
+    refused with its line number."""
+    codec = detect_encoding(data, [charset])
     text = data.decode(codec, errors="surrogateescape")
     bad = undecodable(text)
     if bad:
@@ -499,9 +546,9 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     return text, codec
 
 
-def decode(data: bytes) -> str:
+def decode(data: bytes, charset: str | None = None) -> str:
     """Bytes of unknown encoding as text (``decode_bytes`` without the codec)."""
-    return decode_bytes(data)[0]
+    return decode_bytes(data, charset)[0]
 
 
 def sniff(data: bytes) -> str:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .extract import Document, ExtractionError, decode, from_html, from_pdf, from_text, sniff
+from .extract import Document, ExtractionError, decode, from_html, from_pdf, from_text, header_charset, sniff
 from .settings import FetchSettings
 
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
@@ -235,12 +235,13 @@ def fetch_document(url: str, settings: FetchSettings, title: str | None = None) 
     kind = sniff(body)
     if kind == "binary":
         raise FetchError(f"{url} is not an article (binary content, not HTML, text or PDF)")
+    charset = header_charset(fetched.headers.get("content-type"))
     if fetched.content_type == "application/pdf" or kind == "pdf":
         doc = from_pdf(body, title)
-    elif fetched.content_type in ("text/plain", "text/markdown"):
-        doc = from_text(decode(body), title)
-    else:
-        doc = from_html(body, url=fetched.url, title=title)
+    elif fetched.content_type in ("text/plain", "text/markdown") and kind != "html":
+        doc = from_text(decode(body, charset), title)
+    else:  # an HTML page served as text/plain too: its markup is not the article's text
+        doc = from_html(body, url=fetched.url, title=title, charset=charset)
     doc.url = fetched.url
     doc.source = "url"
     return doc

@@ -487,6 +487,39 @@ def test_xhtml_page_with_an_xml_declaration_keeps_its_date():
     assert doc.published == "2025-03-12" and "Markthalle" in doc.text
 
 
+EINTRITT = "Der Eintritt zum Sommerfest am Hafen kostet 4 € für Erwachsene; Kinder zahlen nichts, sagt der Verein."
+
+
+def _fetched(body: bytes, content_type: str) -> str:
+    with RawServer(respond(body=body, content_type=content_type)) as server:
+        return fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2)).text
+
+
+def test_declared_legacy_charsets_are_honoured():
+    """ISO-8859-15 has "€" at 0xA4, where Windows-1252 (read for any non-UTF-8 page) has "¤"."""
+    paragraphs = f"<p>{MARKT}</p><p>{EINTRITT}</p>"
+    in_meta = _page(paragraphs, head='<meta charset="iso-8859-15">').encode("iso-8859-15")
+    for body, content_type in [
+        (in_meta, "text/html"),
+        (_page(paragraphs).encode("iso-8859-15"), "text/html; charset=ISO-8859-15"),
+        (f"Sommerfest\n\n{MARKT}\n\n{EINTRITT}".encode("iso-8859-15"), "text/plain; charset=iso-8859-15"),
+    ]:
+        text = _fetched(body, content_type)
+        assert "4 € für" in text and "¤" not in text and "Gebäude" in text
+    assert "4 € für" in from_bytes(in_meta, "fest.html").text
+    # A Windows-1252 page labelled ISO-8859-15 keeps its „quotes“ (0x84, 0x93 are C1 controls there).
+    quoted = _page(f"<p>„{MARKT}“</p>", head='<meta charset="iso-8859-15">').encode("cp1252")
+    assert f"„{MARKT}“" in _fetched(quoted, "text/html")
+    # A UTF-8 page stays UTF-8 whatever it claims.
+    assert "4 € für" in _fetched(_page(paragraphs, head='<meta charset="iso-8859-15">').encode(), "text/html")
+
+
+def test_html_served_as_plain_text_is_read_as_html():
+    """A misconfigured server's text/plain label stored the page's markup as the article."""
+    text = _fetched(ARTICLE_PAGE.encode(), "text/plain; charset=utf-8")
+    assert "Markthalle" in text and "<" not in text and "Impressum" not in text
+
+
 def test_import_keeps_the_records_date_and_invents_none(run, tmp_path):
     path = tmp_path / "dated.jsonl"
     path.write_text(
