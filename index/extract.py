@@ -79,7 +79,11 @@ def parse_date(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
-    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%Y"):
+    slashed = re.fullmatch(r"(\d{1,2})/(\d{1,2})/\d{4}", value)
+    if slashed and slashed.group(1) != slashed.group(2) and all(1 <= int(n) <= 12 for n in slashed.groups()):
+        # 03/04/2025 is 3 April in Europe and March 4 in the US: picking one would invent a date.
+        raise ExtractionError(f"ambiguous date: {value!r} (day/month or month/day?); use YYYY-MM-DD")
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y"):
         try:
             return datetime.strptime(value, fmt).date().isoformat()
         except ValueError:

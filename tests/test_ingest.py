@@ -390,6 +390,20 @@ def test_dates_are_not_guessed_from_text_or_footer():
     assert in_url.published is None
 
 
+def test_ambiguous_day_month_dates_are_refused_not_guessed(run, monkeypatch, tmp_path):
+    """03/04/2025 was stored as 3 April; from a US source it is March 4. Unambiguous ones are read."""
+    path = tmp_path / "dated.csv"
+    path.write_text(f'title,text,published\nMarkthalle,"{MARKT}",03/04/2025\nBrücke,"{BRUECKE}",12/31/2025\n')
+    result = run("import", str(path))
+    assert result.code == 1 and "line 2: ambiguous date: '03/04/2025'" in result.err
+    assert {a["title"]: a["published"] for a in _stored(run)} == {"Brücke": "2025-12-31"}
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"Fähre\n{FAEHRE}"))
+    assert "ambiguous date: '1/2/2025'" in _one_line_error(run("add", "-", "--published", "1/2/2025"))
+    assert run.counts()["articles"] == 1
+    page = _page(f"<p>{MARKT}</p><p>{BRUECKE}</p>", head='<meta name="date" content="03/04/2025">')
+    assert page_date(page) is None
+
+
 @pytest.mark.parametrize(
     ("head", "body", "date"),
     [
