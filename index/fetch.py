@@ -14,6 +14,7 @@ import math
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -198,6 +199,7 @@ def fetch(
                 what = "a feed" if types is FEED_TYPES else "an article (HTML, text or PDF)"
                 raise FetchError(f"{url} is {content_type}, not {what}")
             body = _read_capped(response, settings.max_bytes, deadline, url)
+            body = _decompressed(body, received.get("content-encoding", ""), settings.max_bytes, url)
             return Fetched(url, content_type, body, response.status, received)
         except _DeadlineExceeded:
             raise FetchError(f"{url} took too long to download (more than {settings.timeout * 2:g} s)") from None
@@ -225,6 +227,25 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
             raise FetchError(f"{url} took too long to download")
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _decompressed(body: bytes, encoding: str, max_bytes: int, url: str) -> bytes:
+    """The body without the compression a server applied unasked (no Accept-Encoding is sent), capped."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(f"{url} is sent compressed as {encoding!r}, which cannot be read")
+    # gzip (with its header), or deflate as zlib data; raw deflate is what some servers send for it.
+    wbits = 31 if encoding != "deflate" else (15 if body[:1] == b"\x78" else -15)
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error:
+        raise FetchError(f"{url} is sent as {encoding} but is not valid {encoding} data") from None
+    if len(data) > max_bytes or inflater.unconsumed_tail:
+        raise FetchError(f"{url} is larger than the limit of {max_bytes:,} bytes once unpacked")
+    return data
 
 
 def fetch_document(url: str, settings: FetchSettings, title: str | None = None) -> Document:

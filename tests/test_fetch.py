@@ -9,9 +9,11 @@ classifier still judges every other address: redirect targets and rebinding answ
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
+import zlib
 
 import pytest
 from util_cli import CLI
@@ -364,6 +366,25 @@ def test_articles_of_each_allowed_type_are_extracted(content_type, body, expecte
         doc = fetch_document(s.url + "/artikel", settings())
     assert expected in doc.text
     assert doc.url == s.url + "/artikel" and doc.source == "url"
+
+
+def test_body_compressed_unasked_is_unpacked_within_the_cap():
+    """No Accept-Encoding is sent, yet some servers gzip anyway: that was refused as 'binary content'."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw_deflate = deflater.compress(HTML) + deflater.flush()
+    for encoding, body in [("gzip", gzip.compress(HTML)), ("deflate", zlib.compress(HTML)), ("deflate", raw_deflate)]:
+        handler = respond(body=body, content_type="text/html; charset=utf-8", headers=[f"Content-Encoding: {encoding}"])
+        with RawServer(handler) as s:
+            assert "40 Fahrräder" in fetch_document(s.url + "/artikel", settings()).text
+    bomb = gzip.compress(b" " * 5_000_000)  # 5 KB that unpack far beyond max_bytes
+    for encoding, body, message in [
+        ("gzip", bomb, "larger than the limit of 100,000 bytes once unpacked"),
+        ("gzip", HTML, "not valid gzip data"),
+        ("br", HTML, "compressed as 'br', which cannot be read"),
+    ]:
+        handler = respond(body=body, content_type="text/html", headers=[f"Content-Encoding: {encoding}"])
+        with RawServer(handler) as s, pytest.raises(FetchError, match=message):
+            fetch_document(s.url + "/artikel", settings())
 
 
 @pytest.mark.parametrize(
