@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import math
+import re
 import socket
 import ssl
 import time
@@ -248,6 +249,11 @@ def _decompressed(body: bytes, encoding: str, max_bytes: int, url: str) -> bytes
     return data
 
 
+def _no_markup(body: bytes, kind: str) -> bool:
+    """Plain text labelled text/html (not a single tag): HTML extraction would find no article in it."""
+    return kind == "text" and not re.search(rb"<[A-Za-z!/?]", body[:65536])
+
+
 def fetch_document(url: str, settings: FetchSettings, title: str | None = None) -> Document:
     fetched = fetch(url, settings)
     body = fetched.body
@@ -259,7 +265,7 @@ def fetch_document(url: str, settings: FetchSettings, title: str | None = None) 
     charset = header_charset(fetched.headers.get("content-type"))
     if fetched.content_type == "application/pdf" or kind == "pdf":
         doc = from_pdf(body, title)
-    elif fetched.content_type in ("text/plain", "text/markdown") and kind != "html":
+    elif (fetched.content_type in ("text/plain", "text/markdown") and kind != "html") or _no_markup(body, kind):
         doc = from_text(decode(body, charset), title)
     else:  # an HTML page served as text/plain too: its markup is not the article's text
         doc = from_html(body, url=fetched.url, title=title, charset=charset)

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 from util_cli import CLI
@@ -452,6 +453,33 @@ def test_failed_url_add_leaves_store_unchanged(run, tmp_path, scenario):
     assert result.code == 1
     assert result.err.startswith("articlebot: ") and result.err.count("\n") == 1, result.err
     assert run.counts() == before
+
+
+def test_page_without_an_article_is_refused_in_one_line_by_the_real_cli(tmp_path):
+    """trafilatura's own warnings ("discarding data", "empty HTML tree") used to come before the refusal."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    page = b"<!doctype html><html><head><title>Leer</title></head><body></body></html>"
+    with RawServer(respond(body=page, content_type="text/html")) as s:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "--config", _config(tmp_path, allow_private=True)]
+            + ["--data-dir", str(tmp_path / "data"), "add", s.url + "/leer"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "articlebot: no article text found on the page\n"
+
+
+def test_plain_text_labelled_html_is_read_as_text():
+    """Text without a single tag, served as text/html, was refused as 'no article text found'."""
+    with RawServer(respond(body=ARTICLE, content_type="text/html; charset=utf-8")) as s:
+        doc = fetch_document(s.url + "/artikel", settings())
+    assert doc.title == "Neue Fähre für Lindholm" and "180 Fahrgäste" in doc.text
 
 
 def test_loopback_url_add_is_refused_by_default_config(run, tmp_path, server):
