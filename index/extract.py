@@ -144,6 +144,9 @@ def from_markdown(raw: str, title: str | None = None) -> Document:
 
 def _markdown_body(text: str, title: str | None) -> Document:
     heading = re.search(r"^#\s+(.+)$", text, re.M)
+    # A "# Fazit" after the story's first paragraph is a section, not the title: it stays in place.
+    if heading and any(len(line.split()) >= PROSE_WORDS for line in text[: heading.start()].split("\n")):
+        heading = None
     if title is None and heading:
         title = heading.group(1).strip()
         text = text[: heading.start()] + text[heading.end() :]

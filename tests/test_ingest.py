@@ -379,6 +379,21 @@ def test_add_refuses_a_bad_url_option(run, monkeypatch):
     assert _stored(run)[0]["url"] == "https://example.org/faehre"
 
 
+def test_a_later_markdown_heading_is_not_taken_for_the_title(run, tmp_path):
+    """'# Fazit' after the story was moved out of the text and made the title."""
+    path = tmp_path / "markthalle.md"
+    path.write_text(f"Markthalle wird saniert\n\n{MARKT}\n\n# Fazit\n\n{BRUECKE}\n", encoding="utf-8")
+    doc = from_bytes(path.read_bytes(), path.name)
+    assert doc.title == "Markthalle wird saniert" and "Fazit" in doc.text
+    assert from_bytes(f"*Stand: März*\n\n# Markthalle\n\n{MARKT}".encode(), "m.md").title == "Markthalle"
+    assert run("add", str(path)).code == 0 and _stored(run)[0]["title"] == "Markthalle wird saniert"
+
+
+def test_import_of_a_directory_says_so(run, tmp_path):
+    assert "is a directory: give a .jsonl or .csv file" in _one_line_error(run("import", str(tmp_path)))
+    assert run.counts()["articles"] == 0
+
+
 # --- dates ---------------------------------------------------------------------------------------------
 
 
