@@ -476,13 +476,19 @@ def detect_encoding(sample: bytes, declared: list[str | None] | None = None) -> 
 def _legacy_codec(name: str | None) -> str | None:
     """Python's codec for a declared charset other than UTF-8 and the Latin-1 family, or None."""
     try:
-        codec = codecs.lookup((name or "").strip().strip("\"'")).name
+        info = codecs.lookup((name or "").strip().strip("\"'"))
     except LookupError:
         return None
-    # Latin-1 and ASCII pages are read as Windows-1252, as browsers do; UTF-7 is no page's real charset.
-    if codec in ("cp1252", "latin-1", "iso8859-1", "ascii", "utf-7") or codec.startswith(("utf-", "utf_")):
+    # Latin-1 and ASCII pages are read as Windows-1252, as browsers do; UTF-7 is no page's real charset,
+    # and Python's own codecs (escapes, punycode, base64) are not charsets a page can name.
+    if info.name in _NOT_DECLARABLE or info.name.startswith(("utf-", "utf_")) or not info._is_text_encoding:
         return None
-    return codec
+    return info.name
+
+
+_NOT_DECLARABLE = frozenset(
+    "cp1252 latin-1 iso8859-1 ascii utf-7 punycode idna unicode-escape raw-unicode-escape charmap undefined".split()
+)
 
 
 def _fits(data: bytes, codec: str) -> bool:

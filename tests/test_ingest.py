@@ -539,6 +539,9 @@ def test_declared_legacy_charsets_are_honoured():
     # A Windows-1252 page labelled ISO-8859-15 keeps its „quotes“ (0x84, 0x93 are C1 controls there).
     quoted = _page(f"<p>„{MARKT}“</p>", head='<meta charset="iso-8859-15">').encode("cp1252")
     assert f"„{MARKT}“" in _fetched(quoted, "text/html")
+    # Python's own codecs are no page's charset: "\\u00e4" in a page stays as it is written.
+    escaped = _page(f"<p>{MARKT} Pfad C:\\u00e4\\neu für \\xfc.</p>", head='<meta charset="unicode_escape">')
+    assert "C:\\u00e4\\neu für" in _fetched(escaped.encode("cp1252"), "text/html")
     # A UTF-8 page stays UTF-8 whatever it claims.
     assert "4 € für" in _fetched(_page(paragraphs, head='<meta charset="iso-8859-15">').encode(), "text/html")
 
