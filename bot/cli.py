@@ -1198,6 +1198,9 @@ def setup_logging(verbosity: int, timestamps: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.NOTSET)
     if verbosity < 2:
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    # "discarding data", "empty HTML tree": said again, in the admin's terms, by the one-line refusal.
+    for name in ("trafilatura", "htmldate"):
+        logging.getLogger(name).setLevel(logging.ERROR if verbosity < 2 else logging.NOTSET)
 
 
 def prepare_data_dir(path: Path) -> None:

@@ -177,6 +177,8 @@ def _shown(names: list[str]) -> str:
 
 def read_records(path: str | Path, options: ImportOptions | None = None) -> Iterator[tuple[int, Document | Exception]]:
     path = Path(path)
+    if path.is_dir():
+        raise ExtractionError(f"{path} is a directory: give a .jsonl or .csv file")
     if not path.is_file():
         raise ExtractionError(f"no such file: {path}")
     suffix = path.suffix.lower()

@@ -79,7 +79,11 @@ def parse_date(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
-    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%Y"):
+    slashed = re.fullmatch(r"(\d{1,2})/(\d{1,2})/\d{4}", value)
+    if slashed and slashed.group(1) != slashed.group(2) and all(1 <= int(n) <= 12 for n in slashed.groups()):
+        # 03/04/2025 is 3 April in Europe and March 4 in the US: picking one would invent a date.
+        raise ExtractionError(f"ambiguous date: {value!r} (day/month or month/day?); use YYYY-MM-DD")
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y"):
         try:
             return datetime.strptime(value, fmt).date().isoformat()
         except ValueError:
@@ -140,6 +144,9 @@ def from_markdown(raw: str, title: str | None = None) -> Document:
 
 def _markdown_body(text: str, title: str | None) -> Document:
     heading = re.search(r"^#\s+(.+)$", text, re.M)
+    # A "# Fazit" after the story's first paragraph is a section, not the title: it stays in place.
+    if heading and any(len(line.split()) >= PROSE_WORDS for line in text[: heading.start()].split("\n")):
+        heading = None
     if title is None and heading:
         title = heading.group(1).strip()
         text = text[: heading.start()] + text[heading.end() :]
@@ -148,12 +155,15 @@ def _markdown_body(text: str, title: str | None) -> Document:
     return from_text(text, title=title, source="markdown")
 
 
-def from_html(html: str | bytes, url: str | None = None, title: str | None = None) -> Document:
+def from_html(
+    html: str | bytes, url: str | None = None, title: str | None = None, charset: str | None = None
+) -> Document:
+    """``charset``: what the server's Content-Type header declared, if anything."""
     import trafilatura
 
     if isinstance(html, bytes):
         # A stray byte in a script or a menu must not cost the article; one in the body refuses it below.
-        html = html.decode(detect_encoding(html), errors="replace")
+        html = html.decode(detect_encoding(html, [charset, meta_charset(html)]), errors="replace")
     # trafilatura asks htmldate for a date, which guesses from the text ("© 2025" in a footer becomes
     # 2025-01-01); the fast search keeps that cheap, and its answer is not used: page_date() reads metadata only.
     result = trafilatura.bare_extraction(
@@ -205,11 +215,15 @@ def page_date(html: str) -> str | None:
     from lxml.etree import ParserError
 
     try:
-        tree = lxml.html.fromstring(html)
+        # lxml refuses a str that still carries its XML declaration (XHTML pages): the date would be lost.
+        tree = lxml.html.fromstring(_XML_DECLARATION.sub("", html, count=1))
     except (ParserError, ValueError):
         return None
     found = _meta_date(tree) or _json_ld_date(tree) or _time_element_date(tree)
     return _iso_date(found)
+
+
+_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 
 def _meta_date(tree) -> str | None:
@@ -221,41 +235,82 @@ def _meta_date(tree) -> str | None:
     return next((values[name] for name in _DATE_META if name in values), None)
 
 
+# JSON-LD nodes that stand for the page's own story. An image's dateCreated, a book the publisher
+# wrote or an article the story mentions (nested values) are not the page's publication date.
+_ARTICLE_TYPE = re.compile(r"(Article|Posting|Report|WebPage|ItemPage|CreativeWork)$")
+
+
 def _json_ld_date(tree) -> str | None:
+    nodes: list[dict] = []
     for script in tree.iter("script"):
         if (script.get("type") or "").strip().lower() != "application/ld+json" or not script.text:
             continue
         try:
-            data = json.loads(script.text)
+            nodes.extend(_json_ld_nodes(json.loads(script.text)))
         except ValueError:
             continue
-        found = _find_key(data, "datePublished") or _find_key(data, "dateCreated")
+    for key in ("datePublished", "dateCreated"):
+        found = next((node[key] for node in nodes if isinstance(node.get(key), str) and node[key].strip()), None)
         if found:
             return found
     return None
 
 
-def _find_key(data: object, key: str, depth: int = 0) -> str | None:
-    if depth > 8:
-        return None
-    if isinstance(data, dict):
-        if isinstance(data.get(key), str):
-            return data[key]
-        children = list(data.values())
-    elif isinstance(data, list):
-        children = data
-    else:
-        return None
-    return next((v for v in (_find_key(c, key, depth + 1) for c in children) if v), None)
+def _json_ld_nodes(data: object, depth: int = 0) -> list[dict]:
+    """The page's top-level JSON-LD items (a list, an ``@graph``, a page's ``mainEntity``) of article types."""
+    if depth > 4:
+        return []
+    if isinstance(data, list):
+        return [node for item in data for node in _json_ld_nodes(item, depth + 1)]
+    if not isinstance(data, dict):
+        return []
+    kind = data.get("@type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    own = [data] if kind is None or any(isinstance(k, str) and _ARTICLE_TYPE.search(k) for k in kinds) else []
+    return own + _json_ld_nodes(data.get("@graph"), depth + 1) + _json_ld_nodes(data.get("mainEntity"), depth + 1)
+
+
+# Elements that start a block of their own; everything else is inline (a link, a span, emphasis).
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote body dd div dl dt figcaption figure footer form h1 h2 h3 h4 h5 h6 header"
+    " li main nav ol p pre section table tbody td th tr ul".split()
+)
 
 
 def _time_element_date(tree) -> str | None:
     times = [t for t in tree.iter("time") if t.get("datetime")]
     marked = [t for t in times if t.get("itemprop") == "datePublished" or t.get("pubdate") is not None]
-    # A <time> in the article itself, not one in a list of other articles or a comment.
-    in_article = [t for t in times if any(a.tag == "article" for a in t.iterancestors())]
-    chosen = (marked or in_article or times or [None])[0]
-    return chosen.get("datetime") if chosen is not None else None
+    if marked:
+        return marked[0].get("datetime")
+    # A byline's <time>, not a date in a sentence of the story ("am <time>6. Mai</time> entscheidet der Rat"),
+    # nor one in a teaser, a sidebar or a comment.
+    times = [
+        t for t in times if not _in_running_text(t) and not any(a.tag in ("aside", "nav") for a in t.iterancestors())
+    ]
+    articles = [a for a in tree.iter("article") if not any(b.tag == "article" for b in a.iterancestors())]
+    if articles:
+        story = max(articles, key=lambda a: len(a.text_content()))
+        own = [t for t in times if next((a for a in t.iterancestors() if a.tag == "article"), None) is story]
+        return own[0].get("datetime") if own else None
+    # No <article> to tell the story from teasers: only a date all the page's <time>s agree on.
+    dates = {_iso_date(t.get("datetime")) for t in times}
+    return times[0].get("datetime") if len(dates) == 1 else None
+
+
+def _in_running_text(time_element) -> bool:
+    """Whether the <time> sits in a sentence: its block holds a prose line's worth of other words."""
+    block = time_element.getparent()
+    while block is not None and block.tag not in _BLOCK_TAGS:
+        block = block.getparent()
+    if block is None:
+        return False
+    parts = [block.text or ""]
+    for child in block:
+        if child.tag not in _BLOCK_TAGS:
+            parts.append(child.text_content() if isinstance(child.tag, str) else "")
+        parts.append(child.tail or "")
+    words = len(" ".join(parts).split()) - len((time_element.text_content() or "").split())
+    return words >= PROSE_WORDS
 
 
 def _iso_date(value: str | None) -> str | None:
@@ -394,11 +449,13 @@ def from_pdf(data: bytes, title: str | None = None) -> Document:
     return doc
 
 
-def detect_encoding(sample: bytes) -> str:
+def detect_encoding(sample: bytes, declared: list[str | None] | None = None) -> str:
     """Codec for a file judged by its first bytes: 'utf-8-sig', 'utf-16', 'utf-8' or 'cp1252'.
 
     A file with any valid multi-byte UTF-8 sequence stays UTF-8 even if other bytes are invalid:
-    those lines are refused by number rather than the whole file turned into mojibake.
+    those lines are refused by number rather than the whole file turned into mojibake. Text that is
+    not UTF-8 is read in the first ``declared`` charset (an HTTP header's, a page's <meta>) that fits
+    it, e.g. ISO-8859-15, whose 0xA4 is "€" where Windows-1252 has "¤"; Windows-1252 otherwise.
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -410,8 +467,55 @@ def detect_encoding(sample: bytes) -> str:
         if exc.reason == "unexpected end of data" and exc.start >= len(sample) - 3:
             return "utf-8"  # a character cut by the sample's end
         text = sample.decode("utf-8", errors="surrogateescape")
-        return "utf-8" if re.search("[\x80-\ud7ff\ue000-\U0010ffff]", text) else "cp1252"
+        if re.search("[\x80-\ud7ff\ue000-\U0010ffff]", text):
+            return "utf-8"
+        return next((c for c in map(_legacy_codec, declared or []) if c and _fits(sample, c)), "cp1252")
     return "utf-8"
+
+
+def _legacy_codec(name: str | None) -> str | None:
+    """Python's codec for a declared charset other than UTF-8 and the Latin-1 family, or None."""
+    try:
+        info = codecs.lookup((name or "").strip().strip("\"'"))
+    except LookupError:
+        return None
+    # Latin-1 and ASCII pages are read as Windows-1252, as browsers do; UTF-7 is no page's real charset,
+    # and Python's own codecs (escapes, punycode, base64) are not charsets a page can name.
+    if info.name in _NOT_DECLARABLE or info.name.startswith(("utf-", "utf_")) or not info._is_text_encoding:
+        return None
+    return info.name
+
+
+_NOT_DECLARABLE = frozenset(
+    "cp1252 latin-1 iso8859-1 ascii utf-7 punycode idna unicode-escape raw-unicode-escape charmap undefined".split()
+)
+
+
+def _fits(data: bytes, codec: str) -> bool:
+    """Whether the bytes are text in ``codec``: every byte defined, and no C1 control characters (a
+    Windows-1252 page labelled ISO-8859-15 would lose its „quotes“ and dashes to them)."""
+    try:
+        text = data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return not re.search("[\x80-\x9f]", text)
+
+
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)|<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""", re.I
+)
+
+
+def meta_charset(html: bytes) -> str | None:
+    """The charset a page names in its head (``<meta charset>``, http-equiv, an XML declaration)."""
+    match = _META_CHARSET.search(html[:4096])
+    return (match.group(1) or match.group(2)).decode("ascii") if match else None
+
+
+def header_charset(content_type: str | None) -> str | None:
+    """The charset parameter of a Content-Type header."""
+    match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", content_type or "", re.I)
+    return match.group(1) if match else None
 
 
 def encoding_name(codec: str, sample: bytes = b"") -> str:
@@ -440,9 +544,10 @@ def refuse_replacement_characters(text: str) -> None:
 DAMAGED = "holds U+FFFD replacement characters (\ufffd): the text was damaged by a wrong decoding; send the original"
 
 
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Text and codec of a file's bytes; an undecodable byte is refused with its line number."""
-    codec = detect_encoding(data)
+def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str]:
+    """Text and codec of a file's bytes (``charset``: one a server declared); an undecodable byte is
+    refused with its line number."""
+    codec = detect_encoding(data, [charset])
     text = data.decode(codec, errors="surrogateescape")
     bad = undecodable(text)
     if bad:
@@ -454,9 +559,9 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     return text, codec
 
 
-def decode(data: bytes) -> str:
+def decode(data: bytes, charset: str | None = None) -> str:
     """Bytes of unknown encoding as text (``decode_bytes`` without the codec)."""
-    return decode_bytes(data)[0]
+    return decode_bytes(data, charset)[0]
 
 
 def sniff(data: bytes) -> str:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import math
+import re
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .extract import Document, ExtractionError, decode, from_html, from_pdf, from_text, sniff
+from .extract import Document, ExtractionError, decode, from_html, from_pdf, from_text, header_charset, sniff
 from .settings import FetchSettings
 
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
@@ -198,6 +200,7 @@ def fetch(
                 what = "a feed" if types is FEED_TYPES else "an article (HTML, text or PDF)"
                 raise FetchError(f"{url} is {content_type}, not {what}")
             body = _read_capped(response, settings.max_bytes, deadline, url)
+            body = _decompressed(body, received.get("content-encoding", ""), settings.max_bytes, url)
             return Fetched(url, content_type, body, response.status, received)
         except _DeadlineExceeded:
             raise FetchError(f"{url} took too long to download (more than {settings.timeout * 2:g} s)") from None
@@ -227,6 +230,30 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
     return b"".join(parts)
 
 
+def _decompressed(body: bytes, encoding: str, max_bytes: int, url: str) -> bytes:
+    """The body without the compression a server applied unasked (no Accept-Encoding is sent), capped."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(f"{url} is sent compressed as {encoding!r}, which cannot be read")
+    # gzip (with its header), or deflate as zlib data; raw deflate is what some servers send for it.
+    wbits = 31 if encoding != "deflate" else (15 if body[:1] == b"\x78" else -15)
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error:
+        raise FetchError(f"{url} is sent as {encoding} but is not valid {encoding} data") from None
+    if len(data) > max_bytes or inflater.unconsumed_tail:
+        raise FetchError(f"{url} is larger than the limit of {max_bytes:,} bytes once unpacked")
+    return data
+
+
+def _no_markup(body: bytes, kind: str) -> bool:
+    """Plain text labelled text/html (not a single tag): HTML extraction would find no article in it."""
+    return kind == "text" and not re.search(rb"<[A-Za-z!/?]", body[:65536])
+
+
 def fetch_document(url: str, settings: FetchSettings, title: str | None = None) -> Document:
     fetched = fetch(url, settings)
     body = fetched.body
@@ -235,12 +262,13 @@ def fetch_document(url: str, settings: FetchSettings, title: str | None = None) 
     kind = sniff(body)
     if kind == "binary":
         raise FetchError(f"{url} is not an article (binary content, not HTML, text or PDF)")
+    charset = header_charset(fetched.headers.get("content-type"))
     if fetched.content_type == "application/pdf" or kind == "pdf":
         doc = from_pdf(body, title)
-    elif fetched.content_type in ("text/plain", "text/markdown"):
-        doc = from_text(decode(body), title)
-    else:
-        doc = from_html(body, url=fetched.url, title=title)
+    elif (fetched.content_type in ("text/plain", "text/markdown") and kind != "html") or _no_markup(body, kind):
+        doc = from_text(decode(body, charset), title)
+    else:  # an HTML page served as text/plain too: its markup is not the article's text
+        doc = from_html(body, url=fetched.url, title=title, charset=charset)
     doc.url = fetched.url
     doc.source = "url"
     return doc

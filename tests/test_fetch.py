@@ -9,9 +9,12 @@ classifier still judges every other address: redirect targets and rebinding answ
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
+import zlib
+from pathlib import Path
 
 import pytest
 from util_cli import CLI
@@ -366,6 +369,25 @@ def test_articles_of_each_allowed_type_are_extracted(content_type, body, expecte
     assert doc.url == s.url + "/artikel" and doc.source == "url"
 
 
+def test_body_compressed_unasked_is_unpacked_within_the_cap():
+    """No Accept-Encoding is sent, yet some servers gzip anyway: that was refused as 'binary content'."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw_deflate = deflater.compress(HTML) + deflater.flush()
+    for encoding, body in [("gzip", gzip.compress(HTML)), ("deflate", zlib.compress(HTML)), ("deflate", raw_deflate)]:
+        handler = respond(body=body, content_type="text/html; charset=utf-8", headers=[f"Content-Encoding: {encoding}"])
+        with RawServer(handler) as s:
+            assert "40 Fahrräder" in fetch_document(s.url + "/artikel", settings()).text
+    bomb = gzip.compress(b" " * 5_000_000)  # 5 KB that unpack far beyond max_bytes
+    for encoding, body, message in [
+        ("gzip", bomb, "larger than the limit of 100,000 bytes once unpacked"),
+        ("gzip", HTML, "not valid gzip data"),
+        ("br", HTML, "compressed as 'br', which cannot be read"),
+    ]:
+        handler = respond(body=body, content_type="text/html", headers=[f"Content-Encoding: {encoding}"])
+        with RawServer(handler) as s, pytest.raises(FetchError, match=message):
+            fetch_document(s.url + "/artikel", settings())
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [("404 Not Found", "answered HTTP 404 Not Found"), ("500 Internal Server Error", "answered HTTP 500")],
@@ -431,6 +453,33 @@ def test_failed_url_add_leaves_store_unchanged(run, tmp_path, scenario):
     assert result.code == 1
     assert result.err.startswith("articlebot: ") and result.err.count("\n") == 1, result.err
     assert run.counts() == before
+
+
+def test_page_without_an_article_is_refused_in_one_line_by_the_real_cli(tmp_path):
+    """trafilatura's own warnings ("discarding data", "empty HTML tree") used to come before the refusal."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    page = b"<!doctype html><html><head><title>Leer</title></head><body></body></html>"
+    with RawServer(respond(body=page, content_type="text/html")) as s:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "--config", _config(tmp_path, allow_private=True)]
+            + ["--data-dir", str(tmp_path / "data"), "add", s.url + "/leer"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "articlebot: no article text found on the page\n"
+
+
+def test_plain_text_labelled_html_is_read_as_text():
+    """Text without a single tag, served as text/html, was refused as 'no article text found'."""
+    with RawServer(respond(body=ARTICLE, content_type="text/html; charset=utf-8")) as s:
+        doc = fetch_document(s.url + "/artikel", settings())
+    assert doc.title == "Neue Fähre für Lindholm" and "180 Fahrgäste" in doc.text
 
 
 def test_loopback_url_add_is_refused_by_default_config(run, tmp_path, server):

@@ -379,6 +379,21 @@ def test_add_refuses_a_bad_url_option(run, monkeypatch):
     assert _stored(run)[0]["url"] == "https://example.org/faehre"
 
 
+def test_a_later_markdown_heading_is_not_taken_for_the_title(run, tmp_path):
+    """'# Fazit' after the story was moved out of the text and made the title."""
+    path = tmp_path / "markthalle.md"
+    path.write_text(f"Markthalle wird saniert\n\n{MARKT}\n\n# Fazit\n\n{BRUECKE}\n", encoding="utf-8")
+    doc = from_bytes(path.read_bytes(), path.name)
+    assert doc.title == "Markthalle wird saniert" and "Fazit" in doc.text
+    assert from_bytes(f"*Stand: März*\n\n# Markthalle\n\n{MARKT}".encode(), "m.md").title == "Markthalle"
+    assert run("add", str(path)).code == 0 and _stored(run)[0]["title"] == "Markthalle wird saniert"
+
+
+def test_import_of_a_directory_says_so(run, tmp_path):
+    assert "is a directory: give a .jsonl or .csv file" in _one_line_error(run("import", str(tmp_path)))
+    assert run.counts()["articles"] == 0
+
+
 # --- dates ---------------------------------------------------------------------------------------------
 
 
@@ -388,6 +403,20 @@ def test_dates_are_not_guessed_from_text_or_footer():
     assert from_html(_page(f"<p>{MARKT}</p><p>{BRUECKE}</p>")).published is None
     in_url = from_html(_page(f"<p>{MARKT}</p><p>{BRUECKE}</p>"), url="https://example.org/2019/05/03/markthalle")
     assert in_url.published is None
+
+
+def test_ambiguous_day_month_dates_are_refused_not_guessed(run, monkeypatch, tmp_path):
+    """03/04/2025 was stored as 3 April; from a US source it is March 4. Unambiguous ones are read."""
+    path = tmp_path / "dated.csv"
+    path.write_text(f'title,text,published\nMarkthalle,"{MARKT}",03/04/2025\nBrücke,"{BRUECKE}",12/31/2025\n')
+    result = run("import", str(path))
+    assert result.code == 1 and "line 2: ambiguous date: '03/04/2025'" in result.err
+    assert {a["title"]: a["published"] for a in _stored(run)} == {"Brücke": "2025-12-31"}
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"Fähre\n{FAEHRE}"))
+    assert "ambiguous date: '1/2/2025'" in _one_line_error(run("add", "-", "--published", "1/2/2025"))
+    assert run.counts()["articles"] == 1
+    page = _page(f"<p>{MARKT}</p><p>{BRUECKE}</p>", head='<meta name="date" content="03/04/2025">')
+    assert page_date(page) is None
 
 
 @pytest.mark.parametrize(
@@ -411,6 +440,116 @@ def test_dates_come_from_page_metadata(head, body, date):
     with RawServer(respond(body=page.encode(), content_type="text/html")) as server:
         doc = fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2))
     assert doc.published == date and "Markthalle" in doc.text
+
+
+_TEASERS = (
+    "<aside><h2>Lesen Sie auch</h2><article><h3>Feuerwehrfest in Ostend</h3>"
+    '<time datetime="2024-07-01">1. Juli 2024</time></article></aside>'
+)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "after", "date"),
+    [
+        # a date in a sentence of the story is what the story is about, not when it appeared
+        (
+            "",
+            '<p>Der Rat entscheidet am <time datetime="2025-05-06">6. Mai</time> über die Vergabe der Arbeiten.</p>',
+            "",
+            None,
+        ),
+        # a teaser's, a comment's or another card's <time> outside the story
+        ("", "", _TEASERS, None),
+        (
+            "",
+            "",
+            '<section><article><p>Gut so! <time datetime="2025-03-20">20.03.</time></p></article></section>',
+            None,
+        ),
+        # JSON-LD: an image's dateCreated, a mentioned article's or a book's datePublished are nested values
+        (
+            '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Markthalle", "image": '
+            '{"@type": "ImageObject", "dateCreated": "2017-08-01"}, "mentions": [{"@type": "NewsArticle", '
+            '"datePublished": "2024-07-01"}]}</script>',
+            "",
+            "",
+            None,
+        ),
+        (
+            '<script type="application/ld+json">{"@type": "Organization", "subjectOf": {"@type": "Book", '
+            '"datePublished": "2001-05-05"}}</script>',
+            "",
+            "",
+            None,
+        ),
+        # what the page does say about itself still counts
+        (
+            "",
+            '<p class="byline">Von Ina Roth, <time datetime="2025-03-12T14:05">12.03.2025</time></p>',
+            _TEASERS,
+            "2025-03-12",
+        ),
+        (
+            '<script type="application/ld+json">{"@type": "WebPage", "mainEntity": {"@type": "NewsArticle", '
+            '"datePublished": "2025-03-12"}}</script>',
+            "",
+            "",
+            "2025-03-12",
+        ),
+    ],
+)
+def test_dates_are_not_taken_from_the_story_or_other_content(head, body, after, date):
+    page = _page(f"{body}<p>{MARKT}</p><p>{BRUECKE}</p>", head=head, footer=after)
+    assert page_date(page) == date
+    with RawServer(respond(body=page.encode(), content_type="text/html")) as server:
+        doc = fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2))
+    assert doc.published == date and "Markthalle" in doc.text
+
+
+def test_xhtml_page_with_an_xml_declaration_keeps_its_date():
+    """lxml refuses a str with an encoding declaration; the page's date was silently lost."""
+    page = '<?xml version="1.0" encoding="utf-8"?>\n' + _page(
+        f"<p>{MARKT}</p><p>{BRUECKE}</p>", head='<meta property="article:published_time" content="2025-03-12">'
+    )
+    with RawServer(respond(body=page.encode(), content_type="application/xhtml+xml")) as server:
+        doc = fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2))
+    assert doc.published == "2025-03-12" and "Markthalle" in doc.text
+
+
+EINTRITT = "Der Eintritt zum Sommerfest am Hafen kostet 4 € für Erwachsene; Kinder zahlen nichts, sagt der Verein."
+
+
+def _fetched(body: bytes, content_type: str) -> str:
+    with RawServer(respond(body=body, content_type=content_type)) as server:
+        return fetch_document(server.url + "/artikel", FetchSettings(allow_private_addresses=True, timeout=2)).text
+
+
+def test_declared_legacy_charsets_are_honoured():
+    """ISO-8859-15 has "€" at 0xA4, where Windows-1252 (read for any non-UTF-8 page) has "¤"."""
+    paragraphs = f"<p>{MARKT}</p><p>{EINTRITT}</p>"
+    in_meta = _page(paragraphs, head='<meta charset="iso-8859-15">').encode("iso-8859-15")
+    for body, content_type in [
+        (in_meta, "text/html"),
+        (_page(paragraphs).encode("iso-8859-15"), "text/html; charset=ISO-8859-15"),
+        (f"Sommerfest\n\n{MARKT}\n\n{EINTRITT}".encode("iso-8859-15"), "text/plain; charset=iso-8859-15"),
+    ]:
+        text = _fetched(body, content_type)
+        assert "4 € für" in text and "¤" not in text and "Gebäude" in text
+    assert "4 € für" in from_bytes(in_meta, "fest.html").text
+    # A Windows-1252 page labelled ISO-8859-15 keeps its „quotes“ (0x84, 0x93 are C1 controls there).
+    quoted = _page(f"<p>„{MARKT}“</p>", head='<meta charset="iso-8859-15">').encode("cp1252")
+    assert f"„{MARKT}“" in _fetched(quoted, "text/html")
+    # Python's own codecs are no page's charset: "\\u00e4" in a page stays as it is written.
+    escaped = _page(f"<p>{MARKT} Pfad C:\\u00e4\\neu für \\xfc.</p>", head='<meta charset="unicode_escape">')
+    assert "C:\\u00e4\\neu für" in _fetched(escaped.encode("cp1252"), "text/html")
+    # A UTF-8 page stays UTF-8 whatever it claims.
+    assert "4 € für" in _fetched(_page(paragraphs, head='<meta charset="iso-8859-15">').encode(), "text/html")
+
+
+def test_html_served_as_plain_text_is_read_as_html():
+    """A misconfigured server's text/plain label stored the page's markup as the article."""
+    text = _fetched(ARTICLE_PAGE.encode(), "text/plain; charset=utf-8")
+    assert "Markthalle" in text and "<" not in text and "Impressum" not in text
 
 
 def test_import_keeps_the_records_date_and_invents_none(run, tmp_path):
