@@ -1257,9 +1257,17 @@ def quiet_broken_pipe() -> int:
     return 141  # 128 + SIGPIPE, what a shell reports for cat
 
 
+def remove_if_empty(path: Path | None) -> None:
+    """A refused first ``add`` (no such file, an unreachable link) leaves no empty data dir behind."""
+    if path is not None:
+        with contextlib.suppress(OSError):  # not empty (something was written), or already gone
+            path.rmdir()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, timestamps=args.command == "run")
+    created: Path | None = None  # the data dir this command made, taken back if it fails before writing
     try:
         config = load_config(args.config, args.data_dir)
         if args.command == "demo" and not args.data_dir:
@@ -1267,7 +1275,9 @@ def main(argv: list[str] | None = None) -> int:
         if needs_knowledge_base(args):
             require_knowledge_base(config)
         if args.command != "migrate":  # migrate reads the data dir and must not create an empty one
-            prepare_data_dir(Path(config.storage.data_dir))
+            data_dir = Path(config.storage.data_dir)
+            created = None if data_dir.exists() else data_dir
+            prepare_data_dir(data_dir)
         code = HANDLERS[args.command](args, config)
         sys.stdout.flush()  # here, not at exit, so a reader that went away is noticed while it can be handled
         return code
@@ -1277,6 +1287,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ExtractionError, ArticleNotFound) as exc:
         # Only errors the user can fix become one line; any other exception is a bug and keeps its traceback.
         print(f"articlebot: {exc}", file=sys.stderr)
+        remove_if_empty(created)
         return 1
     except BrokenPipeError:
         return quiet_broken_pipe()

@@ -314,6 +314,17 @@ def test_unusable_data_dir_is_one_line_and_creates_nothing(tmp_path, capsys, mon
     assert a_file.read_text() == "x"
 
 
+def test_a_refused_first_add_leaves_no_empty_data_dir(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    data = tmp_path / "data"
+    assert "no such file" in _one_line_error(_main(capsys, "--data-dir", str(data), "add", str(tmp_path / "no.txt")))
+    assert not data.exists()
+    # A data dir that was there before stays, empty or not.
+    data.mkdir()
+    _one_line_error(_main(capsys, "--data-dir", str(data), "add", str(tmp_path / "no.txt")))
+    assert data.is_dir()
+
+
 def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     config = tmp_path / "model.toml"
