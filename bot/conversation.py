@@ -426,7 +426,12 @@ class Conversation:
         if _LINK_ONLY.match(text):
             progress(say("fetching", lang, url=text))
             return fetch_document(text, self.fetch)
-        if not text or ("\n" not in text and len(text) < MIN_PASTED_CHARS and not msg.replied_text):
+        if not text:
+            return None
+        # A short single line right after "/add" is most likely not meant as an article (usage); after
+        # "/add" and a line break it was pasted as one, and is judged as one (too short).
+        pasted = bool(re.match(r"/add(@\w+)?[ \t]*\n", msg.text.strip(), re.IGNORECASE))
+        if "\n" not in text and len(text) < MIN_PASTED_CHARS and not msg.replied_text and not pasted:
             return None
         return from_text(text, source="text")
 

@@ -406,6 +406,16 @@ def test_an_empty_add_in_the_terminal_explains_the_terminals_ways(conversation, 
     assert conversation.kb.counts() == before
 
 
+def test_a_short_pasted_article_is_too_short_not_a_usage_question(conversation):
+    before = conversation.kb.counts()
+    text = _chat(conversation, ["/add", "Ein kurzer Text", "."], "en")
+    assert "too short to be an article (15 characters" in text, text
+    assert "/add <path> for a file" not in text, text
+    # Typed on the command's own line, a short word is still taken for a slip: the usage explains /add.
+    assert "/add <link>" in _chat(conversation, ["/add Fähre"], "en")
+    assert conversation.kb.counts() == before
+
+
 def test_telegram_keeps_its_own_add_advice(conversation):
     assert "Beschriftung /add" in text_of(say(conversation, ADMIN, "/add"))
     assert "mit /add auf die Nachricht" in text_of(say(conversation, ADMIN, "x" * 121))
