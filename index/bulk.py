@@ -103,7 +103,7 @@ def read_jsonl(path: Path, options: ImportOptions | None = None) -> Iterator[tup
             try:
                 yield line_no, _document(json.loads(line), encoding, options.min_chars)
             except json.JSONDecodeError as exc:
-                yield line_no, ExtractionError(f"not valid JSON ({exc.msg})")
+                yield line_no, ExtractionError(json_problem(exc))
             except ExtractionError as exc:
                 yield line_no, exc
 
@@ -191,3 +191,14 @@ def read_records(path: str | Path, options: ImportOptions | None = None) -> Iter
             options.delimiter = "\t"
         return read_csv(path, options)
     raise ExtractionError(f"unsupported import format '{suffix or path.name}' (use .jsonl or .csv)")
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """json's own words name no place ("Invalid control character at"); say where, and the usual cause:
+    a text with a raw tab, or with a raw line break that ends the record's line inside a string."""
+    where = f"at character {exc.colno}"
+    if exc.msg.startswith("Invalid control character") and exc.doc[exc.pos : exc.pos + 1] in ("\n", "\r"):
+        return f"not valid JSON: the line ends inside a string, {where} (write a line break in a text as \\n)"
+    if exc.msg.startswith("Invalid control character"):
+        return f"not valid JSON: a raw tab or control character inside a string {where} (write a tab as \\t)"
+    return f"not valid JSON: {exc.msg.removesuffix(' at')} {where}"

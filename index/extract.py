@@ -44,12 +44,15 @@ def clean_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     # Control characters would survive into Telegram messages and FTS; tabs and newlines stay.
     text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    # Invisible hints inside a word (a soft hyphen, a word joiner) would split it for the keyword search.
+    text = text.translate(_INVISIBLE_BREAKS)
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text)
     # Composed again at the end: a removed control character may have separated a letter from its accent.
     return unicodedata.normalize("NFC", _LEADING_SPACE.sub("", text).rstrip())
 
 
+_INVISIBLE_BREAKS = dict.fromkeys(map(ord, "\u00ad\u2060"))
 # A byte-order mark read as a character (pasted, or decoded without utf-8-sig) would stick to the title.
 _LEADING_SPACE = re.compile("\\A[\\s\ufeff]+")
 

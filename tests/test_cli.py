@@ -160,6 +160,21 @@ def test_list_says_when_a_date_is_the_day_added(run, one_article, tmp_path):
     assert re.match(r"#1     added \d{4}-\d\d-\d\d  Neue Fähre für Lindholm", lines[1]), lines
 
 
+def test_import_says_where_a_jsonl_line_breaks_and_why(run, tmp_path):
+    text = "Ein Text über die Fähre" + FILLER
+    lines = [
+        '{"title": "Mit Tab", "text": "' + text + '\tund weiter"}',  # a raw tab inside the string
+        '{"title": "Umbruch", "text": "' + text,  # a raw line break ended the record here
+        'weiter im Text"}',
+    ]
+    err = run("import", _jsonl(tmp_path / "broken.jsonl", lines)).err
+    assert "line 1: not valid JSON: a raw tab or control character inside a string at character" in err, err
+    ends_at = len(lines[1]) + 1  # the line break itself
+    assert f"line 2: not valid JSON: the line ends inside a string, at character {ends_at}" in err, err
+    assert "line 3: not valid JSON: Expecting value at character 1" in err, err
+    assert "write a line break in a text as \\n" in err, err
+
+
 def _jsonl(path, lines):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)

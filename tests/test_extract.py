@@ -16,7 +16,7 @@ from util_cli import CLI
 from util_pdf import make_pdf, text_page
 
 from index import extract
-from index.extract import ExtractionError, from_bytes, from_file, from_pdf, sniff
+from index.extract import ExtractionError, from_bytes, from_file, from_pdf, from_text, sniff
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -190,3 +190,8 @@ def test_from_bytes_binary_and_text_edges():
     # cp1252 text is not binary and still becomes text.
     doc = from_bytes("Grüße aus Köln.\n\nDer Dom ist groß.".encode("cp1252"), "x.txt")
     assert "Köln" in doc.title and "Dom" in doc.text
+
+
+def test_soft_hyphens_and_word_joiners_do_not_split_words():
+    doc = from_text("Titel\n\nDie Bundes\u00adregierung beschloss das Nach\u2060trags\u00adbudget.")
+    assert doc.text == "Die Bundesregierung beschloss das Nachtragsbudget."
