@@ -181,7 +181,7 @@ def from_html(
     if result is None:
         raise ExtractionError("no article text found on the page")
     data = result.as_dict() if hasattr(result, "as_dict") else dict(result)
-    text = clean_text(data.get("text") or "")
+    text = drop_cross_links(clean_text(data.get("text") or ""))
     _require_text(text, "the page")
     refuse_replacement_characters(text)
     refuse_junk(text)
@@ -346,9 +346,27 @@ _BOILERPLATE = re.compile(
     r"|©|\(c\)\s*\d{4}|alle\s+rechte\s+vorbehalten|all\s+rights\s+reserved",
     re.I,
 )
+# A line of a web page that points to another story or labels an ad ("Lesen Sie auch: …", "Mehr zum
+# Thema", "Anzeige"): the extractor keeps it inside the body, and it is no sentence of this article. The
+# opening words alone, or followed by a colon or an arrow: "Zum Thema Verkehr sagte …" is a sentence.
+_CROSS_LINK = re.compile(
+    r"^\W*(lesen sie (auch|mehr|hier|dazu)|mehr (zum thema|dazu|lesen)|zum thema|auch interessant|weiterlesen"
+    r"|das könnte sie (auch )?interessieren|weitere (artikel|meldungen|nachrichten)|read (more|also|next)"
+    r"|related( articles?| stories| coverage)?|see also|more on (this|the) (story|topic)|recommended)"
+    r"\b\s*([:»›>|–-].*)?$"
+    r"|^\W*(anzeige|werbung|advertisement|sponsored)\W*$",
+    re.I,
+)
+CROSS_LINK_LINE_CHARS = 200
 BOILERPLATE_LINE_CHARS = 300
 TEASER_CHARS = 1500
 PROSE_WORDS = 8
+
+
+def drop_cross_links(text: str) -> str:
+    """The page's text without its short "Lesen Sie auch: …" and "Anzeige" lines."""
+    kept = [line for line in text.split("\n") if len(line) > CROSS_LINK_LINE_CHARS or not _CROSS_LINK.match(line)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
 def refuse_junk(text: str) -> None:

@@ -349,6 +349,19 @@ def test_an_article_with_footer_and_navigation_is_kept():
     assert "Datenschutzbeauftragte" in from_html(privacy).text
 
 
+def test_links_to_other_stories_and_ad_labels_are_not_part_of_the_article():
+    page = _page(
+        f"<p>{MARKT}</p><p>Lesen Sie auch: Neue Fähre für Lindholm</p><p>Anzeige</p>"
+        "<p>Zum Thema Verkehr sagte der Bürgermeister am Montag, die neue Fähre sei für den Ort wichtig.</p>"
+        f"<p>Mehr zum Thema</p><p>» Read more: Ferry fares rise in Quillsby</p><p>{BRUECKE}</p>"
+    )
+    text = from_html(page).text
+    assert "Lesen Sie auch" not in text and "Anzeige" not in text and "Mehr zum Thema" not in text
+    assert "Read more" not in text and "Ferry fares" not in text
+    # The same words opening a sentence of the story keep it.
+    assert "Zum Thema Verkehr sagte der Bürgermeister" in text and "Wesel" in text
+
+
 def test_short_texts_are_refused_everywhere(run, tmp_path, monkeypatch):
     assert IngestSettings().min_chars == 200
     before = run.counts()
