@@ -61,13 +61,19 @@ class CommandError(UserError):
 def _subcommand(sub, name: str, summary: str, examples: str, details: str = "") -> argparse.ArgumentParser:
     """A subcommand whose --help has a one-line description, its options, and examples."""
     description = summary + (f"\n\n{details}" if details else "")
-    return sub.add_parser(
+    parser = sub.add_parser(
         name,
         help=summary,
         description=description,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # "articlebot ask 'question' -v" is how many people type it: the global options are taken after the
+    # command too (SUPPRESS: left out, they keep what was given before the command).
+    parser.add_argument("--config", default=argparse.SUPPRESS, help="as articlebot --config")
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS, help="as articlebot --data-dir")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="as articlebot -v")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:

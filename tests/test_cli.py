@@ -340,6 +340,24 @@ def test_a_refused_first_add_leaves_no_empty_data_dir(tmp_path, capsys, monkeypa
     assert data.is_dir()
 
 
+def test_global_options_are_taken_after_the_command_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    data = tmp_path / "data"
+    article = tmp_path / "faehre.txt"
+    article.write_text(f"Neue Fähre für Lindholm\n\n{SAMPLE}\n")
+    assert _main(capsys, "add", str(article), "--data-dir", str(data)).out.startswith("added #1")
+    listed = _main(capsys, "list", "--data-dir", str(data), "-v")
+    assert listed.code == 0 and "Neue Fähre für Lindholm" in listed.out
+    assert logging.getLogger("articlebot").getEffectiveLevel() == logging.INFO
+    _main(capsys, "list", "--data-dir", str(data))
+    assert logging.getLogger("articlebot").getEffectiveLevel() == logging.WARNING
+    # Before the command, as always; a -v there is not undone by none after it.
+    _main(capsys, "--data-dir", str(data), "-v", "list")
+    assert logging.getLogger("articlebot").getEffectiveLevel() == logging.INFO
+    parsed = cli.build_parser().parse_args(["feeds", "list", "--config", "x.toml", "-vv"])
+    assert parsed.config == "x.toml" and parsed.verbose == 2
+
+
 def test_model_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     config = tmp_path / "model.toml"
