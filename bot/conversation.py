@@ -378,6 +378,8 @@ class Conversation:
                 if not self.limiter.notify_once(user.id, wait):
                     return []
                 return [text_reply(say("rate_limited", lang, limit=self.limiter.per_minute, seconds=round(wait + 0.5)))]
+        if not self.kb.articles(limit=1):  # "nothing found" would blame the question, and ask for feedback
+            return [text_reply(say("nothing_to_ask", lang))]
         conversation = f"{self.origin}:{req.message.chat_id}:{user.id}"
         stream = getattr(self.answerer, "answer_stream", None)
         if req.on_text is not None and stream is not None:

@@ -125,6 +125,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, only this bot's admins can do that.",
     },
     "articles_header": {"de": "Artikel {first}–{last} von {total}", "en": "Articles {first}–{last} of {total}"},
+    "nothing_to_ask": {
+        "de": "Ich kenne noch keine Artikel, also kann ich noch keine Frage beantworten. Admins fügen welche mit "
+        "/add hinzu.",
+        "en": "I don't know any articles yet, so I can't answer questions yet. Admins add them with /add.",
+    },
     "no_articles": {
         "de": "Noch keine Artikel. Admins fügen welche mit /add hinzu.",
         "en": "No articles yet. Admins add them with /add.",

@@ -416,6 +416,19 @@ def test_a_short_pasted_article_is_too_short_not_a_usage_question(conversation):
     assert conversation.kb.counts() == before
 
 
+def test_a_question_before_any_article_says_there_are_none(kb):
+    feedback = FeedbackStore(kb.answer_log())
+    settings = TelegramSettings(admins=[ADMIN.id])
+    empty = Conversation(kb, Answerer(kb, AnswerSettings()), feedback, settings, FetchSettings())
+    try:
+        (reply,) = say(empty, READER, "Wie oft fährt die Fähre?")
+        assert text_of([reply]).startswith("Ich kenne noch keine Artikel")
+        assert not reply.buttons  # nothing was answered, so there is nothing to rate
+        assert feedback.answer(1) is None  # and no answer was logged
+    finally:
+        feedback.close()
+
+
 def test_telegram_keeps_its_own_add_advice(conversation):
     assert "Beschriftung /add" in text_of(say(conversation, ADMIN, "/add"))
     assert "mit /add auf die Nachricht" in text_of(say(conversation, ADMIN, "x" * 121))
