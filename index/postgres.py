@@ -32,10 +32,34 @@ def describe(storage: StorageSettings) -> str:
     return make_conninfo(**parts)
 
 
+def _scheme_problem(dsn: str) -> str | None:
+    """Why ``dsn`` cannot be a PostgreSQL address by its form, or None. libpq's own words for a typo
+    such as postgressql:// or a missing scheme are 'missing "=" after "<the whole DSN>" …'."""
+    scheme, sep, _ = dsn.partition("://")
+    if sep and scheme.strip().lower() not in ("postgresql", "postgres"):
+        return f"[storage] dsn must begin with postgresql:// (or postgres://), not {scheme.strip()}://"
+    if not sep and "=" not in dsn:  # libpq would quote it whole, with a password in it
+        return "[storage] dsn must be postgresql://user@host:port/db (or key=value pairs such as host=… dbname=…)"
+    return None
+
+
+def _password_hint(storage: StorageSettings, reason: str, password: str | None) -> str:
+    """What to do about a refused password: name the variable it comes (or should come) from."""
+    if "no password supplied" in reason:
+        if storage.password_env:
+            return f"the server wants a password and ${storage.password_env} ([storage] password_env) is not set"
+        return "the server wants a password and [storage] password_env names no variable to read it from"
+    if "password authentication failed" in reason and password:
+        return f"{reason} (the password is read from ${storage.password_env})"
+    return reason
+
+
 def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connection:
     """A new connection, the password taken from the environment variable the config names."""
     password = os.environ.get(storage.password_env) if storage.password_env else None
     extra = {"password": password} if password else {}
+    if problem := _scheme_problem(storage.dsn):
+        raise StorageError(problem)
     try:
         return psycopg.connect(storage.dsn, autocommit=autocommit, connect_timeout=10, **extra)
     except psycopg.ProgrammingError as exc:  # a malformed DSN
@@ -43,7 +67,7 @@ def connect(storage: StorageSettings, autocommit: bool = True) -> psycopg.Connec
         raise StorageError(f"[storage] dsn is not a PostgreSQL connection string: {reason}") from exc
     except psycopg.OperationalError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = lines[0] if lines else type(exc).__name__
+        reason = _password_hint(storage, lines[0] if lines else type(exc).__name__, password)
         raise StorageError(f"cannot connect to PostgreSQL at {describe(storage)}: {reason}") from exc
 
 

@@ -203,6 +203,57 @@ def test_the_cli_prints_an_unreachable_database_in_one_line(tmp_path, monkeypatc
     )
 
 
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        (
+            "postgressql://u:hunter2@127.0.0.1:5432/db",
+            "must begin with postgresql:// (or postgres://), not postgressql://",
+        ),
+        ("mysql://u:hunter2@127.0.0.1/db", "must begin with postgresql:// (or postgres://), not mysql://"),
+        ("u:hunter2@127.0.0.1:5432/db", "must be postgresql://user@host:port/db (or key=value pairs"),
+    ],
+)
+def test_a_dsn_of_the_wrong_form_is_named_and_its_password_never_shown(dsn, expected):
+    # libpq said 'missing "=" after "<the whole DSN, password and all>" in connection info string'.
+    with pytest.raises(StorageError) as caught:
+        PgStore(_storage(dsn))
+    message = str(caught.value)
+    assert message.startswith("[storage] dsn ") and expected in message, message
+    assert "hunter2" not in message and "\n" not in message
+
+
+@pytest.fixture
+def password_dsn(postgres_server, pg_dsn) -> str:
+    """``pg_dsn`` as a role that must give its password 'sekret' (the server trusts everyone else)."""
+    role = f"pw_{os.urandom(4).hex()}"
+    with psycopg.connect(postgres_server.admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'sekret'")
+        hba = postgres_server.data / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        conn.execute("SELECT pg_reload_conf()")
+    return pg_dsn.replace("postgres@", f"{role}@")
+
+
+def test_a_missing_or_wrong_password_names_the_variable_it_is_read_from(password_dsn, monkeypatch):
+    storage = StorageSettings(engine="postgres", dsn=password_dsn, password_env="WALK_DB_PASSWORD")
+    monkeypatch.delenv("WALK_DB_PASSWORD", raising=False)
+    with pytest.raises(StorageError) as caught:  # was libpq's 'fe_sendauth: no password supplied'
+        PgStore(storage)
+    wanted = "the server wants a password and $WALK_DB_PASSWORD ([storage] password_env) is not set"
+    assert str(caught.value).endswith(wanted), caught.value
+    with pytest.raises(StorageError, match="names no variable to read it from"):
+        PgStore(StorageSettings(engine="postgres", dsn=password_dsn, password_env=""))
+    monkeypatch.setenv("WALK_DB_PASSWORD", "wrong")
+    with pytest.raises(StorageError) as caught:
+        PgStore(storage)
+    message = str(caught.value)
+    assert "password authentication failed" in message, message
+    assert message.endswith("(the password is read from $WALK_DB_PASSWORD)") and "\n" not in message
+    monkeypatch.setenv("WALK_DB_PASSWORD", "sekret")
+    PgStore(storage).close()
+
+
 def test_a_database_newer_than_the_code_is_refused_untouched(pg_dsn):
     PgStore(_storage(pg_dsn)).close()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
