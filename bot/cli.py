@@ -893,6 +893,13 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     from index.migrate import migrate
 
     settings = migration_target(args.to, config)
+    source = Path(config.storage.data_dir)
+    if config.storage.engine == "postgres" and not (source / DB_FILE).is_file():
+        # Without this, a config already switched to PostgreSQL reads as a data dir missing its database.
+        raise CommandError(
+            'migrate copies a SQLite data dir, and this config has [storage] engine = "postgres" '
+            f"(no {DB_FILE} in {source}): run it with the SQLite deployment's config or --data-dir"
+        )
     progress: Progress | None = None
 
     def advance(done: int, total: int) -> None:
@@ -902,7 +909,7 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
         progress.advance(done)
 
     try:
-        report = migrate(Path(config.storage.data_dir), settings, advance)
+        report = migrate(source, settings, advance)
     finally:
         if progress is not None:
             progress.close()

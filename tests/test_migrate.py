@@ -357,6 +357,25 @@ def test_the_cli_refuses_in_one_line_and_creates_nothing(sample_source, tmp_path
         cli.close()
 
 
+def test_a_config_already_on_postgres_is_told_migrate_copies_a_sqlite_data_dir(
+    sample_source, pg_dsn, tmp_path, monkeypatch, capsys, embedder
+):
+    # It said 'no articlebot database in … (articlebot.db is missing)', as if the data dir had lost it.
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\nengine = "postgres"\ndsn = "{pg_dsn}"\n')
+    cli = CLI(monkeypatch, capsys, embedder, tmp_path / "local")
+    try:
+        result = cli("migrate", "--to", str(tmp_path / "target"), config=str(config))
+        assert result.code == 1 and result.err.count("\n") == 1, result.err
+        assert 'migrate copies a SQLite data dir, and this config has [storage] engine = "postgres"' in result.err
+        assert not (tmp_path / "target").exists() and not (tmp_path / "local" / DB_FILE).exists()
+        cli.data_dir = sample_source  # the SQLite deployment's data dir: it copies, whatever the engine says
+        result = cli("migrate", "--to", str(tmp_path / "target"), config=str(config))
+        assert result.code == 0 and "copied 7 articles" in result.out, result
+    finally:
+        cli.close()
+
+
 def test_the_cli_reports_the_copy_and_the_config_lines(sample_source, tmp_path, monkeypatch, capsys, embedder):
     cli = CLI(monkeypatch, capsys, embedder, sample_source)
     try:
