@@ -492,7 +492,7 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
     finally:
         kb.close()
     if result.changed:
-        print(f"updated #{result.article_id}: {result.title} ({result.chunks} passages)")
+        print(f"updated #{result.article_id}: {result.title} ({count_of(result.chunks, 'passage')})")
     else:
         print(f"#{result.article_id} unchanged: {result.title}")
     return 0

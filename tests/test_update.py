@@ -92,6 +92,21 @@ def test_refresh_while_a_reader_searches_never_shows_half_an_article(kb_net, sit
     assert kb_net.store.integrity() == ZERO_INTEGRITY
 
 
+def test_cli_update_to_one_passage_says_1_passage(monkeypatch, capsys, embedder, tmp_path, site):
+    # It said '(1 passages)'.
+    path = tmp_path / "config.toml"
+    path.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 5.0\n")
+    cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        url = site.html("/stausee", "Stausee Wendelbach", paragraphs(3))
+        assert cli("add", url, config=str(path)).code == 0
+        site.html("/stausee", "Stausee Wendelbach", paragraphs(2, count=1))
+        updated = cli("update", "1", config=str(path))
+        assert updated.code == 0 and updated.out.strip() == "updated #1: Stausee Wendelbach (1 passage)", updated
+    finally:
+        cli.close()
+
+
 def test_cli_update_and_add_of_a_changed_url(monkeypatch, capsys, embedder, tmp_path, site):
     path = tmp_path / "config.toml"
     path.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 5.0\n")
