@@ -358,6 +358,10 @@ def test_a_participle_matches_its_verb():
         ("What did the new stadium cost?", "The club put the cost at 34 million euros.", 1.0),
         ("How expensive is the new stadium?", "It will hold 15,500 spectators.", 0.0),
         ("Was ist über die Fähre bekannt?", "Die Fähre hat 4,2 Millionen Euro gekostet.", 0.0),
+        # "ein", "eine": an article, not a number; "ein Drittel" is one.
+        ("Wie oft fährt die Fähre?", "Die Gemeinde setzt ab Juni eine elektrische Fähre ein.", 0.0),
+        ("Wie oft fährt die Fähre?", "Sie fährt alle 20 Minuten.", 1.0),
+        ("Wie viele Fahrgäste nutzen die Fähre?", "Ein Drittel der Fahrgäste kommt aus Lindholm.", 1.0),
     ],
 )
 def test_a_price_question_wants_an_amount_of_money(question, sentence, wanted):
