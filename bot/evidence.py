@@ -323,11 +323,10 @@ def answer_type(question: str, sentence: str) -> float:
     has one, else 0."""
     if _WANTS_DATE.search(question):
         return 1.0 if _DATE.search(sentence) else 0.0
-    if _ASKS_PRICE.search(question):
+    wants_number = _WANTS_NUMBER.search(question)
+    if _ASKS_PRICE.search(question) or (wants_number and _WANTS_MONEY.search(question)):
         return 1.0 if _NUMBER.search(sentence) and _MONEY.search(sentence) else 0.0
-    if _WANTS_NUMBER.search(question):
-        if _WANTS_MONEY.search(question):
-            return 1.0 if _NUMBER.search(sentence) and _MONEY.search(sentence) else 0.0
+    if wants_number:
         return 1.0 if _NUMBER.search(sentence) else 0.0
     return 0.0
 
