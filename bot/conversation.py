@@ -181,6 +181,8 @@ def _no_progress(_: str) -> None:
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+# "/add" and a line break: what follows was pasted as an article, however short.
+_PASTED_AFTER_ADD = re.compile(r"/add(@\w+)?[ \t]*\n", re.IGNORECASE)
 
 
 def parse_command(text: str) -> tuple[str, str | None, str] | None:
@@ -432,7 +434,7 @@ class Conversation:
             return None
         # A short single line right after "/add" is most likely not meant as an article (usage); after
         # "/add" and a line break it was pasted as one, and is judged as one (too short).
-        pasted = bool(re.match(r"/add(@\w+)?[ \t]*\n", msg.text.strip(), re.IGNORECASE))
+        pasted = bool(_PASTED_AFTER_ADD.match(msg.text.strip()))
         if "\n" not in text and len(text) < MIN_PASTED_CHARS and not msg.replied_text and not pasted:
             return None
         return from_text(text, source="text")
