@@ -118,12 +118,8 @@ def test_add_missing_file_bad_scheme_bad_date(run, tmp_path, monkeypatch):
 
 
 def test_unreachable_url(run, tmp_path, one_article):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there now
-    config = tmp_path / "private.toml"
-    config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 1\n")
+    port = _closed_port()
+    config = _loopback_fetch_config(tmp_path)
     before = run.counts()
     err = _one_line_error(run("add", f"http://127.0.0.1:{port}/artikel", config=str(config)))
     assert f"cannot fetch http://127.0.0.1:{port}/artikel" in err and "ConnectionRefused" in err
@@ -680,6 +676,13 @@ def run_bot_cli(run, tmp_path, monkeypatch):
     gc.unfreeze()
 
 
+def _loopback_fetch_config(tmp_path: Path) -> Path:
+    """A config that may fetch from loopback, and gives up quickly."""
+    config = tmp_path / "private.toml"
+    config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 1\n")
+    return config
+
+
 def _closed_port() -> int:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -871,12 +874,8 @@ def test_list_marks_a_shortened_title(run, tmp_path):
 
 
 def test_update_failure_names_the_article(run, one_article, tmp_path):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there now
-    config = tmp_path / "private.toml"
-    config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 1\n")
+    port = _closed_port()
+    config = _loopback_fetch_config(tmp_path)
     path = tmp_path / "linked.txt"
     path.write_text(f"Wasser wird teurer\n\nDer Kubikmeter kostet ab April mehr. {FILLER}\n")
     assert run("add", str(path), "--url", f"http://127.0.0.1:{port}/wasser").code == 0
