@@ -13,6 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from index.settings import (
     ChunkSettings,
@@ -182,7 +183,28 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         if name not in sections:
             raise ConfigError(f"{source}: unknown section [{name}] (known: {', '.join(sorted(sections))})")
         setattr(config, name, _fill(getattr(config, name), values, name, source))
+    if config.llm.base_url and (problem := base_url_problem(config.llm.base_url)):
+        raise ConfigError(f"{source}: llm.base_url: {problem}")
+    if config.answer.mode == "llm" and not (config.llm.base_url and config.llm.model):
+        raise ConfigError(f'{source}: answer.mode = "llm" needs llm.base_url and llm.model')
     return config
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an [llm] base_url, or None. Checked when the config is read: a typo here
+    would otherwise turn every answer into the extractive fallback (or a crash, for an unparsable URL)."""
+    import httpx  # here: most commands never read an [llm] section
+
+    example = "http://127.0.0.1:11434/v1"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        return f"not a valid URL ({exc}): {url!r}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http(s) URL such as {example}, not {url!r}"
+    return None
 
 
 def _fill(instance: object, values: dict, section: str, source: str) -> object:

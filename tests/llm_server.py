@@ -27,6 +27,7 @@ Reply = str | Callable[[dict], str]
 class Behaviour:
     reply: Reply = "NOT_FOUND"
     raw: bytes | None = None  # sent as the body instead of a chat-completions object
+    content_type: str = "application/json"  # of a raw body
     status: int = 200
     delay: float = 0.0
     piece_delay: float = 0.0
@@ -107,7 +108,7 @@ def start_server() -> LoopbackLLM:
             if behaviour.delay:
                 time.sleep(behaviour.delay)
             if behaviour.raw is not None:
-                self._send(behaviour.status, behaviour.raw)
+                self._send(behaviour.status, behaviour.raw, behaviour.content_type)
                 return
             reply = behaviour.reply(request) if callable(behaviour.reply) else behaviour.reply
             if request.get("stream") and behaviour.status == 200:
@@ -141,11 +142,11 @@ def start_server() -> LoopbackLLM:
             except (BrokenPipeError, ConnectionResetError, OSError):
                 pass  # the client gave up
 
-        def _send(self, status: int, body: bytes) -> None:
+        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
             self._ending()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

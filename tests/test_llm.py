@@ -405,3 +405,114 @@ def test_best_quote_prefers_shared_terms_then_similarity():
     )
     # One shared term outweighs any similarity.
     assert best_quote(text, "Im Mai geht es los", spans, closest_to_third.__getitem__) == "Sie fährt ab Mai."
+
+
+# --- an admin's mistakes in [llm], and endpoints that answer in their own way ------------------
+
+
+@pytest.mark.parametrize(
+    ("llm_lines", "pattern"),
+    [
+        ('base_url = "127.0.0.1:8080"\nmodel = "m"', r"llm\.base_url: must be an http\(s\) URL .*'127\.0\.0\.1:8080'"),
+        ('base_url = "htp://127.0.0.1:8080/v1"\nmodel = "m"', r"llm\.base_url: must be an http\(s\) URL"),
+        ('base_url = "http://[::1/v1"\nmodel = "m"', r"llm\.base_url: not a valid URL"),
+        ('base_url = "http://127.0.0.1:80a/v1"\nmodel = "m"', r"llm\.base_url: not a valid URL"),
+        ('model = "m"', r'answer\.mode = "llm" needs llm\.base_url and llm\.model'),
+        ('base_url = "http://127.0.0.1:8080/v1"', r'answer\.mode = "llm" needs llm\.base_url and llm\.model'),
+    ],
+    ids=["no-scheme", "bad-scheme", "unparsable", "bad-port", "no-base-url", "no-model"],
+)
+def test_a_bad_llm_section_is_one_line_naming_the_key_before_anything_opens(llm_lines, pattern, tmp_path, capsys):
+    from bot import cli
+
+    path = tmp_path / "llm.toml"
+    path.write_text(f'[answer]\nmode = "llm"\n[llm]\n{llm_lines}\n')
+    code = cli.main(["--config", str(path), "--data-dir", str(tmp_path / "data"), "ask", QUESTION])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err  # one line, no traceback
+    assert re.match(rf"articlebot: config error: {re.escape(str(path))}: {pattern}", err), err
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_client_refuses_a_base_url_it_could_not_send_to():
+    # Settings built in code skip the config file's checks; an unparsable URL used to escape as a traceback.
+    with pytest.raises(LLMError, match="base_url: not a valid URL"):
+        ChatClient(LLMSettings(base_url="http://[::1/v1", model="m"))
+    with pytest.raises(LLMError, match=r"base_url: must be an http\(s\) URL"):
+        ChatClient(LLMSettings(base_url="localhost:11434/v1", model="m"))
+
+
+def test_a_server_that_ignores_stream_still_answers(server, loaded_kb):
+    # Some endpoints answer "stream": true with one JSON completion; that is a whole reply, not a broken stream.
+    server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"))
+    answerer = stream_answerer(loaded_kb, server.base_url)
+    answerer.answer(QUESTION)  # one request to learn the ferry passage's number
+    n = ferry_passage(server.requests[0])
+    server.behaviour = Behaviour(
+        raw=json.dumps(_completion_body(f"Die Fähre kostete 4,2 Millionen Euro [{n}].")).encode()
+    )
+    shown: list[str] = []
+    answer = answerer.answer_stream(QUESTION, shown.append)
+    assert server.requests[-1]["stream"] is True
+    assert answer.mode == "llm" and answer.found and answer.body == "Die Fähre kostete 4,2 Millionen Euro. [1]"
+
+
+def _completion_body(content: str) -> dict:
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+
+
+def test_a_page_that_is_no_stream_is_named_and_falls_back(server, loaded_kb, caplog):
+    server.behaviour = Behaviour(raw=b"<html><body>Welcome to nginx!</body></html>", content_type="text/html")
+    client = ChatClient(LLMSettings(base_url=server.base_url, model="m", timeout=5.0))
+    with pytest.raises(LLMError, match=r"not a chat-completions stream: '<html><body>Welcome to nginx!"):
+        list(client.stream([{"role": "user", "content": "hi"}]))
+    client.close()
+    answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, lambda text: None)
+    assert answer.mode == "extractive-fallback" and "4,2 Millionen Euro" in answer.body
+    assert "not a chat-completions stream" in caplog.text
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_refusals_say_what_to_check(server, monkeypatch, stream):
+    refusal = b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
+    messages = [{"role": "user", "content": "hi"}]
+
+    def failure(api_key_env: str) -> str:
+        client = ChatClient(LLMSettings(base_url=server.base_url, model="m", api_key_env=api_key_env, stream=stream))
+        try:
+            with pytest.raises(LLMError) as caught:
+                list(client.stream(messages)) if stream else client.complete(messages)
+        finally:
+            client.close()
+        return str(caught.value)
+
+    monkeypatch.delenv("ARTICLEBOT_UNSET_KEY", raising=False)
+    monkeypatch.setenv("ARTICLEBOT_WRONG_KEY", "sk-wrong")
+    server.behaviour = Behaviour(status=401, raw=refusal)
+    assert failure("ARTICLEBOT_UNSET_KEY").startswith(
+        "HTTP 401 (the endpoint wants an API key: $ARTICLEBOT_UNSET_KEY, which [llm] api_key_env names, is not set)"
+    )
+    assert failure("ARTICLEBOT_WRONG_KEY").startswith(
+        "HTTP 401 (the endpoint refused the API key in $ARTICLEBOT_WRONG_KEY)"
+    )
+    assert "Incorrect API key provided" in failure("")
+    assert "name its environment variable in [llm] api_key_env" in failure("")
+    server.behaviour = Behaviour(status=404, raw=b'{"detail": "Not Found"}')
+    assert failure("") == (
+        f"HTTP 404 (no chat-completions API at {server.base_url}/chat/completions: check [llm] base_url, e.g. …/v1, "
+        'and model): {"detail": "Not Found"}'
+    )
+
+
+def test_an_unset_key_for_a_remote_endpoint_is_said_once_at_start(monkeypatch, caplog):
+    monkeypatch.delenv("ARTICLEBOT_UNSET_KEY", raising=False)
+    for local in ("http://127.0.0.1:8080/v1", "http://localhost:11434/v1", "http://192.168.1.20:8000/v1"):
+        ChatClient(LLMSettings(base_url=local, model="m", api_key_env="ARTICLEBOT_UNSET_KEY")).close()
+    ChatClient(LLMSettings(base_url="https://llm.example.org/v1", model="m", api_key_env="")).close()
+    assert caplog.records == []  # a server of one's own needs no key, and "" says none is wanted
+    ChatClient(
+        LLMSettings(base_url="https://llm.example.org/v1", model="m", api_key_env="ARTICLEBOT_UNSET_KEY")
+    ).close()
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "$ARTICLEBOT_UNSET_KEY, which is not set" in record.getMessage()
+    assert "llm.example.org" in record.getMessage()
