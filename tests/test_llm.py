@@ -516,3 +516,28 @@ def test_an_unset_key_for_a_remote_endpoint_is_said_once_at_start(monkeypatch, c
     (record,) = caplog.records
     assert record.levelname == "WARNING" and "$ARTICLEBOT_UNSET_KEY, which is not set" in record.getMessage()
     assert "llm.example.org" in record.getMessage()
+
+
+def test_a_terminal_wipes_the_stream_before_the_checked_answer(monkeypatch):
+    import io
+    import os
+
+    from bot.chat import TerminalStream
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *args: os.terminal_size((20, 24)))
+    screen = Terminal()
+    stream = TerminalStream(screen)
+    for shown in ("Die Fähre", "Die Fähre kostete 4,2 Millionen", "Die Fähre kostete 4,2 Millionen Euro.\n\nSie"):
+        stream(shown)
+    stream.finish()
+    # 37 + 0 + 3 characters on lines 20 wide: rows 2, 1 and 1; the cursor goes up 3 and clears to the end.
+    assert screen.getvalue() == "Die Fähre kostete 4,2 Millionen Euro.\n\nSie\r\x1b[3A\x1b[J"
+    piped = io.StringIO()
+    stream = TerminalStream(piped)
+    stream("Die Fähre")
+    stream.finish()
+    assert piped.getvalue() == "Die Fähre\n\n"  # a transcript keeps what was shown, the answer follows
