@@ -1,0 +1,54 @@
+"""README, "Using it": ``articlebot stats`` shows what the bot's /stats shows, on the same data dir."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from newsroom import add_ferry_and_solar
+
+from bot import cli
+from bot.answer import Answerer
+from bot.config import AnswerSettings, TelegramSettings
+from bot.conversation import Conversation, Incoming, User
+from bot.feedback import FeedbackStore
+from bot.render import plain_text
+from index.settings import FetchSettings
+
+ADMIN = User(1, "Ada", "en")
+
+
+def test_cli_stats_shows_what_the_bots_stats_shows(kb, settings, capsys, monkeypatch):
+    monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
+    add_ferry_and_solar(kb)
+    feedback = FeedbackStore(kb.answer_log())
+    conversation = Conversation(
+        kb, Answerer(kb, AnswerSettings()), feedback, TelegramSettings(admins=[ADMIN.id]), FetchSettings()
+    )
+    try:
+        answered = conversation.handle(Incoming(ADMIN, ADMIN.id, "How often does the ferry run?"))
+        assert answered  # one answer in the answers table, so the counts are not all zero
+        feedback.vote(feedback.counts()["answers"], ADMIN.id, 1)
+        in_chat = "\n\n".join(plain_text(r) for r in conversation.handle(Incoming(ADMIN, ADMIN.id, "/stats")))
+    finally:
+        feedback.close()
+    kb.close()
+    assert cli.main(["--data-dir", settings.data_dir, "stats"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    shown = [line for line in in_chat.splitlines() if line.strip()]
+    assert len(shown) >= 5 and "Answers: 1 (👍 1, 👎 0)" in shown, shown
+    # The same facts under the same labels. Two values are of the moment: how this process came by its index
+    # (the bot's built it, the CLI's loaded the saved file) and the file's size (the WAL is folded in on close).
+    cli_lines = printed[: len(shown)]
+    assert [line.split(":")[0] for line in cli_lines] == [line.split(":")[0] for line in shown]
+    of_the_moment = re.compile(r" \((loaded|rebuilt|synced)\)$|^Database: .*")
+    assert [of_the_moment.sub("", line) for line in cli_lines] == [of_the_moment.sub("", line) for line in shown]
+    assert any(line.startswith("Database: ") for line in shown)  # not left out of the comparison unseen
+    assert printed[len(shown)].startswith("Storage: ") and printed[len(shown) + 1].startswith("Data dir: ")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from index.settings import IndexSettings
+
+    return IndexSettings(data_dir=str(tmp_path / "data"))
