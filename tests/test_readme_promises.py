@@ -1,4 +1,4 @@
-"""README, "Using it": ``articlebot stats`` shows what the bot's /stats shows, on the same data dir."""
+"""README promises that named no test, or a test that checked less than the sentence said."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 
 import pytest
 from newsroom import add_ferry_and_solar
+from util_cli import CLI
+from util_http import RawServer, respond
 
 from bot import cli
 from bot.answer import Answerer
@@ -18,7 +20,9 @@ from index.settings import FetchSettings
 ADMIN = User(1, "Ada", "en")
 
 
-def test_cli_stats_shows_what_the_bots_stats_shows(kb, settings, capsys, monkeypatch):
+def test_cli_stats_shows_what_the_bots_stats_shows(  # README, "Using it"
+    kb, settings, capsys, monkeypatch
+):
     monkeypatch.delenv("ARTICLEBOT_CONFIG", raising=False)
     add_ferry_and_solar(kb)
     feedback = FeedbackStore(kb.answer_log())
@@ -52,3 +56,27 @@ def settings(tmp_path):
     from index.settings import IndexSettings
 
     return IndexSettings(data_dir=str(tmp_path / "data"))
+
+
+SHORT = "Die Brücke in Ostend ist seit Montag wieder für den Verkehr offen, sagte die Stadt. Die Umleitung entfällt."
+
+
+def test_a_short_page_from_a_url_is_refused_like_a_short_file(tmp_path, monkeypatch, capsys, embedder):
+    # README, "What is not an article": under [ingest] min_chars "from a URL, a file, stdin, Telegram or an
+    # import"; test_ingest.py checks a file, stdin and an import, test_chat.py a pasted /add, this one a URL.
+    page = (
+        "<!doctype html><html><head><title>Ostend</title></head><body><article><h1>Brücke offen</h1>"
+        f"<p>{SHORT}</p></article></body></html>"
+    )
+    config = tmp_path / "c.toml"
+    config.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 2\n")
+    run = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        with RawServer(respond(body=page.encode(), content_type="text/html; charset=utf-8")) as server:
+            result = run("add", server.url + "/bruecke", config=str(config))
+        assert result.code == 1 and result.err.count("\n") == 1, result
+        # The count is the extracted text's: the heading and the paragraph.
+        assert re.search(r"too short to be an article \(1[0-9]{2} characters; at least 200 are needed", result.err)
+        assert run.counts()["articles"] == 0
+    finally:
+        run.close()
