@@ -37,8 +37,10 @@ def test_update_refreshes_a_changed_page_keeping_id_and_never_reusing_passage_id
     added = kb_net.add(fetch_document(url, FETCH))
     old_ids = {c.id for c in kb_net.store.article_chunks(added.article_id)}
 
-    assert kb_net.update(added.article_id).changed is False  # same page: nothing written
     version = kb_net.version()
+    assert kb_net.update(added.article_id).changed is False  # same page: nothing written (README) …
+    assert kb_net.version() == version  # … not even a new store version
+    assert {c.id for c in kb_net.store.article_chunks(added.article_id)} == old_ids
 
     site.html("/stausee", "Stausee Wendelbach (neu)", paragraphs(2))
     result = kb_net.update(added.article_id)
