@@ -64,6 +64,7 @@ class TerminalStream:
     def __init__(self, out: TextIO):
         self.out = out
         self.printed = ""
+        self.kept = ""  # what stays above the answer (not on a terminal): the reply need not repeat it
         self.tty = bool(getattr(out, "isatty", lambda: False)())
 
     def __call__(self, text: str) -> None:
@@ -87,8 +88,21 @@ class TerminalStream:
             self.out.write(f"\r{up}\x1b[J")
         else:
             self.out.write("\n\n")
+            self.kept = self.printed
         self.out.flush()
         self.printed = ""
+
+
+def unrepeated(replies: list[Reply], kept: str) -> list[Reply]:
+    """The replies without a second copy of words a broken-off model stream left above them (piped output):
+    its cut-off reply (those words, " …", the note) keeps only the note."""
+    if not kept or not replies or len(replies[0].blocks) < 2 or replies[0].buttons:
+        return replies
+    first = replies[0]
+    words = " ".join(terminal_text(Reply(first.blocks[:-1])).split())
+    if words != " ".join(f"{kept} …".split()):
+        return replies
+    return [Reply(first.blocks[-1:]), *replies[1:]]
 
 
 def missing_file(text: str) -> tuple[str, str] | None:
@@ -141,7 +155,7 @@ class ChatSession:
             replies = self.conversation.handle(incoming, progress=self.progress, on_text=stream)
         finally:
             stream.finish()
-        self.show(replies)
+        self.show(unrepeated(replies, stream.kept))
         return replies
 
     def press_number(self, number: int) -> list[Reply]:

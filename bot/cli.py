@@ -798,12 +798,14 @@ def make_answerer(config: Config, kb: KnowledgeBase):
         raise CommandError(f"config: {exc}") from None
 
 
-def format_answer_text(answer) -> str:
+def format_answer_text(answer, kept: str = "") -> str:
+    """``kept``: what a model's stream left printed above (piped output), so a cut-off part is not repeated."""
     from .texts import say
 
     lines = [answer.body]
     if getattr(answer, "cut_off", ""):
-        lines = [f"{answer.cut_off} …", say("llm_cut_off", answer.language), "", answer.body]
+        shown = [] if kept and kept.split() == answer.cut_off.split() else [f"{answer.cut_off} …"]
+        lines = [*shown, say("llm_cut_off", answer.language), "", answer.body]
     if answer.citations:
         lines.append("")
         lines.append("Quellen:" if answer.language == "de" else "Sources:")
@@ -850,7 +852,7 @@ def cmd_ask(args: argparse.Namespace, config: Config) -> int:
             if args.json:
                 print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
                 continue
-            print(format_answer_text(answer), flush=True)
+            print(format_answer_text(answer, stream.kept if stream is not None else ""), flush=True)
             first = False
     return 0
 

@@ -354,8 +354,15 @@ def test_cli_shows_a_cut_off_answer_and_the_fallback(server, loaded_kb, monkeypa
     monkeypatch.setattr(cli, "load_config", lambda *args: config)
     assert cli.main(["ask", QUESTION]) == 0
     out = capsys.readouterr().out
-    assert "Die Fähre kostete …\n(Hier brach die Antwort des Sprachmodells ab" in out
+    # Piped, the streamed words stay where they were printed and are not repeated under them.
+    assert out.startswith("Die Fähre kostete\n\n(Hier brach die Antwort des Sprachmodells ab")
+    assert out.count("Die Fähre kostete") == 1
     assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
+    # On a terminal the stream is wiped (nothing kept above): the answer then shows the cut-off words itself.
+    answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, lambda text: None)
+    assert answer.cut_off == "Die Fähre kostete"
+    assert cli.format_answer_text(answer).startswith("Die Fähre kostete …\n(Hier brach")
+    assert cli.format_answer_text(answer, kept="Die Fähre kostete").startswith("(Hier brach")
 
 
 def test_terminal_chat_prints_the_stream_then_the_checked_answer(server, loaded_kb, tmp_path):
@@ -541,3 +548,31 @@ def test_a_terminal_wipes_the_stream_before_the_checked_answer(monkeypatch):
     stream("Die Fähre")
     stream.finish()
     assert piped.getvalue() == "Die Fähre\n\n"  # a transcript keeps what was shown, the answer follows
+
+
+def test_piped_chat_shows_a_cut_off_stream_once(server, loaded_kb):
+    import io
+
+    from bot.chat import run_chat
+    from bot.config import TelegramSettings
+    from bot.conversation import Conversation
+    from bot.feedback import FeedbackStore
+    from index.settings import FetchSettings
+
+    server.behaviour = Behaviour(reply="Die Fähre kostete nach Angaben der Gemeinde viel [1].", break_after=3)
+    feedback = FeedbackStore(loaded_kb.answer_log())
+    conversation = Conversation(
+        loaded_kb,
+        stream_answerer(loaded_kb, server.base_url),
+        feedback,
+        TelegramSettings(),
+        FetchSettings(),
+        admins=[0],
+    )
+    out = io.StringIO()
+    run_chat(conversation, [QUESTION + "\n"], out, io.StringIO(), "de")
+    feedback.close()
+    printed = out.getvalue()
+    assert printed.count("Die Fähre kostete") == 1, printed  # streamed once, not repeated above the note
+    assert "Die Fähre kostete\n\n(Hier brach die Antwort des Sprachmodells ab" in printed
+    assert "4,2 Millionen Euro" in printed and "Sprachmodell nicht erreichbar" in printed
