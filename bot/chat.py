@@ -16,7 +16,8 @@ from typing import TextIO
 
 from index.extract import SUPPORTED_SUFFIXES
 
-from .conversation import Attachment, Button, Conversation, Incoming, Press, Reply, User, parse_command
+from .answer_types import NOT_FOUND
+from .conversation import Attachment, Button, Conversation, Incoming, Press, Reply, User, para, parse_command
 from .render import terminal_text
 from .texts import say
 
@@ -94,11 +95,17 @@ class TerminalStream:
 
 
 def unrepeated(replies: list[Reply], kept: str) -> list[Reply]:
-    """The replies without a second copy of words a broken-off model stream left above them (piped output):
-    its cut-off reply (those words, " …", the note) keeps only the note."""
-    if not kept or not replies or len(replies[0].blocks) < 2 or replies[0].buttons:
+    """What follows a model's words left printed above the replies (piped output): a broken-off stream is
+    not repeated (its cut-off reply keeps only the note), and "nothing found" says the words did not count."""
+    if not kept or not replies:
         return replies
     first = replies[0]
+    said = terminal_text(first)
+    for language, nothing in NOT_FOUND.items():
+        if said.startswith(nothing):  # the words above were the model's, checked and found to cite nothing
+            return [Reply([para(say("llm_discarded", language))]), *replies]
+    if len(first.blocks) < 2 or first.buttons:
+        return replies
     words = " ".join(terminal_text(Reply(first.blocks[:-1])).split())
     if words != " ".join(f"{kept} …".split()):
         return replies

@@ -803,6 +803,9 @@ def format_answer_text(answer, kept: str = "") -> str:
     from .texts import say
 
     lines = [answer.body]
+    if kept and not answer.found:
+        # Piped, the model's words stay above: say that they were not the answer before "nothing found".
+        lines = [say("llm_discarded", answer.language), "", answer.body]
     if getattr(answer, "cut_off", ""):
         shown = [] if kept and kept.split() == answer.cut_off.split() else [f"{answer.cut_off} …"]
         lines = [*shown, say("llm_cut_off", answer.language), "", answer.body]

@@ -85,6 +85,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)",
         "en": "(language model unavailable: answer quoted from the articles)",
     },
+    "llm_discarded": {
+        "de": "(Die Antwort des Sprachmodells oben belegt nichts mit den Artikeln und gilt nicht.)",
+        "en": "(The language model's answer above cites none of the articles and does not count.)",
+    },
     "llm_cut_off": {
         "de": "(Hier brach die Antwort des Sprachmodells ab; unten die Antwort aus den Artikeln.)",
         "en": "(The language model's answer broke off here; the answer quoted from the articles follows.)",

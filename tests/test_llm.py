@@ -576,3 +576,45 @@ def test_piped_chat_shows_a_cut_off_stream_once(server, loaded_kb):
     assert printed.count("Die Fähre kostete") == 1, printed  # streamed once, not repeated above the note
     assert "Die Fähre kostete\n\n(Hier brach die Antwort des Sprachmodells ab" in printed
     assert "4,2 Millionen Euro" in printed and "Sprachmodell nicht erreichbar" in printed
+
+
+def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, monkeypatch, capsys):
+    import io
+
+    from bot import cli
+    from bot.chat import run_chat
+    from bot.config import Config, TelegramSettings
+    from bot.conversation import Conversation
+    from bot.feedback import FeedbackStore
+    from index.settings import FetchSettings
+
+    server.behaviour = Behaviour(reply="Die Fähre war ziemlich teuer, glaube ich.")  # no marker: "not found"
+    note = "(Die Antwort des Sprachmodells oben belegt nichts mit den Artikeln und gilt nicht.)"
+    config = Config()
+    config.storage.data_dir = str(loaded_kb.data_dir)
+    config.answer.mode = "llm"
+    config.llm = LLMSettings(base_url=server.base_url, model="m", timeout=5.0)
+    monkeypatch.setattr(cli, "open_kb", lambda _: loaded_kb)
+    monkeypatch.setattr(cli, "load_config", lambda *args: config)
+    assert cli.main(["ask", QUESTION]) == 0
+    assert capsys.readouterr().out == f"Die Fähre war ziemlich teuer, glaube ich.\n\n{note}\n\n{NOT_FOUND['de']}\n"
+    assert cli.main(["ask", "--json", QUESTION]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed)["found"] is False and "glaube ich" not in printed and "Sprachmodells" not in printed
+
+    feedback = FeedbackStore(loaded_kb.answer_log())
+    conversation = Conversation(
+        loaded_kb,
+        stream_answerer(loaded_kb, server.base_url),
+        feedback,
+        TelegramSettings(),
+        FetchSettings(),
+        admins=[0],
+    )
+    out = io.StringIO()
+    run_chat(conversation, [QUESTION + "\n"], out, io.StringIO(), "de")
+    feedback.close()
+    assert f"Die Fähre war ziemlich teuer, glaube ich.\n\n{note}\n\n{NOT_FOUND['de']}" in out.getvalue()
+    # Nothing was streamed for a question the articles do not answer, so nothing is said about it.
+    assert cli.main(["ask", "What is the boiling point of mercury?"]) == 0
+    assert capsys.readouterr().out == "I found nothing about this in the articles.\n"
