@@ -163,12 +163,15 @@ def test_cli_marks_the_fallback(loaded_kb, monkeypatch, capsys):
     assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
 
 
-def test_refused_connection_falls_back_to_extractive(loaded_kb):
+def test_refused_connection_falls_back_to_extractive(loaded_kb, caplog):
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there now
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     answer = llm_answerer(loaded_kb, f"http://127.0.0.1:{port}/v1").answer(QUESTION)
     assert answer.mode == "extractive-fallback" and answer.found
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]  # one line, with the cause
+    assert "LLM failed, answering extractively" in warning.getMessage() and "ConnectError" in warning.getMessage()
+    assert "\n" not in warning.getMessage() and warning.exc_info is None
 
 
 def test_llm_mode_needs_settings(loaded_kb):
