@@ -80,3 +80,20 @@ def test_a_short_page_from_a_url_is_refused_like_a_short_file(tmp_path, monkeypa
         assert run.counts()["articles"] == 0
     finally:
         run.close()
+
+
+def test_the_quick_start_questions_are_answered_by_demo_over_the_samples_alone(tmp_path, monkeypatch, capsys, embedder):
+    # README, "Quick start": `bash dev.sh demo QUESTION` (articlebot --data-dir data-demo demo QUESTION) over the
+    # eight bundled samples; test_news_answers.py asks the same over the samples and its own news articles.
+    monkeypatch.chdir(tmp_path)
+    run = CLI(monkeypatch, capsys, embedder, tmp_path / "data-demo")
+    try:
+        result = run(
+            "demo", "Wie viel kostet der Kubikmeter Trinkwasser ab dem 1. April?", "Who led the bumblebee study?"
+        )
+    finally:
+        run.close()
+    assert result.code == 0 and result.out.startswith(f"8 articles in {tmp_path / 'data-demo'} (8 sample articles")
+    german, english = result.out.split("\n> ")[1:]
+    assert "2,74 Euro" in german.split("Quellen:")[0], german  # in the answer's body, not only in a quote
+    assert "Threlkeld" in english.split("Sources:")[0], english
