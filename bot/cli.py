@@ -881,6 +881,10 @@ def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: Sear
         mark = "*" if any(sentence.text in q for q in quoted) else " "
         log.info("  %s %.4f  #%s %s", mark, sentence.score, sentence.hit.article_id, sentence.text[:100])
     verdict = "answered" if answer.found else "not found"
+    if answer.mode == "llm" and not answer.found and evidence.relevance >= needed:
+        verdict += " (relevant enough, but the language model's reply cited no passage)"
+    elif answer.mode == "extractive-fallback":
+        verdict += " (extractively: the language model failed)"
     log.info("relevance %.3f (needed: %.3f): %s", evidence.relevance, needed, verdict)
     if evidence.features:
         log.info("  from %s", ", ".join(f"{k} {v:.3f}" for k, v in evidence.features.items()))

@@ -581,8 +581,9 @@ def test_piped_chat_shows_a_cut_off_stream_once(server, loaded_kb):
     assert "4,2 Millionen Euro" in printed and "Sprachmodell nicht erreichbar" in printed
 
 
-def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, monkeypatch, capsys):
+def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, monkeypatch, capsys, caplog):
     import io
+    import logging
 
     from bot import cli
     from bot.chat import run_chat
@@ -601,6 +602,10 @@ def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, 
     monkeypatch.setattr(cli, "load_config", lambda *args: config)
     assert cli.main(["ask", QUESTION]) == 0
     assert capsys.readouterr().out == f"Die Fähre war ziemlich teuer, glaube ich.\n\n{note}\n\n{NOT_FOUND['de']}\n"
+    with caplog.at_level(logging.INFO, logger="articlebot"):
+        assert cli.main(["ask", "-v", QUESTION]) == 0  # -v says why an answer above the threshold is "not found"
+    assert "not found (relevant enough, but the language model's reply cited no passage)" in caplog.text
+    capsys.readouterr()
     assert cli.main(["ask", "--json", QUESTION]) == 0
     printed = capsys.readouterr().out
     assert json.loads(printed)["found"] is False and "glaube ich" not in printed and "Sprachmodells" not in printed
