@@ -82,8 +82,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
     "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
     "llm_fallback": {
-        "de": "(Sprachmodell nicht erreichbar: Antwort aus den Artikeln zitiert)",
-        "en": "(language model unavailable: answer quoted from the articles)",
+        "de": "(keine Antwort vom Sprachmodell: Antwort aus den Artikeln zitiert)",
+        "en": "(no answer from the language model: answer quoted from the articles)",
     },
     "llm_discarded": {
         "de": "(Die Antwort des Sprachmodells oben belegt nichts mit den Artikeln und gilt nicht.)",

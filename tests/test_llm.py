@@ -160,7 +160,7 @@ def test_cli_marks_the_fallback(loaded_kb, monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_config", lambda *args: config)
     assert cli.main(["ask", QUESTION]) == 0
     out = capsys.readouterr().out
-    assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
+    assert "4,2 Millionen Euro" in out and "keine Antwort vom Sprachmodell" in out
 
 
 def test_refused_connection_falls_back_to_extractive(loaded_kb, caplog):
@@ -360,7 +360,7 @@ def test_cli_shows_a_cut_off_answer_and_the_fallback(server, loaded_kb, monkeypa
     # Piped, the streamed words stay where they were printed and are not repeated under them.
     assert out.startswith("Die Fähre kostete\n\n(Hier brach die Antwort des Sprachmodells ab")
     assert out.count("Die Fähre kostete") == 1
-    assert "4,2 Millionen Euro" in out and "Sprachmodell nicht erreichbar" in out
+    assert "4,2 Millionen Euro" in out and "keine Antwort vom Sprachmodell" in out
     # On a terminal the stream is wiped (nothing kept above): the answer then shows the cut-off words itself.
     answer = stream_answerer(loaded_kb, server.base_url).answer_stream(QUESTION, lambda text: None)
     assert answer.cut_off == "Die Fähre kostete"
@@ -578,7 +578,7 @@ def test_piped_chat_shows_a_cut_off_stream_once(server, loaded_kb):
     printed = out.getvalue()
     assert printed.count("Die Fähre kostete") == 1, printed  # streamed once, not repeated above the note
     assert "Die Fähre kostete\n\n(Hier brach die Antwort des Sprachmodells ab" in printed
-    assert "4,2 Millionen Euro" in printed and "Sprachmodell nicht erreichbar" in printed
+    assert "4,2 Millionen Euro" in printed and "keine Antwort vom Sprachmodell" in printed
 
 
 def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, monkeypatch, capsys, caplog):

@@ -136,7 +136,7 @@ def test_model_dying_mid_answer_leaves_its_words_marked_and_the_extractive_answe
     assert cut["text"].startswith("Die neue Elektrofähre") and "…\n\n(Hier brach die Antwort" in cut["text"]
     assert "reply_markup" not in cut and len(cut["history"]) >= 1
     assert "4,2 Millionen Euro" in fallback["text"] and "Quellen:" in fallback["text"]
-    assert "Sprachmodell nicht erreichbar" in fallback["text"]
+    assert "keine Antwort vom Sprachmodell" in fallback["text"]
 
 
 def test_reply_without_valid_marker_becomes_not_found(api, bot, llm):
