@@ -37,9 +37,13 @@ from index.lexical import STOPWORDS, analyze, term, words
 from index.search import SearchHit
 
 # Question openings that want a number, or a date, in the answer (German and English).
+# "wie vielen" too ("In wie vielen Ländern ...?", "Bei wie vielen Arten ...?"): the dative was missed.
 _WANTS_NUMBER = re.compile(
-    r"\b(wie (viele?|hoch|lang|groß|gross|alt|weit|schwer|breit|tief|oft|lange)|wieviele?|"
-    r"how (many|much|long|old|far|high|large|big|often|tall)|what (percentage|number|amount))\b",
+    r"\b(wie ?viel(e|en|er|es)?|wievielt\w*|"
+    r"wie (hoch|lang|groß|gross|alt|weit|schwer|breit|tief|oft|lange|nah|schnell|stark|dick|klein|kurz)|"
+    r"welche[rnms]? (prozentsatz|prozentzahl|anteil|anzahl)|zu welchem anteil|"
+    r"how (many|much|long|old|far|high|large|big|often|tall|close|fast|heavy|deep|wide)|"
+    r"what (percentage|percent|percentile|number|amount|share|proportion|fraction))\b",
     re.IGNORECASE,
 )
 _WANTS_DATE = re.compile(

@@ -368,3 +368,20 @@ def test_a_price_question_wants_an_amount_of_money(question, sentence, wanted):
     from bot.evidence import answer_type
 
     assert answer_type(question, sentence) == wanted
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "wanted"),
+    [
+        # "wie vielen" (dative) wants a number like "wie viele" does; so do a share and a distance.
+        ("In wie vielen Gemeinden fährt der Bus?", "Der Bus fährt in 14 Gemeinden des Kreises.", 1.0),
+        ("In wie vielen Gemeinden fährt der Bus?", "Der Bus fährt durch die Gemeinden des Kreises.", 0.0),
+        ("Welchen Anteil hat die Windkraft am Strom?", "Die Windkraft liefert 38 Prozent des Stroms.", 1.0),
+        ("How close did the probe come to the comet?", "It passed within 900 kilometres of it.", 1.0),
+        ("What share of adults still smoke?", "Adults who smoke are fewer than before.", 0.0),
+    ],
+)
+def test_a_count_a_share_or_a_distance_wants_a_number(question, sentence, wanted):
+    from bot.evidence import answer_type
+
+    assert answer_type(question, sentence) == wanted
