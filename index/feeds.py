@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_tz
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
@@ -131,14 +132,33 @@ def _entry_item(entry: dict, order: int) -> Item | None:
     summary = max(texts, key=len)
     if not (link or summary):
         return None
-    # dict.get: feedparser's own get() maps a missing "updated" to "published", with a warning.
-    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
-    timestamp = calendar.timegm(parsed) if parsed else None
-    published = time.strftime("%Y-%m-%d", parsed) if parsed else None
+    published, timestamp = _entry_date(entry)
     guid = (entry.get("id") or link or "").strip()
     fingerprint = "\n".join([title, summary, dict.get(entry, "updated") or "", link or ""])
     digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
     return Item(guid or f"sha256:{digest}", link, title, summary, published, digest, order, timestamp)
+
+
+def _entry_date(entry: dict) -> tuple[str | None, float | None]:
+    """The item's day as the feed wrote it, and its moment (for ordering); (None, None) without one."""
+    for key in ("published", "updated"):
+        # dict.get: feedparser's own get() maps a missing "updated" to "published", with a warning.
+        parsed = dict.get(entry, f"{key}_parsed")
+        if parsed:
+            return _written_day(dict.get(entry, key) or "", parsed), float(calendar.timegm(parsed))
+    return None, None
+
+
+def _written_day(raw: str, parsed: time.struct_time) -> str:
+    """The day in the feed's own time zone, as a page's metadata date keeps it: feedparser's parsed
+    time is in UTC, which moves an item of 00:30 in Berlin to the day before."""
+    utc_day = datetime(*parsed[:3], tzinfo=UTC).date()
+    rfc822 = parsedate_tz(raw)
+    try:
+        written = datetime(*rfc822[:3]).date() if rfc822 else datetime.fromisoformat(raw.strip()).date()
+    except ValueError:  # a spelling only feedparser reads: its UTC day
+        return utc_day.isoformat()
+    return (written if abs(written - utc_day) <= timedelta(days=1) else utc_day).isoformat()
 
 
 def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | None, list[Item]]:

@@ -511,3 +511,25 @@ def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder, en
             kb.close()
     finally:
         site.close()
+
+
+def test_item_dates_are_the_days_the_feed_wrote_and_none_is_invented(feeds, kb_net, site):
+    """An item's date is the day in the feed's own time zone (as a page's metadata date is), not in UTC."""
+    for n in (1, 2, 3, 4, 5):
+        site.html(f"/news/{n}", f"Projekt {n}", story(n))
+    dates = {
+        1: "<pubDate>Mon, 30 Mar 2026 23:30:00 -0500</pubDate>",  # 04:30 on the 31st in UTC
+        2: "<pubDate>2026-03-31T00:30:00+02:00</pubDate>",  # 22:30 on the 30th in UTC
+        3: "<pubDate>Tue, 31 Mar 2026 10:00:00 GMT</pubDate>",
+        4: "",  # no date at all
+        5: "<pubDate>Di, 31 Mär 2026 10:00:00 MESZ</pubDate>",  # unreadable: no date rather than a guess
+    }
+    items = "".join(
+        f"<item><title>Projekt {n}</title><link>{site.url}/news/{n}</link><guid>d{n}</guid>{date}</item>"
+        for n, date in dates.items()
+    )
+    document = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Daten</title>{items}</channel></rss>'
+    feed = feeds.add(publish(site, "/dates.xml", document))
+    assert len(feeds.poll(feed.id).added) == 5
+    published = {a.url.rsplit("/", 1)[1]: a.published for a in kb_net.articles()}
+    assert published == {"1": "2026-03-30", "2": "2026-03-31", "3": "2026-03-31", "4": None, "5": None}
