@@ -427,7 +427,15 @@ class Feeds:
 
     def _document(self, item: Item) -> Document:
         if item.url:
-            doc = fetch_document(item.url, self.kb.settings.fetch, title=item.title or None)
+            try:
+                doc = fetch_document(item.url, self.kb.settings.fetch, title=item.title or None)
+            except FetchError:
+                raise  # gone or unreachable: tried again on the next polls
+            except ExtractionError:
+                # Refused as a paywall teaser or a page of short lines: the feed may carry the whole text.
+                if len(item.summary) < self.kb.settings.ingest.min_chars:
+                    raise
+                doc = Document(item.title or item.summary[:80], "", url=item.url)
             if len(doc.text) < len(item.summary):
                 doc.text = item.summary  # a teaser page, a paywall: the feed said more
         elif item.summary:

@@ -533,3 +533,48 @@ def test_item_dates_are_the_days_the_feed_wrote_and_none_is_invented(feeds, kb_n
     assert len(feeds.poll(feed.id).added) == 5
     published = {a.url.rsplit("/", 1)[1]: a.published for a in kb_net.articles()}
     assert published == {"1": "2026-03-30", "2": "2026-03-31", "3": "2026-03-31", "4": None, "5": None}
+
+
+TEASER = (
+    "<html><head><title>Projekt {n}</title></head><body><article><h1>Projekt {n}</h1>"
+    "<p>Die Stadt Lindenfurt plant ein großes Vorhaben am Nordufer.</p><p>{end}</p></article></body></html>"
+)
+
+
+def test_a_teaser_or_paywall_page_takes_the_text_the_feed_carries(feeds, kb_net, site):
+    """The page says less than the feed (a paywall, a teaser): the item's full text is added under its link."""
+    site.pages["/news/1"] = Page(TEASER.format(n=1, end="Jetzt abonnieren und weiterlesen!").encode())
+    site.pages["/news/2"] = Page(TEASER.format(n=2, end="Mehr morgen.").encode())
+    site.pages["/news/3"] = Page(TEASER.format(n=3, end="Jetzt abonnieren und weiterlesen!").encode())
+    full = {n: " ".join(story(n)) for n in (1, 2, 4)}
+    items = "".join(
+        f"<item><title>Projekt {n}</title><link>{site.url}/news/{n}</link><guid>t{n}</guid>"
+        f"<description>{description}</description></item>"
+        for n, description in [
+            (1, "Kurz gefasst."),  # the whole text is in content:encoded
+            (2, full[2]),
+            (3, "Nur ein Anreißer."),  # the feed says no more than the page: nothing to add
+            (4, full[4]),  # its page is gone: tried again later, not added from the feed
+        ]
+    )
+    items = items.replace(
+        "Kurz gefasst.</description>",
+        f"Kurz gefasst.</description><content:encoded>&lt;p&gt;{full[1]}&lt;/p&gt;</content:encoded>",
+    )
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>Voll</title>'
+        f"{items}</channel></rss>"
+    )
+    feed = feeds.add(publish(site, "/full.xml", document))
+    result = feeds.poll(feed.id)
+    assert len(result.added) == 2
+    errors = dict(e.split(": ", 1) for e in result.item_errors)
+    assert set(errors) == {f"{site.url}/news/3", f"{site.url}/news/4"}
+    assert "paywall" in errors[f"{site.url}/news/3"] and "HTTP 404" in errors[f"{site.url}/news/4"]
+    by_url = {a.url: a for a in kb_net.articles()}
+    assert set(by_url) == {f"{site.url}/news/1", f"{site.url}/news/2"}
+    for n in (1, 2):
+        article = by_url[f"{site.url}/news/{n}"]
+        assert article.title == f"Projekt {n}" and article.text == full[n] and article.added_by == f"feed:{feed.id}"
+    assert kb_net.search("Projekt 2 Gemeinderat Kosten", k=1)[0].article_id == by_url[f"{site.url}/news/2"].id
