@@ -349,6 +349,10 @@ GERMAN_FEED_REASONS: list[tuple[re.Pattern[str], str]] = [
         "{url} ist kein RSS- oder Atom-Feed, sondern eine HTML-Seite.",
     ),
     (re.compile(r"(?P<url>\S+) is not an RSS or Atom feed"), "{url} ist kein RSS- oder Atom-Feed."),
+    (
+        re.compile(r"(?P<url>\S+) is a broken feed: no item could be read"),
+        "{url} ist ein kaputter Feed: kein Eintrag ließ sich lesen.",
+    ),
     (re.compile(r"already subscribed as feed #(?P<id>\d+)"), "Schon abonniert als Feed #{id}."),
     (re.compile(r"not an http\(s\) feed URL"), "Das ist kein http- oder https-Link zu einem Feed."),
 ]

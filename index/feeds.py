@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_tz
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
+from xml.sax import SAXException
 
 import feedparser
 
@@ -174,6 +175,10 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | Non
         if item and item.guid not in seen:
             seen.add(item.guid)
             items.append(item)
+    reason = parsed.get("bozo_exception")
+    if not items and isinstance(reason, SAXException):
+        # Read leniently, a cut-off feed still yields the items before the cut; none at all is no empty feed.
+        raise FeedError(f"{url} is a broken feed: no item could be read ({str(reason).splitlines()[0][:120]})")
     title = _strip_html(parsed.feed.get("title") or "") or None
     return title, items
 

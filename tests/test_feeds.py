@@ -23,6 +23,7 @@ from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
+from bot.texts import reason_text
 from index.engines import SQLiteEngine
 from index.feeds import FeedError, Feeds, FeedsBusy
 from index.fetch import fetch_document
@@ -578,3 +579,25 @@ def test_a_teaser_or_paywall_page_takes_the_text_the_feed_carries(feeds, kb_net,
         article = by_url[f"{site.url}/news/{n}"]
         assert article.title == f"Projekt {n}" and article.text == full[n] and article.added_by == f"feed:{feed.id}"
     assert kb_net.search("Projekt 2 Gemeinderat Kosten", k=1)[0].article_id == by_url[f"{site.url}/news/2"].id
+
+
+def test_a_feed_that_breaks_so_that_no_item_can_be_read_fails_instead_of_passing_as_empty(feeds, kb_net, site):
+    """A cut-off or broken document with no readable item is an error to see and retry, not an empty feed."""
+    entries = serve_stories(site, [1])
+    feed = feeds.add(publish(site, "/feed", rss2(entries)))
+    assert len(feeds.poll(feed.id).added) == 1
+    publish(site, "/feed", '<?xml version="1.0"?><rss version="2.0"><channel><title>Lindenfurt</title><item><tit')
+    broken = feeds.poll(feed.id)
+    assert broken.status == "failed"
+    assert broken.error.startswith(f"{site.url}/feed is a broken feed: no item could be read (")
+    stored = feeds.get(feed.id)
+    assert (stored.last_error, stored.failures, stored.items_added) == (broken.error, 1, 1)
+    assert kb_net.counts()["articles"] == 1
+    assert reason_text(broken.error, "de", about="feed") == (
+        f"{site.url}/feed ist ein kaputter Feed: kein Eintrag ließ sich lesen."
+    )
+
+    publish(site, "/feed", rss2([]))  # a well-formed feed with no items is fine
+    assert feeds.poll(feed.id).status == "ok" and feeds.get(feed.id).last_error is None
+    with pytest.raises(FeedError, match="is a broken feed: no item could be read"):
+        feeds.add(publish(site, "/cut", '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><ti'))
