@@ -125,9 +125,14 @@ def _strip_html(fragment: str) -> str:
     return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", text)).replace("\xa0", " "))
 
 
+def _one_line(fragment: str) -> str:
+    """A title: pretty-printed XML breaks it across lines and markup leaves gaps; neither belongs in it."""
+    return " ".join(_strip_html(fragment).split())
+
+
 def _entry_item(entry: dict, order: int) -> Item | None:
     link = (entry.get("link") or "").strip() or None
-    title = _strip_html(entry.get("title") or "")
+    title = _one_line(entry.get("title") or "")
     texts = [_strip_html(c.get("value", "")) for c in entry.get("content") or []]
     texts.append(_strip_html(entry.get("summary") or ""))
     summary = max(texts, key=len)
@@ -179,7 +184,7 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | Non
     if not items and isinstance(reason, SAXException):
         # Read leniently, a cut-off feed still yields the items before the cut; none at all is no empty feed.
         raise FeedError(f"{url} is a broken feed: no item could be read ({str(reason).splitlines()[0][:120]})")
-    title = _strip_html(parsed.feed.get("title") or "") or None
+    title = _one_line(parsed.feed.get("title") or "") or None
     return title, items
 
 

@@ -601,3 +601,35 @@ def test_a_feed_that_breaks_so_that_no_item_can_be_read_fails_instead_of_passing
     assert feeds.poll(feed.id).status == "ok" and feeds.get(feed.id).last_error is None
     with pytest.raises(FeedError, match="is a broken feed: no item could be read"):
         feeds.add(publish(site, "/cut", '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><ti'))
+
+
+def test_titles_are_one_line_whatever_the_feeds_markup(feeds, kb_net, site):
+    """Pretty-printed XML, markup and entities in titles: the article's title is one clean line."""
+    serve_stories(site, [1, 2])
+    document = f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0">
+  <channel>
+    <title>
+      Lindenfurter
+      Nachrichten
+    </title>
+    <item>
+      <title><![CDATA[Bürger &amp; „Räte“ <b>streiten</b> über Projekt 1]]></title>
+      <link>{site.url}/news/1</link>
+    </item>
+    <item>
+      <title>
+        Projekt 2:   Caf&#233; am
+        Nordufer
+      </title>
+      <link>{site.url}/news/2</link>
+    </item>
+  </channel>
+</rss>"""
+    feed = feeds.add(publish(site, "/pretty.xml", document))
+    assert len(feeds.poll(feed.id).added) == 2
+    assert sorted(a.title for a in kb_net.articles()) == [
+        "Bürger & „Räte“ streiten über Projekt 1",
+        "Projekt 2: Café am Nordufer",
+    ]
+    assert feeds.get(feed.id).title == "Lindenfurter Nachrichten"
