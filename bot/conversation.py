@@ -471,7 +471,9 @@ class Conversation:
             return [text_reply(say("update_usage", lang))]
         try:
             article = self.kb.article(article_id)
-            progress(say("fetching", lang, url=article.url or f"#{article_id}"))
+            if not (article.url or "").startswith(("http://", "https://")):
+                return [text_reply(say("update_no_link", lang, id=article_id))]
+            progress(say("fetching", lang, url=article.url))
             with self._exclusive(progress, lang):
                 result = self.kb.update(article_id)
         except ArticleNotFound:
@@ -480,8 +482,10 @@ class Conversation:
             return [text_reply(say("update_is_duplicate", lang, id=article_id, other=exc.article_id))]
         except ExtractionError as exc:
             return [text_reply(say("not_updated", lang, id=article_id, reason=reason_text(str(exc), lang)))]
-        key = "updated" if result.changed else "unchanged"
-        return [text_reply(say(key, lang, id=article_id, title=result.title, chunks=result.chunks))]
+        if not result.changed:
+            return [text_reply(say("unchanged", lang, id=article_id, title=result.title))]
+        passages = counted(result.chunks, "passage", lang)
+        return [text_reply(say("updated", lang, id=article_id, title=result.title, passages=passages))]
 
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
         return [Reply([para(say("stats", req.language, **index_facts(self.kb, self.feedback)))])]

@@ -195,8 +195,13 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
     "updated": {
-        "de": "Aktualisiert: #{id} {title} ({chunks} Abschnitte).",
-        "en": "Updated #{id} {title} ({chunks} passages).",
+        "de": "Aktualisiert: #{id} {title} ({passages}).",
+        "en": "Updated #{id} {title} ({passages}).",
+    },
+    "update_no_link": {
+        "de": "Nicht aktualisiert: #{id}: Der Artikel hat keinen http- oder https-Link, "
+        "von dem ich ihn neu laden könnte.",
+        "en": "Not updated: #{id} has no http(s) link to fetch again (it was added as text or a file).",
     },
     "unchanged": {"de": "Unverändert: #{id} {title}.", "en": "Unchanged: #{id} {title}."},
     "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
