@@ -506,11 +506,25 @@ class Feeds:
             pass  # its new text is another article's: leave both as they are
         except ExtractionError as exc:
             result.item_errors.append(f"{item.url or item.guid}: {exc}")
-            return  # the old hash stays, so the next poll tries again
+            self._refresh_failed(feed, item, str(exc))
+            return
         with self._transaction() as tx:
             tx.execute(
-                "UPDATE feed_items SET content_hash = ? WHERE feed_id = ? AND guid = ?",
+                "UPDATE feed_items SET content_hash = ?, attempts = 0, error = NULL WHERE feed_id = ? AND guid = ?",
                 (item.content_hash, feed.id, item.guid),
+            )
+
+    def _refresh_failed(self, feed: FeedRecord, item: Item, error: str) -> None:
+        """The old hash stays, so the next polls try again; after MAX_ITEM_ATTEMPTS tries the change is
+        given up (the hash taken), as a new item's page is, until the feed changes the entry again."""
+        with self._transaction() as tx:
+            tx.execute(
+                "UPDATE feed_items SET attempts = attempts + 1, error = ? WHERE feed_id = ? AND guid = ?",
+                (error, feed.id, item.guid),
+            )
+            tx.execute(
+                "UPDATE feed_items SET content_hash = ?, attempts = 0 WHERE feed_id = ? AND guid = ? AND attempts >= ?",
+                (item.content_hash, feed.id, item.guid, MAX_ITEM_ATTEMPTS),
             )
 
     def _item_failed(self, feed: FeedRecord, item: Item, error: str, result: PollResult) -> None:

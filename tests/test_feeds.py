@@ -633,3 +633,26 @@ def test_titles_are_one_line_whatever_the_feeds_markup(feeds, kb_net, site):
         "Projekt 2: Café am Nordufer",
     ]
     assert feeds.get(feed.id).title == "Lindenfurter Nachrichten"
+
+
+def test_a_changed_entry_whose_page_is_gone_is_tried_on_three_polls_then_left_until_it_changes_again(
+    feeds, kb_net, site
+):
+    entries = serve_stories(site, [6])
+    feed = feeds.add(publish(site, "/feed", atom(entries), "atom"))
+    (article_id,) = feeds.poll(feed.id).added
+    text = kb_net.article(article_id).text
+    del site.pages["/news/6"]
+    entries[0].updated = "2026-03-29T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    results = [feeds.poll(feed.id) for _ in range(5)]
+    assert [len(r.item_errors) for r in results] == [1, 1, 1, 0, 0]
+    assert "HTTP 404" in results[0].item_errors[0]
+    assert site.hits["/news/6"] == 1 + 3  # added once, then three tries at the change
+    assert kb_net.article(article_id).text == text
+
+    site.html("/news/6", "Projekt 6", story(6, version=2))  # back, and the feed changes the entry again
+    entries[0].updated = "2026-03-30T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    assert feeds.poll(feed.id).refreshed == [article_id]
+    assert "Stand 2" in kb_net.article(article_id).text
