@@ -336,20 +336,26 @@ class Feeds:
         now = _iso(self.clock())
         return [f for f in self.list() if f.next_try is None or f.next_try <= now]
 
-    def poll_due(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
+    def poll_due(
+        self, on_result: Callable[[PollResult], None] | None = None, feed_ids: list[int] | None = None
+    ) -> list[PollResult]:
         """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other.
+        ``feed_ids``: those feeds instead, now, back-off or not (an admin who has seen the feed fixed).
 
         One process at a time: FeedsBusy while another (a second bot process on the same database, a
         cron job) is polling, so two never fetch and embed the same new items at once.
         """
+        named = [self.get(feed_id) for feed_id in feed_ids or []]  # FeedError for an unknown id, before any poll
         with self._sql.hold("feed polling") as ours:
             if not ours:
                 raise FeedsBusy("another process is polling the feeds right now")
-            return self._poll_due(on_result)
+            return self._poll_due(on_result, named if feed_ids else None)
 
-    def _poll_due(self, on_result: Callable[[PollResult], None] | None) -> list[PollResult]:
+    def _poll_due(
+        self, on_result: Callable[[PollResult], None] | None, feeds: list[FeedRecord] | None = None
+    ) -> list[PollResult]:
         results = []
-        for feed in self.due():
+        for feed in self.due() if feeds is None else feeds:
             try:
                 result = self.poll(feed.id)
             except FeedError:

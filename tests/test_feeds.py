@@ -656,3 +656,38 @@ def test_a_changed_entry_whose_page_is_gone_is_tried_on_three_polls_then_left_un
     publish(site, "/feed", atom(entries), "atom")
     assert feeds.poll(feed.id).refreshed == [article_id]
     assert "Stand 2" in kb_net.article(article_id).text
+
+
+def test_feeds_cli_says_when_a_failing_feed_is_tried_next_and_polls_it_now_when_named(
+    monkeypatch, capsys, embedder, tmp_path, site
+):
+    """'no feed is due … see feeds list' pointed to a list that did not say when; and a fixed feed
+    waited out its back-off (up to a day) with no way to try it now."""
+    path = tmp_path / "config.toml"
+    path.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 5.0\n")
+    config = str(path)
+    url = publish(site, "/feed", rss2(serve_stories(site, [1])))
+    cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        assert cli("feeds", "add", url, config=config).code == 0
+        page = site.pages.pop("/feed")
+        assert cli("feeds", "poll", config=config).code == 1
+        assert cli("feeds", "poll", config=config).out.startswith("no feed is due")
+        (row,) = [json.loads(line) for line in cli("feeds", "list", "--json", config=config).out.splitlines()]
+        listed = cli("feeds", "list", config=config).out
+        assert f"last error: {url} answered HTTP 404 Not Found" in listed
+        assert f"failed 1 time in a row, next try {row['next_try']}" in listed
+
+        site.pages["/feed"] = page  # fixed: the admin need not wait
+        for argv, message in [(("feeds", "poll", "7"), "no feed with id 7"), (("feeds", "poll", "x"), "not a feed id")]:
+            refused = cli(*argv, config=config)
+            assert refused.code == 1 and message in refused.err and len(refused.err.splitlines()) == 1
+        now = cli("feeds", "poll", "#1", config=config)
+        assert (now.code, now.out.strip()) == (
+            0,
+            "feed #1 Lindenfurter Nachrichten: 1 added, 0 refreshed, 0 already present",
+        )
+        assert "next try" not in cli("feeds", "list", config=config).out
+        assert cli.counts()["articles"] == 1
+    finally:
+        cli.close()
