@@ -139,8 +139,11 @@ def _entry_item(entry: dict, order: int) -> Item | None:
     if not (link or summary):
         return None
     published, timestamp = _entry_date(entry)
-    guid = (entry.get("id") or link or "").strip()
-    fingerprint = "\n".join([title, summary, dict.get(entry, "updated") or "", link or ""])
+    # The link as its article is known (no utm_*, no fragment): feeds that stamp each fetch with fresh
+    # tracking parameters would otherwise make every item new or changed at every poll.
+    key = normalize_url(link) or ""
+    guid = (entry.get("id") or "").strip() or key
+    fingerprint = "\n".join([title, summary, dict.get(entry, "updated") or "", key])
     digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
     return Item(guid or f"sha256:{digest}", link, title, summary, published, digest, order, timestamp)
 

@@ -691,3 +691,25 @@ def test_feeds_cli_says_when_a_failing_feed_is_tried_next_and_polls_it_now_when_
         assert cli.counts()["articles"] == 1
     finally:
         cli.close()
+
+
+def test_tracking_parameters_that_change_with_every_fetch_are_no_change(feeds, kb_net, site):
+    """Feeds that stamp their links with a fresh utm_* per fetch, with or without a GUID: no page is read
+    again and no item counted again, poll after poll."""
+    entries = serve_stories(site, [1, 2])
+    entries[1].guid = ""  # an item without a GUID: known by its link
+
+    def stamped(day: int) -> str:
+        document = rss2(
+            [Entry(e.guid, e.title, f"{e.link}?utm_campaign=rss-{day}", e.summary, e.date) for e in entries]
+        )
+        return document.replace('<guid isPermaLink="false"></guid>', "")
+
+    feed = feeds.add(publish(site, "/feed", stamped(1)))
+    assert len(feeds.poll(feed.id).added) == 2
+    for day in (2, 3):
+        publish(site, "/feed", stamped(day))
+        again = feeds.poll(feed.id)
+        assert (again.added, again.refreshed, again.duplicates, again.item_errors) == ([], [], 0, [])
+    assert site.hits["/news/1"] == site.hits["/news/2"] == 1
+    assert feeds.get(feed.id).items_added == 2
