@@ -511,8 +511,12 @@ class Conversation:
         except FeedError as exc:
             return [text_reply(say("not_subscribed", lang, reason=reason_text(str(exc), lang, about="feed")))]
         progress(say("polling_feed", lang, url=feed.url))
+
+        def item_progress(n: int, total: int) -> None:
+            progress(say("polling_feed_item", lang, url=feed.url, n=n, total=total))
+
         with self._exclusive(progress, lang):
-            result = self.feeds.poll(feed.id)
+            result = self.feeds.poll(feed.id, item_progress)
         text = say("subscribed", lang, id=feed.id, url=feed.url) + "\n\n" + poll_summary(result, lang)
         return [text_reply(text)]
 

@@ -216,6 +216,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "not_subscribed": {"de": "Nicht abonniert: {reason}", "en": "Not subscribed: {reason}"},
     "polling_feed": {"de": "Lese den Feed {url} …", "en": "Reading the feed {url} …"},
+    "polling_feed_item": {
+        "de": "Lese den Feed {url}: Eintrag {n} von {total} …",
+        "en": "Reading the feed {url}: item {n} of {total} …",
+    },
     "subscribed": {"de": "Abonniert: Feed #{id} ({url}).", "en": "Subscribed to feed #{id} ({url})."},
     "poll_done": {
         "de": "Neu: {added}, aktualisiert: {refreshed}, schon vorhanden: {duplicates}.",

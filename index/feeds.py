@@ -371,7 +371,8 @@ class Feeds:
                 on_result(result)
         return results
 
-    def poll(self, feed_id: int) -> PollResult:
+    def poll(self, feed_id: int, on_item: Callable[[int, int], None] | None = None) -> PollResult:
+        """``on_item(n, total)`` before each item is looked at (its page may take seconds to fetch)."""
         feed = self.get(feed_id)
         headers = {}
         if feed.etag:
@@ -387,7 +388,10 @@ class Feeds:
         except (FetchError, FeedError) as exc:
             return self._failed(feed, str(exc))
         result = PollResult(feed.id, feed.url, title or feed.title, "ok")
-        for item in self._to_process(feed, items, result):
+        to_process = self._to_process(feed, items, result)
+        for n, item in enumerate(to_process, 1):
+            if on_item:
+                on_item(n, len(to_process))
             self._process(feed, item, result)
         self._succeeded(feed, title, fetched.headers.get("etag"), fetched.headers.get("last-modified"))
         return result

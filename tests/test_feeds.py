@@ -23,6 +23,8 @@ from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
+from bot.config import TelegramSettings
+from bot.conversation import Conversation, Incoming, User
 from bot.texts import reason_text
 from index.engines import SQLiteEngine
 from index.feeds import FeedError, Feeds, FeedsBusy
@@ -713,3 +715,22 @@ def test_tracking_parameters_that_change_with_every_fetch_are_no_change(feeds, k
         assert (again.added, again.refreshed, again.duplicates, again.item_errors) == ([], [], 0, [])
     assert site.hits["/news/1"] == site.hits["/news/2"] == 1
     assert feeds.get(feed.id).items_added == 2
+
+
+def test_subscribe_in_the_bot_shows_its_progress_item_by_item(kb_net, site, clock):
+    """A first poll fetches up to `backfill` pages (a minute on a slow site): the admin sees how far it is,
+    and how many older items were left out."""
+    feeds = Feeds(kb_net, backfill=3, clock=clock)
+    conversation = Conversation(kb_net, None, None, TelegramSettings(admins=[1]), FETCH, feeds=feeds)
+    try:
+        url = publish(site, "/feed", rss2(serve_stories(site, range(1, 6))))
+        progress: list[str] = []
+        replies = conversation.handle(Incoming(User(1, "admin", "en"), 1, f"/subscribe {url}"), progress.append)
+        items = [f"Reading the feed {url}: item {n} of 3 …" for n in (1, 2, 3)]
+        assert progress == [f"Reading the feed {url} …", *items]
+        text = " ".join(span.text for r in replies for block in r.blocks for span in block.spans)
+        assert text == (
+            f"Subscribed to feed #1 ({url}). New: 3, updated: 0, already present: 0. 2 older items left out."
+        )
+    finally:
+        feeds.close()
