@@ -122,7 +122,9 @@ def _iso(moment: datetime) -> str:
 
 def _strip_html(fragment: str) -> str:
     text = re.sub(r"(?i)<\s*(br|/p|/div|/li|/h[1-6])\s*/?>", "\n", fragment or "")
-    return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", text)).replace("\xa0", " "))
+    text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    # A tag gave way to a space: no doubled spaces, and no paragraph opening with one.
+    return clean_text("\n".join(" ".join(line.split()) for line in text.split("\n")))
 
 
 def _one_line(fragment: str) -> str:

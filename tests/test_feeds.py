@@ -27,7 +27,7 @@ from bot.config import TelegramSettings
 from bot.conversation import Conversation, Incoming, User
 from bot.texts import reason_text
 from index.engines import SQLiteEngine
-from index.feeds import FeedError, Feeds, FeedsBusy
+from index.feeds import FeedError, Feeds, FeedsBusy, parse_feed
 from index.fetch import fetch_document
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
@@ -734,3 +734,22 @@ def test_subscribe_in_the_bot_shows_its_progress_item_by_item(kb_net, site, cloc
         )
     finally:
         feeds.close()
+
+
+def test_an_items_html_text_becomes_clean_paragraphs_with_its_entities_and_quotes(site):
+    """The feed's own text stands in for a teaser page, so it is stored: no markup, no stray spaces."""
+    description = (
+        "&lt;p&gt;&amp;bdquo;Zitat&amp;ldquo; &amp;ndash; Stra&amp;szlig;e &amp;amp; &lt;b&gt;Co&lt;/b&gt;&lt;/p&gt;"
+        "&lt;p&gt;Zweiter Absatz mit &amp;uuml;&lt;/p&gt;"
+    )
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>'
+        f"<item><title>Eins</title><link>{site.url}/1</link><description>{description}</description></item>"
+        f"<item><title>Zwei</title><link>{site.url}/2</link><description><![CDATA[<p>„Grüße“ &amp; mehr<br/>"
+        "neue Zeile</p><script>alert(1)</script>]]></description></item></channel></rss>"
+    )
+    _, items = parse_feed(document.encode("utf-8"), site.url + "/feed")
+    assert [i.summary for i in items] == [
+        "„Zitat“ – Straße & Co\nZweiter Absatz mit ü",
+        "„Grüße“ & mehr\nneue Zeile",
+    ]
