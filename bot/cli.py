@@ -995,6 +995,8 @@ def format_poll(result) -> str:
     parts = [f"{len(result.added)} added", f"{len(result.refreshed)} refreshed", f"{result.duplicates} already present"]
     if result.skipped:
         parts.append(f"{result.skipped} older ones left out")
+    if result.deferred:
+        parts.append(f"{result.deferred} left for the next poll")
     if result.item_errors:
         parts.append(f"{len(result.item_errors)} failed")
     return f"{name}: {', '.join(parts)}"

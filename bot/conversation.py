@@ -723,6 +723,8 @@ def poll_summary(result: PollResult, lang: str) -> str:
     )
     if result.skipped:
         text += " " + say("poll_skipped", lang, skipped=result.skipped)
+    if result.deferred:
+        text += " " + say("poll_deferred", lang, deferred=result.deferred)
     if result.item_errors:
         text += " " + say("poll_item_errors", lang, count=len(result.item_errors))
     return text

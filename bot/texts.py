@@ -229,6 +229,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "{skipped} ältere Einträge übergangen.",
         "en": "{skipped} older items left out.",
     },
+    "poll_deferred": {
+        "de": "{deferred} weitere beim nächsten Abruf.",
+        "en": "{deferred} more on the next poll.",
+    },
     "poll_item_errors": {
         "de": "{count} Einträge ließen sich nicht laden (ich versuche es wieder).",
         "en": "{count} items could not be loaded (I will try again).",

@@ -50,6 +50,9 @@ MAX_BACKOFF = timedelta(days=1)
 NOTIFY_AFTER = timedelta(days=1)
 # An item whose page cannot be fetched is tried again on this many polls, then left alone.
 MAX_ITEM_ATTEMPTS = 3
+# New items one poll fetches at most (newest first); the rest wait for the next polls. After an outage a
+# busy feed can hold hundreds, and a poll holds the bot's admin lane while it fetches their pages.
+MAX_NEW_PER_POLL = 50
 
 # feed_items.status: what became of an item.
 ADDED, DUPLICATE, SKIPPED, FAILED = "added", "duplicate", "skipped", "failed"
@@ -96,6 +99,8 @@ class PollResult:
     # Items already known as articles (same URL or text), and items left out by the first poll's backfill.
     duplicates: int = 0
     skipped: int = 0
+    # New items beyond max_new, left for the next poll.
+    deferred: int = 0
     item_errors: list[str] = field(default_factory=list)
     error: str | None = None
     # True once per failing spell, when the feed has failed for NOTIFY_AFTER: tell the admins.
@@ -256,9 +261,11 @@ class Feeds:
         kb: KnowledgeBase,
         backfill: int = BACKFILL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_new: int = MAX_NEW_PER_POLL,
     ):
         self.kb = kb
         self.backfill = backfill
+        self.max_new = max_new
         self.clock = clock
         self._sql = kb.engine.portable_sql()
         # The response that showed a new subscription is a feed, kept for its first poll in this process
@@ -395,7 +402,9 @@ class Feeds:
             if on_item:
                 on_item(n, len(to_process))
             self._process(feed, item, result)
-        self._succeeded(feed, title, fetched.headers.get("etag"), fetched.headers.get("last-modified"))
+        etag, last_modified = fetched.headers.get("etag"), fetched.headers.get("last-modified")
+        # With items left over the next poll must get the feed again, not a 304: no validators then.
+        self._succeeded(feed, title, etag, last_modified, keep_validators=not result.deferred)
         return result
 
     def _first_response(self, feed: FeedRecord) -> Fetched | None:
@@ -417,7 +426,14 @@ class Feeds:
                 )
             result.skipped = len(left_out)
             newest_first = newest_first[: self.backfill]
-        return list(reversed(newest_first))
+        return list(reversed(self._bounded(feed, newest_first, result)))
+
+    def _bounded(self, feed: FeedRecord, newest_first: list[Item], result: PollResult) -> list[Item]:
+        """At most ``max_new`` items this feed has never recorded, the newest; the others wait."""
+        recorded = {row[0] for row in self._query("SELECT guid FROM feed_items WHERE feed_id = ?", (feed.id,))}
+        later = {i.guid for i in [i for i in newest_first if i.guid not in recorded][self.max_new :]}
+        result.deferred = len(later)
+        return [i for i in newest_first if i.guid not in later]
 
     def _process(self, feed: FeedRecord, item: Item, result: PollResult) -> None:
         rows = self._query(
@@ -553,13 +569,23 @@ class Feeds:
                  _iso(self.clock())),
             )  # fmt: skip
 
-    def _succeeded(self, feed: FeedRecord, title: str | None, etag: str | None, last_modified: str | None) -> None:
+    def _succeeded(
+        self,
+        feed: FeedRecord,
+        title: str | None,
+        etag: str | None,
+        last_modified: str | None,
+        keep_validators: bool = True,
+    ) -> None:
         now = _iso(self.clock())
+        validators = "etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)"
+        if not keep_validators:
+            etag = last_modified = None
+            validators = "etag = ?, last_modified = ?"
         with self._transaction() as tx:
             tx.execute(
-                "UPDATE feeds SET title = coalesce(?, title), etag = coalesce(?, etag), "
-                "last_modified = coalesce(?, last_modified), last_check = ?, last_success = ?, last_error = NULL, "
-                "failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
+                f"UPDATE feeds SET title = coalesce(?, title), {validators}, last_check = ?, last_success = ?, "
+                "last_error = NULL, failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
                 (title, etag, last_modified, now, now, feed.id),
             )
 

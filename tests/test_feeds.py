@@ -23,8 +23,9 @@ from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
+from bot.cli import format_poll
 from bot.config import TelegramSettings
-from bot.conversation import Conversation, Incoming, User
+from bot.conversation import Conversation, Incoming, User, poll_summary
 from bot.texts import reason_text
 from index.engines import SQLiteEngine
 from index.feeds import FeedError, Feeds, FeedsBusy, parse_feed
@@ -753,3 +754,26 @@ def test_an_items_html_text_becomes_clean_paragraphs_with_its_entities_and_quote
         "„Zitat“ – Straße & Co\nZweiter Absatz mit ü",
         "„Grüße“ & mehr\nneue Zeile",
     ]
+
+
+def test_a_poll_adds_a_bounded_number_of_new_items_and_leaves_the_rest_for_the_next(kb_net, site, clock):
+    """After an outage a busy feed may hold hundreds of new items: one poll would fetch every page while
+    the bot's admin lane waits. Each poll takes the newest few; the next polls take the rest."""
+    feeds = Feeds(kb_net, backfill=20, clock=clock, max_new=2)
+    try:
+        entries = serve_stories(site, [1])
+        url = publish(site, "/feed", rss2(entries), etag='"v1"')
+        feed = feeds.add(url)
+        assert len(feeds.poll(feed.id).added) == 1
+        entries += serve_stories(site, [2, 3, 4, 5, 6])  # dated the 3rd to the 7th of March
+        publish(site, "/feed", rss2(entries), etag='"v2"')
+        polls = [feeds.poll(feed.id) for _ in range(4)]
+        assert [(len(p.added), p.deferred) for p in polls] == [(2, 3), (2, 1), (1, 0), (0, 0)]
+        assert polls[-1].status == "not modified"  # the ETag was stored only once nothing was left over
+        published = [kb_net.article(i).published for p in polls for i in p.added]
+        assert published == ["2026-03-06", "2026-03-07", "2026-03-04", "2026-03-05", "2026-03-03"]
+        assert format_poll(polls[0]).endswith("2 added, 0 refreshed, 0 already present, 3 left for the next poll")
+        assert poll_summary(polls[0], "de").endswith("3 weitere beim nächsten Abruf.")
+        assert kb_net.counts()["articles"] == feeds.get(feed.id).items_added == 6
+    finally:
+        feeds.close()
