@@ -563,7 +563,7 @@ class Conversation:
             elif result.added or result.refreshed:
                 log.info("feed #%s: %s", result.feed_id, poll_summary(result, "en"))
         return [
-            text_reply(say("feed_failing", lang, id=r.feed_id, url=r.url, since=r.failing_since, error=r.error))
+            text_reply(say("feed_failing", lang, id=r.feed_id, url=r.url, since=_when(r.failing_since), error=r.error))
             for r in results
             if r.alert
         ]
@@ -740,6 +740,8 @@ def _feed_status(feed: FeedRecord, lang: str) -> str:
     )
     if feed.last_error:
         text += "\n" + say("feed_error", lang, error=reason_text(feed.last_error, lang, about="feed"))
+    if feed.failures:  # the timed polls leave it alone until then
+        text += "\n" + say("feed_retry", lang, next=_when(feed.next_try), failures=feed.failures)
     return text
 
 

@@ -252,6 +252,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "last check: {check} · last success: {success} · items added: {added}",
     },
     "feed_error": {"de": "letzter Fehler: {error}", "en": "last error: {error}"},
+    "feed_retry": {
+        "de": "nächster Versuch: {next} ({failures}× in Folge fehlgeschlagen)",
+        "en": "next try: {next} (failed {failures}× in a row)",
+    },
     "unsubscribe_usage": {
         "de": "Bitte die Nummer des Feeds angeben: /unsubscribe <id>",
         "en": "Please give the feed's number: /unsubscribe <id>",

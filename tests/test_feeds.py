@@ -777,3 +777,30 @@ def test_a_poll_adds_a_bounded_number_of_new_items_and_leaves_the_rest_for_the_n
         assert kb_net.counts()["articles"] == feeds.get(feed.id).items_added == 6
     finally:
         feeds.close()
+
+
+def test_bot_feeds_list_says_when_a_failing_feed_is_tried_next_and_alerts_give_a_readable_time(kb_net, site, clock):
+    feeds = Feeds(kb_net, clock=clock)
+    conversation = Conversation(kb_net, None, None, TelegramSettings(admins=[1]), FETCH, feeds=feeds)
+    try:
+        url = publish(site, "/feed", rss2([]))
+        feed = feeds.add(url)
+        assert feeds.poll(feed.id).status == "ok"
+        del site.pages["/feed"]
+        assert feeds.poll(feed.id).status == "failed"
+
+        def listing(language: str) -> str:
+            replies = conversation.handle(Incoming(User(1, "admin", language), 1, "/feeds"))
+            return "".join(span.text for r in replies for block in r.blocks for span in block.spans)
+
+        assert listing("en").endswith(
+            f"last error: {url} answered HTTP 404 Not Found\nnext try: 2026-03-30 08:05:00 UTC (failed 1× in a row)"
+        )
+        assert listing("de").endswith("nächster Versuch: 2026-03-30 08:05:00 UTC (1× in Folge fehlgeschlagen)")
+
+        clock.advance(days=1, minutes=1)
+        (alert,) = conversation.poll_feeds("en")
+        text = "".join(span.text for block in alert.blocks for span in block.spans)
+        assert text.startswith(f"Feed #{feed.id} ({url}) has been failing since 2026-03-30 08:00:00 UTC: ")
+    finally:
+        feeds.close()
