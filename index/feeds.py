@@ -23,6 +23,7 @@ import html
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,10 +185,14 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | Non
     parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         raise FeedError(_not_a_feed(body, url, content_type, parsed.get("bozo_exception")))
+    entries = [item for order, entry in enumerate(parsed.entries) if (item := _entry_item(entry, order))]
+    shared = Counter(item.guid for item in entries)
     items, seen = [], set()
-    for order, entry in enumerate(parsed.entries):
-        item = _entry_item(entry, order)
-        if item and item.guid not in seen:
+    for item in entries:
+        if shared[item.guid] > 1 and item.url:
+            # A GUID the feed gives several items (the site's address, say) tells none of them apart.
+            item.guid = normalize_url(item.url)
+        if item.guid not in seen:  # the same item twice in one feed
             seen.add(item.guid)
             items.append(item)
     reason = parsed.get("bozo_exception")

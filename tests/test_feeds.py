@@ -804,3 +804,20 @@ def test_bot_feeds_list_says_when_a_failing_feed_is_tried_next_and_alerts_give_a
         assert text.startswith(f"Feed #{feed.id} ({url}) has been failing since 2026-03-30 08:00:00 UTC: ")
     finally:
         feeds.close()
+
+
+def test_a_guid_the_feed_gives_every_item_does_not_hide_all_but_one(feeds, kb_net, site):
+    """Some feeds put the site's address in every <guid>: the items are told apart by their links."""
+    entries = serve_stories(site, [1, 2, 3])
+    for entry in entries:
+        entry.guid = "http://example.invalid/"
+    feed = feeds.add(publish(site, "/feed", rss2(entries)))
+    assert len(feeds.poll(feed.id).added) == 3
+    entries += serve_stories(site, [4])
+    entries[-1].guid = "http://example.invalid/"
+    publish(site, "/feed", rss2(entries))
+    again = feeds.poll(feed.id)
+    assert (len(again.added), again.refreshed, again.item_errors) == (1, [], [])
+    assert sorted(a.url for a in kb_net.articles()) == sorted(e.link for e in entries)
+    assert [feeds.poll(feed.id).added for _ in range(2)] == [[], []]
+    assert site.hits["/news/1"] == 1
