@@ -1061,9 +1061,12 @@ def _feeds_poll(args: argparse.Namespace, feeds) -> int:
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
 
+    named = [parse_feed_id(i) for i in args.ids]
     try:
-        results = feeds.poll_due(report, [parse_feed_id(i) for i in args.ids] or None)
+        results = feeds.poll_due(report, named or None)
     except FeedsBusy as exc:
+        if named:  # asked for now, not done: say so (a timer's run has nothing to do and is fine)
+            raise CommandError(f"{exc}; try 'articlebot feeds poll {' '.join(args.ids)}' again in a moment") from None
         print(f"{exc}: nothing to do here")
         return 0
     if not results:

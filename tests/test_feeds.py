@@ -682,6 +682,17 @@ def test_feeds_cli_says_when_a_failing_feed_is_tried_next_and_polls_it_now_when_
         assert f"failed 1 time in a row, next try {row['next_try']}" in listed
 
         site.pages["/feed"] = page  # fixed: the admin need not wait
+        other = SQLiteEngine(tmp_path / "data").portable_sql()  # unless a running bot polls right now
+        try:
+            with other.hold("feed polling"):
+                busy = cli("feeds", "poll", "1", config=config)
+        finally:
+            other.close()
+        assert (busy.code, busy.err) == (
+            1,
+            "articlebot: another process is polling the feeds right now; "
+            "try 'articlebot feeds poll 1' again in a moment\n",
+        )
         for argv, message in [(("feeds", "poll", "7"), "no feed with id 7"), (("feeds", "poll", "x"), "not a feed id")]:
             refused = cli(*argv, config=config)
             assert refused.code == 1 and message in refused.err and len(refused.err.splitlines()) == 1
