@@ -1070,7 +1070,10 @@ def _feeds_poll(args: argparse.Namespace, feeds) -> int:
         print(f"{exc}: nothing to do here")
         return 0
     if not results:
-        print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
+        print(
+            "no feed is due (none subscribed, or all waiting after failures: 'articlebot feeds list' says until "
+            "when, 'articlebot feeds poll ID' polls one now)"
+        )
     return 1 if any(r.status == "failed" for r in results) else 0
 
 

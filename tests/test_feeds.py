@@ -675,7 +675,8 @@ def test_feeds_cli_says_when_a_failing_feed_is_tried_next_and_polls_it_now_when_
         assert cli("feeds", "add", url, config=config).code == 0
         page = site.pages.pop("/feed")
         assert cli("feeds", "poll", config=config).code == 1
-        assert cli("feeds", "poll", config=config).out.startswith("no feed is due")
+        waiting = cli("feeds", "poll", config=config).out
+        assert waiting.startswith("no feed is due") and "'articlebot feeds poll ID' polls one now" in waiting
         (row,) = [json.loads(line) for line in cli("feeds", "list", "--json", config=config).out.splitlines()]
         listed = cli("feeds", "list", config=config).out
         assert f"last error: {url} answered HTTP 404 Not Found" in listed
