@@ -451,7 +451,7 @@ class Feeds:
                 return
             if status in (ADDED, DUPLICATE):
                 if digest != item.content_hash:
-                    self._refresh(feed, item, article_id, result)
+                    self._refresh(feed, item, article_id, result, ours=status == ADDED)
                 return
         try:
             known = self._known_article(item)
@@ -530,10 +530,13 @@ class Feeds:
         else:
             result.duplicates += 1
 
-    def _refresh(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult) -> None:
-        """The feed changed a known entry: read its page again and refresh the article if its text changed."""
+    def _refresh(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult, ours: bool) -> None:
+        """The feed changed a known entry: read its page again and refresh the article if its text changed.
+        The feed's new title only for an article the feed added (``ours``); another keeps its title, as by update."""
         try:
             doc = self._document(item)
+            if not ours:
+                doc.title = self.kb.article(article_id).title
             if self.kb.refresh(article_id, doc).changed:
                 result.refreshed.append(article_id)
         except ArticleNotFound:

@@ -833,3 +833,23 @@ def test_a_guid_the_feed_gives_every_item_does_not_hide_all_but_one(feeds, kb_ne
     assert sorted(a.url for a in kb_net.articles()) == sorted(e.link for e in entries)
     assert [feeds.poll(feed.id).added for _ in range(2)] == [[], []]
     assert site.hits["/news/1"] == 1
+
+
+def test_a_feed_refreshing_an_article_it_did_not_add_keeps_the_admins_title(feeds, kb_net, site):
+    """'refreshed as by update' (which keeps the stored title); only a feed's own article takes its new title."""
+    entries = serve_stories(site, [6, 7])
+    by_hand = kb_net.add(fetch_document(entries[0].link, FETCH, title="Mein Titel für Projekt 6")).article_id
+    feed = feeds.add(publish(site, "/feed", atom(entries), "atom"))
+    first = feeds.poll(feed.id)
+    (own,) = first.added
+    assert first.duplicates == 1
+
+    for n, entry in zip((6, 7), entries, strict=True):
+        site.html(f"/news/{n}", f"Projekt {n}", story(n, version=2))
+        entry.title = f"Projekt {n} in Lindenfurt (korrigiert)"
+        entry.updated = "2026-03-29T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    assert sorted(feeds.poll(feed.id).refreshed) == sorted([by_hand, own])
+    assert kb_net.article(by_hand).title == "Mein Titel für Projekt 6"
+    assert kb_net.article(own).title == "Projekt 7 in Lindenfurt (korrigiert)"
+    assert "Stand 2" in kb_net.article(by_hand).text and "Stand 2" in kb_net.article(own).text
