@@ -221,13 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
         "  articlebot feeds remove 3",
     )
     feeds_remove.add_argument("id", help="the feed's number, as 'articlebot feeds list' shows it")
-    _subcommand(
+    feeds_poll = _subcommand(
         feeds_sub,
         "poll",
         "Poll every feed that is due once, then exit (for cron or a systemd timer).",
-        "  articlebot feeds poll",
-        "Exits with status 1 when a feed failed; a feed failing again waits longer before its next poll.",
+        "  articlebot feeds poll\n  articlebot feeds poll 3    # feed #3 now, even while it waits after failures",
+        "Exits with status 1 when a feed failed; a feed failing again waits longer before its next poll\n"
+        "('articlebot feeds list' says when). Named feeds are polled now, whether due or not.",
     )
+    feeds_poll.add_argument("ids", nargs="*", help="only these feeds, now (numbers as 'articlebot feeds list' shows)")
 
     migrate = _subcommand(
         sub,
@@ -1002,6 +1004,8 @@ def format_poll(result) -> str:
     parts = [f"{len(result.added)} added", f"{len(result.refreshed)} refreshed", f"{result.duplicates} already present"]
     if result.skipped:
         parts.append(f"{result.skipped} older ones left out")
+    if result.deferred:
+        parts.append(f"{result.deferred} left for the next poll")
     if result.item_errors:
         parts.append(f"{len(result.item_errors)} failed")
     return f"{name}: {', '.join(parts)}"
@@ -1037,12 +1041,19 @@ def _feeds_list(args: argparse.Namespace, feeds) -> int:
     if not records:
         print("no feeds yet; subscribe with 'articlebot feeds add URL'")
     for feed in records:
-        print(
-            f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
-            f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
-            f"{feed.items_added} items added" + (f", last error: {feed.last_error}" if feed.last_error else "")
-        )
+        print(_feed_lines(feed))
     return 0
+
+
+def _feed_lines(feed) -> str:
+    text = (
+        f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
+        f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
+        f"{feed.items_added} items added" + (f", last error: {feed.last_error}" if feed.last_error else "")
+    )
+    if feed.failures:  # 'feeds poll' skips it until then ('feeds poll ID' does not)
+        text += f"\n      failed {count_of(feed.failures, 'time')} in a row, next try {feed.next_try}"
+    return text
 
 
 def _feeds_remove(args: argparse.Namespace, feeds) -> int:
@@ -1059,13 +1070,19 @@ def _feeds_poll(args: argparse.Namespace, feeds) -> int:
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
 
+    named = [parse_feed_id(i) for i in args.ids]
     try:
-        results = feeds.poll_due(report)
+        results = feeds.poll_due(report, named or None)
     except FeedsBusy as exc:
+        if named:  # asked for now, not done: say so (a timer's run has nothing to do and is fine)
+            raise CommandError(f"{exc}; try 'articlebot feeds poll {' '.join(args.ids)}' again in a moment") from None
         print(f"{exc}: nothing to do here")
         return 0
     if not results:
-        print("no feed is due (none subscribed, or all waiting after failures; see 'articlebot feeds list')")
+        print(
+            "no feed is due (none subscribed, or all waiting after failures: 'articlebot feeds list' says until "
+            "when, 'articlebot feeds poll ID' polls one now)"
+        )
     return 1 if any(r.status == "failed" for r in results) else 0
 
 

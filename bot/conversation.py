@@ -471,7 +471,9 @@ class Conversation:
             return [text_reply(say("update_usage", lang))]
         try:
             article = self.kb.article(article_id)
-            progress(say("fetching", lang, url=article.url or f"#{article_id}"))
+            if not (article.url or "").startswith(("http://", "https://")):
+                return [text_reply(say("update_no_link", lang, id=article_id))]
+            progress(say("fetching", lang, url=article.url))
             with self._exclusive(progress, lang):
                 result = self.kb.update(article_id)
         except ArticleNotFound:
@@ -480,8 +482,10 @@ class Conversation:
             return [text_reply(say("update_is_duplicate", lang, id=article_id, other=exc.article_id))]
         except ExtractionError as exc:
             return [text_reply(say("not_updated", lang, id=article_id, reason=reason_text(str(exc), lang)))]
-        key = "updated" if result.changed else "unchanged"
-        return [text_reply(say(key, lang, id=article_id, title=result.title, chunks=result.chunks))]
+        if not result.changed:
+            return [text_reply(say("unchanged", lang, id=article_id, title=result.title))]
+        passages = counted(result.chunks, "passage", lang)
+        return [text_reply(say("updated", lang, id=article_id, title=result.title, passages=passages))]
 
     def _stats(self, req: Request, _: Progress) -> list[Reply]:
         return [Reply([para(say("stats", req.language, **index_facts(self.kb, self.feedback)))])]
@@ -507,8 +511,12 @@ class Conversation:
         except FeedError as exc:
             return [text_reply(say("not_subscribed", lang, reason=reason_text(str(exc), lang, about="feed")))]
         progress(say("polling_feed", lang, url=feed.url))
+
+        def item_progress(n: int, total: int) -> None:
+            progress(say("polling_feed_item", lang, url=feed.url, n=n, total=total))
+
         with self._exclusive(progress, lang):
-            result = self.feeds.poll(feed.id)
+            result = self.feeds.poll(feed.id, item_progress)
         text = say("subscribed", lang, id=feed.id, url=feed.url) + "\n\n" + poll_summary(result, lang)
         return [text_reply(text)]
 
@@ -555,7 +563,7 @@ class Conversation:
             elif result.added or result.refreshed:
                 log.info("feed #%s: %s", result.feed_id, poll_summary(result, "en"))
         return [
-            text_reply(say("feed_failing", lang, id=r.feed_id, url=r.url, since=r.failing_since, error=r.error))
+            text_reply(say("feed_failing", lang, id=r.feed_id, url=r.url, since=_when(r.failing_since), error=r.error))
             for r in results
             if r.alert
         ]
@@ -715,6 +723,8 @@ def poll_summary(result: PollResult, lang: str) -> str:
     )
     if result.skipped:
         text += " " + say("poll_skipped", lang, skipped=result.skipped)
+    if result.deferred:
+        text += " " + say("poll_deferred", lang, deferred=result.deferred)
     if result.item_errors:
         text += " " + say("poll_item_errors", lang, count=len(result.item_errors))
     return text
@@ -730,6 +740,8 @@ def _feed_status(feed: FeedRecord, lang: str) -> str:
     )
     if feed.last_error:
         text += "\n" + say("feed_error", lang, error=reason_text(feed.last_error, lang, about="feed"))
+    if feed.failures:  # the timed polls leave it alone until then
+        text += "\n" + say("feed_retry", lang, next=_when(feed.next_try), failures=feed.failures)
     return text
 
 

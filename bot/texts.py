@@ -199,8 +199,13 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "update_usage": {"de": "Bitte die Nummer angeben: /update <id>", "en": "Please give the number: /update <id>"},
     "updated": {
-        "de": "Aktualisiert: #{id} {title} ({chunks} Abschnitte).",
-        "en": "Updated #{id} {title} ({chunks} passages).",
+        "de": "Aktualisiert: #{id} {title} ({passages}).",
+        "en": "Updated #{id} {title} ({passages}).",
+    },
+    "update_no_link": {
+        "de": "Nicht aktualisiert: #{id}: Der Artikel hat keinen http- oder https-Link, "
+        "von dem ich ihn neu laden könnte.",
+        "en": "Not updated: #{id} has no http(s) link to fetch again (it was added as text or a file).",
     },
     "unchanged": {"de": "Unverändert: #{id} {title}.", "en": "Unchanged: #{id} {title}."},
     "not_updated": {"de": "Nicht aktualisiert: #{id}: {reason}", "en": "Not updated: #{id}: {reason}"},
@@ -215,6 +220,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "not_subscribed": {"de": "Nicht abonniert: {reason}", "en": "Not subscribed: {reason}"},
     "polling_feed": {"de": "Lese den Feed {url} …", "en": "Reading the feed {url} …"},
+    "polling_feed_item": {
+        "de": "Lese den Feed {url}: Eintrag {n} von {total} …",
+        "en": "Reading the feed {url}: item {n} of {total} …",
+    },
     "subscribed": {"de": "Abonniert: Feed #{id} ({url}).", "en": "Subscribed to feed #{id} ({url})."},
     "poll_done": {
         "de": "Neu: {added}, aktualisiert: {refreshed}, schon vorhanden: {duplicates}.",
@@ -223,6 +232,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "poll_skipped": {
         "de": "{skipped} ältere Einträge übergangen.",
         "en": "{skipped} older items left out.",
+    },
+    "poll_deferred": {
+        "de": "{deferred} weitere beim nächsten Abruf.",
+        "en": "{deferred} more on the next poll.",
     },
     "poll_item_errors": {
         "de": "{count} Einträge ließen sich nicht laden (ich versuche es wieder).",
@@ -243,6 +256,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "last check: {check} · last success: {success} · items added: {added}",
     },
     "feed_error": {"de": "letzter Fehler: {error}", "en": "last error: {error}"},
+    "feed_retry": {
+        "de": "nächster Versuch: {next} ({failures}× in Folge fehlgeschlagen)",
+        "en": "next try: {next} (failed {failures}× in a row)",
+    },
     "unsubscribe_usage": {
         "de": "Bitte die Nummer des Feeds angeben: /unsubscribe <id>",
         "en": "Please give the feed's number: /unsubscribe <id>",
@@ -353,6 +370,10 @@ GERMAN_FEED_REASONS: list[tuple[re.Pattern[str], str]] = [
         "{url} ist kein RSS- oder Atom-Feed, sondern eine HTML-Seite.",
     ),
     (re.compile(r"(?P<url>\S+) is not an RSS or Atom feed"), "{url} ist kein RSS- oder Atom-Feed."),
+    (
+        re.compile(r"(?P<url>\S+) is a broken feed: no item could be read"),
+        "{url} ist ein kaputter Feed: kein Eintrag ließ sich lesen.",
+    ),
     (re.compile(r"already subscribed as feed #(?P<id>\d+)"), "Schon abonniert als Feed #{id}."),
     (re.compile(r"not an http\(s\) feed URL"), "Das ist kein http- oder https-Link zu einem Feed."),
 ]

@@ -23,12 +23,15 @@ import html
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_tz
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
+from xml.sax import SAXException
 
 import feedparser
 
@@ -48,6 +51,9 @@ MAX_BACKOFF = timedelta(days=1)
 NOTIFY_AFTER = timedelta(days=1)
 # An item whose page cannot be fetched is tried again on this many polls, then left alone.
 MAX_ITEM_ATTEMPTS = 3
+# New items one poll fetches at most (newest first); the rest wait for the next polls. After an outage a
+# busy feed can hold hundreds, and a poll holds the bot's admin lane while it fetches their pages.
+MAX_NEW_PER_POLL = 50
 
 # feed_items.status: what became of an item.
 ADDED, DUPLICATE, SKIPPED, FAILED = "added", "duplicate", "skipped", "failed"
@@ -94,6 +100,8 @@ class PollResult:
     # Items already known as articles (same URL or text), and items left out by the first poll's backfill.
     duplicates: int = 0
     skipped: int = 0
+    # New items beyond max_new, left for the next poll.
+    deferred: int = 0
     item_errors: list[str] = field(default_factory=list)
     error: str | None = None
     # True once per failing spell, when the feed has failed for NOTIFY_AFTER: tell the admins.
@@ -120,25 +128,54 @@ def _iso(moment: datetime) -> str:
 
 def _strip_html(fragment: str) -> str:
     text = re.sub(r"(?i)<\s*(br|/p|/div|/li|/h[1-6])\s*/?>", "\n", fragment or "")
-    return clean_text(html.unescape(re.sub(r"<[^>]*>", " ", text)).replace("\xa0", " "))
+    text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    # A tag gave way to a space: no doubled spaces, and no paragraph opening with one.
+    return clean_text("\n".join(" ".join(line.split()) for line in text.split("\n")))
+
+
+def _one_line(fragment: str) -> str:
+    """A title: pretty-printed XML breaks it across lines and markup leaves gaps; neither belongs in it."""
+    return " ".join(_strip_html(fragment).split())
 
 
 def _entry_item(entry: dict, order: int) -> Item | None:
     link = (entry.get("link") or "").strip() or None
-    title = _strip_html(entry.get("title") or "")
+    title = _one_line(entry.get("title") or "")
     texts = [_strip_html(c.get("value", "")) for c in entry.get("content") or []]
     texts.append(_strip_html(entry.get("summary") or ""))
     summary = max(texts, key=len)
     if not (link or summary):
         return None
-    # dict.get: feedparser's own get() maps a missing "updated" to "published", with a warning.
-    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
-    timestamp = calendar.timegm(parsed) if parsed else None
-    published = time.strftime("%Y-%m-%d", parsed) if parsed else None
-    guid = (entry.get("id") or link or "").strip()
-    fingerprint = "\n".join([title, summary, dict.get(entry, "updated") or "", link or ""])
+    published, timestamp = _entry_date(entry)
+    # The link as its article is known (no utm_*, no fragment): feeds that stamp each fetch with fresh
+    # tracking parameters would otherwise make every item new or changed at every poll.
+    key = normalize_url(link) or ""
+    guid = (entry.get("id") or "").strip() or key
+    fingerprint = "\n".join([title, summary, dict.get(entry, "updated") or "", key])
     digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
     return Item(guid or f"sha256:{digest}", link, title, summary, published, digest, order, timestamp)
+
+
+def _entry_date(entry: dict) -> tuple[str | None, float | None]:
+    """The item's day as the feed wrote it, and its moment (for ordering); (None, None) without one."""
+    for key in ("published", "updated"):
+        # dict.get: feedparser's own get() maps a missing "updated" to "published", with a warning.
+        parsed = dict.get(entry, f"{key}_parsed")
+        if parsed:
+            return _written_day(dict.get(entry, key) or "", parsed), float(calendar.timegm(parsed))
+    return None, None
+
+
+def _written_day(raw: str, parsed: time.struct_time) -> str:
+    """The day in the feed's own time zone, as a page's metadata date keeps it: feedparser's parsed
+    time is in UTC, which moves an item of 00:30 in Berlin to the day before."""
+    utc_day = datetime(*parsed[:3], tzinfo=UTC).date()
+    rfc822 = parsedate_tz(raw)
+    try:
+        written = datetime(*rfc822[:3]).date() if rfc822 else datetime.fromisoformat(raw.strip()).date()
+    except ValueError:  # a spelling only feedparser reads: its UTC day
+        return utc_day.isoformat()
+    return (written if abs(written - utc_day) <= timedelta(days=1) else utc_day).isoformat()
 
 
 def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | None, list[Item]]:
@@ -148,13 +185,21 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> tuple[str | Non
     parsed = feedparser.parse(body, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         raise FeedError(_not_a_feed(body, url, content_type, parsed.get("bozo_exception")))
+    entries = [item for order, entry in enumerate(parsed.entries) if (item := _entry_item(entry, order))]
+    shared = Counter(item.guid for item in entries)
     items, seen = [], set()
-    for order, entry in enumerate(parsed.entries):
-        item = _entry_item(entry, order)
-        if item and item.guid not in seen:
+    for item in entries:
+        if shared[item.guid] > 1 and item.url:
+            # A GUID the feed gives several items (the site's address, say) tells none of them apart.
+            item.guid = normalize_url(item.url)
+        if item.guid not in seen:  # the same item twice in one feed
             seen.add(item.guid)
             items.append(item)
-    title = _strip_html(parsed.feed.get("title") or "") or None
+    reason = parsed.get("bozo_exception")
+    if not items and isinstance(reason, SAXException):
+        # Read leniently, a cut-off feed still yields the items before the cut; none at all is no empty feed.
+        raise FeedError(f"{url} is a broken feed: no item could be read ({str(reason).splitlines()[0][:120]})")
+    title = _one_line(parsed.feed.get("title") or "") or None
     return title, items
 
 
@@ -221,9 +266,11 @@ class Feeds:
         kb: KnowledgeBase,
         backfill: int = BACKFILL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_new: int = MAX_NEW_PER_POLL,
     ):
         self.kb = kb
         self.backfill = backfill
+        self.max_new = max_new
         self.clock = clock
         self._sql = kb.engine.portable_sql()
         # The response that showed a new subscription is a feed, kept for its first poll in this process
@@ -306,20 +353,26 @@ class Feeds:
         now = _iso(self.clock())
         return [f for f in self.list() if f.next_try is None or f.next_try <= now]
 
-    def poll_due(self, on_result: Callable[[PollResult], None] | None = None) -> list[PollResult]:
+    def poll_due(
+        self, on_result: Callable[[PollResult], None] | None = None, feed_ids: list[int] | None = None
+    ) -> list[PollResult]:
         """One pass over every feed that is not waiting out a back-off; one feed's trouble stops no other.
+        ``feed_ids``: those feeds instead, now, back-off or not (an admin who has seen the feed fixed).
 
         One process at a time: FeedsBusy while another (a second bot process on the same database, a
         cron job) is polling, so two never fetch and embed the same new items at once.
         """
+        named = [self.get(feed_id) for feed_id in feed_ids or []]  # FeedError for an unknown id, before any poll
         with self._sql.hold("feed polling") as ours:
             if not ours:
                 raise FeedsBusy("another process is polling the feeds right now")
-            return self._poll_due(on_result)
+            return self._poll_due(on_result, named if feed_ids else None)
 
-    def _poll_due(self, on_result: Callable[[PollResult], None] | None) -> list[PollResult]:
+    def _poll_due(
+        self, on_result: Callable[[PollResult], None] | None, feeds: list[FeedRecord] | None = None
+    ) -> list[PollResult]:
         results = []
-        for feed in self.due():
+        for feed in self.due() if feeds is None else feeds:
             try:
                 result = self.poll(feed.id)
             except FeedError:
@@ -332,7 +385,8 @@ class Feeds:
                 on_result(result)
         return results
 
-    def poll(self, feed_id: int) -> PollResult:
+    def poll(self, feed_id: int, on_item: Callable[[int, int], None] | None = None) -> PollResult:
+        """``on_item(n, total)`` before each item is looked at (its page may take seconds to fetch)."""
         feed = self.get(feed_id)
         headers = {}
         if feed.etag:
@@ -348,9 +402,14 @@ class Feeds:
         except (FetchError, FeedError) as exc:
             return self._failed(feed, str(exc))
         result = PollResult(feed.id, feed.url, title or feed.title, "ok")
-        for item in self._to_process(feed, items, result):
+        to_process = self._to_process(feed, items, result)
+        for n, item in enumerate(to_process, 1):
+            if on_item:
+                on_item(n, len(to_process))
             self._process(feed, item, result)
-        self._succeeded(feed, title, fetched.headers.get("etag"), fetched.headers.get("last-modified"))
+        etag, last_modified = fetched.headers.get("etag"), fetched.headers.get("last-modified")
+        # With items left over the next poll must get the feed again, not a 304: no validators then.
+        self._succeeded(feed, title, etag, last_modified, keep_validators=not result.deferred)
         return result
 
     def _first_response(self, feed: FeedRecord) -> Fetched | None:
@@ -372,7 +431,14 @@ class Feeds:
                 )
             result.skipped = len(left_out)
             newest_first = newest_first[: self.backfill]
-        return list(reversed(newest_first))
+        return list(reversed(self._bounded(feed, newest_first, result)))
+
+    def _bounded(self, feed: FeedRecord, newest_first: list[Item], result: PollResult) -> list[Item]:
+        """At most ``max_new`` items this feed has never recorded, the newest; the others wait."""
+        recorded = {row[0] for row in self._query("SELECT guid FROM feed_items WHERE feed_id = ?", (feed.id,))}
+        later = {i.guid for i in [i for i in newest_first if i.guid not in recorded][self.max_new :]}
+        result.deferred = len(later)
+        return [i for i in newest_first if i.guid not in later]
 
     def _process(self, feed: FeedRecord, item: Item, result: PollResult) -> None:
         rows = self._query(
@@ -385,7 +451,7 @@ class Feeds:
                 return
             if status in (ADDED, DUPLICATE):
                 if digest != item.content_hash:
-                    self._refresh(feed, item, article_id, result)
+                    self._refresh(feed, item, article_id, result, ours=status == ADDED)
                 return
         try:
             known = self._known_article(item)
@@ -407,7 +473,15 @@ class Feeds:
 
     def _document(self, item: Item) -> Document:
         if item.url:
-            doc = fetch_document(item.url, self.kb.settings.fetch, title=item.title or None)
+            try:
+                doc = fetch_document(item.url, self.kb.settings.fetch, title=item.title or None)
+            except FetchError:
+                raise  # gone or unreachable: tried again on the next polls
+            except ExtractionError:
+                # Refused as a paywall teaser or a page of short lines: the feed may carry the whole text.
+                if len(item.summary) < self.kb.settings.ingest.min_chars:
+                    raise
+                doc = Document(item.title or item.summary[:80], "", url=item.url)
             if len(doc.text) < len(item.summary):
                 doc.text = item.summary  # a teaser page, a paywall: the feed said more
         elif item.summary:
@@ -456,10 +530,13 @@ class Feeds:
         else:
             result.duplicates += 1
 
-    def _refresh(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult) -> None:
-        """The feed changed a known entry: read its page again and refresh the article if its text changed."""
+    def _refresh(self, feed: FeedRecord, item: Item, article_id: int, result: PollResult, ours: bool) -> None:
+        """The feed changed a known entry: read its page again and refresh the article if its text changed.
+        The feed's new title only for an article the feed added (``ours``); another keeps its title, as by update."""
         try:
             doc = self._document(item)
+            if not ours:
+                doc.title = self.kb.article(article_id).title
             if self.kb.refresh(article_id, doc).changed:
                 result.refreshed.append(article_id)
         except ArticleNotFound:
@@ -468,11 +545,25 @@ class Feeds:
             pass  # its new text is another article's: leave both as they are
         except ExtractionError as exc:
             result.item_errors.append(f"{item.url or item.guid}: {exc}")
-            return  # the old hash stays, so the next poll tries again
+            self._refresh_failed(feed, item, str(exc))
+            return
         with self._transaction() as tx:
             tx.execute(
-                "UPDATE feed_items SET content_hash = ? WHERE feed_id = ? AND guid = ?",
+                "UPDATE feed_items SET content_hash = ?, attempts = 0, error = NULL WHERE feed_id = ? AND guid = ?",
                 (item.content_hash, feed.id, item.guid),
+            )
+
+    def _refresh_failed(self, feed: FeedRecord, item: Item, error: str) -> None:
+        """The old hash stays, so the next polls try again; after MAX_ITEM_ATTEMPTS tries the change is
+        given up (the hash taken), as a new item's page is, until the feed changes the entry again."""
+        with self._transaction() as tx:
+            tx.execute(
+                "UPDATE feed_items SET attempts = attempts + 1, error = ? WHERE feed_id = ? AND guid = ?",
+                (error, feed.id, item.guid),
+            )
+            tx.execute(
+                "UPDATE feed_items SET content_hash = ?, attempts = 0 WHERE feed_id = ? AND guid = ? AND attempts >= ?",
+                (item.content_hash, feed.id, item.guid, MAX_ITEM_ATTEMPTS),
             )
 
     def _item_failed(self, feed: FeedRecord, item: Item, error: str, result: PollResult) -> None:
@@ -486,13 +577,23 @@ class Feeds:
                  _iso(self.clock())),
             )  # fmt: skip
 
-    def _succeeded(self, feed: FeedRecord, title: str | None, etag: str | None, last_modified: str | None) -> None:
+    def _succeeded(
+        self,
+        feed: FeedRecord,
+        title: str | None,
+        etag: str | None,
+        last_modified: str | None,
+        keep_validators: bool = True,
+    ) -> None:
         now = _iso(self.clock())
+        validators = "etag = coalesce(?, etag), last_modified = coalesce(?, last_modified)"
+        if not keep_validators:
+            etag = last_modified = None
+            validators = "etag = ?, last_modified = ?"
         with self._transaction() as tx:
             tx.execute(
-                "UPDATE feeds SET title = coalesce(?, title), etag = coalesce(?, etag), "
-                "last_modified = coalesce(?, last_modified), last_check = ?, last_success = ?, last_error = NULL, "
-                "failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
+                f"UPDATE feeds SET title = coalesce(?, title), {validators}, last_check = ?, last_success = ?, "
+                "last_error = NULL, failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
                 (title, etag, last_modified, now, now, feed.id),
             )
 

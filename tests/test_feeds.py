@@ -23,8 +23,12 @@ from util_feeds import Entry, atom, publish, rss1, rss2, serve_stories, story
 from util_kb import ZERO_INTEGRITY, article_problems, index_problems
 from util_pages import FETCH, Page, Site
 
+from bot.cli import format_poll
+from bot.config import TelegramSettings
+from bot.conversation import Conversation, Incoming, User, poll_summary
+from bot.texts import reason_text
 from index.engines import SQLiteEngine
-from index.feeds import FeedError, Feeds, FeedsBusy
+from index.feeds import FeedError, Feeds, FeedsBusy, parse_feed
 from index.fetch import fetch_document
 from index.kb import DB_FILE, KnowledgeBase
 from index.settings import IndexSettings
@@ -511,3 +515,341 @@ def test_poll_killed_mid_way_loses_and_duplicates_nothing(tmp_path, embedder, en
             kb.close()
     finally:
         site.close()
+
+
+def test_item_dates_are_the_days_the_feed_wrote_and_none_is_invented(feeds, kb_net, site):
+    """An item's date is the day in the feed's own time zone (as a page's metadata date is), not in UTC."""
+    for n in (1, 2, 3, 4, 5):
+        site.html(f"/news/{n}", f"Projekt {n}", story(n))
+    dates = {
+        1: "<pubDate>Mon, 30 Mar 2026 23:30:00 -0500</pubDate>",  # 04:30 on the 31st in UTC
+        2: "<pubDate>2026-03-31T00:30:00+02:00</pubDate>",  # 22:30 on the 30th in UTC
+        3: "<pubDate>Tue, 31 Mar 2026 10:00:00 GMT</pubDate>",
+        4: "",  # no date at all
+        5: "<pubDate>Di, 31 Mär 2026 10:00:00 MESZ</pubDate>",  # unreadable: no date rather than a guess
+    }
+    items = "".join(
+        f"<item><title>Projekt {n}</title><link>{site.url}/news/{n}</link><guid>d{n}</guid>{date}</item>"
+        for n, date in dates.items()
+    )
+    document = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Daten</title>{items}</channel></rss>'
+    feed = feeds.add(publish(site, "/dates.xml", document))
+    assert len(feeds.poll(feed.id).added) == 5
+    published = {a.url.rsplit("/", 1)[1]: a.published for a in kb_net.articles()}
+    assert published == {"1": "2026-03-30", "2": "2026-03-31", "3": "2026-03-31", "4": None, "5": None}
+
+
+TEASER = (
+    "<html><head><title>Projekt {n}</title></head><body><article><h1>Projekt {n}</h1>"
+    "<p>Die Stadt Lindenfurt plant ein großes Vorhaben am Nordufer.</p><p>{end}</p></article></body></html>"
+)
+
+
+def test_a_teaser_or_paywall_page_takes_the_text_the_feed_carries(feeds, kb_net, site):
+    """The page says less than the feed (a paywall, a teaser): the item's full text is added under its link."""
+    site.pages["/news/1"] = Page(TEASER.format(n=1, end="Jetzt abonnieren und weiterlesen!").encode())
+    site.pages["/news/2"] = Page(TEASER.format(n=2, end="Mehr morgen.").encode())
+    site.pages["/news/3"] = Page(TEASER.format(n=3, end="Jetzt abonnieren und weiterlesen!").encode())
+    full = {n: " ".join(story(n)) for n in (1, 2, 4)}
+    items = "".join(
+        f"<item><title>Projekt {n}</title><link>{site.url}/news/{n}</link><guid>t{n}</guid>"
+        f"<description>{description}</description></item>"
+        for n, description in [
+            (1, "Kurz gefasst."),  # the whole text is in content:encoded
+            (2, full[2]),
+            (3, "Nur ein Anreißer."),  # the feed says no more than the page: nothing to add
+            (4, full[4]),  # its page is gone: tried again later, not added from the feed
+        ]
+    )
+    items = items.replace(
+        "Kurz gefasst.</description>",
+        f"Kurz gefasst.</description><content:encoded>&lt;p&gt;{full[1]}&lt;/p&gt;</content:encoded>",
+    )
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>Voll</title>'
+        f"{items}</channel></rss>"
+    )
+    feed = feeds.add(publish(site, "/full.xml", document))
+    result = feeds.poll(feed.id)
+    assert len(result.added) == 2
+    errors = dict(e.split(": ", 1) for e in result.item_errors)
+    assert set(errors) == {f"{site.url}/news/3", f"{site.url}/news/4"}
+    assert "paywall" in errors[f"{site.url}/news/3"] and "HTTP 404" in errors[f"{site.url}/news/4"]
+    by_url = {a.url: a for a in kb_net.articles()}
+    assert set(by_url) == {f"{site.url}/news/1", f"{site.url}/news/2"}
+    for n in (1, 2):
+        article = by_url[f"{site.url}/news/{n}"]
+        assert article.title == f"Projekt {n}" and article.text == full[n] and article.added_by == f"feed:{feed.id}"
+    assert kb_net.search("Projekt 2 Gemeinderat Kosten", k=1)[0].article_id == by_url[f"{site.url}/news/2"].id
+
+
+def test_a_feed_that_breaks_so_that_no_item_can_be_read_fails_instead_of_passing_as_empty(feeds, kb_net, site):
+    """A cut-off or broken document with no readable item is an error to see and retry, not an empty feed."""
+    entries = serve_stories(site, [1])
+    feed = feeds.add(publish(site, "/feed", rss2(entries)))
+    assert len(feeds.poll(feed.id).added) == 1
+    publish(site, "/feed", '<?xml version="1.0"?><rss version="2.0"><channel><title>Lindenfurt</title><item><tit')
+    broken = feeds.poll(feed.id)
+    assert broken.status == "failed"
+    assert broken.error.startswith(f"{site.url}/feed is a broken feed: no item could be read (")
+    stored = feeds.get(feed.id)
+    assert (stored.last_error, stored.failures, stored.items_added) == (broken.error, 1, 1)
+    assert kb_net.counts()["articles"] == 1
+    assert reason_text(broken.error, "de", about="feed") == (
+        f"{site.url}/feed ist ein kaputter Feed: kein Eintrag ließ sich lesen."
+    )
+
+    publish(site, "/feed", rss2([]))  # a well-formed feed with no items is fine
+    assert feeds.poll(feed.id).status == "ok" and feeds.get(feed.id).last_error is None
+    with pytest.raises(FeedError, match="is a broken feed: no item could be read"):
+        feeds.add(publish(site, "/cut", '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><ti'))
+
+
+def test_titles_are_one_line_whatever_the_feeds_markup(feeds, kb_net, site):
+    """Pretty-printed XML, markup and entities in titles: the article's title is one clean line."""
+    serve_stories(site, [1, 2])
+    document = f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0">
+  <channel>
+    <title>
+      Lindenfurter
+      Nachrichten
+    </title>
+    <item>
+      <title><![CDATA[Bürger &amp; „Räte“ <b>streiten</b> über Projekt 1]]></title>
+      <link>{site.url}/news/1</link>
+    </item>
+    <item>
+      <title>
+        Projekt 2:   Caf&#233; am
+        Nordufer
+      </title>
+      <link>{site.url}/news/2</link>
+    </item>
+  </channel>
+</rss>"""
+    feed = feeds.add(publish(site, "/pretty.xml", document))
+    assert len(feeds.poll(feed.id).added) == 2
+    assert sorted(a.title for a in kb_net.articles()) == [
+        "Bürger & „Räte“ streiten über Projekt 1",
+        "Projekt 2: Café am Nordufer",
+    ]
+    assert feeds.get(feed.id).title == "Lindenfurter Nachrichten"
+
+
+def test_a_changed_entry_whose_page_is_gone_is_tried_on_three_polls_then_left_until_it_changes_again(
+    feeds, kb_net, site
+):
+    entries = serve_stories(site, [6])
+    feed = feeds.add(publish(site, "/feed", atom(entries), "atom"))
+    (article_id,) = feeds.poll(feed.id).added
+    text = kb_net.article(article_id).text
+    del site.pages["/news/6"]
+    entries[0].updated = "2026-03-29T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    results = [feeds.poll(feed.id) for _ in range(5)]
+    assert [len(r.item_errors) for r in results] == [1, 1, 1, 0, 0]
+    assert "HTTP 404" in results[0].item_errors[0]
+    assert site.hits["/news/6"] == 1 + 3  # added once, then three tries at the change
+    assert kb_net.article(article_id).text == text
+
+    site.html("/news/6", "Projekt 6", story(6, version=2))  # back, and the feed changes the entry again
+    entries[0].updated = "2026-03-30T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    assert feeds.poll(feed.id).refreshed == [article_id]
+    assert "Stand 2" in kb_net.article(article_id).text
+
+
+def test_feeds_cli_says_when_a_failing_feed_is_tried_next_and_polls_it_now_when_named(
+    monkeypatch, capsys, embedder, tmp_path, site
+):
+    """'no feed is due … see feeds list' pointed to a list that did not say when; and a fixed feed
+    waited out its back-off (up to a day) with no way to try it now."""
+    path = tmp_path / "config.toml"
+    path.write_text("[fetch]\nallow_private_addresses = true\ntimeout = 5.0\n")
+    config = str(path)
+    url = publish(site, "/feed", rss2(serve_stories(site, [1])))
+    cli = CLI(monkeypatch, capsys, embedder, tmp_path / "data")
+    try:
+        assert cli("feeds", "add", url, config=config).code == 0
+        page = site.pages.pop("/feed")
+        assert cli("feeds", "poll", config=config).code == 1
+        waiting = cli("feeds", "poll", config=config).out
+        assert waiting.startswith("no feed is due") and "'articlebot feeds poll ID' polls one now" in waiting
+        (row,) = [json.loads(line) for line in cli("feeds", "list", "--json", config=config).out.splitlines()]
+        listed = cli("feeds", "list", config=config).out
+        assert f"last error: {url} answered HTTP 404 Not Found" in listed
+        assert f"failed 1 time in a row, next try {row['next_try']}" in listed
+
+        site.pages["/feed"] = page  # fixed: the admin need not wait
+        other = SQLiteEngine(tmp_path / "data").portable_sql()  # unless a running bot polls right now
+        try:
+            with other.hold("feed polling"):
+                busy = cli("feeds", "poll", "1", config=config)
+        finally:
+            other.close()
+        assert (busy.code, busy.err) == (
+            1,
+            "articlebot: another process is polling the feeds right now; "
+            "try 'articlebot feeds poll 1' again in a moment\n",
+        )
+        for argv, message in [(("feeds", "poll", "7"), "no feed with id 7"), (("feeds", "poll", "x"), "not a feed id")]:
+            refused = cli(*argv, config=config)
+            assert refused.code == 1 and message in refused.err and len(refused.err.splitlines()) == 1
+        now = cli("feeds", "poll", "#1", config=config)
+        assert (now.code, now.out.strip()) == (
+            0,
+            "feed #1 Lindenfurter Nachrichten: 1 added, 0 refreshed, 0 already present",
+        )
+        assert "next try" not in cli("feeds", "list", config=config).out
+        assert cli.counts()["articles"] == 1
+    finally:
+        cli.close()
+
+
+def test_tracking_parameters_that_change_with_every_fetch_are_no_change(feeds, kb_net, site):
+    """Feeds that stamp their links with a fresh utm_* per fetch, with or without a GUID: no page is read
+    again and no item counted again, poll after poll."""
+    entries = serve_stories(site, [1, 2])
+    entries[1].guid = ""  # an item without a GUID: known by its link
+
+    def stamped(day: int) -> str:
+        document = rss2(
+            [Entry(e.guid, e.title, f"{e.link}?utm_campaign=rss-{day}", e.summary, e.date) for e in entries]
+        )
+        return document.replace('<guid isPermaLink="false"></guid>', "")
+
+    feed = feeds.add(publish(site, "/feed", stamped(1)))
+    assert len(feeds.poll(feed.id).added) == 2
+    for day in (2, 3):
+        publish(site, "/feed", stamped(day))
+        again = feeds.poll(feed.id)
+        assert (again.added, again.refreshed, again.duplicates, again.item_errors) == ([], [], 0, [])
+    assert site.hits["/news/1"] == site.hits["/news/2"] == 1
+    assert feeds.get(feed.id).items_added == 2
+
+
+def test_subscribe_in_the_bot_shows_its_progress_item_by_item(kb_net, site, clock):
+    """A first poll fetches up to `backfill` pages (a minute on a slow site): the admin sees how far it is,
+    and how many older items were left out."""
+    feeds = Feeds(kb_net, backfill=3, clock=clock)
+    conversation = Conversation(kb_net, None, None, TelegramSettings(admins=[1]), FETCH, feeds=feeds)
+    try:
+        url = publish(site, "/feed", rss2(serve_stories(site, range(1, 6))))
+        progress: list[str] = []
+        replies = conversation.handle(Incoming(User(1, "admin", "en"), 1, f"/subscribe {url}"), progress.append)
+        items = [f"Reading the feed {url}: item {n} of 3 …" for n in (1, 2, 3)]
+        assert progress == [f"Reading the feed {url} …", *items]
+        text = " ".join(span.text for r in replies for block in r.blocks for span in block.spans)
+        assert text == (
+            f"Subscribed to feed #1 ({url}). New: 3, updated: 0, already present: 0. 2 older items left out."
+        )
+    finally:
+        feeds.close()
+
+
+def test_an_items_html_text_becomes_clean_paragraphs_with_its_entities_and_quotes(site):
+    """The feed's own text stands in for a teaser page, so it is stored: no markup, no stray spaces."""
+    description = (
+        "&lt;p&gt;&amp;bdquo;Zitat&amp;ldquo; &amp;ndash; Stra&amp;szlig;e &amp;amp; &lt;b&gt;Co&lt;/b&gt;&lt;/p&gt;"
+        "&lt;p&gt;Zweiter Absatz mit &amp;uuml;&lt;/p&gt;"
+    )
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>x</title>'
+        f"<item><title>Eins</title><link>{site.url}/1</link><description>{description}</description></item>"
+        f"<item><title>Zwei</title><link>{site.url}/2</link><description><![CDATA[<p>„Grüße“ &amp; mehr<br/>"
+        "neue Zeile</p><script>alert(1)</script>]]></description></item></channel></rss>"
+    )
+    _, items = parse_feed(document.encode("utf-8"), site.url + "/feed")
+    assert [i.summary for i in items] == [
+        "„Zitat“ – Straße & Co\nZweiter Absatz mit ü",
+        "„Grüße“ & mehr\nneue Zeile",
+    ]
+
+
+def test_a_poll_adds_a_bounded_number_of_new_items_and_leaves_the_rest_for_the_next(kb_net, site, clock):
+    """After an outage a busy feed may hold hundreds of new items: one poll would fetch every page while
+    the bot's admin lane waits. Each poll takes the newest few; the next polls take the rest."""
+    feeds = Feeds(kb_net, backfill=20, clock=clock, max_new=2)
+    try:
+        entries = serve_stories(site, [1])
+        url = publish(site, "/feed", rss2(entries), etag='"v1"')
+        feed = feeds.add(url)
+        assert len(feeds.poll(feed.id).added) == 1
+        entries += serve_stories(site, [2, 3, 4, 5, 6])  # dated the 3rd to the 7th of March
+        publish(site, "/feed", rss2(entries), etag='"v2"')
+        polls = [feeds.poll(feed.id) for _ in range(4)]
+        assert [(len(p.added), p.deferred) for p in polls] == [(2, 3), (2, 1), (1, 0), (0, 0)]
+        assert polls[-1].status == "not modified"  # the ETag was stored only once nothing was left over
+        published = [kb_net.article(i).published for p in polls for i in p.added]
+        assert published == ["2026-03-06", "2026-03-07", "2026-03-04", "2026-03-05", "2026-03-03"]
+        assert format_poll(polls[0]).endswith("2 added, 0 refreshed, 0 already present, 3 left for the next poll")
+        assert poll_summary(polls[0], "de").endswith("3 weitere beim nächsten Abruf.")
+        assert kb_net.counts()["articles"] == feeds.get(feed.id).items_added == 6
+    finally:
+        feeds.close()
+
+
+def test_bot_feeds_list_says_when_a_failing_feed_is_tried_next_and_alerts_give_a_readable_time(kb_net, site, clock):
+    feeds = Feeds(kb_net, clock=clock)
+    conversation = Conversation(kb_net, None, None, TelegramSettings(admins=[1]), FETCH, feeds=feeds)
+    try:
+        url = publish(site, "/feed", rss2([]))
+        feed = feeds.add(url)
+        assert feeds.poll(feed.id).status == "ok"
+        del site.pages["/feed"]
+        assert feeds.poll(feed.id).status == "failed"
+
+        def listing(language: str) -> str:
+            replies = conversation.handle(Incoming(User(1, "admin", language), 1, "/feeds"))
+            return "".join(span.text for r in replies for block in r.blocks for span in block.spans)
+
+        assert listing("en").endswith(
+            f"last error: {url} answered HTTP 404 Not Found\nnext try: 2026-03-30 08:05:00 UTC (failed 1× in a row)"
+        )
+        assert listing("de").endswith("nächster Versuch: 2026-03-30 08:05:00 UTC (1× in Folge fehlgeschlagen)")
+
+        clock.advance(days=1, minutes=1)
+        (alert,) = conversation.poll_feeds("en")
+        text = "".join(span.text for block in alert.blocks for span in block.spans)
+        assert text.startswith(f"Feed #{feed.id} ({url}) has been failing since 2026-03-30 08:00:00 UTC: ")
+    finally:
+        feeds.close()
+
+
+def test_a_guid_the_feed_gives_every_item_does_not_hide_all_but_one(feeds, kb_net, site):
+    """Some feeds put the site's address in every <guid>: the items are told apart by their links."""
+    entries = serve_stories(site, [1, 2, 3])
+    for entry in entries:
+        entry.guid = "http://example.invalid/"
+    feed = feeds.add(publish(site, "/feed", rss2(entries)))
+    assert len(feeds.poll(feed.id).added) == 3
+    entries += serve_stories(site, [4])
+    entries[-1].guid = "http://example.invalid/"
+    publish(site, "/feed", rss2(entries))
+    again = feeds.poll(feed.id)
+    assert (len(again.added), again.refreshed, again.item_errors) == (1, [], [])
+    assert sorted(a.url for a in kb_net.articles()) == sorted(e.link for e in entries)
+    assert [feeds.poll(feed.id).added for _ in range(2)] == [[], []]
+    assert site.hits["/news/1"] == 1
+
+
+def test_a_feed_refreshing_an_article_it_did_not_add_keeps_the_admins_title(feeds, kb_net, site):
+    """'refreshed as by update' (which keeps the stored title); only a feed's own article takes its new title."""
+    entries = serve_stories(site, [6, 7])
+    by_hand = kb_net.add(fetch_document(entries[0].link, FETCH, title="Mein Titel für Projekt 6")).article_id
+    feed = feeds.add(publish(site, "/feed", atom(entries), "atom"))
+    first = feeds.poll(feed.id)
+    (own,) = first.added
+    assert first.duplicates == 1
+
+    for n, entry in zip((6, 7), entries, strict=True):
+        site.html(f"/news/{n}", f"Projekt {n}", story(n, version=2))
+        entry.title = f"Projekt {n} in Lindenfurt (korrigiert)"
+        entry.updated = "2026-03-29T10:00:00Z"
+    publish(site, "/feed", atom(entries), "atom")
+    assert sorted(feeds.poll(feed.id).refreshed) == sorted([by_hand, own])
+    assert kb_net.article(by_hand).title == "Mein Titel für Projekt 6"
+    assert kb_net.article(own).title == "Projekt 7 in Lindenfurt (korrigiert)"
+    assert "Stand 2" in kb_net.article(by_hand).text and "Stand 2" in kb_net.article(own).text

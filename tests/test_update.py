@@ -13,6 +13,7 @@ from bot.answer import Answer, Citation
 from bot.config import TelegramSettings
 from bot.conversation import Conversation, Incoming, Press, User
 from bot.feedback import FeedbackStore
+from index.extract import Document
 from index.fetch import fetch_document
 
 
@@ -195,3 +196,32 @@ def test_bot_update_is_for_admins_and_old_citations_stay_readable(kb_net, site, 
         assert pressed.replies and pressed.replies[0].blocks[-1].text == " ".join(old.text[:80].split())
     finally:
         feedback.close()
+
+
+def test_bot_update_counts_passages_and_says_plainly_when_there_is_no_link(kb_net, site):
+    """'(1 passages)' / '(1 Abschnitte)' after /update; for a pasted article 'Fetching #2 …', then
+    'Not updated: #2: article #2 has no http(s) URL …': now no fetching is announced and #2 is named once."""
+    url = site.html("/stausee", "Stausee Wendelbach", paragraphs(1))
+    article_id = kb_net.add(fetch_document(url, FETCH)).article_id
+    pasted = kb_net.add(Document("Notiz ohne Link", " ".join(paragraphs(5, 1)))).article_id
+    conversation = Conversation(kb_net, _Answerer(None), None, TelegramSettings(admins=[1]), FETCH)
+
+    def say(text: str, language: str) -> tuple[str, list[str]]:
+        progress: list[str] = []
+        replies = conversation.handle(Incoming(User(1, "admin", language), 1, text), progress=progress.append)
+        return " ".join(span.text for r in replies for block in r.blocks for span in block.spans), progress
+
+    site.html("/stausee", "Stausee Wendelbach", paragraphs(2, count=1))
+    assert say(f"/update {article_id}", "en")[0] == f"Updated #{article_id} “Stausee Wendelbach” (1 passage)."
+    site.html("/stausee", "Stausee Wendelbach", paragraphs(3, count=1))
+    assert say(f"/update {article_id}", "de")[0] == f"Aktualisiert: #{article_id} „Stausee Wendelbach“ (1 Abschnitt)."
+    for language, expected in [
+        ("en", f"Not updated: #{pasted} has no http(s) link to fetch again (it was added as text or a file)."),
+        (
+            "de",
+            f"Nicht aktualisiert: #{pasted}: Der Artikel hat keinen http- oder https-Link, von dem ich ihn neu "
+            "laden könnte.",
+        ),
+    ]:
+        reply, progress = say(f"/update {pasted}", language)
+        assert (reply, progress) == (expected, [])
