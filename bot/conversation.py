@@ -146,6 +146,8 @@ class Incoming:
     # The message this one replies to, for ``/add`` on a forwarded article.
     replied_text: str | None = None
     replied_attachment: Attachment | None = None
+    # What the message holds instead of text, when the bot cannot read it ("sticker", "voice", "photo" …).
+    media: str = ""
 
 
 @dataclass
@@ -294,6 +296,7 @@ class Conversation:
             "unsubscribe": self._unsubscribe,
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
             "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
+            "text_only": lambda req, _: [text_reply(say("text_only", req.language))],
         }
 
     def is_admin(self, user_id: int) -> bool:
@@ -315,6 +318,9 @@ class Conversation:
             return Request(name, args, msg)
         if msg.attachment is not None and not msg.addressed:
             return Request("document_hint", "", msg) if msg.private else None
+        if not text and msg.media:
+            # A voice message or a sticker in a private chat is someone trying to talk to the bot.
+            return Request("text_only", "", msg) if msg.private else None
         if not text or not (msg.private or msg.addressed):
             return None
         return Request("ask", strip_mention(text, msg.bot_username), msg)

@@ -114,6 +114,15 @@ POLL_LIMIT = 20
 POLL_RETRY_FIRST, POLL_RETRY_MAX = 1.0, 30.0
 # The event loop watch: how often it wakes, and the stall worth a warning.
 WATCH_EVERY, STALL_WARNING = 0.02, 0.1
+# Messages the bot cannot read; in a private chat they get a hint to write instead (service messages get nothing).
+MEDIA_KINDS = (
+    "sticker", "voice", "audio", "video_note", "video", "animation", "photo", "location", "venue", "contact",
+    "poll", "dice",
+)  # fmt: skip
+MEDIA = (
+    filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE | filters.VIDEO | filters.ANIMATION
+    | filters.PHOTO | filters.LOCATION | filters.VENUE | filters.CONTACT | filters.POLL | filters.Dice.ALL
+)  # fmt: skip
 MIME_SUFFIXES = {"application/pdf": ".pdf", "text/html": ".html", "text/markdown": ".md", "text/plain": ".txt"}
 
 MENU = {
@@ -541,6 +550,7 @@ def to_incoming(message: Message, user: TgUser, bot: Any) -> Incoming:
         attachment=to_attachment(message.document, bot, loop),
         replied_text=(replied.text or replied.caption) if replied else None,
         replied_attachment=to_attachment(replied.document, bot, loop) if replied else None,
+        media=next((kind for kind in MEDIA_KINDS if getattr(message, kind, None)), ""),
     )
 
 
@@ -656,6 +666,7 @@ def build_application(
         app.bot_data[QUESTIONS] = ThreadPoolExecutor(WORKER_THREADS + llm.max_concurrent, "articlebot-questions")
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | filters.CAPTION), on_message))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & MEDIA, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_error_handler(on_error)
     app.bot_data[ADMIN_LANE] = processor.lane("admin")

@@ -120,6 +120,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Dokumente füge ich nur hinzu, wenn sie die Beschriftung /add tragen.",
         "en": "I only add documents that carry the caption /add.",
     },
+    "text_only": {
+        "de": "Ich lese nur Text: Bitte schreiben Sie Ihre Frage als Nachricht. Sprachnachrichten, Bilder und "
+        "Sticker verstehe ich nicht.",
+        "en": "I can only read text: please type your question. I can't understand voice messages, pictures or "
+        "stickers.",
+    },
     "admins_only": {
         "de": "Das dürfen leider nur die Admins dieses Bots.",
         "en": "Sorry, only this bot's admins can do that.",

@@ -261,6 +261,20 @@ class BotApiServer:
         self._push({"message": message})
         return message
 
+    def send_media(self, user: dict, chat: dict, kind: str) -> dict:
+        """A message with no text: a "sticker", "photo" or "voice" message, as Telegram describes each."""
+        file = {"file_id": f"{kind}{next(self._ids)}", "file_unique_id": f"u{kind}"}
+        sticker = {"type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False}
+        content = {
+            "sticker": {**file, **sticker},
+            "photo": [{**file, "width": 320, "height": 240}],
+            "voice": {**file, "duration": 3, "mime_type": "audio/ogg"},
+        }
+        message = self._user_message(user, chat, None)
+        message[kind] = content[kind]
+        self._push({"message": message})
+        return message
+
     def press(self, user: dict, message: dict, data: str) -> str:
         """Press an inline button under one of the bot's messages; returns the callback query id."""
         query_id = str(next(self._ids) * 7919)

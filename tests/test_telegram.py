@@ -548,6 +548,23 @@ def test_question_limits_are_friendly(api, bot):
     assert reply["text"].startswith("Einen Moment bitte: höchstens 3 Fragen pro Minute.")
 
 
+def test_a_sticker_photo_or_voice_message_gets_a_hint_in_private_and_nothing_in_a_group(api, bot):
+    reader = someone("de")
+    chat = api.private_chat(reader)
+    for kind in ("sticker", "photo", "voice"):
+        sent = api.send_media(reader, chat, kind)
+        assert reply_to(api, sent)["text"].startswith("Ich lese nur Text: Bitte schreiben Sie Ihre Frage")
+    english = someone("en")
+    sent = api.send_media(english, api.private_chat(english), "voice")
+    assert reply_to(api, sent)["text"].startswith("I can only read text: please type your question.")
+
+    group = api.group_chat(-100778)
+    sticker = api.send_media(english, group, "sticker")
+    question = api.send_text(english, group, "/ask How many schools get solar panels?")
+    first = api.wait_for(lambda: api.replies_after(sticker), WAIT, "the answer in the group")[0]
+    assert first.get("reply_to_message_id") == question["message_id"], "the bot answered the sticker"
+
+
 def test_questions_are_answered_while_an_article_is_added(api, bot, pages):
     add = api.send_text(ADMIN, api.private_chat(ADMIN), "/add " + pages.url("/slow"))  # the page takes 4 s
     progress = reply_to(api, add)
