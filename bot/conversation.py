@@ -361,7 +361,9 @@ class Conversation:
             for article in latest:
                 spans += ["\n• ", Link(article.title, article.url), _date_suffix(article)]
             blocks.append(para(*spans))
-        blocks += [para(p) for p in say(self._here("how_to_ask"), lang).split("\n\n")]
+        # In a group the bot is quiet unless addressed: "just write your question" would be wrong there.
+        how = self._here("how_to_ask") if req.message.private else "how_to_ask_group"
+        blocks += [para(p) for p in say(how, lang).split("\n\n")]
         if self.is_admin(req.message.user.id):
             blocks.append(para(say(self._here("admin_help"), lang)))
         return [Reply(blocks)]

@@ -30,6 +30,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "In groups: /ask <question>, mention me or reply to one of my messages.\n"
         "/sources lists all articles.",
     },
+    "how_to_ask_group": {
+        "de": "In dieser Gruppe antworte ich auf /ask <Frage>, wenn mich jemand erwähnt oder auf eine meiner "
+        "Nachrichten antwortet, zum Beispiel: /ask Was kostet das neue Stadion?\n"
+        "Im privaten Chat mit mir genügt die Frage allein.\n"
+        "/sources zeigt alle Artikel.",
+        "en": "In this group I answer /ask <question>, a message that mentions me, or a reply to one of my "
+        "messages, for example: /ask What does the new stadium cost?\n"
+        "In a private chat with me, just write the question.\n"
+        "/sources lists all articles.",
+    },
     "admin_help": {
         "de": "Für Admins: /add <Link> oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
         "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /update <id>, /list, /stats, "

@@ -347,6 +347,17 @@ def test_start_and_help_in_the_users_language(api, bot, bot_kb):
     assert "For admins" not in english["text"]
 
 
+def test_help_in_a_group_says_how_to_address_the_bot_there(api, bot):
+    group, member = api.group_chat(-100779), someone("en")
+    command = api.send_text(member, group, "/help@articles_test_bot")
+    help_text = reply_to(api, command)["text"]
+    assert "In this group I answer /ask <question>, a message that mentions me, or a reply" in help_text
+    assert "Just write your question" not in help_text
+    german = someone("de")
+    command = api.send_text(german, group, "/help")
+    assert "In dieser Gruppe antworte ich auf /ask <Frage>" in reply_to(api, command)["text"]
+
+
 def test_admin_adds_an_article_by_url(api, bot, pages, bot_kb):
     question, progress = ask(api, ADMIN, "/add " + pages.url("/wernau"))
     done = reply_to(api, question, finished("Hinzugefügt"))
