@@ -34,6 +34,9 @@ from .protocol import ADMIN_BUTTONS, ADMIN_ONLY, ALIASES, COMMANDS, QUOTE, SOURC
 from .texts import counted, reason_text, say
 
 log = logging.getLogger(__name__)
+# What a running bot always tells its operator, even without -v: that it runs, and who was refused
+# an admin command (with the user id to put in [telegram] admins, which Telegram shows nowhere).
+status = logging.getLogger("articlebot.status")
 
 PAGE_SIZE = 10
 LATEST_IN_HELP = 3
@@ -329,6 +332,8 @@ class Conversation:
 
     def run(self, request: Request, progress: Progress = _no_progress) -> list[Reply]:
         if request.command in ADMIN_ONLY and not self.is_admin(request.message.user.id):
+            user = request.message.user
+            status.info("/%s refused: user %s (%s) is not in [telegram] admins", request.command, user.id, user.name)
             return [text_reply(say("admins_only", request.language))]
         try:
             return self._handlers[request.command](request, progress)

@@ -69,6 +69,7 @@ from .conversation import (  # noqa: E402
     Text,
     User,
     parse_command,
+    status,
 )
 from .protocol import ADMIN_JOB_COMMANDS, ALIASES, is_admin_job  # noqa: E402
 from .render import to_html  # noqa: E402
@@ -816,6 +817,19 @@ class LoopWatch:
         )
 
 
+async def announce(app: Application, how: str) -> None:
+    """The one line that says the bot runs, and whether anyone may add articles through it."""
+    conversation: Conversation = app.bot_data[CONVERSATION]
+    count = (await asyncio.to_thread(conversation.kb.counts))["articles"]
+    admins = ", ".join(str(a) for a in sorted(conversation.admins))
+    who = (
+        f"admins: {admins}"
+        if admins
+        else "no admins yet: set [telegram] admins = [your user id] (send the bot /add and this log shows your id)"
+    )
+    status.info("@%s is running (%s) with %d article(s); %s", app.bot.username, how, count, who)
+
+
 async def serve(
     app: Application, settings: TelegramSettings, stop: asyncio.Event, watch: LoopWatch | None = None
 ) -> None:
@@ -831,10 +845,10 @@ async def serve(
             recovering = asyncio.create_task(queue.keep_recovering(app.bot, stop))
             if settings.webhook_url:
                 await start_webhook(app, settings)
-                log.info("@%s is running (webhook on %s:%s)", app.bot.username, settings.listen, settings.port)
+                await announce(app, f"webhook on {settings.listen}:{settings.port}")
                 await stop.wait()
             else:
-                log.info("@%s is running (long polling)", app.bot.username)
+                await announce(app, "long polling")
                 await poll(app, settings, stop)
         finally:
             if recovering is not None:
