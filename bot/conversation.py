@@ -186,6 +186,9 @@ def _no_progress(_: str) -> None:
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+# A link typed without its scheme ("example.org/artikel", as an address bar shows it): fetched over https.
+_BARE_LINK = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(?::[0-9]{1,5})?(?:[/?#]\S*)?$", re.I)
+_BARE_ADDRESS = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?:[/?#]\S*)?$")
 # "/add" and a line break: what follows was pasted as an article, however short.
 _PASTED_AFTER_ADD = re.compile(r"/add(@\w+)?[ \t]*\n", re.IGNORECASE)
 
@@ -440,6 +443,8 @@ class Conversation:
         if not req.args and msg.replied_attachment is not None:
             return self._from_attachment(msg.replied_attachment, progress, lang)
         text = (req.args or msg.replied_text or "").strip()
+        if _BARE_LINK.match(text) or _BARE_ADDRESS.match(text):
+            text = "https://" + text
         if _LINK_ONLY.match(text):
             progress(say("fetching", lang, url=text))
             return fetch_document(text, self.fetch)

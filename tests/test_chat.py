@@ -302,6 +302,19 @@ def test_fetch_refusals_are_explained_in_the_users_language(conversation):
     assert plain_text(english).startswith("Not added: refusing to fetch 127.0.0.1")
 
 
+def test_a_link_without_its_scheme_is_fetched_over_https_not_taken_for_a_short_text(conversation):
+    shown: list[str] = []
+    incoming = Incoming(ADMIN, chat_id=ADMIN.id, text="/add 127.0.0.1:9/artikel?id=4", bot_username="articles_bot")
+    (refused,) = conversation.handle(incoming, progress=shown.append)
+    assert shown == ["Lade https://127.0.0.1:9/artikel?id=4 …"]
+    assert plain_text(refused) == (
+        "Nicht hinzugefügt: 127.0.0.1 ist eine interne Adresse; solche Links rufe ich aus Sicherheitsgründen nicht ab."
+    )
+    for not_a_link in ("/add Kurzer Text", "/add z.B.", "/add Grauwinkel"):
+        assert plain_text(say(conversation, ADMIN, not_a_link)[0]).startswith("So fügen Sie einen Artikel hinzu")
+    assert [a.id for a in conversation.kb.articles()] == [2, 1]
+
+
 def test_fetch_failures_from_a_real_server_are_german(conversation):
     def not_found(conn, head):
         conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
