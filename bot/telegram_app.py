@@ -594,7 +594,9 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     press = Press(to_user(query.from_user), chat_id, query.data or "")
     pressed = await asyncio.to_thread(conversation.press, press)
     await best_effort(lambda: query.answer(pressed.notice or None, show_alert=pressed.alert), "answerCallbackQuery")
-    chat = Chat(context.bot, chat_id)
+    # In a group a quote sent on its own is lost among the others' messages: it replies to its answer.
+    group = query.message is not None and query.message.chat.type != ChatType.PRIVATE
+    chat = Chat(context.bot, chat_id, query.message.message_id if group and query.message else None)
     for reply in pressed.replies:
         await chat.send_reply(reply, replace=query.message.message_id if reply.edit and query.message else None)
 

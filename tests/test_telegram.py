@@ -467,6 +467,12 @@ def test_group_answers_only_when_addressed(api, bot):
     assert ignored["message_id"] not in replied_to and other_bot["message_id"] not in replied_to
     assert len(api.bot_messages(group["id"])) == 3
 
+    # A quote asked for in the group answers the answer it comes from, not the group at large.
+    query = api.press(member, answer, buttons(answer)["Quote [1]"])
+    answered(api, query)
+    quote = api.wait_for(lambda: api.bot_messages(group["id"])[3:], WAIT, "the quote")[0]
+    assert quote["text"].startswith("[1] Harbourton council") and quote["reply_to_message_id"] == answer["message_id"]
+
 
 def test_a_long_answer_arrives_in_parts(api, bot):
     reader = someone()
