@@ -43,6 +43,9 @@ LATEST_IN_HELP = 3
 QUOTE_BUTTONS_PER_ROW = 4
 # Pasted text shorter than this on a single line is almost always a mistyped command, not an article.
 MIN_PASTED_CHARS = 200
+# Telegram holds at most 4,096 characters (UTF-16 units) in a message, and its apps split a longer
+# paste into several, at a word near that limit: an article pasted with this much may be cut short.
+NEARLY_FULL_MESSAGE = 3900
 
 # --- replies: plain data ----------------------------------------------------------------------
 
@@ -433,7 +436,18 @@ class Conversation:
             return [text_reply(say("not_added", lang, reason=reason))]
         log.info("user %s added article #%s (%s passages)", req.message.user.id, result.article_id, result.chunks)
         passages = counted(result.chunks, "passage", lang)
-        return [text_reply(say("added", lang, id=result.article_id, title=result.title, passages=passages))]
+        text = say("added", lang, id=result.article_id, title=result.title, passages=passages)
+        if self._maybe_cut(req):
+            text += "\n\n" + say("paste_maybe_cut", lang, id=result.article_id)
+        return [text_reply(text)]
+
+    def _maybe_cut(self, req: Request) -> bool:
+        """The article was a Telegram message as long as one may be: the app may have split it, and this is
+        only its first part (the terminal has no such limit)."""
+        if self.origin == "chat" or req.message.attachment is not None:
+            return False
+        pasted = req.message.text if req.args else req.message.replied_text
+        return bool(pasted) and _utf16_len(pasted) >= NEARLY_FULL_MESSAGE and not _LINK_ONLY.match(req.args)
 
     def _document(self, req: Request, progress: Progress) -> Document | None:
         """The article an /add names: a document, a link, pasted text, or the message replied to."""
@@ -767,6 +781,10 @@ def _date_suffix(article: ArticleRecord) -> str:
 def _parse_id(value: str) -> int | None:
     value = value.strip().lstrip("#")
     return int(value) if re.fullmatch(r"[0-9]{1,18}", value) and int(value) > 0 else None
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _short(title: str, limit: int = 80) -> str:

@@ -171,6 +171,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Hinzugefügt: #{id} {title} ({passages}).",
         "en": "Added #{id} {title} ({passages}).",
     },
+    "paste_maybe_cut": {
+        "de": "Der Text ist fast so lang, wie eine Telegram-Nachricht höchstens sein kann (4.096 Zeichen): Längere "
+        "Texte teilt Telegram auf mehrere Nachrichten auf. Falls der Artikel weitergeht, schicken Sie ihn als "
+        ".txt-Datei mit der Beschriftung /add und entfernen diesen Teil mit /remove {id}.",
+        "en": "The text is nearly as long as a Telegram message can be (4,096 characters): Telegram splits longer "
+        "texts into several messages. If the article goes on, send it as a .txt file with the caption /add and "
+        "remove this part with /remove {id}.",
+    },
     "duplicate": {"de": "Nicht hinzugefügt: schon vorhanden als #{id}.", "en": "Not added: already present as #{id}."},
     "not_added": {"de": "Nicht hinzugefügt: {reason}", "en": "Not added: {reason}"},
     "file_type": {

@@ -315,6 +315,23 @@ def test_a_link_without_its_scheme_is_fetched_over_https_not_taken_for_a_short_t
     assert [a.id for a in conversation.kb.articles()] == [2, 1]
 
 
+def test_an_article_pasted_as_long_as_a_telegram_message_may_be_warns_it_may_be_cut(conversation):
+    paragraph = "Der Rat von Grauwinkel beriet am {n}. Abend über die Brücke Nummer {n} und ihre Sanierung. "
+    body = "\n\n".join(paragraph.format(n=n) * 3 for n in range(1, 16))
+    pasted = "/add\nDie Brücken von Grauwinkel\n\n" + body
+    assert 3900 <= len(pasted.encode("utf-16-le")) // 2 <= 4096, "as long as one Telegram message can be"
+    (added,) = say(conversation, ADMIN, pasted)
+    text = plain_text(added)
+    article_id = int(re.search(r"#(\d+)", text).group(1))
+    assert text.startswith(f"Hinzugefügt: #{article_id} „Die Brücken von Grauwinkel“")
+    assert (
+        f"schicken Sie ihn als .txt-Datei mit der Beschriftung /add und entfernen diesen Teil mit /remove {article_id}"
+        in text
+    )
+    (short,) = say(conversation, ADMIN, "/add\n" + MARKET_TEXT)
+    assert plain_text(short).startswith("Hinzugefügt:") and "4.096" not in plain_text(short)
+
+
 def test_fetch_failures_from_a_real_server_are_german(conversation):
     def not_found(conn, head):
         conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
