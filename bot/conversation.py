@@ -204,6 +204,26 @@ def parse_command(text: str) -> tuple[str, str | None, str] | None:
     return match.group(1).lower(), match.group(2), match.group(3).strip()
 
 
+# A greeting or a thanks on its own is answered as one: searched for in the articles it only got
+# "nothing found" and the feedback buttons, often as a reader's very first reply from the bot.
+_GREETING = re.compile(
+    r"(hi|hallo|hello|hey|moin|servus|grüß gott|guten (morgen|tag|abend)|good (morning|afternoon|evening))"
+    r"( zusammen| alle| there| everyone)?",
+    re.I,
+)
+_THANKS = re.compile(r"(danke|danke schön|dankeschön|danke sehr|vielen dank|thanks|thank you|thanks a lot|thx)", re.I)
+
+
+def small_talk(text: str) -> str | None:
+    """ "hello" or "thanks" when the whole message is a greeting or a thanks (punctuation and emoji aside)."""
+    words = " ".join(re.sub(r"[^\w\s]", " ", text).split())
+    if _GREETING.fullmatch(words):
+        return "hello"
+    if _THANKS.fullmatch(words):
+        return "thanks_reply"
+    return None
+
+
 def strip_mention(text: str, username: str) -> str:
     if not username:
         return text.strip()
@@ -306,6 +326,8 @@ class Conversation:
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
             "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
             "text_only": lambda req, _: [text_reply(say("text_only", req.language))],
+            "hello": lambda req, _: [text_reply(say("hello", req.language))],
+            "thanks_reply": lambda req, _: [text_reply(say("thanks_reply", req.language))],
         }
 
     def is_admin(self, user_id: int) -> bool:
@@ -332,7 +354,11 @@ class Conversation:
             return Request("text_only", "", msg) if msg.private else None
         if not text or not (msg.private or msg.addressed):
             return None
-        return Request("ask", strip_mention(text, msg.bot_username), msg)
+        question = strip_mention(text, msg.bot_username)
+        reply = small_talk(question)
+        if reply:
+            return Request(reply, "", msg)
+        return Request("ask", question, msg)
 
     # --- handling (blocking: call it off the event loop) --------------------------------------
 

@@ -130,6 +130,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Dokumente füge ich nur hinzu, wenn sie die Beschriftung /add tragen.",
         "en": "I only add documents that carry the caption /add.",
     },
+    "hello": {
+        "de": "Hallo! Fragen Sie mich etwas zu den Artikeln, zum Beispiel: „Was kostet das neue Stadion?“ "
+        "/help zeigt, was ich weiß.",
+        "en": "Hello! Ask me something about the articles, for example: “What does the new stadium cost?” "
+        "/help shows what I know.",
+    },
+    "thanks_reply": {"de": "Gern geschehen!", "en": "You're welcome!"},
     "text_only": {
         "de": "Ich lese nur Text: Bitte schreiben Sie Ihre Frage als Nachricht. Sprachnachrichten, Bilder und "
         "Sticker verstehe ich nicht.",

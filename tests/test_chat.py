@@ -70,6 +70,19 @@ def test_routing_private_group_and_commands(conversation):
     assert parse("/add\nTitel\nText") == ("add", "Titel\nText")
 
 
+def test_a_greeting_or_a_thanks_is_answered_as_one_not_searched_for(conversation):
+    answers = conversation.feedback.counts()["answers"]
+    (hello,) = say(conversation, READER, "Hallo!")
+    assert plain_text(hello).startswith("Hallo! Fragen Sie mich etwas zu den Artikeln") and not hello.buttons
+    (hello,) = say(conversation, READER_EN, "hi there 👋")
+    assert plain_text(hello).startswith("Hello! Ask me something about the articles")
+    assert plain_text(say(conversation, READER, "Vielen Dank.")[0]) == "Gern geschehen!"
+    assert plain_text(say(conversation, READER_EN, "Thanks!")[0]) == "You're welcome!"
+    assert conversation.feedback.counts()["answers"] == answers, "no answer was given or stored"
+    (answer,) = say(conversation, READER, "Hallo, was kostete der Bau der Möwe II?")
+    assert "9,2 Millionen Euro" in plain_text(answer)
+
+
 def test_help_names_the_articles_in_the_users_language(conversation):
     german = text_of(say(conversation, READER, "/start"))
     assert "Ich beantworte Fragen zu 2 Artikeln" in german and "Harbourton council" in german
