@@ -385,10 +385,27 @@ GERMAN_FEED_REASONS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# The few English reasons that name a Python exception, said as a person would (the CLI keeps the originals).
+ENGLISH_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"cannot fetch (?P<url>\S+): ConnectionRefusedError\b"),
+        "{url} cannot be reached: the server refused the connection.",
+    ),
+    (
+        re.compile(r"cannot fetch (?P<url>\S+): (ConnectionResetError|RemoteDisconnected)\b"),
+        "{url} cannot be reached: the server closed the connection without an answer.",
+    ),
+]
+
+
 def reason_text(reason: str, language: str, about: str = "article") -> str:
     """Why something was not added (``about`` "article") or why a feed failed (``about`` "feed"), in the
-    user's language (the English reasons pass unchanged)."""
+    user's language (the English reasons pass unchanged, but for a Python exception's name)."""
     if language != "de":
+        for pattern, text in ENGLISH_REASONS:
+            match = pattern.match(reason)
+            if match:
+                return text.format(**match.groupdict())
         return reason
     patterns = GERMAN_FEED_REASONS + GERMAN_REASONS if about == "feed" else GERMAN_REASONS
     for pattern, text in patterns:

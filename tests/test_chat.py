@@ -358,6 +358,8 @@ def test_fetch_failures_from_a_real_server_are_german(conversation):
     assert plain_text(missing) == "Nicht hinzugefügt: Die Seite antwortete mit dem Fehler HTTP 404."
     (refused,) = say(conversation, ADMIN, f"/add {server.url}/weg")  # nothing listens there any more
     assert plain_text(refused) == "Nicht hinzugefügt: Die Seite ist nicht erreichbar."
+    (refused,) = say(conversation, READER_EN_ADMIN, f"/add {server.url}/weg")
+    assert plain_text(refused) == f"Not added: {server.url}/weg cannot be reached: the server refused the connection."
 
 
 @pytest.mark.parametrize(
