@@ -479,7 +479,9 @@ class Conversation:
         """The article an /add names: a document, a link, pasted text, or the message replied to."""
         msg, lang = req.message, req.language
         if msg.attachment is not None:
-            return self._from_attachment(msg.attachment, progress, lang)
+            # The caption after /add is the title, as `articlebot add FILE --title` (in the terminal it is the path).
+            title = " ".join(req.args.split()) if self.origin != "chat" else ""
+            return self._from_attachment(msg.attachment, progress, lang, title or None)
         if not req.args and msg.replied_attachment is not None:
             return self._from_attachment(msg.replied_attachment, progress, lang)
         text = (req.args or msg.replied_text or "").strip()
@@ -497,7 +499,9 @@ class Conversation:
             return None
         return from_text(text, source="text")
 
-    def _from_attachment(self, attachment: Attachment, progress: Progress, lang: str) -> Document:
+    def _from_attachment(
+        self, attachment: Attachment, progress: Progress, lang: str, title: str | None = None
+    ) -> Document:
         name, limit = attachment.filename or "document", self.settings.max_file_bytes
         if not name.lower().endswith(SUPPORTED_SUFFIXES):
             raise Refusal(say("file_type", lang, name=name))
@@ -507,7 +511,7 @@ class Conversation:
         data = attachment.load()
         if limit and len(data) > limit:
             raise Refusal(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
-        return from_bytes(data, name)
+        return from_bytes(data, name, title)
 
     def _remove(self, req: Request, _: Progress) -> list[Reply]:
         lang = req.language

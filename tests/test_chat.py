@@ -159,6 +159,13 @@ def test_documents_are_checked_before_download(conversation):
     assert "Hinzugefügt" in text_of(say(conversation, ADMIN, "/add", attachment=ok))
 
 
+def test_a_documents_caption_after_add_is_its_title(conversation):
+    report = Attachment("bericht.txt", None, lambda: FERRY.replace("Möwe II", "Möwe III").encode())
+    added = text_of(say(conversation, ADMIN, "/add Jahresbericht der Fähre\n 2026", attachment=report))
+    assert added.startswith("Hinzugefügt: #3 „Jahresbericht der Fähre 2026“"), added
+    assert conversation.kb.article(3).title == "Jahresbericht der Fähre 2026"
+
+
 def test_sources_are_paged_newest_first(conversation):
     (first,) = say(conversation, READER, "/sources")
     assert plain_text(first).startswith("Artikel 1–1 von 2\n#2 Harbourton council")
