@@ -485,11 +485,13 @@ class Conversation:
         if not req.args and msg.replied_attachment is not None:
             return self._from_attachment(msg.replied_attachment, progress, lang)
         text = (req.args or msg.replied_text or "").strip()
-        if _BARE_LINK.match(text) or _BARE_ADDRESS.match(text):
-            text = "https://" + text
-        if _LINK_ONLY.match(text):
-            progress(say("fetching", lang, url=text))
-            return fetch_document(text, self.fetch)
+        # "/add LINK Its title" on one line: the title, as `articlebot add URL --title` gives it.
+        link, _, title = text.partition(" ") if "\n" not in text else (text, "", "")
+        if _BARE_LINK.match(link) or _BARE_ADDRESS.match(link):
+            link = "https://" + link
+        if _LINK_ONLY.match(link):
+            progress(say("fetching", lang, url=link))
+            return fetch_document(link, self.fetch, title.strip() or None)
         if not text:
             return None
         # A short single line right after "/add" is most likely not meant as an article (usage); after

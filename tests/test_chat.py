@@ -352,6 +352,19 @@ def test_an_article_pasted_as_long_as_a_telegram_message_may_be_warns_it_may_be_
     assert plain_text(short).startswith("Hinzugefügt:") and "4.096" not in plain_text(short)
 
 
+def test_a_title_after_the_link_names_the_article(conversation, site):
+    conversation.fetch = FetchSettings(allow_private_addresses=True, timeout=5)
+    paragraphs = [
+        "Am Marktplatz von Ostwinkel steht seit Montag ein Trinkbrunnen, der bis Oktober gekühltes Leitungswasser "
+        "liefert. Das Wasserwerk hat ihn für 12.000 Euro aufgestellt und will im nächsten Jahr zwei weitere bauen.",
+        "Die Stadtwerke prüfen das Wasser jede Woche; die Ergebnisse hängen am Brunnen aus.",
+    ]
+    url = site.html("/brunnen", "Startseite – Ostwinkeler Nachrichten", paragraphs)
+    added = text_of(say(conversation, ADMIN, f"/add {url} Ostwinkel bekommt einen Trinkbrunnen"))
+    assert added.startswith("Hinzugefügt: #3 „Ostwinkel bekommt einen Trinkbrunnen“"), added
+    assert conversation.kb.article(3).url == url
+
+
 def test_fetch_failures_from_a_real_server_are_german(conversation):
     def not_found(conn, head):
         conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
