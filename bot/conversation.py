@@ -324,7 +324,7 @@ class Conversation:
             "feeds": self._feeds,
             "unsubscribe": self._unsubscribe,
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
-            "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
+            "document_hint": self._document_hint,
             "text_only": lambda req, _: [text_reply(say("text_only", req.language))],
             "hello": lambda req, _: [text_reply(say("hello", req.language))],
             "thanks_reply": lambda req, _: [text_reply(say("thanks_reply", req.language))],
@@ -404,6 +404,11 @@ class Conversation:
         if self.is_admin(req.message.user.id):
             blocks.append(para(say(self._here("admin_help"), lang)))
         return [Reply(blocks)]
+
+    def _document_hint(self, req: Request, _: Progress) -> list[Reply]:
+        # Only admins can add one: telling a reader to caption it /add only leads to a refusal.
+        key = "document_hint" if self.is_admin(req.message.user.id) else "document_not_admin"
+        return [text_reply(say(key, req.language))]
 
     def _here(self, key: str) -> str:
         """The terminal's version of a text where it has one: it has no groups, captions or replies to messages."""

@@ -137,6 +137,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "/help shows what I know.",
     },
     "thanks_reply": {"de": "Gern geschehen!", "en": "You're welcome!"},
+    "document_not_admin": {
+        "de": "Dokumente nehme ich nur von den Admins dieses Bots an. Fragen schreiben Sie einfach als Text.",
+        "en": "I only take documents from this bot's admins. Just type your questions as text.",
+    },
     "text_only": {
         "de": "Ich lese nur Text: Bitte schreiben Sie Ihre Frage als Nachricht. Sprachnachrichten, Bilder und "
         "Sticker verstehe ich nicht.",

@@ -159,6 +159,19 @@ def test_documents_are_checked_before_download(conversation):
     assert "Hinzugefügt" in text_of(say(conversation, ADMIN, "/add", attachment=ok))
 
 
+def test_a_document_without_caption_gets_advice_that_fits_the_sender(conversation):
+    def never() -> bytes:
+        raise AssertionError("downloaded a document nobody asked to add")
+
+    letter = Attachment("brief.txt", 10, never)
+    assert text_of(say(conversation, ADMIN, "", attachment=letter)) == (
+        "Dokumente füge ich nur hinzu, wenn sie die Beschriftung /add tragen."
+    )
+    assert text_of(say(conversation, READER, "", attachment=letter)) == (
+        "Dokumente nehme ich nur von den Admins dieses Bots an. Fragen schreiben Sie einfach als Text."
+    )
+
+
 def test_a_documents_caption_after_add_is_its_title(conversation):
     report = Attachment("bericht.txt", None, lambda: FERRY.replace("Möwe II", "Möwe III").encode())
     added = text_of(say(conversation, ADMIN, "/add Jahresbericht der Fähre\n 2026", attachment=report))
