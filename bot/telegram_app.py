@@ -40,6 +40,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 from telegram import (  # noqa: E402
     BotCommand,
+    BotCommandScopeChat,
     Document,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -85,6 +86,7 @@ LEDGER = "ledger"
 PACE = "pace"
 QUESTIONS = "questions"
 ADMIN_LANE = "admin_lane"
+ADMIN_MENUS = "admin_menus"
 # The feeds are first polled this many seconds after start (or after one interval, if shorter).
 FIRST_FEED_POLL = 30.0
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -129,6 +131,25 @@ MIME_SUFFIXES = {"application/pdf": ".pdf", "text/html": ".html", "text/markdown
 MENU = {
     "en": [("help", "What I know and how to ask"), ("ask", "Ask a question"), ("sources", "The articles I know")],
     "de": [("help", "Was ich weiß und wie man fragt"), ("ask", "Eine Frage stellen"), ("sources", "Meine Artikel")],
+}
+# What an admin's own chat with the bot lists after MENU, so a new admin finds /add without reading /help.
+ADMIN_MENU = {
+    "en": [
+        ("add", "Add an article: a link, text, or a document with this caption"),
+        ("list", "All articles with their ids"),
+        ("remove", "Remove an article: /remove <id>"),
+        ("update", "Fetch an article again: /update <id>"),
+        ("stats", "Figures of the index and the feedback"),
+        ("feeds", "Subscribed feeds"),
+    ],
+    "de": [
+        ("add", "Artikel hinzufügen: Link, Text oder Dokument mit dieser Beschriftung"),
+        ("list", "Alle Artikel mit ihren Nummern"),
+        ("remove", "Artikel entfernen: /remove <id>"),
+        ("update", "Artikel neu laden: /update <id>"),
+        ("stats", "Zahlen zu Index und Rückmeldungen"),
+        ("feeds", "Abonnierte Feeds"),
+    ],
 }
 
 
@@ -566,6 +587,8 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     request = conversation.parse(to_incoming(message, user, context.bot))
     if request is None:
         return
+    if request.command in ("start", "help") and request.message.private and conversation.is_admin(user.id):
+        await set_admin_menu(context.application, user.id)
     chat = Chat(context.bot, message.chat_id, None if request.message.private else message.message_id)
     progress = ProgressMessage(chat, asyncio.get_running_loop())
     stream = None
@@ -630,6 +653,31 @@ async def set_menu(app: Application) -> None:
             ),
             "setMyCommands",
         )
+    conversation: Conversation = app.bot_data[CONVERSATION]
+    for admin in sorted(conversation.admins):
+        await set_admin_menu(app, admin)
+
+
+async def set_admin_menu(app: Application, admin: int) -> None:
+    """The admin commands in the menu of an admin's own chat; Telegram refuses it until they wrote to the
+    bot, so an admin's /start or /help tries again."""
+    done: set[int] = app.bot_data.setdefault(ADMIN_MENUS, set())
+    if admin in done:
+        return
+    for language, commands in MENU.items():
+        try:
+            await with_retry(
+                lambda commands=commands, language=language: app.bot.set_my_commands(
+                    [BotCommand(name, description) for name, description in commands + ADMIN_MENU[language]],
+                    scope=BotCommandScopeChat(admin),
+                    language_code=None if language == "en" else language,
+                ),
+                "setMyCommands",
+            )
+        except (TelegramError, OSError) as exc:
+            log.info("the admin menu for user %s waits for their /start (%s)", admin, exc)
+            return
+    done.add(admin)
 
 
 def lane_of(update: object) -> str:
