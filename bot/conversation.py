@@ -355,7 +355,7 @@ class Conversation:
         if not text or not (msg.private or msg.addressed):
             return None
         question = strip_mention(text, msg.bot_username)
-        reply = small_talk(question)
+        reply = small_talk(question) if question else "hello"  # a bare "@bot" is a hello too
         if reply:
             return Request(reply, "", msg)
         return Request("ask", question, msg)

@@ -61,6 +61,8 @@ def test_routing_private_group_and_commands(conversation):
     assert parse("Wie lang ist die Strecke?") == ("ask", "Wie lang ist die Strecke?")
     assert parse("Wie lang ist die Strecke?", private=False) is None
     assert parse("@articles_bot wie lang?", private=False, addressed=True) == ("ask", "wie lang?")
+    assert parse("@articles_bot", private=False, addressed=True) == ("hello", "")
+    assert parse("@articles_bot Danke!", private=False, addressed=True) == ("thanks_reply", "")
     assert parse("/ask@articles_bot Wie lang?", private=False) == ("ask", "Wie lang?")
     assert parse("/ask@other_bot Wie lang?", private=False) is None
     assert parse("/articles") == ("sources", "")
