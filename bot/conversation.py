@@ -154,6 +154,8 @@ class Incoming:
     replied_attachment: Attachment | None = None
     # What the message holds instead of text, when the bot cannot read it ("sticker", "voice", "photo" …).
     media: str = ""
+    # The message says the bot itself was just added to this group.
+    joined: bool = False
 
 
 @dataclass
@@ -338,6 +340,8 @@ class Conversation:
     def parse(self, msg: Incoming) -> Request | None:
         """What the message asks for, or None when the bot should stay quiet."""
         text = (msg.text or "").strip()
+        if msg.joined:
+            return Request("help", "", msg)  # added to a group: say how to ask there, once
         command = parse_command(text)
         if command:
             name, target, args = command

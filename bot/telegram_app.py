@@ -573,6 +573,7 @@ def to_incoming(message: Message, user: TgUser, bot: Any) -> Incoming:
         replied_text=(replied.text or replied.caption) if replied else None,
         replied_attachment=to_attachment(replied.document, bot, loop) if replied else None,
         media=next((kind for kind in MEDIA_KINDS if getattr(message, kind, None)), ""),
+        joined=any(member.id == bot.id for member in message.new_chat_members or ()),
     )
 
 
@@ -718,6 +719,7 @@ def build_application(
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | filters.CAPTION), on_message))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & MEDIA, on_message))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.StatusUpdate.NEW_CHAT_MEMBERS, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_error_handler(on_error)
     app.bot_data[ADMIN_LANE] = processor.lane("admin")

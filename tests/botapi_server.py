@@ -279,6 +279,13 @@ class BotApiServer:
         self._push({"message": message})
         return message
 
+    def add_members(self, user: dict, chat: dict, members: list[dict]) -> dict:
+        """``user`` adds ``members`` (users, or ``self.bot``) to a group: Telegram's service message."""
+        message = self._user_message(user, chat, None)
+        message["new_chat_members"] = members
+        self._push({"message": message})
+        return message
+
     def press(self, user: dict, message: dict, data: str) -> str:
         """Press an inline button under one of the bot's messages; returns the callback query id."""
         query_id = str(next(self._ids) * 7919)

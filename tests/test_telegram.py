@@ -368,6 +368,18 @@ def test_an_admins_own_menu_lists_the_admin_commands(api, bot):
     assert api.menu(READER_DE["id"]) == [], "a reader's menu stays the everyone's one"
 
 
+def test_added_to_a_group_the_bot_says_how_to_ask_there_once(api, bot, bot_kb):
+    group, member = api.group_chat(-100780), someone("de")
+    joined = api.add_members(member, group, [api.bot])
+    hello = reply_to(api, joined)
+    assert hello["text"].startswith(f"Ich beantworte Fragen zu {bot_kb.stats()['articles']} Artikeln")
+    assert "In dieser Gruppe antworte ich auf /ask <Frage>" in hello["text"]
+    others = api.add_members(member, group, [someone("de")])
+    question = api.send_text(member, group, "/ask Wie viele Fahrgäste passen auf die Möwe II?")
+    first = api.wait_for(lambda: api.replies_after(others), WAIT, "the answer")[0]
+    assert first["reply_to_message_id"] == question["message_id"], "the bot greeted someone else's arrival"
+
+
 def test_admin_adds_an_article_by_url(api, bot, pages, bot_kb):
     question, progress = ask(api, ADMIN, "/add " + pages.url("/wernau"))
     done = reply_to(api, question, finished("Hinzugefügt"))
