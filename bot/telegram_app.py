@@ -51,7 +51,7 @@ from telegram import (  # noqa: E402
 )
 from telegram import User as TgUser  # noqa: E402
 from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
-from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError  # noqa: E402
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
 from index.engine import StorageError  # noqa: E402
@@ -627,7 +627,11 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     update_id = update.update_id if isinstance(update, Update) else None
-    log.error("handling update %s failed: %s", update_id, context.error, exc_info=context.error)
+    if isinstance(context.error, Forbidden):
+        # The user blocked the bot, or it was removed from the group: their choice, not a bug to trace.
+        log.warning("update %s: no reply possible (%s)", update_id, context.error)
+    else:
+        log.error("handling update %s failed: %s", update_id, context.error, exc_info=context.error)
     ledger: UpdateLedger | None = context.bot_data.get(LEDGER)
     if ledger is not None and update_id is not None:
         # Not retried: the reply may be half sent, and the error is in the log.

@@ -658,6 +658,21 @@ def test_a_failed_handler_is_logged_and_marked_failed(api, bot, bot_kb, all_logs
     assert "handling update" in since and "Traceback" in since and "Internal Server Error" in since
 
 
+def test_a_user_who_blocked_the_bot_costs_one_log_line_not_a_traceback(api, bot, bot_kb, all_logs):
+    logged = len(all_logs.lines)
+    api.fail("sendMessage", 403, "Forbidden: bot was blocked by the user", times=1)
+    reader = someone()
+    question = api.send_text(reader, api.private_chat(reader), "Who leads the Harbourton solar project?")
+    update_id = api.update_id_of(question)
+    api.wait_for(lambda: ledger_states(bot_kb).get(update_id) == FAILED, WAIT, "the update to be given up")
+    since = all_logs.lines[logged:]
+    problems = [line for line in since if line.startswith(("WARNING", "ERROR")) and str(update_id) in line]
+    assert problems == [
+        f"WARNING bot.telegram_app: update {update_id}: no reply possible (Forbidden: bot was blocked by the user)"
+    ]
+    assert not any("Traceback" in line for line in since)
+
+
 def test_the_token_is_never_logged(api, bot, caplog):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="httpx")  # it logs every request URL, token included
