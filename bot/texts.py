@@ -41,12 +41,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "/sources lists all articles.",
     },
     "admin_help": {
-        "de": "Für Admins: /add <Link> oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
-        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /update <id>, /list, /stats, "
-        "/reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
-        "en": "For admins: /add <link> or /add with a title line and text, /add as a reply to a message, "
-        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /update <id>, /list, /stats, /reindex; "
-        "feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
+        "de": "Für Admins: /add <Link> [Titel] oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
+        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add [Titel]; /remove <id>, /update <id>, /list, "
+        "/stats, /reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
+        "en": "For admins: /add <link> [title] or /add with a title line and text, /add as a reply to a message, "
+        "a document (.txt .md .html .pdf) with the caption /add [title]; /remove <id>, /update <id>, /list, /stats, "
+        "/reindex; feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
     },
     "how_to_ask_chat": {
         "de": "Tippen Sie einfach Ihre Frage ein, zum Beispiel: „Was kostet das neue Stadion?“\n"
@@ -164,10 +164,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "previous": {"de": "◀ Neuere", "en": "◀ Newer"},
     "next": {"de": "Ältere ▶", "en": "Older ▶"},
     "add_usage": {
-        "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add gefolgt von Titelzeile und Text, /add als "
-        "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add.",
-        "en": "To add an article: /add <link>, /add followed by a title line and the text, /add as a reply "
-        "to a message, or a document with the caption /add.",
+        "de": "So fügen Sie einen Artikel hinzu: /add <Link> [Titel], /add gefolgt von Titelzeile und Text, /add als "
+        "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add [Titel].",
+        "en": "To add an article: /add <link> [title], /add followed by a title line and the text, /add as a reply "
+        "to a message, or a document with the caption /add [title].",
     },
     "add_usage_chat": {
         "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add <Pfad> für eine Datei (.txt .md .html .pdf) "
