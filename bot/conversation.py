@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text, require_length
 from index.feeds import FeedError, FeedRecord, Feeds, FeedsBusy, PollResult
-from index.fetch import fetch_document
+from index.fetch import FetchError, fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.records import ArticleRecord
 from index.settings import FetchSettings
@@ -497,7 +497,7 @@ class Conversation:
         # "/add LINK Its title" on one line: the title, as `articlebot add URL --title` gives it.
         link, _, title = text.partition(" ") if "\n" not in text else (text, "", "")
         if _BARE_LINK.match(link) or _BARE_ADDRESS.match(link):
-            link = "https://" + link
+            return self._fetch_bare(link, title.strip() or None, progress, lang)
         if _LINK_ONLY.match(link):
             progress(say("fetching", lang, url=link))
             return fetch_document(link, self.fetch, title.strip() or None)
@@ -509,6 +509,18 @@ class Conversation:
         if "\n" not in text and len(text) < MIN_PASTED_CHARS and not msg.replied_text and not pasted:
             return None
         return from_text(text, source="text")
+
+    def _fetch_bare(self, link: str, title: str | None, progress: Progress, lang: str) -> Document:
+        """A link typed without its scheme: https, and plain http when the server does not speak TLS or
+        refuses the connection there (as an address bar falls back)."""
+        progress(say("fetching", lang, url="https://" + link))
+        try:
+            return fetch_document("https://" + link, self.fetch, title)
+        except FetchError as exc:
+            if not str(exc).startswith(("TLS error", "cannot fetch")):
+                raise
+        progress(say("fetching", lang, url="http://" + link))
+        return fetch_document("http://" + link, self.fetch, title)
 
     def _from_attachment(
         self, attachment: Attachment, progress: Progress, lang: str, title: str | None = None

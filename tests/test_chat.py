@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Formatter
 
 import pytest
+from botapi_server import PageServer
 from newsroom import FERRY, MARKET_TEXT, add_ferry_and_solar
 from util_http import RawServer
 from util_pages import Page
@@ -365,6 +366,27 @@ def test_an_article_pasted_as_long_as_a_telegram_message_may_be_warns_it_may_be_
     )
     (short,) = say(conversation, ADMIN, "/add\n" + MARKET_TEXT)
     assert plain_text(short).startswith("Hinzugefügt:") and "4.096" not in plain_text(short)
+
+
+def test_a_link_without_its_scheme_falls_back_to_http_where_the_server_has_no_tls(conversation):
+    conversation.fetch = FetchSettings(allow_private_addresses=True, timeout=5)
+    page = (
+        "<html><head><title>Winterfahrplan der Fähre</title></head><body><article><h1>Winterfahrplan der Fähre</h1>"
+        "<p>Die Fähre zwischen Lindholm und Quernsee fährt im Winter nur noch stündlich. Die Reederei begründet den "
+        "neuen Fahrplan mit der geringen Zahl an Fahrgästen zwischen November und Februar.</p>"
+        "<p>Im März gilt wieder der Zwanzig-Minuten-Takt, kündigte die Reederei an.</p></article></body></html>"
+    )
+    server = PageServer({"/winterfahrplan": ("text/html; charset=utf-8", page.encode())})  # plain HTTP only
+    bare = server.url("/winterfahrplan").removeprefix("http://")
+    shown: list[str] = []
+    try:
+        incoming = Incoming(ADMIN, ADMIN.id, f"/add {bare}", bot_username="articles_bot")
+        (added,) = conversation.handle(incoming, shown.append)
+    finally:
+        server.stop()
+    assert plain_text(added).startswith("Hinzugefügt: #3 „Winterfahrplan der Fähre“"), plain_text(added)
+    assert shown[:2] == [f"Lade https://{bare} …", f"Lade http://{bare} …"]
+    assert conversation.kb.article(3).url == "http://" + bare
 
 
 def test_a_title_after_the_link_names_the_article(conversation, site):
