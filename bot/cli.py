@@ -1235,6 +1235,8 @@ def setup_logging(verbosity: int, timestamps: bool = False) -> None:
     logging.getLogger().setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 1 else logging.NOTSET)
+    # A running bot's start line and refusals (bot.conversation.status): shown without -v too.
+    logging.getLogger("articlebot.status").setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
     if verbosity < 2:
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     # "discarding data", "empty HTML tree": said again, in the admin's terms, by the one-line refusal.

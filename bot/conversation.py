@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from index.extract import SUPPORTED_SUFFIXES, Document, ExtractionError, from_bytes, from_text, require_length
 from index.feeds import FeedError, FeedRecord, Feeds, FeedsBusy, PollResult
-from index.fetch import fetch_document
+from index.fetch import FetchError, fetch_document
 from index.kb import ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.records import ArticleRecord
 from index.settings import FetchSettings
@@ -34,12 +34,18 @@ from .protocol import ADMIN_BUTTONS, ADMIN_ONLY, ALIASES, COMMANDS, QUOTE, SOURC
 from .texts import counted, reason_text, say
 
 log = logging.getLogger(__name__)
+# What a running bot always tells its operator, even without -v: that it runs, and who was refused
+# an admin command (with the user id to put in [telegram] admins, which Telegram shows nowhere).
+status = logging.getLogger("articlebot.status")
 
 PAGE_SIZE = 10
 LATEST_IN_HELP = 3
 QUOTE_BUTTONS_PER_ROW = 4
 # Pasted text shorter than this on a single line is almost always a mistyped command, not an article.
 MIN_PASTED_CHARS = 200
+# Telegram holds at most 4,096 characters (UTF-16 units) in a message, and its apps split a longer
+# paste into several, at a word near that limit: an article pasted with this much may be cut short.
+NEARLY_FULL_MESSAGE = 3900
 
 # --- replies: plain data ----------------------------------------------------------------------
 
@@ -146,6 +152,10 @@ class Incoming:
     # The message this one replies to, for ``/add`` on a forwarded article.
     replied_text: str | None = None
     replied_attachment: Attachment | None = None
+    # What the message holds instead of text, when the bot cannot read it ("sticker", "voice", "photo" …).
+    media: str = ""
+    # The message says the bot itself was just added to this group.
+    joined: bool = False
 
 
 @dataclass
@@ -181,6 +191,9 @@ def _no_progress(_: str) -> None:
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)\Z", re.S)
 _LINK_ONLY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+# A link typed without its scheme ("example.org/artikel", as an address bar shows it): fetched over https.
+_BARE_LINK = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(?::[0-9]{1,5})?(?:[/?#]\S*)?$", re.I)
+_BARE_ADDRESS = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?:[/?#]\S*)?$")
 # "/add" and a line break: what follows was pasted as an article, however short.
 _PASTED_AFTER_ADD = re.compile(r"/add(@\w+)?[ \t]*\n", re.IGNORECASE)
 
@@ -191,6 +204,26 @@ def parse_command(text: str) -> tuple[str, str | None, str] | None:
     if not match:
         return None
     return match.group(1).lower(), match.group(2), match.group(3).strip()
+
+
+# A greeting or a thanks on its own is answered as one: searched for in the articles it only got
+# "nothing found" and the feedback buttons, often as a reader's very first reply from the bot.
+_GREETING = re.compile(
+    r"(hi|hallo|hello|hey|moin|servus|grüß gott|guten (morgen|tag|abend)|good (morning|afternoon|evening))"
+    r"( zusammen| alle| there| everyone)?",
+    re.I,
+)
+_THANKS = re.compile(r"(danke|danke schön|dankeschön|danke sehr|vielen dank|thanks|thank you|thanks a lot|thx)", re.I)
+
+
+def small_talk(text: str) -> str | None:
+    """ "hello" or "thanks" when the whole message is a greeting or a thanks (punctuation and emoji aside)."""
+    words = " ".join(re.sub(r"[^\w\s]", " ", text).split())
+    if _GREETING.fullmatch(words):
+        return "hello"
+    if _THANKS.fullmatch(words):
+        return "thanks_reply"
+    return None
 
 
 def strip_mention(text: str, username: str) -> str:
@@ -293,7 +326,10 @@ class Conversation:
             "feeds": self._feeds,
             "unsubscribe": self._unsubscribe,
             "unknown": lambda req, _: [text_reply(say("unknown_command", req.language))],
-            "document_hint": lambda req, _: [text_reply(say("document_hint", req.language))],
+            "document_hint": self._document_hint,
+            "text_only": lambda req, _: [text_reply(say("text_only", req.language))],
+            "hello": lambda req, _: [text_reply(say("hello", req.language))],
+            "thanks_reply": lambda req, _: [text_reply(say("thanks_reply", req.language))],
         }
 
     def is_admin(self, user_id: int) -> bool:
@@ -304,6 +340,8 @@ class Conversation:
     def parse(self, msg: Incoming) -> Request | None:
         """What the message asks for, or None when the bot should stay quiet."""
         text = (msg.text or "").strip()
+        if msg.joined:
+            return Request("help", "", msg)  # added to a group: say how to ask there, once
         command = parse_command(text)
         if command:
             name, target, args = command
@@ -315,14 +353,23 @@ class Conversation:
             return Request(name, args, msg)
         if msg.attachment is not None and not msg.addressed:
             return Request("document_hint", "", msg) if msg.private else None
+        if not text and msg.media:
+            # A voice message or a sticker in a private chat is someone trying to talk to the bot.
+            return Request("text_only", "", msg) if msg.private else None
         if not text or not (msg.private or msg.addressed):
             return None
-        return Request("ask", strip_mention(text, msg.bot_username), msg)
+        question = strip_mention(text, msg.bot_username)
+        reply = small_talk(question) if question else "hello"  # a bare "@bot" is a hello too
+        if reply:
+            return Request(reply, "", msg)
+        return Request("ask", question, msg)
 
     # --- handling (blocking: call it off the event loop) --------------------------------------
 
     def run(self, request: Request, progress: Progress = _no_progress) -> list[Reply]:
         if request.command in ADMIN_ONLY and not self.is_admin(request.message.user.id):
+            user = request.message.user
+            status.info("/%s refused: user %s (%s) is not in [telegram] admins", request.command, user.id, user.name)
             return [text_reply(say("admins_only", request.language))]
         try:
             return self._handlers[request.command](request, progress)
@@ -355,10 +402,17 @@ class Conversation:
             for article in latest:
                 spans += ["\n• ", Link(article.title, article.url), _date_suffix(article)]
             blocks.append(para(*spans))
-        blocks += [para(p) for p in say(self._here("how_to_ask"), lang).split("\n\n")]
+        # In a group the bot is quiet unless addressed: "just write your question" would be wrong there.
+        how = self._here("how_to_ask") if req.message.private else "how_to_ask_group"
+        blocks += [para(p) for p in say(how, lang).split("\n\n")]
         if self.is_admin(req.message.user.id):
             blocks.append(para(say(self._here("admin_help"), lang)))
         return [Reply(blocks)]
+
+    def _document_hint(self, req: Request, _: Progress) -> list[Reply]:
+        # Only admins can add one: telling a reader to caption it /add only leads to a refusal.
+        key = "document_hint" if self.is_admin(req.message.user.id) else "document_not_admin"
+        return [text_reply(say(key, req.language))]
 
     def _here(self, key: str) -> str:
         """The terminal's version of a text where it has one: it has no groups, captions or replies to messages."""
@@ -417,19 +471,36 @@ class Conversation:
             return [text_reply(say("not_added", lang, reason=reason))]
         log.info("user %s added article #%s (%s passages)", req.message.user.id, result.article_id, result.chunks)
         passages = counted(result.chunks, "passage", lang)
-        return [text_reply(say("added", lang, id=result.article_id, title=result.title, passages=passages))]
+        text = say("added", lang, id=result.article_id, title=result.title, passages=passages)
+        if self._maybe_cut(req):
+            text += "\n\n" + say("paste_maybe_cut", lang, id=result.article_id)
+        return [text_reply(text)]
+
+    def _maybe_cut(self, req: Request) -> bool:
+        """The article was a Telegram message as long as one may be: the app may have split it, and this is
+        only its first part (the terminal has no such limit)."""
+        if self.origin == "chat" or req.message.attachment is not None:
+            return False
+        pasted = req.message.text if req.args else req.message.replied_text
+        return bool(pasted) and _utf16_len(pasted) >= NEARLY_FULL_MESSAGE and not _LINK_ONLY.match(req.args)
 
     def _document(self, req: Request, progress: Progress) -> Document | None:
         """The article an /add names: a document, a link, pasted text, or the message replied to."""
         msg, lang = req.message, req.language
         if msg.attachment is not None:
-            return self._from_attachment(msg.attachment, progress, lang)
+            # The caption after /add is the title, as `articlebot add FILE --title` (in the terminal it is the path).
+            title = " ".join(req.args.split()) if self.origin != "chat" else ""
+            return self._from_attachment(msg.attachment, progress, lang, title or None)
         if not req.args and msg.replied_attachment is not None:
             return self._from_attachment(msg.replied_attachment, progress, lang)
         text = (req.args or msg.replied_text or "").strip()
-        if _LINK_ONLY.match(text):
-            progress(say("fetching", lang, url=text))
-            return fetch_document(text, self.fetch)
+        # "/add LINK Its title" on one line: the title, as `articlebot add URL --title` gives it.
+        link, _, title = text.partition(" ") if "\n" not in text else (text, "", "")
+        if _BARE_LINK.match(link) or _BARE_ADDRESS.match(link):
+            return self._fetch_bare(link, title.strip() or None, progress, lang)
+        if _LINK_ONLY.match(link):
+            progress(say("fetching", lang, url=link))
+            return fetch_document(link, self.fetch, title.strip() or None)
         if not text:
             return None
         # A short single line right after "/add" is most likely not meant as an article (usage); after
@@ -439,7 +510,21 @@ class Conversation:
             return None
         return from_text(text, source="text")
 
-    def _from_attachment(self, attachment: Attachment, progress: Progress, lang: str) -> Document:
+    def _fetch_bare(self, link: str, title: str | None, progress: Progress, lang: str) -> Document:
+        """A link typed without its scheme: https, and plain http when the server does not speak TLS or
+        refuses the connection there (as an address bar falls back)."""
+        progress(say("fetching", lang, url="https://" + link))
+        try:
+            return fetch_document("https://" + link, self.fetch, title)
+        except FetchError as exc:
+            if not str(exc).startswith(("TLS error", "cannot fetch")):
+                raise
+        progress(say("fetching", lang, url="http://" + link))
+        return fetch_document("http://" + link, self.fetch, title)
+
+    def _from_attachment(
+        self, attachment: Attachment, progress: Progress, lang: str, title: str | None = None
+    ) -> Document:
         name, limit = attachment.filename or "document", self.settings.max_file_bytes
         if not name.lower().endswith(SUPPORTED_SUFFIXES):
             raise Refusal(say("file_type", lang, name=name))
@@ -449,7 +534,7 @@ class Conversation:
         data = attachment.load()
         if limit and len(data) > limit:
             raise Refusal(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))
-        return from_bytes(data, name)
+        return from_bytes(data, name, title)
 
     def _remove(self, req: Request, _: Progress) -> list[Reply]:
         lang = req.language
@@ -761,6 +846,10 @@ def _date_suffix(article: ArticleRecord) -> str:
 def _parse_id(value: str) -> int | None:
     value = value.strip().lstrip("#")
     return int(value) if re.fullmatch(r"[0-9]{1,18}", value) and int(value) > 0 else None
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _short(title: str, limit: int = 80) -> str:

@@ -40,6 +40,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 from telegram import (  # noqa: E402
     BotCommand,
+    BotCommandScopeChat,
     Document,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -50,7 +51,7 @@ from telegram import (  # noqa: E402
 )
 from telegram import User as TgUser  # noqa: E402
 from telegram.constants import ChatAction, ChatType, ParseMode  # noqa: E402
-from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError  # noqa: E402
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters  # noqa: E402
 
 from index.engine import StorageError  # noqa: E402
@@ -69,6 +70,7 @@ from .conversation import (  # noqa: E402
     Text,
     User,
     parse_command,
+    status,
 )
 from .protocol import ADMIN_JOB_COMMANDS, ALIASES, is_admin_job  # noqa: E402
 from .render import to_html  # noqa: E402
@@ -84,6 +86,7 @@ LEDGER = "ledger"
 PACE = "pace"
 QUESTIONS = "questions"
 ADMIN_LANE = "admin_lane"
+ADMIN_MENUS = "admin_menus"
 # The feeds are first polled this many seconds after start (or after one interval, if shorter).
 FIRST_FEED_POLL = 30.0
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -114,11 +117,39 @@ POLL_LIMIT = 20
 POLL_RETRY_FIRST, POLL_RETRY_MAX = 1.0, 30.0
 # The event loop watch: how often it wakes, and the stall worth a warning.
 WATCH_EVERY, STALL_WARNING = 0.02, 0.1
+# Messages the bot cannot read; in a private chat they get a hint to write instead (service messages get nothing).
+MEDIA_KINDS = (
+    "sticker", "voice", "audio", "video_note", "video", "animation", "photo", "location", "venue", "contact",
+    "poll", "dice",
+)  # fmt: skip
+MEDIA = (
+    filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE | filters.VIDEO | filters.ANIMATION
+    | filters.PHOTO | filters.LOCATION | filters.VENUE | filters.CONTACT | filters.POLL | filters.Dice.ALL
+)  # fmt: skip
 MIME_SUFFIXES = {"application/pdf": ".pdf", "text/html": ".html", "text/markdown": ".md", "text/plain": ".txt"}
 
 MENU = {
     "en": [("help", "What I know and how to ask"), ("ask", "Ask a question"), ("sources", "The articles I know")],
     "de": [("help", "Was ich weiß und wie man fragt"), ("ask", "Eine Frage stellen"), ("sources", "Meine Artikel")],
+}
+# What an admin's own chat with the bot lists after MENU, so a new admin finds /add without reading /help.
+ADMIN_MENU = {
+    "en": [
+        ("add", "Add an article: a link, text, or a document with this caption"),
+        ("list", "All articles with their ids"),
+        ("remove", "Remove an article: /remove <id>"),
+        ("update", "Fetch an article again: /update <id>"),
+        ("stats", "Figures of the index and the feedback"),
+        ("feeds", "Subscribed feeds"),
+    ],
+    "de": [
+        ("add", "Artikel hinzufügen: Link, Text oder Dokument mit dieser Beschriftung"),
+        ("list", "Alle Artikel mit ihren Nummern"),
+        ("remove", "Artikel entfernen: /remove <id>"),
+        ("update", "Artikel neu laden: /update <id>"),
+        ("stats", "Zahlen zu Index und Rückmeldungen"),
+        ("feeds", "Abonnierte Feeds"),
+    ],
 }
 
 
@@ -541,6 +572,8 @@ def to_incoming(message: Message, user: TgUser, bot: Any) -> Incoming:
         attachment=to_attachment(message.document, bot, loop),
         replied_text=(replied.text or replied.caption) if replied else None,
         replied_attachment=to_attachment(replied.document, bot, loop) if replied else None,
+        media=next((kind for kind in MEDIA_KINDS if getattr(message, kind, None)), ""),
+        joined=any(member.id == bot.id for member in message.new_chat_members or ()),
     )
 
 
@@ -555,6 +588,8 @@ async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     request = conversation.parse(to_incoming(message, user, context.bot))
     if request is None:
         return
+    if request.command in ("start", "help") and request.message.private and conversation.is_admin(user.id):
+        await set_admin_menu(context.application, user.id)
     chat = Chat(context.bot, message.chat_id, None if request.message.private else message.message_id)
     progress = ProgressMessage(chat, asyncio.get_running_loop())
     stream = None
@@ -583,14 +618,20 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     press = Press(to_user(query.from_user), chat_id, query.data or "")
     pressed = await asyncio.to_thread(conversation.press, press)
     await best_effort(lambda: query.answer(pressed.notice or None, show_alert=pressed.alert), "answerCallbackQuery")
-    chat = Chat(context.bot, chat_id)
+    # In a group a quote sent on its own is lost among the others' messages: it replies to its answer.
+    group = query.message is not None and query.message.chat.type != ChatType.PRIVATE
+    chat = Chat(context.bot, chat_id, query.message.message_id if group and query.message else None)
     for reply in pressed.replies:
         await chat.send_reply(reply, replace=query.message.message_id if reply.edit and query.message else None)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     update_id = update.update_id if isinstance(update, Update) else None
-    log.error("handling update %s failed: %s", update_id, context.error, exc_info=context.error)
+    if isinstance(context.error, Forbidden):
+        # The user blocked the bot, or it was removed from the group: their choice, not a bug to trace.
+        log.warning("update %s: no reply possible (%s)", update_id, context.error)
+    else:
+        log.error("handling update %s failed: %s", update_id, context.error, exc_info=context.error)
     ledger: UpdateLedger | None = context.bot_data.get(LEDGER)
     if ledger is not None and update_id is not None:
         # Not retried: the reply may be half sent, and the error is in the log.
@@ -617,6 +658,31 @@ async def set_menu(app: Application) -> None:
             ),
             "setMyCommands",
         )
+    conversation: Conversation = app.bot_data[CONVERSATION]
+    for admin in sorted(conversation.admins):
+        await set_admin_menu(app, admin)
+
+
+async def set_admin_menu(app: Application, admin: int) -> None:
+    """The admin commands in the menu of an admin's own chat; Telegram refuses it until they wrote to the
+    bot, so an admin's /start or /help tries again."""
+    done: set[int] = app.bot_data.setdefault(ADMIN_MENUS, set())
+    if admin in done:
+        return
+    for language, commands in MENU.items():
+        try:
+            await with_retry(
+                lambda commands=commands, language=language: app.bot.set_my_commands(
+                    [BotCommand(name, description) for name, description in commands + ADMIN_MENU[language]],
+                    scope=BotCommandScopeChat(admin),
+                    language_code=None if language == "en" else language,
+                ),
+                "setMyCommands",
+            )
+        except (TelegramError, OSError) as exc:
+            log.info("the admin menu for user %s waits for their /start (%s)", admin, exc)
+            return
+    done.add(admin)
 
 
 def lane_of(update: object) -> str:
@@ -656,6 +722,8 @@ def build_application(
         app.bot_data[QUESTIONS] = ThreadPoolExecutor(WORKER_THREADS + llm.max_concurrent, "articlebot-questions")
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & (filters.TEXT | filters.CAPTION), on_message))
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.Document.ALL, on_message))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & MEDIA, on_message))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.StatusUpdate.NEW_CHAT_MEMBERS, on_message))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_error_handler(on_error)
     app.bot_data[ADMIN_LANE] = processor.lane("admin")
@@ -805,6 +873,19 @@ class LoopWatch:
         )
 
 
+async def announce(app: Application, how: str) -> None:
+    """The one line that says the bot runs, and whether anyone may add articles through it."""
+    conversation: Conversation = app.bot_data[CONVERSATION]
+    count = (await asyncio.to_thread(conversation.kb.counts))["articles"]
+    admins = ", ".join(str(a) for a in sorted(conversation.admins))
+    who = (
+        f"admins: {admins}"
+        if admins
+        else "no admins yet: set [telegram] admins = [your user id] (send the bot /add and this log shows your id)"
+    )
+    status.info("@%s is running (%s) with %d article(s); %s", app.bot.username, how, count, who)
+
+
 async def serve(
     app: Application, settings: TelegramSettings, stop: asyncio.Event, watch: LoopWatch | None = None
 ) -> None:
@@ -820,10 +901,10 @@ async def serve(
             recovering = asyncio.create_task(queue.keep_recovering(app.bot, stop))
             if settings.webhook_url:
                 await start_webhook(app, settings)
-                log.info("@%s is running (webhook on %s:%s)", app.bot.username, settings.listen, settings.port)
+                await announce(app, f"webhook on {settings.listen}:{settings.port}")
                 await stop.wait()
             else:
-                log.info("@%s is running (long polling)", app.bot.username)
+                await announce(app, "long polling")
                 await poll(app, settings, stop)
         finally:
             if recovering is not None:

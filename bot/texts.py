@@ -30,13 +30,23 @@ TEXTS: dict[str, dict[str, str]] = {
         "In groups: /ask <question>, mention me or reply to one of my messages.\n"
         "/sources lists all articles.",
     },
+    "how_to_ask_group": {
+        "de": "In dieser Gruppe antworte ich auf /ask <Frage>, wenn mich jemand erwähnt oder auf eine meiner "
+        "Nachrichten antwortet, zum Beispiel: /ask Was kostet das neue Stadion?\n"
+        "Im privaten Chat mit mir genügt die Frage allein.\n"
+        "/sources zeigt alle Artikel.",
+        "en": "In this group I answer /ask <question>, a message that mentions me, or a reply to one of my "
+        "messages, for example: /ask What does the new stadium cost?\n"
+        "In a private chat with me, just write the question.\n"
+        "/sources lists all articles.",
+    },
     "admin_help": {
-        "de": "Für Admins: /add <Link> oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
-        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add; /remove <id>, /update <id>, /list, /stats, "
-        "/reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
-        "en": "For admins: /add <link> or /add with a title line and text, /add as a reply to a message, "
-        "a document (.txt .md .html .pdf) with the caption /add; /remove <id>, /update <id>, /list, /stats, /reindex; "
-        "feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
+        "de": "Für Admins: /add <Link> [Titel] oder /add mit Titelzeile und Text, /add als Antwort auf eine Nachricht, "
+        "ein Dokument (.txt .md .html .pdf) mit der Beschriftung /add [Titel]; /remove <id>, /update <id>, /list, "
+        "/stats, /reindex; Feeds: /subscribe <Link>, /feeds, /unsubscribe <id>.",
+        "en": "For admins: /add <link> [title] or /add with a title line and text, /add as a reply to a message, "
+        "a document (.txt .md .html .pdf) with the caption /add [title]; /remove <id>, /update <id>, /list, /stats, "
+        "/reindex; feeds: /subscribe <link>, /feeds, /unsubscribe <id>.",
     },
     "how_to_ask_chat": {
         "de": "Tippen Sie einfach Ihre Frage ein, zum Beispiel: „Was kostet das neue Stadion?“\n"
@@ -124,6 +134,23 @@ TEXTS: dict[str, dict[str, str]] = {
         "de": "Dokumente füge ich nur hinzu, wenn sie die Beschriftung /add tragen.",
         "en": "I only add documents that carry the caption /add.",
     },
+    "hello": {
+        "de": "Hallo! Fragen Sie mich etwas zu den Artikeln, zum Beispiel: „Was kostet das neue Stadion?“ "
+        "/help zeigt, was ich weiß.",
+        "en": "Hello! Ask me something about the articles, for example: “What does the new stadium cost?” "
+        "/help shows what I know.",
+    },
+    "thanks_reply": {"de": "Gern geschehen!", "en": "You're welcome!"},
+    "document_not_admin": {
+        "de": "Dokumente nehme ich nur von den Admins dieses Bots an. Fragen schreiben Sie einfach als Text.",
+        "en": "I only take documents from this bot's admins. Just type your questions as text.",
+    },
+    "text_only": {
+        "de": "Ich lese nur Text: Bitte schreiben Sie Ihre Frage als Nachricht. Sprachnachrichten, Bilder und "
+        "Sticker verstehe ich nicht.",
+        "en": "I can only read text: please type your question. I can't understand voice messages, pictures or "
+        "stickers.",
+    },
     "admins_only": {
         "de": "Das dürfen leider nur die Admins dieses Bots.",
         "en": "Sorry, only this bot's admins can do that.",
@@ -141,10 +168,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "previous": {"de": "◀ Neuere", "en": "◀ Newer"},
     "next": {"de": "Ältere ▶", "en": "Older ▶"},
     "add_usage": {
-        "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add gefolgt von Titelzeile und Text, /add als "
-        "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add.",
-        "en": "To add an article: /add <link>, /add followed by a title line and the text, /add as a reply "
-        "to a message, or a document with the caption /add.",
+        "de": "So fügen Sie einen Artikel hinzu: /add <Link> [Titel], /add gefolgt von Titelzeile und Text, /add als "
+        "Antwort auf eine Nachricht oder ein Dokument mit der Beschriftung /add [Titel].",
+        "en": "To add an article: /add <link> [title], /add followed by a title line and the text, /add as a reply "
+        "to a message, or a document with the caption /add [title].",
     },
     "add_usage_chat": {
         "de": "So fügen Sie einen Artikel hinzu: /add <Link>, /add <Pfad> für eine Datei (.txt .md .html .pdf) "
@@ -158,6 +185,14 @@ TEXTS: dict[str, dict[str, str]] = {
     "added": {
         "de": "Hinzugefügt: #{id} {title} ({passages}).",
         "en": "Added #{id} {title} ({passages}).",
+    },
+    "paste_maybe_cut": {
+        "de": "Der Text ist fast so lang, wie eine Telegram-Nachricht höchstens sein kann (4.096 Zeichen): Längere "
+        "Texte teilt Telegram auf mehrere Nachrichten auf. Falls der Artikel weitergeht, schicken Sie ihn als "
+        ".txt-Datei mit der Beschriftung /add und entfernen diesen Teil mit /remove {id}.",
+        "en": "The text is nearly as long as a Telegram message can be (4,096 characters): Telegram splits longer "
+        "texts into several messages. If the article goes on, send it as a .txt file with the caption /add and "
+        "remove this part with /remove {id}.",
     },
     "duplicate": {"de": "Nicht hinzugefügt: schon vorhanden als #{id}.", "en": "Not added: already present as #{id}."},
     "not_added": {"de": "Nicht hinzugefügt: {reason}", "en": "Not added: {reason}"},
@@ -379,10 +414,27 @@ GERMAN_FEED_REASONS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# The few English reasons that name a Python exception, said as a person would (the CLI keeps the originals).
+ENGLISH_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"cannot fetch (?P<url>\S+): ConnectionRefusedError\b"),
+        "{url} cannot be reached: the server refused the connection.",
+    ),
+    (
+        re.compile(r"cannot fetch (?P<url>\S+): (ConnectionResetError|RemoteDisconnected)\b"),
+        "{url} cannot be reached: the server closed the connection without an answer.",
+    ),
+]
+
+
 def reason_text(reason: str, language: str, about: str = "article") -> str:
     """Why something was not added (``about`` "article") or why a feed failed (``about`` "feed"), in the
-    user's language (the English reasons pass unchanged)."""
+    user's language (the English reasons pass unchanged, but for a Python exception's name)."""
     if language != "de":
+        for pattern, text in ENGLISH_REASONS:
+            match = pattern.match(reason)
+            if match:
+                return text.format(**match.groupdict())
         return reason
     patterns = GERMAN_FEED_REASONS + GERMAN_REASONS if about == "feed" else GERMAN_REASONS
     for pattern, text in patterns:

@@ -37,7 +37,9 @@ NOT_MODIFIED = (
 )
 NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 INT_FIELDS = {"chat_id", "message_id", "offset", "limit", "timeout", "cache_time", "max_connections"}
-JSON_FIELDS = {"reply_markup", "reply_parameters", "allowed_updates", "commands", "entities", "link_preview_options"}
+JSON_FIELDS = {
+    "reply_markup", "reply_parameters", "allowed_updates", "commands", "entities", "link_preview_options", "scope",
+}  # fmt: skip
 
 
 class ApiError(Exception):
@@ -173,6 +175,8 @@ class BotApiServer:
         self.held: list[Held] = []
         self.update_ids: dict[int, int] = {}  # message id → id of the update that brought it
         self.deleted: list[tuple[int, int]] = []  # (chat id, message id) the bot deleted
+        # The command menus the bot set: (scope as JSON, language code or "") → [(command, description)].
+        self.menus: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._ids = itertools.count(1)
         self._update_ids = itertools.count(5000)
         self._stopping = False
@@ -258,6 +262,27 @@ class BotApiServer:
             entities = _command_entities(caption)
             if entities:
                 message["caption_entities"] = entities
+        self._push({"message": message})
+        return message
+
+    def send_media(self, user: dict, chat: dict, kind: str) -> dict:
+        """A message with no text: a "sticker", "photo" or "voice" message, as Telegram describes each."""
+        file = {"file_id": f"{kind}{next(self._ids)}", "file_unique_id": f"u{kind}"}
+        sticker = {"type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False}
+        content = {
+            "sticker": {**file, **sticker},
+            "photo": [{**file, "width": 320, "height": 240}],
+            "voice": {**file, "duration": 3, "mime_type": "audio/ogg"},
+        }
+        message = self._user_message(user, chat, None)
+        message[kind] = content[kind]
+        self._push({"message": message})
+        return message
+
+    def add_members(self, user: dict, chat: dict, members: list[dict]) -> dict:
+        """``user`` adds ``members`` (users, or ``self.bot``) to a group: Telegram's service message."""
+        message = self._user_message(user, chat, None)
+        message["new_chat_members"] = members
         self._push({"message": message})
         return message
 
@@ -457,6 +482,22 @@ class BotApiServer:
         raise ApiError(failure.code, failure.description, failure.retry_after)
 
     # --- methods ------------------------------------------------------------------------------
+
+    def api_setMyCommands(self, params: dict) -> bool:  # noqa: N802
+        scope = params.get("scope") or {"type": "default"}
+        if scope.get("chat_id") is not None and scope["chat_id"] not in self.chats:
+            raise ApiError(400, "Bad Request: chat not found")  # the user never wrote to the bot
+        commands = [(c["command"], c["description"]) for c in params["commands"]]
+        with self.cond:
+            self.menus[(json.dumps(scope, sort_keys=True), params.get("language_code") or "")] = commands
+            self.cond.notify_all()
+        return True
+
+    def menu(self, chat_id: int | None = None, language: str = "") -> list[str]:
+        """The commands of the menu set for one chat (or everyone), in a language ("" for the default)."""
+        scope = {"type": "chat", "chat_id": chat_id} if chat_id is not None else {"type": "default"}
+        with self.cond:
+            return [name for name, _ in self.menus.get((json.dumps(scope, sort_keys=True), language), [])]
 
     def api_getMe(self, params: dict) -> dict:  # noqa: N802
         return self.bot

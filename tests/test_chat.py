@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Formatter
 
 import pytest
+from botapi_server import PageServer
 from newsroom import FERRY, MARKET_TEXT, add_ferry_and_solar
 from util_http import RawServer
 from util_pages import Page
@@ -61,6 +62,8 @@ def test_routing_private_group_and_commands(conversation):
     assert parse("Wie lang ist die Strecke?") == ("ask", "Wie lang ist die Strecke?")
     assert parse("Wie lang ist die Strecke?", private=False) is None
     assert parse("@articles_bot wie lang?", private=False, addressed=True) == ("ask", "wie lang?")
+    assert parse("@articles_bot", private=False, addressed=True) == ("hello", "")
+    assert parse("@articles_bot Danke!", private=False, addressed=True) == ("thanks_reply", "")
     assert parse("/ask@articles_bot Wie lang?", private=False) == ("ask", "Wie lang?")
     assert parse("/ask@other_bot Wie lang?", private=False) is None
     assert parse("/articles") == ("sources", "")
@@ -68,6 +71,19 @@ def test_routing_private_group_and_commands(conversation):
     assert parse("/frobnicate", private=False) is None
     assert parse("/add https://example.org/x") == ("add", "https://example.org/x")
     assert parse("/add\nTitel\nText") == ("add", "Titel\nText")
+
+
+def test_a_greeting_or_a_thanks_is_answered_as_one_not_searched_for(conversation):
+    answers = conversation.feedback.counts()["answers"]
+    (hello,) = say(conversation, READER, "Hallo!")
+    assert plain_text(hello).startswith("Hallo! Fragen Sie mich etwas zu den Artikeln") and not hello.buttons
+    (hello,) = say(conversation, READER_EN, "hi there 👋")
+    assert plain_text(hello).startswith("Hello! Ask me something about the articles")
+    assert plain_text(say(conversation, READER, "Vielen Dank.")[0]) == "Gern geschehen!"
+    assert plain_text(say(conversation, READER_EN, "Thanks!")[0]) == "You're welcome!"
+    assert conversation.feedback.counts()["answers"] == answers, "no answer was given or stored"
+    (answer,) = say(conversation, READER, "Hallo, was kostete der Bau der Möwe II?")
+    assert "9,2 Millionen Euro" in plain_text(answer)
 
 
 def test_help_names_the_articles_in_the_users_language(conversation):
@@ -144,6 +160,26 @@ def test_documents_are_checked_before_download(conversation):
     assert "nur die Admins" in text_of(say(conversation, READER, "/add", attachment=Attachment("a.txt", 5, never)))
     ok = Attachment("markt.md", None, lambda: MARKET_TEXT.encode())
     assert "Hinzugefügt" in text_of(say(conversation, ADMIN, "/add", attachment=ok))
+
+
+def test_a_document_without_caption_gets_advice_that_fits_the_sender(conversation):
+    def never() -> bytes:
+        raise AssertionError("downloaded a document nobody asked to add")
+
+    letter = Attachment("brief.txt", 10, never)
+    assert text_of(say(conversation, ADMIN, "", attachment=letter)) == (
+        "Dokumente füge ich nur hinzu, wenn sie die Beschriftung /add tragen."
+    )
+    assert text_of(say(conversation, READER, "", attachment=letter)) == (
+        "Dokumente nehme ich nur von den Admins dieses Bots an. Fragen schreiben Sie einfach als Text."
+    )
+
+
+def test_a_documents_caption_after_add_is_its_title(conversation):
+    report = Attachment("bericht.txt", None, lambda: FERRY.replace("Möwe II", "Möwe III").encode())
+    added = text_of(say(conversation, ADMIN, "/add Jahresbericht der Fähre\n 2026", attachment=report))
+    assert added.startswith("Hinzugefügt: #3 „Jahresbericht der Fähre 2026“"), added
+    assert conversation.kb.article(3).title == "Jahresbericht der Fähre 2026"
 
 
 def test_sources_are_paged_newest_first(conversation):
@@ -302,6 +338,70 @@ def test_fetch_refusals_are_explained_in_the_users_language(conversation):
     assert plain_text(english).startswith("Not added: refusing to fetch 127.0.0.1")
 
 
+def test_a_link_without_its_scheme_is_fetched_over_https_not_taken_for_a_short_text(conversation):
+    shown: list[str] = []
+    incoming = Incoming(ADMIN, chat_id=ADMIN.id, text="/add 127.0.0.1:9/artikel?id=4", bot_username="articles_bot")
+    (refused,) = conversation.handle(incoming, progress=shown.append)
+    assert shown == ["Lade https://127.0.0.1:9/artikel?id=4 …"]
+    assert plain_text(refused) == (
+        "Nicht hinzugefügt: 127.0.0.1 ist eine interne Adresse; solche Links rufe ich aus Sicherheitsgründen nicht ab."
+    )
+    for not_a_link in ("/add Kurzer Text", "/add z.B.", "/add Grauwinkel"):
+        assert plain_text(say(conversation, ADMIN, not_a_link)[0]).startswith("So fügen Sie einen Artikel hinzu")
+    assert [a.id for a in conversation.kb.articles()] == [2, 1]
+
+
+def test_an_article_pasted_as_long_as_a_telegram_message_may_be_warns_it_may_be_cut(conversation):
+    paragraph = "Der Rat von Grauwinkel beriet am {n}. Abend über die Brücke Nummer {n} und ihre Sanierung. "
+    body = "\n\n".join(paragraph.format(n=n) * 3 for n in range(1, 16))
+    pasted = "/add\nDie Brücken von Grauwinkel\n\n" + body
+    assert 3900 <= len(pasted.encode("utf-16-le")) // 2 <= 4096, "as long as one Telegram message can be"
+    (added,) = say(conversation, ADMIN, pasted)
+    text = plain_text(added)
+    article_id = int(re.search(r"#(\d+)", text).group(1))
+    assert text.startswith(f"Hinzugefügt: #{article_id} „Die Brücken von Grauwinkel“")
+    assert (
+        f"schicken Sie ihn als .txt-Datei mit der Beschriftung /add und entfernen diesen Teil mit /remove {article_id}"
+        in text
+    )
+    (short,) = say(conversation, ADMIN, "/add\n" + MARKET_TEXT)
+    assert plain_text(short).startswith("Hinzugefügt:") and "4.096" not in plain_text(short)
+
+
+def test_a_link_without_its_scheme_falls_back_to_http_where_the_server_has_no_tls(conversation):
+    conversation.fetch = FetchSettings(allow_private_addresses=True, timeout=5)
+    page = (
+        "<html><head><title>Winterfahrplan der Fähre</title></head><body><article><h1>Winterfahrplan der Fähre</h1>"
+        "<p>Die Fähre zwischen Lindholm und Quernsee fährt im Winter nur noch stündlich. Die Reederei begründet den "
+        "neuen Fahrplan mit der geringen Zahl an Fahrgästen zwischen November und Februar.</p>"
+        "<p>Im März gilt wieder der Zwanzig-Minuten-Takt, kündigte die Reederei an.</p></article></body></html>"
+    )
+    server = PageServer({"/winterfahrplan": ("text/html; charset=utf-8", page.encode())})  # plain HTTP only
+    bare = server.url("/winterfahrplan").removeprefix("http://")
+    shown: list[str] = []
+    try:
+        incoming = Incoming(ADMIN, ADMIN.id, f"/add {bare}", bot_username="articles_bot")
+        (added,) = conversation.handle(incoming, shown.append)
+    finally:
+        server.stop()
+    assert plain_text(added).startswith("Hinzugefügt: #3 „Winterfahrplan der Fähre“"), plain_text(added)
+    assert shown[:2] == [f"Lade https://{bare} …", f"Lade http://{bare} …"]
+    assert conversation.kb.article(3).url == "http://" + bare
+
+
+def test_a_title_after_the_link_names_the_article(conversation, site):
+    conversation.fetch = FetchSettings(allow_private_addresses=True, timeout=5)
+    paragraphs = [
+        "Am Marktplatz von Ostwinkel steht seit Montag ein Trinkbrunnen, der bis Oktober gekühltes Leitungswasser "
+        "liefert. Das Wasserwerk hat ihn für 12.000 Euro aufgestellt und will im nächsten Jahr zwei weitere bauen.",
+        "Die Stadtwerke prüfen das Wasser jede Woche; die Ergebnisse hängen am Brunnen aus.",
+    ]
+    url = site.html("/brunnen", "Startseite – Ostwinkeler Nachrichten", paragraphs)
+    added = text_of(say(conversation, ADMIN, f"/add {url} Ostwinkel bekommt einen Trinkbrunnen"))
+    assert added.startswith("Hinzugefügt: #3 „Ostwinkel bekommt einen Trinkbrunnen“"), added
+    assert conversation.kb.article(3).url == url
+
+
 def test_fetch_failures_from_a_real_server_are_german(conversation):
     def not_found(conn, head):
         conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -315,6 +415,8 @@ def test_fetch_failures_from_a_real_server_are_german(conversation):
     assert plain_text(missing) == "Nicht hinzugefügt: Die Seite antwortete mit dem Fehler HTTP 404."
     (refused,) = say(conversation, ADMIN, f"/add {server.url}/weg")  # nothing listens there any more
     assert plain_text(refused) == "Nicht hinzugefügt: Die Seite ist nicht erreichbar."
+    (refused,) = say(conversation, READER_EN_ADMIN, f"/add {server.url}/weg")
+    assert plain_text(refused) == f"Not added: {server.url}/weg cannot be reached: the server refused the connection."
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from telegram import Update
 
 from bot import protocol
-from bot.telegram_app import MENU, lane_of
+from bot.telegram_app import ADMIN_MENU, MENU, lane_of
 
 BOT = Path(__file__).resolve().parent.parent / "bot"
 
@@ -41,6 +41,9 @@ def test_the_command_lists_agree():
     assert set(protocol.ALIASES.values()) <= protocol.COMMANDS
     for commands in MENU.values():
         assert {name for name, _ in commands} <= protocol.COMMANDS - protocol.ADMIN_ONLY
+    for commands in ADMIN_MENU.values():
+        assert {name for name, _ in commands} <= protocol.ADMIN_ONLY
+    assert ADMIN_MENU.keys() == MENU.keys()
 
 
 def _update(data: dict) -> Update:

@@ -265,6 +265,26 @@ def test_a_second_process_is_refused_in_one_line_while_one_polls(api, bot, data_
     assert_one_answer_each(api, asked + later)
 
 
+def test_the_log_says_the_bot_runs_and_names_whoever_is_refused_an_admin_command(api, bot):
+    # Without -v: a new admin sees that the bot runs, that nobody may add articles yet, and their user id.
+    bot.start()
+    try:
+        lines = bot.stderr.read_text().splitlines()
+        running = [line for line in lines if "@articles_test_bot is running (long polling) with 2 article(s)" in line]
+        assert len(running) == 1, lines
+        assert "no admins yet: set [telegram] admins = [your user id]" in running[0]
+        newcomer = BotApiServer.user(31337, "Ada Newcomer", "de")
+        command = api.send_text(newcomer, api.private_chat(newcomer), "/add https://example.org/artikel")
+        api.wait_for(lambda: replies(api, command), WAIT, "the refusal")
+        assert replies(api, command)[0]["text"] == "Das dürfen leider nur die Admins dieses Bots."
+        api.wait_for(lambda: "user 31337 (Ada Newcomer)" in bot.stderr.read_text(), WAIT, "the log line")
+    finally:
+        assert bot.terminate() == 0
+    refused = [line for line in bot.stderr.read_text().splitlines() if "31337" in line]
+    assert len(refused) == 1 and "/add refused: user 31337 (Ada Newcomer) is not in [telegram] admins" in refused[0]
+    assert "Traceback" not in bot.stderr.read_text()
+
+
 def _run_once(config: Path, cwd: Path, token: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_BOT_TOKEN", "ARTICLEBOT_CONFIG")}
     if token is not None:
