@@ -34,6 +34,8 @@ SAME_FEATURES = [
     "type_missing",
     "e5",
     "e5_best",
+    "best_article_share",
+    "articles_in_three",
 ]
 CROSS_FEATURES = [
     "best",

@@ -15,8 +15,9 @@ Sentence score (weights in ``Weights``, chosen by bench/answers.py on German XQu
 Measured and left out: the neighbouring sentences' match and the position in the passage (no gain).
 
 ``relevance`` says whether the passages answer the question at all: a logistic combination of the
-best sentence, the dense similarities and how much of the question the passages cover, fitted on
-questions asked with and without their article in the knowledge base.
+best sentence, the dense similarities, how much of the question the passages cover and how much the
+best sentences agree on one article, fitted on questions asked with and without their article in the
+knowledge base.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ _MONTH = (
 )
 _DATE = re.compile(rf"\b(\d{{3,4}}|\d{{1,2}}\.|{_MONTH}|jahrhundert(s)?|century|jahre?n?|years?)\b", re.IGNORECASE)
 
+# The best sentences whose articles say whether the evidence agrees (``agreement``).
+AGREEMENT_SENTENCES = 10
 # Passages whose sentence vectors are kept (~8 sentences x 384-512 floats each: about 30 MB).
 SENTENCE_CACHE_SIZE = 2048
 # Single words whose vectors are kept for the cross-language word match (float16: about 20 MB).
@@ -437,6 +440,21 @@ def names_found(question: str, hit: SearchHit) -> float:
     return sum(any(n == f or (len(n) >= MIN_COMPOUND_PART and n in f) for f in found) for n in names) / len(names)
 
 
+def agreement(sentences: list[Sentence]) -> dict[str, float]:
+    """How much the best sentences agree on one article (``sentences`` best first).
+
+    With the answering article in the knowledge base its sentences crowd the top; without it, on news,
+    the best sentences come from several neighbouring articles, each sharing some of the question's words.
+    """
+    top = sentences[:AGREEMENT_SENTENCES]
+    total = sum(s.score for s in top) or 1.0
+    best_article = top[0].hit.article_id
+    return {
+        "best_article_share": sum(s.score for s in top if s.hit.article_id == best_article) / total,
+        "articles_in_three": len({s.hit.article_id for s in top[:3]}) / 3,
+    }
+
+
 def relevance_features(
     question: str,
     best: Sentence | None,
@@ -463,6 +481,7 @@ def relevance_features(
         "missing": missing_term(mass, best.hit),
         "best_names": names_found(question, best.hit),
         "type_missing": type_missing(question, best),
+        **agreement(sentences),
     }
     if judged:
         features["e5"] = max(judged)

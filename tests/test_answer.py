@@ -385,3 +385,22 @@ def test_a_count_a_share_or_a_distance_wants_a_number(question, sentence, wanted
     from bot.evidence import answer_type
 
     assert answer_type(question, sentence) == wanted
+
+
+def test_agreement_says_how_much_the_best_sentences_come_from_one_article():
+    from bot.evidence import Sentence, agreement
+    from index.search import SearchHit
+
+    def sentence(article: int, score: float) -> Sentence:
+        hit = SearchHit(article, article, f"Artikel {article}", None, "Ein Satz.", 1.0, 0, 9, "de")
+        return Sentence(hit, 0, 0, 0, 9, score=score)
+
+    one_article = agreement([sentence(1, 1.0), sentence(1, 0.8), sentence(1, 0.6), sentence(2, 0.6)])
+    assert one_article["best_article_share"] == pytest.approx(2.4 / 3.0)
+    assert one_article["articles_in_three"] == pytest.approx(1 / 3)
+    neighbours = agreement([sentence(1, 1.0), sentence(2, 0.9), sentence(3, 0.8), sentence(1, 0.3)])
+    assert neighbours["best_article_share"] == pytest.approx(1.3 / 3.0)
+    assert neighbours["articles_in_three"] == pytest.approx(1.0)
+    # Only the best ten count: an eleventh sentence from the best article changes nothing.
+    ten = [sentence(1, 1.0)] + [sentence(2, 1.0)] * 9
+    assert agreement(ten) == agreement([*ten, sentence(1, 1.0)])

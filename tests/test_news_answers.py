@@ -45,7 +45,7 @@ def test_news_case_is_answered_correctly_or_not_at_all(answerer: Answerer, case:
 
 # Of the questions these articles do answer, at least this share is answered (not "nothing found"):
 # the calibration prefers abstaining to quoting a neighbour, but must not abstain on everything.
-# 20 of 22 at the shipped calibration (min_relevance 0.57; 17 at the 0.64 of the calibration before).
+# 21 of 22 at the shipped calibration (min_relevance 0.46, with the agreement features; 20 at 0.57 before them).
 MIN_ANSWERED = 0.7
 
 
