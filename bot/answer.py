@@ -19,10 +19,11 @@ from collections.abc import Callable
 from index.e5 import E5Judge
 from index.kb import KnowledgeBase
 from index.lexical import ENGLISH_STOPWORDS, GERMAN_STOPWORDS, detect_language, words
+from index.records import ArticleNotFound
 from index.search import SearchHit
 
 from . import calibration
-from .answer_types import NOT_FOUND, Answer, Citation, Evidence, not_found
+from .answer_types import NOT_FOUND, NOTHING_MORE, Answer, Citation, Evidence, not_found, nothing_more
 from .config import AnswerSettings, LLMSettings
 from .evidence import (
     Sentence,
@@ -36,14 +37,14 @@ from .evidence import (
     split_hits,
     word_matcher,
 )
-from .followup import FollowupMemory, Resolved
+from .followup import FollowupMemory, Resolved, follow_on, without_more
 from .llm import ChatClient, LLMError
 from .llm_answer import TextSink, best_quote, generate
 
 log = logging.getLogger(__name__)
 
 # The answer types live in answer_types (shared with llm_answer without a cycle); callers import them from here.
-__all__ = ["NOT_FOUND", "Answer", "Answerer", "Citation", "Evidence", "compose", "not_found"]
+__all__ = ["NOT_FOUND", "NOTHING_MORE", "Answer", "Answerer", "Citation", "Evidence", "compose", "not_found"]
 
 # Said before verbatim quotes whose language is not the question's, so the body still opens in it.
 FOREIGN_LEAD = {
@@ -208,10 +209,42 @@ class Answerer:
         question = " ".join(question.split())
         if not question:
             return not_found(question, "de"), Evidence([], [], 0.0)
-        resolved = self.memory.resolve(conversation, question)
+        resolved = self.memory.resolve(conversation, question, self._articles_text)
         language = question_language(question, resolved.topic)
-        evidence = self.gather(question, resolved, language)
+        asked = without_more(question) if resolved.topic is not None else question
+        evidence = self.gather(asked, resolved, language)
+        if resolved.topic is not None and resolved.shown:
+            answer, evidence = self._respond_followup(question, language, evidence, resolved, on_text)
+        else:
+            answer = self._respond(question, language, evidence, on_text)
+        self.memory.remember(
+            conversation, [c.quote for c in answer.citations], [c.article_id for c in answer.citations]
+        )
+        return answer, evidence
+
+    def _respond_followup(
+        self, question: str, language: str, evidence: Evidence, resolved: Resolved, on_text: TextSink | None
+    ) -> tuple[Answer, Evidence]:
+        """A follow-up whose earlier answers are known: what it asks, from sentences not quoted yet."""
+        mode = "llm" if self.chat else "extractive"
+        if not evidence.sentences or evidence.relevance < self.min_relevance:
+            return not_found(question, language, mode, evidence.relevance), evidence
+        sentences = follow_on(question, evidence.sentences, resolved, self.settings.min_support)
+        if not sentences:
+            return nothing_more(question, language, mode, evidence.relevance), evidence
+        evidence = Evidence(evidence.hits, sentences, evidence.relevance, evidence.features)
         return self._respond(question, language, evidence, on_text), evidence
+
+    def _articles_text(self, article_ids: tuple[int, ...]) -> str:
+        """The titles and texts of these articles (those gone since are left out)."""
+        texts = []
+        for article_id in article_ids:
+            try:
+                article = self.kb.article(article_id)
+            except ArticleNotFound:  # removed since it was quoted
+                continue
+            texts.append(f"{article.title} {article.text}")
+        return " ".join(texts)
 
     def _respond(self, question: str, language: str, evidence: Evidence, on_text: TextSink | None = None) -> Answer:
         if not evidence.sentences or evidence.relevance < self.min_relevance:

@@ -16,6 +16,12 @@ NOT_FOUND = {
     "en": "I found nothing about this in the articles.",
 }
 
+# A follow-up whose answer was quoted already, or that nothing new answers ("Und warum?" twice).
+NOTHING_MORE = {
+    "de": "Mehr steht dazu nicht in den Artikeln.",
+    "en": "The articles say nothing more about this.",
+}
+
 
 @dataclass
 class Citation:
@@ -61,3 +67,7 @@ class Evidence:
 
 def not_found(question: str, language: str, mode: str = "extractive", relevance: float = 0.0) -> Answer:
     return Answer(question, NOT_FOUND[language], False, [], language, mode, relevance)
+
+
+def nothing_more(question: str, language: str, mode: str = "extractive", relevance: float = 0.0) -> Answer:
+    return Answer(question, NOTHING_MORE[language], False, [], language, mode, relevance)
