@@ -137,13 +137,18 @@ def changes_subject(question: str, known: str) -> bool:
 def follow_on(question: str, sentences: list[Sentence], resolved: Resolved, min_support: float) -> list[Sentence]:
     """The sentences a follow-up is answered from (best first), given what the conversation was shown.
 
+    They come from the articles the last answer quoted, unless none of their sentences was retrieved.
     A sentence quoted before comes again only when it is still the best answer and holds the number or
-    date the follow-up asks for ("Wie viele Haltestellen hat sie?"); otherwise the follow-up gets sentences
+    date the follow-up asks for ("Wie viele Haltestellen hat sie?"), or when nothing new answers a follow-up
+    with words of its own ("Wer hat das gesagt?"); otherwise the follow-up gets sentences
     not shown yet that could have joined an answer (``min_support`` of the best one's score); "mehr" takes
     the next ones of the articles the last answer quoted, however far down. "Warum" takes
     the sentences that give a reason, from the topic's articles or as strong as that; when the reason was
     given already, or nothing new is left, the list is empty: the articles say nothing more.
     """
+    # The topic is what the last answer quoted: its articles answer the follow-up when they can (a shared
+    # stem, "Fähre" / "fahren", must not pull in another article's sentences).
+    sentences = [s for s in sentences if s.hit.article_id in resolved.articles] or sentences
     if not sentences:
         return []
     best = sentences[0]
@@ -165,7 +170,10 @@ def follow_on(question: str, sentences: list[Sentence], resolved: Resolved, min_
             return []
     if asks_more(question):  # the topic's articles page on, sentence by sentence
         return [s for s in fresh if s.hit.article_id in resolved.articles or s.support >= bar]
-    return [s for s in fresh if s.support >= bar]
+    new = [s for s in fresh if s.support >= bar]
+    if not new and shown(best) and analyze(question, drop_stopwords=True):
+        return [best]  # "Wer hat das gesagt?": asks something of its own, and the quote shown answers it
+    return new
 
 
 class FollowupMemory:
