@@ -64,11 +64,16 @@ def test_why_asked_again_says_plainly_that_the_articles_say_nothing_more(answere
     assert not again.found and again.citations == []
 
 
-def test_a_followup_whose_answer_was_quoted_already_gets_that_sentence_alone(answerer):
-    # The tram's 14 stops were in the first answer; nothing else says how many there are.
-    first, stops = ask_in_turn(answerer, TRAM, "Wie viele Haltestellen hat sie?")
-    assert "14 Haltestellen" in first.body
-    assert len(stops.citations) == 1 and "14 Haltestellen" in stops.citations[0].quote
+@pytest.mark.parametrize(
+    ("followup", "expected"),
+    [("Wie viele Haltestellen hat sie?", "14 Haltestellen"), ("Wann wurde sie eröffnet?", "13. März")],
+)
+def test_a_followup_whose_answer_was_quoted_already_gets_that_sentence_alone(answerer, followup, expected):
+    # The tram's stops and opening day were in the first answer; no other sentence says them.
+    first, again = ask_in_turn(answerer, TRAM, followup)
+    assert expected in first.body
+    assert len(again.citations) == 1 and expected in again.citations[0].quote
+    assert again.body.count("[") == 1
 
 
 def test_more_pages_through_sentences_not_shown_yet_and_then_says_so(answerer):
@@ -96,8 +101,9 @@ def test_a_question_on_its_own_is_answered_as_without_a_conversation(answerer):
     (in_conversation,) = ask_in_turn(answerer, TRAM)
     alone = answerer.answer(TRAM)
     assert in_conversation.body == alone.body and in_conversation.citations == alone.citations
-    # A follow-up resolved against a topic while nothing was shown yet (an answer not found) takes the old path.
+    # Without a conversation nothing is resolved, remembered or left out.
     assert answerer.memory.resolve(None, "Und warum?") == Resolved("Und warum?")
+    assert answerer.answer(TRAM).body == alone.body
 
 
 @pytest.mark.parametrize(
