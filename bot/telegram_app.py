@@ -386,8 +386,6 @@ class StreamedAnswer:
         self.typing = typing
         self.loop = asyncio.get_running_loop()
         self.message_ids: list[int] = []
-        self.edits = 0
-        self.first_shown_at: float | None = None
         self._parts: list[str] = []
         self._text = ""
         self._wake = asyncio.Event()
@@ -441,7 +439,6 @@ class StreamedAnswer:
                 await self.chat.bot.edit_message_text(
                     part, chat_id=self.chat.chat_id, message_id=self.message_ids[i], parse_mode=ParseMode.HTML
                 )
-                self.edits += 1
             else:
                 reply = self.chat.reply_to if i == 0 else None
                 message = await self.chat.bot.send_message(
@@ -453,8 +450,6 @@ class StreamedAnswer:
                 self.message_ids.append(message.message_id)
                 if self.typing is not None:
                     self.typing.stop()  # the words are there: no more "typing…"
-                if self.first_shown_at is None:
-                    self.first_shown_at = self.loop.time()
             self._parts[i:] = [part]
 
     async def finish(self) -> None:

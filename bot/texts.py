@@ -10,8 +10,6 @@ import re
 
 from index.sentences import quoted
 
-LANGUAGES = ("de", "en")
-
 TEXTS: dict[str, dict[str, str]] = {
     "greeting": {
         "de": "Ich beantworte Fragen zu {articles} – mit Quellenangaben.",
@@ -90,7 +88,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "passage_of": {"de": "Abschnitt {number} von {total}", "en": "passage {number} of {total}"},
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
-    "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
     "llm_fallback": {
         "de": "(keine Antwort vom Sprachmodell: Antwort aus den Artikeln zitiert)",
         "en": "(no answer from the language model: answer quoted from the articles)",
