@@ -43,6 +43,7 @@ from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase
 from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
+from .texts import shortened  # noqa: E402
 
 log = logging.getLogger("articlebot")
 
@@ -586,12 +587,6 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
 
 
 LIST_TITLE_CHARS = 70
-
-
-def shortened(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with a mark that it was cut: a bare cut reads as a typo
-    ("… mit Ernteausfälle")."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _article_json(a) -> dict:

@@ -451,6 +451,12 @@ def say(key: str, language: str, **fields: object) -> str:
     return text.format(**fields) if fields else text
 
 
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with a mark that it was cut: a bare cut reads as a typo
+    ("… mit Ernteausfälle"). Trailing space before the mark goes, so it never stands alone ("Fähre …")."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def ui_language(code: str | None) -> str:
     """German for German-speaking users, English for everyone else."""
     return "de" if (code or "").lower().startswith("de") else "en"
