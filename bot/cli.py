@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
@@ -93,7 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="-v: what happened (passages, scores, timings); -vv: also the libraries' debug output",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # In this order in 'articlebot --help'.
+    _add_article_commands(sub)
+    _add_question_commands(sub)
+    _add_feeds_command(sub)
+    _add_service_commands(sub)
+    return parser
 
+
+def _add_article_commands(sub) -> None:
+    """add, import, list, show, remove, update, reindex, stats: the collection itself."""
     add = _subcommand(
         sub,
         "add",
@@ -157,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true", help="one JSON object")
 
+
+def _add_question_commands(sub) -> None:
+    """search, ask, demo: questions over the collection."""
     search = _subcommand(
         sub,
         "search",
@@ -191,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
 
+
+def _add_feeds_command(sub) -> None:
+    """feeds add | list | remove | poll."""
     feeds = _subcommand(
         sub,
         "feeds",
@@ -232,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feeds_poll.add_argument("ids", nargs="*", help="only these feeds, now (numbers as 'articlebot feeds list' shows)")
 
+
+def _add_service_commands(sub) -> None:
+    """migrate, run, chat: moving the database, and the bot itself (on Telegram or in the terminal)."""
     migrate = _subcommand(
         sub,
         "migrate",
@@ -270,7 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--lang", choices=["de", "en"], help="language of the bot's messages (default: from $LANG)")
     chat.add_argument("--samples", action="store_true", help="load the bundled sample articles first")
-    return parser
 
 
 IMPORT_DETAILS = """One article per JSONL line or CSV row. A bad record is reported by its line number and
@@ -504,48 +521,18 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
 @command("import")
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
-    options = ImportOptions(
-        min_chars=config.ingest.min_chars,
-        delimiter=args.delimiter,
-        quotechar=args.quotechar,
-        columns=args.columns,
-        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
-    )
+    options = _import_options(args, config)
     records = read_records(args.file, options)
     # A counting pass first, so the progress has a total and an ETA; parsing is cheap next to embedding.
     # It stays quiet: the import pass gives the warnings.
     total = sum(1 for _ in read_records(args.file, dataclasses.replace(options, warn=None)))
-    report = ImportReport()
     kb = open_kb(config)
     kb.open()
     before = kb.counts()["articles"]
-    lines: dict[int, int] = {}
     progress = Progress("importing", total, "articles")
-
-    def documents() -> Iterator[Document]:
-        for line_no, item in records:
-            if isinstance(item, Exception):
-                report.rejected.append((line_no, str(item)))
-                progress.advance()
-                print(f"line {line_no}: {item}", file=sys.stderr)
-                continue
-            lines[id(item)] = line_no
-            yield item
-
-    def on_result(doc: Document, result: AddResult | Exception) -> None:
-        line_no = lines.pop(id(doc), 0)
-        progress.advance()
-        if isinstance(result, AddResult):
-            report.added.append((line_no, result.article_id))
-            log_added(kb, doc, result, where=f"line {line_no}: ")
-        elif isinstance(result, DuplicateArticle):
-            report.duplicates.append((line_no, result.article_id))
-        else:
-            report.rejected.append((line_no, str(result)))
-            print(f"line {line_no}: {result}", file=sys.stderr)
-
+    tally = ImportTally(kb, progress)
     try:
-        kb.add_many(documents(), added_by="import", on_result=on_result)
+        kb.add_many(tally.documents(records), added_by="import", on_result=tally.on_result)
     except KeyboardInterrupt:
         progress.close()
         # Counted in the database: Ctrl-C may land after an article's commit and before its report.
@@ -560,11 +547,56 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         progress.close()
         kb.close()
     log.info("import took %.1f s", time.perf_counter() - started)
+    report = tally.report
     print(
         f"imported {count_of(len(report.added), 'article')}, {len(report.duplicates)} already present, "
         f"{len(report.rejected)} rejected"
     )
     return 1 if report.rejected else 0
+
+
+def _import_options(args: argparse.Namespace, config: Config) -> ImportOptions:
+    return ImportOptions(
+        min_chars=config.ingest.min_chars,
+        delimiter=args.delimiter,
+        quotechar=args.quotechar,
+        columns=args.columns,
+        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
+    )
+
+
+class ImportTally:
+    """Each record's outcome under its line number as the import goes: in the report, the progress and stderr."""
+
+    def __init__(self, kb: KnowledgeBase, progress: Progress):
+        self.kb = kb
+        self.progress = progress
+        self.report = ImportReport()
+        # add_many reports by document; this maps a document back to its line until its result comes.
+        self._lines: dict[int, int] = {}
+
+    def documents(self, records: Iterable[tuple[int, Document | Exception]]) -> Iterator[Document]:
+        """The records that parsed; the others are rejected here by their line number."""
+        for line_no, item in records:
+            if isinstance(item, Exception):
+                self.report.rejected.append((line_no, str(item)))
+                self.progress.advance()
+                print(f"line {line_no}: {item}", file=sys.stderr)
+                continue
+            self._lines[id(item)] = line_no
+            yield item
+
+    def on_result(self, doc: Document, result: AddResult | Exception) -> None:
+        line_no = self._lines.pop(id(doc), 0)
+        self.progress.advance()
+        if isinstance(result, AddResult):
+            self.report.added.append((line_no, result.article_id))
+            log_added(self.kb, doc, result, where=f"line {line_no}: ")
+        elif isinstance(result, DuplicateArticle):
+            self.report.duplicates.append((line_no, result.article_id))
+        else:
+            self.report.rejected.append((line_no, str(result)))
+            print(f"line {line_no}: {result}", file=sys.stderr)
 
 
 @command("list")
