@@ -6,7 +6,7 @@ loop only ever waits on the network. Calls that only make the bot nicer (setMyCo
 sendChatAction, answerCallbackQuery) are best effort: a failure is logged and nothing else.
 
 Updates are durable (``bot.updates``): our own polling loop confirms an update to Telegram only once
-it is recorded in SQLite, and a restarted bot handles what its predecessor left unanswered.
+it is recorded in the database, and a restarted bot handles what its predecessor left unanswered.
 
 The bot token is a secret: it is in every Bot API URL, so request logging is silenced, every log
 record is scrubbed of it, and errors shown to people are reworded without it.
@@ -681,7 +681,7 @@ async def set_admin_menu(app: Application, admin: int) -> None:
 
 
 def lane_of(update: object) -> str:
-    """The update's lane: "admin" for adding, re-indexing and removing (by command, document or button)."""
+    """The update's lane: "admin" for a long admin job (``ADMIN_JOB_COMMANDS``, a document, a removal's button)."""
     if not isinstance(update, Update):
         return "other"
     if update.callback_query is not None:

@@ -1,4 +1,4 @@
-"""KnowledgeBase: the one facade over store, embedder, FAISS index and lexical search.
+"""KnowledgeBase: the one facade over store, embedder, vector index (FAISS, or pgvector) and lexical search.
 
 Everything the bot and the CLI do to articles goes through here; nothing here knows Telegram.
 """
@@ -317,7 +317,7 @@ class KnowledgeBase:
         return article
 
     def _after_write(self, update: Callable[[], None]) -> None:
-        """Apply a committed write to FAISS; if another process wrote meanwhile, sync instead."""
+        """Apply a committed write to the vector index; if another process wrote meanwhile, sync instead."""
         vectors = self.vectors
         version = self.store.version()
         if version == vectors.version + 1:
@@ -456,7 +456,7 @@ class KnowledgeBase:
     # --- maintenance --------------------------------------------------------------------------
 
     def reindex(self, progress: Callable[[int, int], None] | None = None, rechunk: bool = False) -> dict:
-        """Rebuild FAISS from SQLite; re-chunk articles whose passages no longer fit the embedder's
+        """Rebuild the vector index from the store; re-chunk articles whose passages no longer fit the embedder's
         window (with ``rechunk``: every article the current settings would cut differently), and
         re-embed the rest if the stored vectors came from another model."""
         embedder = self.embedder
