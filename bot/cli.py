@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 # Before any model library is imported: no hub access, no progress bars in our output.
@@ -44,6 +44,9 @@ from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 from .texts import shortened  # noqa: E402
+
+if TYPE_CHECKING:
+    from .answer_types import Answer
 
 log = logging.getLogger("articlebot")
 
@@ -827,7 +830,7 @@ def make_answerer(config: Config, kb: KnowledgeBase):
         raise CommandError(f"config: {exc}") from None
 
 
-def format_answer_text(answer, kept: str = "") -> str:
+def format_answer_text(answer: Answer, kept: str = "") -> str:
     """``kept``: what a model's stream left printed above (piped output), so a cut-off part is not repeated."""
     from .texts import say
 
@@ -835,7 +838,7 @@ def format_answer_text(answer, kept: str = "") -> str:
     if kept and not answer.found:
         # Piped, the model's words stay above: say that they were not the answer before "nothing found".
         lines = [say("llm_discarded", answer.language), "", answer.body]
-    if getattr(answer, "cut_off", ""):
+    if answer.cut_off:
         shown = [] if kept and kept.split() == answer.cut_off.split() else [f"{answer.cut_off} …"]
         lines = [*shown, say("llm_cut_off", answer.language), "", answer.body]
     if answer.citations:
@@ -849,7 +852,7 @@ def format_answer_text(answer, kept: str = "") -> str:
             lines.append(f"{c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
             for c in citations:
                 lines.append(f"  [{c.n}] " + quoted(c.quote, answer.language))
-    if getattr(answer, "mode", "") == "extractive-fallback":
+    if answer.mode == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
         lines.append(say("llm_fallback", answer.language))
@@ -1162,7 +1165,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def multilingual_hint(answer, config: Config) -> str | None:
+def multilingual_hint(answer: Answer, config: Config) -> str | None:
     """Why an English question went unanswered with the English-only MiniLM model, and the fix."""
     if answer.found or answer.language == "de" or config.embedding.backend != "sentence-transformers":
         return None
