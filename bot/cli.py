@@ -39,14 +39,22 @@ from index.extract import (  # noqa: E402
     parse_date,
     require_length,
 )
-from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
+from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase, PassagePlace  # noqa: E402
 from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 from .texts import shortened  # noqa: E402
 
-if TYPE_CHECKING:
-    from .answer_types import Answer
+if TYPE_CHECKING:  # imported where used: a command loads only what it needs
+    from index.feeds import FeedRecord, Feeds, PollResult
+    from index.migrate import MigrationReport
+    from index.records import ArticleRecord
+    from index.search import SearchHit
+    from index.settings import IndexSettings
+
+    from .answer import Answerer
+    from .answer_types import Answer, Evidence
+    from .conversation import Conversation
 
 log = logging.getLogger("articlebot")
 
@@ -624,7 +632,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
 LIST_TITLE_CHARS = 70
 
 
-def _article_json(a) -> dict:
+def _article_json(a: ArticleRecord) -> dict:
     return {
         "id": a.id,
         "title": a.title,
@@ -720,6 +728,7 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
 
 
 def _lines(value: str, what: str) -> Iterator[str]:
+    """``value`` itself, or for ``-`` each non-blank line of stdin: one query or question at a time."""
     if value != "-":
         if not value.strip():
             raise CommandError(f"the {what} is empty (give one, or - to read one per line from stdin)")
@@ -761,12 +770,12 @@ class SearchClock:
             self.seconds += time.perf_counter() - started
 
 
-def passage_label(places: dict, chunk_id: int) -> str:
+def passage_label(places: dict[int, PassagePlace], chunk_id: int) -> str:
     place = places.get(chunk_id)
     return f"passage {place.number} of {place.total}" if place else f"passage id {chunk_id}"
 
 
-def log_hits(kb: KnowledgeBase, hits) -> None:
+def log_hits(kb: KnowledgeBase, hits: list[SearchHit]) -> None:
     numbers = kb.passage_numbers(h.chunk_id for h in hits)
     log.info("%s considered:", count_of(len(hits), "passage"))
     for h in hits:
@@ -820,7 +829,7 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def make_answerer(config: Config, kb: KnowledgeBase):
+def make_answerer(config: Config, kb: KnowledgeBase) -> Answerer:
     from .answer import Answerer
     from .llm import LLMError
 
@@ -903,7 +912,9 @@ def echoed(question: str) -> str:
     )
 
 
-def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: SearchClock, total: float) -> None:
+def log_evidence(
+    kb: KnowledgeBase, answer: Answer, evidence: Evidence, needed: float, clock: SearchClock, total: float
+) -> None:
     # ``needed`` is the answerer's threshold: [answer] min_relevance may be "auto", resolved per model.
     log.info("question %r (%s)", answer.question, answer.language)
     log_hits(kb, evidence.hits)
@@ -959,7 +970,7 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def migration_target(to: str, config: Config):
+def migration_target(to: str, config: Config) -> IndexSettings:
     """Settings of the engine ``--to`` names: a PostgreSQL DSN, or a data dir for SQLite."""
     storage = dataclasses.replace(config.storage)
     if to.startswith(("postgresql://", "postgres://")):
@@ -977,7 +988,7 @@ def migration_target(to: str, config: Config):
     return dataclasses.replace(config.index_settings(), data_dir=str(path), storage=storage)
 
 
-def format_migration(report) -> str:
+def format_migration(report: MigrationReport) -> str:
     rows = ", ".join(f"{table} {count}" for table, count in report.rows.items())
     totals = report.totals
     lines = [
@@ -995,7 +1006,7 @@ def format_migration(report) -> str:
     return "\n".join(lines)
 
 
-def switch_lines(settings, where: str) -> str:
+def switch_lines(settings: IndexSettings, where: str) -> str:
     """The config lines that make articlebot use the target (``where``: its DSN without a password)."""
     storage = settings.storage
     if storage.engine == "postgres":
@@ -1025,7 +1036,7 @@ def parse_feed_id(value: str) -> int:
     return int(value)
 
 
-def format_poll(result) -> str:
+def format_poll(result: PollResult) -> str:
     name = f"feed #{result.feed_id} {result.title or result.url}"
     if result.status == "failed":
         return f"{name}: failed: {result.error}"
@@ -1056,13 +1067,13 @@ def cmd_feeds(args: argparse.Namespace, config: Config) -> int:
         kb.close()
 
 
-def _feeds_add(args: argparse.Namespace, feeds) -> int:
+def _feeds_add(args: argparse.Namespace, feeds: Feeds) -> int:
     feed = feeds.add(args.url)
     print(f"subscribed feed #{feed.id}: {feed.url} (polled by 'articlebot feeds poll' or the running bot)")
     return 0
 
 
-def _feeds_list(args: argparse.Namespace, feeds) -> int:
+def _feeds_list(args: argparse.Namespace, feeds: Feeds) -> int:
     records = feeds.list()
     if args.json:
         for feed in records:
@@ -1075,7 +1086,7 @@ def _feeds_list(args: argparse.Namespace, feeds) -> int:
     return 0
 
 
-def _feed_lines(feed) -> str:
+def _feed_lines(feed: FeedRecord) -> str:
     text = (
         f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
         f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
@@ -1086,16 +1097,16 @@ def _feed_lines(feed) -> str:
     return text
 
 
-def _feeds_remove(args: argparse.Namespace, feeds) -> int:
+def _feeds_remove(args: argparse.Namespace, feeds: Feeds) -> int:
     feed = feeds.remove(parse_feed_id(args.id))
     print(f"unsubscribed feed #{feed.id}: {feed.url} (its articles stay)")
     return 0
 
 
-def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+def _feeds_poll(args: argparse.Namespace, feeds: Feeds) -> int:
     from index.feeds import FeedsBusy
 
-    def report(result) -> None:
+    def report(result: PollResult) -> None:
         print(format_poll(result), flush=True)
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
@@ -1177,7 +1188,9 @@ def multilingual_hint(answer: Answer, config: Config) -> str | None:
     )
 
 
-def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):
+def open_conversation(
+    config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"
+) -> Conversation:
     from index.feeds import Feeds
 
     from .conversation import Conversation
