@@ -24,8 +24,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_tz
@@ -35,7 +34,6 @@ from xml.sax import SAXException
 
 import feedparser
 
-from .engine import SQLTransaction
 from .extract import Document, ExtractionError, clean_text, require_length, sniff
 from .fetch import FEED_TYPES, Fetched, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
@@ -280,11 +278,6 @@ class Feeds:
     def close(self) -> None:
         self._sql.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[SQLTransaction]:
-        with self._sql.transaction() as tx:
-            yield tx
-
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         return self._sql.query(sql, args)
 
@@ -299,7 +292,7 @@ class Feeds:
         if subscribed:  # said before fetching: a second subscription costs the feed's server nothing
             raise FeedError(f"already subscribed as feed #{subscribed[0][0]}")
         checked = self._check_is_feed(url)
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             created = []
             existing = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
             if not existing:  # (looked up first: on PostgreSQL a conflicting INSERT still uses up an id)
@@ -342,7 +335,7 @@ class Feeds:
     def remove(self, feed_id: int) -> FeedRecord:
         """Unsubscribe; the articles it brought stay."""
         feed = self.get(feed_id)
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute("DELETE FROM feed_items WHERE feed_id = ?", (feed_id,))
             tx.execute("DELETE FROM feeds WHERE id = ?", (feed_id,))
         return feed
@@ -423,7 +416,7 @@ class Feeds:
         if feed.last_success is None and not known and len(items) > self.backfill:
             left_out = newest_first[self.backfill :]
             now = _iso(self.clock())
-            with self._transaction() as tx:
+            with self._sql.transaction() as tx:
                 tx.executemany(
                     "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, seen_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, guid) DO NOTHING",
@@ -498,7 +491,7 @@ class Feeds:
             ours = self.kb.article(article_id).added_by == f"feed:{feed.id}"
         except ArticleNotFound:
             ours = False
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             # Locks the feed's row first (SQLite's BEGIN IMMEDIATE already serialises): two processes
             # polling the same feed check and record its items one after the other.
             tx.execute("UPDATE feeds SET items_added = items_added WHERE id = ?", (feed.id,))
@@ -547,7 +540,7 @@ class Feeds:
             result.item_errors.append(f"{item.url or item.guid}: {exc}")
             self._refresh_failed(feed, item, str(exc))
             return
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 "UPDATE feed_items SET content_hash = ?, attempts = 0, error = NULL WHERE feed_id = ? AND guid = ?",
                 (item.content_hash, feed.id, item.guid),
@@ -556,7 +549,7 @@ class Feeds:
     def _refresh_failed(self, feed: FeedRecord, item: Item, error: str) -> None:
         """The old hash stays, so the next polls try again; after MAX_ITEM_ATTEMPTS tries the change is
         given up (the hash taken), as a new item's page is, until the feed changes the entry again."""
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 "UPDATE feed_items SET attempts = attempts + 1, error = ? WHERE feed_id = ? AND guid = ?",
                 (error, feed.id, item.guid),
@@ -568,7 +561,7 @@ class Feeds:
 
     def _item_failed(self, feed: FeedRecord, item: Item, error: str, result: PollResult) -> None:
         result.item_errors.append(f"{item.url or item.guid}: {error}")
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, attempts, error, seen_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (feed_id, guid) DO UPDATE SET "
@@ -590,7 +583,7 @@ class Feeds:
         if not keep_validators:
             etag = last_modified = None
             validators = "etag = ?, last_modified = ?"
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 f"UPDATE feeds SET title = coalesce(?, title), {validators}, last_check = ?, last_success = ?, "
                 "last_error = NULL, failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
@@ -599,7 +592,7 @@ class Feeds:
 
     def _failed(self, feed: FeedRecord, error: str) -> PollResult:
         now = self.clock()
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             # Counted from the stored row, not from ``feed``: another poller (a second bot process, an
             # admin's /feeds poll) may have failed the feed since it was read. The row is ours until commit.
             rows = tx.execute(
