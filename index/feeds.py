@@ -278,9 +278,6 @@ class Feeds:
     def close(self) -> None:
         self._sql.close()
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self._sql.query(sql, args)
-
     # --- subscriptions ------------------------------------------------------------------------
 
     def add(self, url: str) -> FeedRecord:
@@ -288,7 +285,7 @@ class Feeds:
         here, in one line, rather than stored and failing at every poll. Its items are left for the poll."""
         url = check_feed_url(url)
         key = normalize_url(url)
-        subscribed = self._query("SELECT id FROM feeds WHERE url_key = ?", (key,))
+        subscribed = self._sql.query("SELECT id FROM feeds WHERE url_key = ?", (key,))
         if subscribed:  # said before fetching: a second subscription costs the feed's server nothing
             raise FeedError(f"already subscribed as feed #{subscribed[0][0]}")
         checked = self._check_is_feed(url)
@@ -324,13 +321,13 @@ class Feeds:
         return fetched
 
     def get(self, feed_id: int) -> FeedRecord:
-        rows = self._query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
+        rows = self._sql.query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
         if not rows:
             raise FeedError(f"no feed with id {feed_id}")
         return _feed(rows[0])
 
     def list(self) -> list[FeedRecord]:
-        return [_feed(r) for r in self._query(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")]
+        return [_feed(r) for r in self._sql.query(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")]
 
     def remove(self, feed_id: int) -> FeedRecord:
         """Unsubscribe; the articles it brought stay."""
@@ -411,7 +408,7 @@ class Feeds:
 
     def _to_process(self, feed: FeedRecord, items: list[Item], result: PollResult) -> list[Item]:
         """The items to look at, oldest first; on the first poll only the newest ``backfill``."""
-        known = self._query("SELECT count(*) FROM feed_items WHERE feed_id = ?", (feed.id,))[0][0]
+        known = self._sql.query("SELECT count(*) FROM feed_items WHERE feed_id = ?", (feed.id,))[0][0]
         newest_first = sorted(items, key=lambda i: (-(i.timestamp or 0), i.order))
         if feed.last_success is None and not known and len(items) > self.backfill:
             left_out = newest_first[self.backfill :]
@@ -428,13 +425,13 @@ class Feeds:
 
     def _bounded(self, feed: FeedRecord, newest_first: list[Item], result: PollResult) -> list[Item]:
         """At most ``max_new`` items this feed has never recorded, the newest; the others wait."""
-        recorded = {row[0] for row in self._query("SELECT guid FROM feed_items WHERE feed_id = ?", (feed.id,))}
+        recorded = {row[0] for row in self._sql.query("SELECT guid FROM feed_items WHERE feed_id = ?", (feed.id,))}
         later = {i.guid for i in [i for i in newest_first if i.guid not in recorded][self.max_new :]}
         result.deferred = len(later)
         return [i for i in newest_first if i.guid not in later]
 
     def _process(self, feed: FeedRecord, item: Item, result: PollResult) -> None:
-        rows = self._query(
+        rows = self._sql.query(
             "SELECT article_id, content_hash, status, attempts FROM feed_items WHERE feed_id = ? AND guid = ?",
             (feed.id, item.guid),
         )
