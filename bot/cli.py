@@ -14,9 +14,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 # Before any model library is imported: no hub access, no progress bars in our output.
@@ -39,10 +39,22 @@ from index.extract import (  # noqa: E402
     parse_date,
     require_length,
 )
-from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase  # noqa: E402
+from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase, PassagePlace  # noqa: E402
 from index.sentences import quoted  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
+from .texts import shortened  # noqa: E402
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it needs
+    from index.feeds import FeedRecord, Feeds, PollResult
+    from index.migrate import MigrationReport
+    from index.records import ArticleRecord
+    from index.search import SearchHit
+    from index.settings import IndexSettings
+
+    from .answer import Answerer
+    from .answer_types import Answer, Evidence
+    from .conversation import Conversation
 
 log = logging.getLogger("articlebot")
 
@@ -92,7 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="-v: what happened (passages, scores, timings); -vv: also the libraries' debug output",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # In this order in 'articlebot --help'.
+    _add_article_commands(sub)
+    _add_question_commands(sub)
+    _add_feeds_command(sub)
+    _add_service_commands(sub)
+    return parser
 
+
+def _add_article_commands(sub) -> None:
+    """add, import, list, show, remove, update, reindex, stats: the collection itself."""
     add = _subcommand(
         sub,
         "add",
@@ -156,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true", help="one JSON object")
 
+
+def _add_question_commands(sub) -> None:
+    """search, ask, demo: questions over the collection."""
     search = _subcommand(
         sub,
         "search",
@@ -190,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("questions", nargs="*", help="questions to ask instead of the samples")
 
+
+def _add_feeds_command(sub) -> None:
+    """feeds add | list | remove | poll."""
     feeds = _subcommand(
         sub,
         "feeds",
@@ -231,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feeds_poll.add_argument("ids", nargs="*", help="only these feeds, now (numbers as 'articlebot feeds list' shows)")
 
+
+def _add_service_commands(sub) -> None:
+    """migrate, run, chat: moving the database, and the bot itself (on Telegram or in the terminal)."""
     migrate = _subcommand(
         sub,
         "migrate",
@@ -269,7 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--lang", choices=["de", "en"], help="language of the bot's messages (default: from $LANG)")
     chat.add_argument("--samples", action="store_true", help="load the bundled sample articles first")
-    return parser
 
 
 IMPORT_DETAILS = """One article per JSONL line or CSV row. A bad record is reported by its line number and
@@ -503,48 +532,18 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
 @command("import")
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
-    options = ImportOptions(
-        min_chars=config.ingest.min_chars,
-        delimiter=args.delimiter,
-        quotechar=args.quotechar,
-        columns=args.columns,
-        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
-    )
+    options = _import_options(args, config)
     records = read_records(args.file, options)
     # A counting pass first, so the progress has a total and an ETA; parsing is cheap next to embedding.
     # It stays quiet: the import pass gives the warnings.
     total = sum(1 for _ in read_records(args.file, dataclasses.replace(options, warn=None)))
-    report = ImportReport()
     kb = open_kb(config)
     kb.open()
     before = kb.counts()["articles"]
-    lines: dict[int, int] = {}
     progress = Progress("importing", total, "articles")
-
-    def documents() -> Iterator[Document]:
-        for line_no, item in records:
-            if isinstance(item, Exception):
-                report.rejected.append((line_no, str(item)))
-                progress.advance()
-                print(f"line {line_no}: {item}", file=sys.stderr)
-                continue
-            lines[id(item)] = line_no
-            yield item
-
-    def on_result(doc: Document, result: AddResult | Exception) -> None:
-        line_no = lines.pop(id(doc), 0)
-        progress.advance()
-        if isinstance(result, AddResult):
-            report.added.append((line_no, result.article_id))
-            log_added(kb, doc, result, where=f"line {line_no}: ")
-        elif isinstance(result, DuplicateArticle):
-            report.duplicates.append((line_no, result.article_id))
-        else:
-            report.rejected.append((line_no, str(result)))
-            print(f"line {line_no}: {result}", file=sys.stderr)
-
+    tally = ImportTally(kb, progress)
     try:
-        kb.add_many(documents(), added_by="import", on_result=on_result)
+        kb.add_many(tally.documents(records), added_by="import", on_result=tally.on_result)
     except KeyboardInterrupt:
         progress.close()
         # Counted in the database: Ctrl-C may land after an article's commit and before its report.
@@ -559,11 +558,56 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         progress.close()
         kb.close()
     log.info("import took %.1f s", time.perf_counter() - started)
+    report = tally.report
     print(
         f"imported {count_of(len(report.added), 'article')}, {len(report.duplicates)} already present, "
         f"{len(report.rejected)} rejected"
     )
     return 1 if report.rejected else 0
+
+
+def _import_options(args: argparse.Namespace, config: Config) -> ImportOptions:
+    return ImportOptions(
+        min_chars=config.ingest.min_chars,
+        delimiter=args.delimiter,
+        quotechar=args.quotechar,
+        columns=args.columns,
+        warn=lambda message: print(f"articlebot: warning: {message}", file=sys.stderr),
+    )
+
+
+class ImportTally:
+    """Each record's outcome under its line number as the import goes: in the report, the progress and stderr."""
+
+    def __init__(self, kb: KnowledgeBase, progress: Progress):
+        self.kb = kb
+        self.progress = progress
+        self.report = ImportReport()
+        # add_many reports by document; this maps a document back to its line until its result comes.
+        self._lines: dict[int, int] = {}
+
+    def documents(self, records: Iterable[tuple[int, Document | Exception]]) -> Iterator[Document]:
+        """The records that parsed; the others are rejected here by their line number."""
+        for line_no, item in records:
+            if isinstance(item, Exception):
+                self.report.rejected.append((line_no, str(item)))
+                self.progress.advance()
+                print(f"line {line_no}: {item}", file=sys.stderr)
+                continue
+            self._lines[id(item)] = line_no
+            yield item
+
+    def on_result(self, doc: Document, result: AddResult | Exception) -> None:
+        line_no = self._lines.pop(id(doc), 0)
+        self.progress.advance()
+        if isinstance(result, AddResult):
+            self.report.added.append((line_no, result.article_id))
+            log_added(self.kb, doc, result, where=f"line {line_no}: ")
+        elif isinstance(result, DuplicateArticle):
+            self.report.duplicates.append((line_no, result.article_id))
+        else:
+            self.report.rejected.append((line_no, str(result)))
+            print(f"line {line_no}: {result}", file=sys.stderr)
 
 
 @command("list")
@@ -588,13 +632,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
 LIST_TITLE_CHARS = 70
 
 
-def shortened(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with a mark that it was cut: a bare cut reads as a typo
-    ("… mit Ernteausfälle")."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _article_json(a) -> dict:
+def _article_json(a: ArticleRecord) -> dict:
     return {
         "id": a.id,
         "title": a.title,
@@ -690,6 +728,7 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
 
 
 def _lines(value: str, what: str) -> Iterator[str]:
+    """``value`` itself, or for ``-`` each non-blank line of stdin: one query or question at a time."""
     if value != "-":
         if not value.strip():
             raise CommandError(f"the {what} is empty (give one, or - to read one per line from stdin)")
@@ -731,12 +770,12 @@ class SearchClock:
             self.seconds += time.perf_counter() - started
 
 
-def passage_label(places: dict, chunk_id: int) -> str:
+def passage_label(places: dict[int, PassagePlace], chunk_id: int) -> str:
     place = places.get(chunk_id)
     return f"passage {place.number} of {place.total}" if place else f"passage id {chunk_id}"
 
 
-def log_hits(kb: KnowledgeBase, hits) -> None:
+def log_hits(kb: KnowledgeBase, hits: list[SearchHit]) -> None:
     numbers = kb.passage_numbers(h.chunk_id for h in hits)
     log.info("%s considered:", count_of(len(hits), "passage"))
     for h in hits:
@@ -790,7 +829,7 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def make_answerer(config: Config, kb: KnowledgeBase):
+def make_answerer(config: Config, kb: KnowledgeBase) -> Answerer:
     from .answer import Answerer
     from .llm import LLMError
 
@@ -800,7 +839,7 @@ def make_answerer(config: Config, kb: KnowledgeBase):
         raise CommandError(f"config: {exc}") from None
 
 
-def format_answer_text(answer, kept: str = "") -> str:
+def format_answer_text(answer: Answer, kept: str = "") -> str:
     """``kept``: what a model's stream left printed above (piped output), so a cut-off part is not repeated."""
     from .texts import say
 
@@ -808,7 +847,7 @@ def format_answer_text(answer, kept: str = "") -> str:
     if kept and not answer.found:
         # Piped, the model's words stay above: say that they were not the answer before "nothing found".
         lines = [say("llm_discarded", answer.language), "", answer.body]
-    if getattr(answer, "cut_off", ""):
+    if answer.cut_off:
         shown = [] if kept and kept.split() == answer.cut_off.split() else [f"{answer.cut_off} …"]
         lines = [*shown, say("llm_cut_off", answer.language), "", answer.body]
     if answer.citations:
@@ -822,7 +861,7 @@ def format_answer_text(answer, kept: str = "") -> str:
             lines.append(f"{c.title}" + (f" <{c.url}>" if c.url else f" (article #{c.article_id})"))
             for c in citations:
                 lines.append(f"  [{c.n}] " + quoted(c.quote, answer.language))
-    if getattr(answer, "mode", "") == "extractive-fallback":
+    if answer.mode == "extractive-fallback":
         # The configured LLM failed (timeout, error, unreachable): say so, the quotes are still valid.
         lines.append("")
         lines.append(say("llm_fallback", answer.language))
@@ -873,7 +912,9 @@ def echoed(question: str) -> str:
     )
 
 
-def log_evidence(kb: KnowledgeBase, answer, evidence, needed: float, clock: SearchClock, total: float) -> None:
+def log_evidence(
+    kb: KnowledgeBase, answer: Answer, evidence: Evidence, needed: float, clock: SearchClock, total: float
+) -> None:
     # ``needed`` is the answerer's threshold: [answer] min_relevance may be "auto", resolved per model.
     log.info("question %r (%s)", answer.question, answer.language)
     log_hits(kb, evidence.hits)
@@ -929,7 +970,7 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def migration_target(to: str, config: Config):
+def migration_target(to: str, config: Config) -> IndexSettings:
     """Settings of the engine ``--to`` names: a PostgreSQL DSN, or a data dir for SQLite."""
     storage = dataclasses.replace(config.storage)
     if to.startswith(("postgresql://", "postgres://")):
@@ -947,7 +988,7 @@ def migration_target(to: str, config: Config):
     return dataclasses.replace(config.index_settings(), data_dir=str(path), storage=storage)
 
 
-def format_migration(report) -> str:
+def format_migration(report: MigrationReport) -> str:
     rows = ", ".join(f"{table} {count}" for table, count in report.rows.items())
     totals = report.totals
     lines = [
@@ -965,7 +1006,7 @@ def format_migration(report) -> str:
     return "\n".join(lines)
 
 
-def switch_lines(settings, where: str) -> str:
+def switch_lines(settings: IndexSettings, where: str) -> str:
     """The config lines that make articlebot use the target (``where``: its DSN without a password)."""
     storage = settings.storage
     if storage.engine == "postgres":
@@ -995,7 +1036,7 @@ def parse_feed_id(value: str) -> int:
     return int(value)
 
 
-def format_poll(result) -> str:
+def format_poll(result: PollResult) -> str:
     name = f"feed #{result.feed_id} {result.title or result.url}"
     if result.status == "failed":
         return f"{name}: failed: {result.error}"
@@ -1026,13 +1067,13 @@ def cmd_feeds(args: argparse.Namespace, config: Config) -> int:
         kb.close()
 
 
-def _feeds_add(args: argparse.Namespace, feeds) -> int:
+def _feeds_add(args: argparse.Namespace, feeds: Feeds) -> int:
     feed = feeds.add(args.url)
     print(f"subscribed feed #{feed.id}: {feed.url} (polled by 'articlebot feeds poll' or the running bot)")
     return 0
 
 
-def _feeds_list(args: argparse.Namespace, feeds) -> int:
+def _feeds_list(args: argparse.Namespace, feeds: Feeds) -> int:
     records = feeds.list()
     if args.json:
         for feed in records:
@@ -1045,7 +1086,7 @@ def _feeds_list(args: argparse.Namespace, feeds) -> int:
     return 0
 
 
-def _feed_lines(feed) -> str:
+def _feed_lines(feed: FeedRecord) -> str:
     text = (
         f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
         f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
@@ -1056,16 +1097,16 @@ def _feed_lines(feed) -> str:
     return text
 
 
-def _feeds_remove(args: argparse.Namespace, feeds) -> int:
+def _feeds_remove(args: argparse.Namespace, feeds: Feeds) -> int:
     feed = feeds.remove(parse_feed_id(args.id))
     print(f"unsubscribed feed #{feed.id}: {feed.url} (its articles stay)")
     return 0
 
 
-def _feeds_poll(args: argparse.Namespace, feeds) -> int:
+def _feeds_poll(args: argparse.Namespace, feeds: Feeds) -> int:
     from index.feeds import FeedsBusy
 
-    def report(result) -> None:
+    def report(result: PollResult) -> None:
         print(format_poll(result), flush=True)
         for error in result.item_errors:
             print(f"  item failed: {error}", file=sys.stderr)
@@ -1135,7 +1176,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def multilingual_hint(answer, config: Config) -> str | None:
+def multilingual_hint(answer: Answer, config: Config) -> str | None:
     """Why an English question went unanswered with the English-only MiniLM model, and the fix."""
     if answer.found or answer.language == "de" or config.embedding.backend != "sentence-transformers":
         return None
@@ -1147,7 +1188,9 @@ def multilingual_hint(answer, config: Config) -> str | None:
     )
 
 
-def open_conversation(config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"):
+def open_conversation(
+    config: Config, kb: KnowledgeBase, admins: list[int] | None = None, origin: str = "telegram"
+) -> Conversation:
     from index.feeds import Feeds
 
     from .conversation import Conversation

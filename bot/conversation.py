@@ -30,8 +30,8 @@ from . import protocol
 from .answer import Answer, Citation
 from .config import TelegramSettings
 from .feedback import FeedbackStore
-from .protocol import ADMIN_BUTTONS, ADMIN_ONLY, ALIASES, COMMANDS, QUOTE, SOURCES_PAGE, VOTE, parse_button
-from .texts import counted, reason_text, say
+from .protocol import ADMIN_BUTTONS, ADMIN_ONLY, ALIASES, COMMANDS, QUOTE, SOURCES_PAGE, VOTE, parse_button, tg_len
+from .texts import counted, reason_text, say, shortened
 
 log = logging.getLogger(__name__)
 # What a running bot always tells its operator, even without -v: that it runs, and who was refused
@@ -41,6 +41,8 @@ status = logging.getLogger("articlebot.status")
 PAGE_SIZE = 10
 LATEST_IN_HELP = 3
 QUOTE_BUTTONS_PER_ROW = 4
+# "Indexing …" names the article in one line.
+PROGRESS_TITLE_CHARS = 80
 # Pasted text shorter than this on a single line is almost always a mistyped command, not an article.
 MIN_PASTED_CHARS = 200
 # Telegram holds at most 4,096 characters (UTF-16 units) in a message, and its apps split a longer
@@ -460,7 +462,7 @@ class Conversation:
             if doc is None:
                 return [text_reply(say(self._here("add_usage"), lang))]
             require_length(doc, self.kb.settings.ingest.min_chars)
-            progress(say("indexing", lang, title=_short(doc.title)))
+            progress(say("indexing", lang, title=shortened(doc.title, PROGRESS_TITLE_CHARS)))
             with self._exclusive(progress, lang):
                 result = self.kb.add(doc, added_by=f"{self.origin}:{req.message.user.id}")
         except DuplicateArticle as exc:
@@ -482,7 +484,7 @@ class Conversation:
         if self.origin == "chat" or req.message.attachment is not None:
             return False
         pasted = req.message.text if req.args else req.message.replied_text
-        return bool(pasted) and _utf16_len(pasted) >= NEARLY_FULL_MESSAGE and not _LINK_ONLY.match(req.args)
+        return bool(pasted) and tg_len(pasted) >= NEARLY_FULL_MESSAGE and not _LINK_ONLY.match(req.args)
 
     def _document(self, req: Request, progress: Progress) -> Document | None:
         """The article an /add names: a document, a link, pasted text, or the message replied to."""
@@ -846,14 +848,6 @@ def _date_suffix(article: ArticleRecord) -> str:
 def _parse_id(value: str) -> int | None:
     value = value.strip().lstrip("#")
     return int(value) if re.fullmatch(r"[0-9]{1,18}", value) and int(value) > 0 else None
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _short(title: str, limit: int = 80) -> str:
-    return title if len(title) <= limit else title[: limit - 1] + "…"
 
 
 def _mb(size: int) -> str:

@@ -1,4 +1,5 @@
-"""The conversation's protocol, defined once: command names, who may use them, and the data buttons carry.
+"""The conversation's protocol, defined once: command names, who may use them, the data buttons carry, and how
+Telegram counts a message's length.
 
 ``conversation.py`` makes and reads these; ``telegram_app.py`` (and the terminal chat) only route them.
 Button data is ``kind:arg[:arg]``, at most Telegram's 64 bytes, and is never trusted: a press is
@@ -73,3 +74,8 @@ def is_admin_job(data: str) -> bool:
     """A press that starts a long admin job (confirming a removal)."""
     parsed = parse_button(data)
     return parsed is not None and parsed.kind == REMOVE
+
+
+def tg_len(text: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units). Of HTML, the source's length: never too low."""
+    return len(text.encode("utf-16-le")) // 2

@@ -15,16 +15,12 @@ from html import escape
 from urllib.parse import urlsplit
 
 from .conversation import Bold, Link, Paragraph, Quote, Reply, Span, Text
+from .protocol import tg_len
 
 MAX_MESSAGE = 4096
 
 # A line of a paragraph (spans) or a whole quote: the unit that is never cut while rendered.
 Line = tuple[Span, ...] | Quote
-
-
-def tg_len(text: str) -> int:
-    """Length as Telegram counts it (UTF-16 code units); of the HTML source, so never too low."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def safe_url(url: str | None) -> str | None:

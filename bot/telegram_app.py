@@ -6,7 +6,7 @@ loop only ever waits on the network. Calls that only make the bot nicer (setMyCo
 sendChatAction, answerCallbackQuery) are best effort: a failure is logged and nothing else.
 
 Updates are durable (``bot.updates``): our own polling loop confirms an update to Telegram only once
-it is recorded in SQLite, and a restarted bot handles what its predecessor left unanswered.
+it is recorded in the database, and a restarted bot handles what its predecessor left unanswered.
 
 The bot token is a secret: it is in every Bot API URL, so request logging is silenced, every log
 record is scrubbed of it, and errors shown to people are reworded without it.
@@ -386,8 +386,6 @@ class StreamedAnswer:
         self.typing = typing
         self.loop = asyncio.get_running_loop()
         self.message_ids: list[int] = []
-        self.edits = 0
-        self.first_shown_at: float | None = None
         self._parts: list[str] = []
         self._text = ""
         self._wake = asyncio.Event()
@@ -441,7 +439,6 @@ class StreamedAnswer:
                 await self.chat.bot.edit_message_text(
                     part, chat_id=self.chat.chat_id, message_id=self.message_ids[i], parse_mode=ParseMode.HTML
                 )
-                self.edits += 1
             else:
                 reply = self.chat.reply_to if i == 0 else None
                 message = await self.chat.bot.send_message(
@@ -453,8 +450,6 @@ class StreamedAnswer:
                 self.message_ids.append(message.message_id)
                 if self.typing is not None:
                     self.typing.stop()  # the words are there: no more "typing…"
-                if self.first_shown_at is None:
-                    self.first_shown_at = self.loop.time()
             self._parts[i:] = [part]
 
     async def finish(self) -> None:
@@ -686,7 +681,7 @@ async def set_admin_menu(app: Application, admin: int) -> None:
 
 
 def lane_of(update: object) -> str:
-    """The update's lane: "admin" for adding, re-indexing and removing (by command, document or button)."""
+    """The update's lane: "admin" for a long admin job (``ADMIN_JOB_COMMANDS``, a document, a removal's button)."""
     if not isinstance(update, Update):
         return "other"
     if update.callback_query is not None:

@@ -10,8 +10,6 @@ import re
 
 from index.sentences import quoted
 
-LANGUAGES = ("de", "en")
-
 TEXTS: dict[str, dict[str, str]] = {
     "greeting": {
         "de": "Ich beantworte Fragen zu {articles} – mit Quellenangaben.",
@@ -90,7 +88,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "passage_of": {"de": "Abschnitt {number} von {total}", "en": "passage {number} of {total}"},
     "sources_label": {"de": "Quellen:", "en": "Sources:"},
     "quote_button": {"de": "Zitat [{n}]", "en": "Quote [{n}]"},
-    "article_fallback": {"de": "Artikel #{id}", "en": "article #{id}"},
     "llm_fallback": {
         "de": "(keine Antwort vom Sprachmodell: Antwort aus den Artikeln zitiert)",
         "en": "(no answer from the language model: answer quoted from the articles)",
@@ -452,6 +449,12 @@ def say(key: str, language: str, **fields: object) -> str:
         fields["title"] = quoted(str(fields["title"]), language)
     text = TEXTS[key][language]
     return text.format(**fields) if fields else text
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with a mark that it was cut: a bare cut reads as a typo
+    ("… mit Ernteausfälle"). Trailing space before the mark goes, so it never stands alone ("Fähre …")."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def ui_language(code: str | None) -> str:

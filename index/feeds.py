@@ -24,8 +24,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_tz
@@ -35,7 +34,6 @@ from xml.sax import SAXException
 
 import feedparser
 
-from .engine import SQLTransaction
 from .extract import Document, ExtractionError, clean_text, require_length, sniff
 from .fetch import FEED_TYPES, Fetched, FetchError, fetch, fetch_document
 from .kb import KnowledgeBase
@@ -280,14 +278,6 @@ class Feeds:
     def close(self) -> None:
         self._sql.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[SQLTransaction]:
-        with self._sql.transaction() as tx:
-            yield tx
-
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self._sql.query(sql, args)
-
     # --- subscriptions ------------------------------------------------------------------------
 
     def add(self, url: str) -> FeedRecord:
@@ -295,11 +285,11 @@ class Feeds:
         here, in one line, rather than stored and failing at every poll. Its items are left for the poll."""
         url = check_feed_url(url)
         key = normalize_url(url)
-        subscribed = self._query("SELECT id FROM feeds WHERE url_key = ?", (key,))
+        subscribed = self._sql.query("SELECT id FROM feeds WHERE url_key = ?", (key,))
         if subscribed:  # said before fetching: a second subscription costs the feed's server nothing
             raise FeedError(f"already subscribed as feed #{subscribed[0][0]}")
         checked = self._check_is_feed(url)
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             created = []
             existing = tx.execute("SELECT id FROM feeds WHERE url_key = ?", (key,))
             if not existing:  # (looked up first: on PostgreSQL a conflicting INSERT still uses up an id)
@@ -331,18 +321,18 @@ class Feeds:
         return fetched
 
     def get(self, feed_id: int) -> FeedRecord:
-        rows = self._query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
+        rows = self._sql.query(f"SELECT {_COLUMNS} FROM feeds WHERE id = ?", (feed_id,))
         if not rows:
             raise FeedError(f"no feed with id {feed_id}")
         return _feed(rows[0])
 
     def list(self) -> list[FeedRecord]:
-        return [_feed(r) for r in self._query(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")]
+        return [_feed(r) for r in self._sql.query(f"SELECT {_COLUMNS} FROM feeds ORDER BY id")]
 
     def remove(self, feed_id: int) -> FeedRecord:
         """Unsubscribe; the articles it brought stay."""
         feed = self.get(feed_id)
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute("DELETE FROM feed_items WHERE feed_id = ?", (feed_id,))
             tx.execute("DELETE FROM feeds WHERE id = ?", (feed_id,))
         return feed
@@ -418,12 +408,12 @@ class Feeds:
 
     def _to_process(self, feed: FeedRecord, items: list[Item], result: PollResult) -> list[Item]:
         """The items to look at, oldest first; on the first poll only the newest ``backfill``."""
-        known = self._query("SELECT count(*) FROM feed_items WHERE feed_id = ?", (feed.id,))[0][0]
+        known = self._sql.query("SELECT count(*) FROM feed_items WHERE feed_id = ?", (feed.id,))[0][0]
         newest_first = sorted(items, key=lambda i: (-(i.timestamp or 0), i.order))
         if feed.last_success is None and not known and len(items) > self.backfill:
             left_out = newest_first[self.backfill :]
             now = _iso(self.clock())
-            with self._transaction() as tx:
+            with self._sql.transaction() as tx:
                 tx.executemany(
                     "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, seen_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, guid) DO NOTHING",
@@ -435,13 +425,13 @@ class Feeds:
 
     def _bounded(self, feed: FeedRecord, newest_first: list[Item], result: PollResult) -> list[Item]:
         """At most ``max_new`` items this feed has never recorded, the newest; the others wait."""
-        recorded = {row[0] for row in self._query("SELECT guid FROM feed_items WHERE feed_id = ?", (feed.id,))}
+        recorded = {row[0] for row in self._sql.query("SELECT guid FROM feed_items WHERE feed_id = ?", (feed.id,))}
         later = {i.guid for i in [i for i in newest_first if i.guid not in recorded][self.max_new :]}
         result.deferred = len(later)
         return [i for i in newest_first if i.guid not in later]
 
     def _process(self, feed: FeedRecord, item: Item, result: PollResult) -> None:
-        rows = self._query(
+        rows = self._sql.query(
             "SELECT article_id, content_hash, status, attempts FROM feed_items WHERE feed_id = ? AND guid = ?",
             (feed.id, item.guid),
         )
@@ -498,7 +488,7 @@ class Feeds:
             ours = self.kb.article(article_id).added_by == f"feed:{feed.id}"
         except ArticleNotFound:
             ours = False
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             # Locks the feed's row first (SQLite's BEGIN IMMEDIATE already serialises): two processes
             # polling the same feed check and record its items one after the other.
             tx.execute("UPDATE feeds SET items_added = items_added WHERE id = ?", (feed.id,))
@@ -547,7 +537,7 @@ class Feeds:
             result.item_errors.append(f"{item.url or item.guid}: {exc}")
             self._refresh_failed(feed, item, str(exc))
             return
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 "UPDATE feed_items SET content_hash = ?, attempts = 0, error = NULL WHERE feed_id = ? AND guid = ?",
                 (item.content_hash, feed.id, item.guid),
@@ -556,7 +546,7 @@ class Feeds:
     def _refresh_failed(self, feed: FeedRecord, item: Item, error: str) -> None:
         """The old hash stays, so the next polls try again; after MAX_ITEM_ATTEMPTS tries the change is
         given up (the hash taken), as a new item's page is, until the feed changes the entry again."""
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 "UPDATE feed_items SET attempts = attempts + 1, error = ? WHERE feed_id = ? AND guid = ?",
                 (error, feed.id, item.guid),
@@ -568,7 +558,7 @@ class Feeds:
 
     def _item_failed(self, feed: FeedRecord, item: Item, error: str, result: PollResult) -> None:
         result.item_errors.append(f"{item.url or item.guid}: {error}")
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 "INSERT INTO feed_items (feed_id, guid, url, url_key, content_hash, status, attempts, error, seen_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (feed_id, guid) DO UPDATE SET "
@@ -590,7 +580,7 @@ class Feeds:
         if not keep_validators:
             etag = last_modified = None
             validators = "etag = ?, last_modified = ?"
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             tx.execute(
                 f"UPDATE feeds SET title = coalesce(?, title), {validators}, last_check = ?, last_success = ?, "
                 "last_error = NULL, failures = 0, next_try = NULL, failing_since = NULL, notified = 0 WHERE id = ?",
@@ -599,7 +589,7 @@ class Feeds:
 
     def _failed(self, feed: FeedRecord, error: str) -> PollResult:
         now = self.clock()
-        with self._transaction() as tx:
+        with self._sql.transaction() as tx:
             # Counted from the stored row, not from ``feed``: another poller (a second bot process, an
             # admin's /feeds poll) may have failed the feed since it was read. The row is ours until commit.
             rows = tx.execute(

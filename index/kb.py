@@ -1,4 +1,4 @@
-"""KnowledgeBase: the one facade over store, embedder, FAISS index and lexical search.
+"""KnowledgeBase: the one facade over store, embedder, vector index (FAISS, or pgvector) and lexical search.
 
 Everything the bot and the CLI do to articles goes through here; nothing here knows Telegram.
 """
@@ -36,6 +36,8 @@ SAVE_EVERY_WRITE_BELOW = 100_000
 # Question vectors kept: search and answerer embed the same question, and questions repeat.
 QUERY_CACHE_SIZE = 256
 SEARCH_ATTEMPTS = 3
+# An article's language is told from its opening: a few thousand characters hold stop words enough.
+LANGUAGE_SAMPLE_CHARS = 5000
 
 __all__ = ["KnowledgeBase", "AddResult", "RefreshResult", "DuplicateArticle", "ArticleNotFound", "ExtractionError"]
 
@@ -75,6 +77,11 @@ def fts_terms(title: str, texts: list[str]) -> list[tuple[str, str]]:
     """(title terms, passage terms) per passage: what the FTS5 table holds, at add and at reindex alike."""
     title_terms = " ".join(analyze(title))
     return [(title_terms, " ".join(analyze(text))) for text in texts]
+
+
+def chunk_rows(chunks: list[Chunk]) -> list[dict]:
+    """The passages as the store writes them, at add, refresh and re-chunking alike."""
+    return [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
 
 
 def retitled_texts(doc: Document) -> list[str]:
@@ -201,10 +208,10 @@ class KnowledgeBase:
             "published": doc.published,
             "added_by": added_by,
             "text": doc.text,
-            "language": detect_language(doc.text[:5000]),
+            "language": detect_language(doc.text[:LANGUAGE_SAMPLE_CHARS]),
         }
         fts_rows = fts_terms(doc.title, [c.text for c in item.chunks])
-        chunks = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in item.chunks]
+        chunks = chunk_rows(item.chunks)
         vectors = self.vectors
         article_id, chunk_ids = self.store.add_article(article, chunks, item.vectors, self.embedder.model_id, fts_rows)
         self._after_write(lambda: vectors.add(np.array(chunk_ids, dtype=np.int64), item.vectors))
@@ -280,9 +287,9 @@ class KnowledgeBase:
             "title": doc.title,
             "text": doc.text,
             "published": doc.published,
-            "language": detect_language(doc.text[:5000]),
+            "language": detect_language(doc.text[:LANGUAGE_SAMPLE_CHARS]),
         }
-        chunks = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in item.chunks]
+        chunks = chunk_rows(item.chunks)
         fts_rows = fts_terms(doc.title, [c.text for c in item.chunks])
         vectors = self.vectors
         first = self.store.reserve_chunk_ids(len(item.chunks))
@@ -317,7 +324,7 @@ class KnowledgeBase:
         return article
 
     def _after_write(self, update: Callable[[], None]) -> None:
-        """Apply a committed write to FAISS; if another process wrote meanwhile, sync instead."""
+        """Apply a committed write to the vector index; if another process wrote meanwhile, sync instead."""
         vectors = self.vectors
         version = self.store.version()
         if version == vectors.version + 1:
@@ -456,7 +463,7 @@ class KnowledgeBase:
     # --- maintenance --------------------------------------------------------------------------
 
     def reindex(self, progress: Callable[[int, int], None] | None = None, rechunk: bool = False) -> dict:
-        """Rebuild FAISS from SQLite; re-chunk articles whose passages no longer fit the embedder's
+        """Rebuild the vector index from the store; re-chunk articles whose passages no longer fit the embedder's
         window (with ``rechunk``: every article the current settings would cut differently), and
         re-embed the rest if the stored vectors came from another model."""
         embedder = self.embedder
@@ -533,7 +540,7 @@ class KnowledgeBase:
         """Swap an article's passages for ``chunks``, with vectors and FTS rows, in one transaction."""
         texts = [c.text for c in chunks]
         vectors = self.embedder.embed_passages(texts, [article.title] * len(chunks))
-        rows = [{"position": c.position, "text": c.text, "start": c.start, "end": c.end} for c in chunks]
+        rows = chunk_rows(chunks)
         fts_rows = fts_terms(article.title, texts)
         self.store.replace_chunks(article.id, rows, vectors, fts_rows, self.embedder.model_id)
         return len(chunks)

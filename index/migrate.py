@@ -115,7 +115,7 @@ def _migrate(
     sample: int,
 ) -> MigrationReport:
     wanted = _hashes(source)
-    present = _check_target(source, wanted, target, model)
+    present = _check_target(wanted, target, model)
     table_plan = {table: _plan_rows(table, source_tables, target_tables) for table in BOT_TABLES}
     # Checked and nothing written yet; from here on every write is one the target needs.
     report = MigrationReport(model=model)
@@ -162,7 +162,7 @@ def _hashes(store: ArticleStore) -> dict[int, str]:
     return out
 
 
-def _check_target(source: Store, wanted: dict[int, str], target: ArticleStore, model: str) -> set[int]:
+def _check_target(wanted: dict[int, str], target: ArticleStore, model: str) -> set[int]:
     """The ids of the articles the target holds already (from an earlier run); refuses any other content."""
     held = _hashes(target)
     foreign = [i for i, h in held.items() if wanted.get(i) != h]

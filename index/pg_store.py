@@ -383,14 +383,6 @@ class PgStore:
         current = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
         return max(int(row[0]) if row else 0, int(current))
 
-    @_translated
-    def set_meta(self, key: str, value: str) -> None:
-        with self._writing() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-
     @staticmethod
     def _require_article(conn: psycopg.Connection, article_id: int) -> None:
         if conn.execute("SELECT 1 FROM articles WHERE id = %s", (article_id,)).fetchone() is None:

@@ -317,10 +317,6 @@ class Store:
         )
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self._write_lock, self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
     def _transaction(self):
         return _Transaction(self._write_conn)
 

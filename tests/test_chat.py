@@ -149,6 +149,19 @@ def test_add_by_text_duplicate_and_usage(conversation):
     assert "Hinzugefügt: #4" in text_of(say(conversation, ADMIN, "/add", replied_text=news))
 
 
+def test_a_long_title_in_the_progress_line_is_cut_with_a_mark_that_touches_its_last_word(conversation):
+    """Cut at 80 characters; a space left before the "…" would make the mark read as a word of its own."""
+    title = "Neue Buslinie 12 verbindet ab Mai den Bahnhof von Kesselbrunn mit dem Südhafen am Ostrand der Stadt"
+    assert title[78] == " "  # the cut falls right after a word
+    body = (
+        "Vom 2. Mai an fährt die neue Buslinie 12 alle zwanzig Minuten vom Bahnhof in Kesselbrunn zum Südhafen. "
+        "Die Stadtwerke setzen dafür drei elektrische Busse ein, die am Hafen an einer eigenen Ladestation laden."
+    )
+    progress: list[str] = []
+    conversation.handle(Incoming(ADMIN, 1, f"/add {title}\n\n{body}"), progress.append)
+    assert progress == [f"Verarbeite „{title[:78]}…“ …"]
+
+
 def test_documents_are_checked_before_download(conversation):
     def never() -> bytes:
         raise AssertionError("downloaded a file that should have been refused")

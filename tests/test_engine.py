@@ -217,7 +217,7 @@ def test_the_knowledge_base_is_a_context_manager(settings, embedder):
         assert kb.counts()["articles"] == 0
     assert kb.closed
     with pytest.raises(sqlite3.ProgrammingError):
-        kb.store.set_meta("x", "y")
+        kb.store.remove_article(1)
 
 
 def test_every_cli_command_closes_the_knowledge_base(tmp_path, monkeypatch, capsys, embedder):
