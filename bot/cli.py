@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -1031,7 +1032,8 @@ def without_password(dsn: str) -> str:
 
 def parse_feed_id(value: str) -> int:
     value = value.strip().lstrip("#")
-    if not value.isdigit() or int(value) <= 0:
+    # Not str.isdigit: "²" is a digit to it but not to int(); 18 digits stay within SQLite's integers.
+    if not re.fullmatch(r"[0-9]{1,18}", value) or int(value) <= 0:
         raise CommandError(f"not a feed id: {value!r} (ids are numbers; see 'articlebot feeds list')")
     return int(value)
 

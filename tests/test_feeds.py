@@ -400,7 +400,9 @@ def test_feeds_cli(monkeypatch, capsys, embedder, tmp_path, site):
         assert bad.code == 1 and "not an http(s) feed URL" in bad.err
         for argv, message in [
             (("feeds", "remove", "x"), "not a feed id"),
+            (("feeds", "remove", "²"), "not a feed id"),  # a digit to str.isdigit, not to int()
             (("feeds", "remove", "9"), "no feed with id 9"),
+            (("feeds", "remove", "9" * 40), "not a feed id"),  # beyond any SQLite integer
         ]:
             result = cli(*argv, config=config)
             assert result.code == 1 and message in result.err and len(result.err.strip().splitlines()) == 1
