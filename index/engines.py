@@ -37,7 +37,9 @@ class SQLiteEngine:
         return str(self.path)
 
     def size_bytes(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
+        # An open database holds its recent writes in the WAL until a checkpoint; they are part of its size.
+        files = (self.path, self.path.with_name(self.path.name + "-wal"))
+        return sum(f.stat().st_size for f in files if f.exists())
 
     def article_store(self) -> ArticleStore:
         from .store import Store
