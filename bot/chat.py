@@ -54,7 +54,7 @@ def local_file(text: str) -> Attachment | None:
     path = Path(command[2]).expanduser()
     if "://" in command[2] or not path.is_file():
         return None
-    return Attachment(path.name, path.stat().st_size, path.read_bytes)
+    return Attachment(path.name, path.stat().st_size, path.read_bytes, local=True)
 
 
 class TerminalStream:

@@ -139,6 +139,7 @@ class Attachment:
     filename: str
     size: int | None
     load: Callable[[], bytes]
+    local: bool = False  # a file on this machine (the terminal's /add PATH): read, not downloaded
 
 
 @dataclass
@@ -532,7 +533,7 @@ class Conversation:
             raise Refusal(say("file_type", lang, name=name))
         if limit and attachment.size and attachment.size > limit:
             raise Refusal(say("file_size", lang, name=name, size=_mb(attachment.size), limit=_mb(limit)))
-        progress(say("downloading", lang, name=name))
+        progress(say("reading" if attachment.local else "downloading", lang, name=name))
         data = attachment.load()
         if limit and len(data) > limit:
             raise Refusal(say("file_size", lang, name=name, size=_mb(len(data)), limit=_mb(limit)))

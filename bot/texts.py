@@ -178,6 +178,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "fetching": {"de": "Lade {url} …", "en": "Fetching {url} …"},
     "downloading": {"de": "Lade {name} herunter …", "en": "Downloading {name} …"},
+    "reading": {"de": "Lese {name} …", "en": "Reading {name} …"},
     "indexing": {"de": "Verarbeite {title} …", "en": "Processing {title} …"},
     "added": {
         "de": "Hinzugefügt: #{id} {title} ({passages}).",
