@@ -28,6 +28,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not __package__:  # run as a file (`python bench/answers.py`, as the README says): find the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.xquad import (  # noqa: E402

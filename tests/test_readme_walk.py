@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from newsroom import add_ferry_and_solar
 
 
@@ -48,3 +52,16 @@ def test_chat_add_of_a_local_file_reads_it_rather_than_downloading_it(kb, tmp_pa
     finally:
         feedback.close()
     assert kb.counts()["articles"] == 1
+
+
+@pytest.mark.parametrize("script", ["bench/answers.py", "bench/scale.py"])
+def test_bench_scripts_the_readme_names_run_as_files(script, tmp_path):  # README, "Answers" and "Scale"
+    # The README (and the calibration's log line) say `bench/answers.py --fit`, `bench/scale.py recall-realistic`:
+    # run as a file from anywhere, the script must still find the bench package ("No module named 'bench'").
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, str(root / script), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.startswith("usage: ")
