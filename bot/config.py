@@ -163,7 +163,8 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        # A new admin's first --config usually names the copy of config.example.toml not made yet.
+        raise ConfigError(f"config file not found: {path} (start from a copy of config.example.toml)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 

@@ -125,7 +125,9 @@ def test_real_cli_process_with_bad_or_missing_config(tmp_path):
     assert proc.stdout == ""
     proc = _articlebot("--config", "missing.toml", "stats", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == "articlebot: config error: config file not found: missing.toml\n"
+    assert proc.stderr == (
+        "articlebot: config error: config file not found: missing.toml (start from a copy of config.example.toml)\n"
+    )
     assert not (tmp_path / "data").exists()
 
 
