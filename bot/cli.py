@@ -1090,13 +1090,18 @@ def _feeds_list(args: argparse.Namespace, feeds: Feeds) -> int:
 
 def _feed_lines(feed: FeedRecord) -> str:
     text = (
-        f"#{feed.id:<4} {feed.title or '(not polled yet)'}  {feed.url}\n"
+        f"#{feed.id:<4} {feed.title or _untitled(feed)}  {feed.url}\n"
         f"      last check {feed.last_check or '–'}, last success {feed.last_success or '–'}, "
         f"{feed.items_added} items added" + (f", last error: {feed.last_error}" if feed.last_error else "")
     )
     if feed.failures:  # 'feeds poll' skips it until then ('feeds poll ID' does not)
         text += f"\n      failed {count_of(feed.failures, 'time')} in a row, next try {feed.next_try}"
     return text
+
+
+def _untitled(feed: FeedRecord) -> str:
+    """What stands in for the title of a feed never read: it failed, or it has not been tried."""
+    return "(never read)" if feed.last_check else "(not polled yet)"
 
 
 def _feeds_remove(args: argparse.Namespace, feeds: Feeds) -> int:

@@ -683,6 +683,7 @@ def test_feeds_cli_says_when_a_failing_feed_is_tried_next_and_polls_it_now_when_
         listed = cli("feeds", "list", config=config).out
         assert f"last error: {url} answered HTTP 404 Not Found" in listed
         assert f"failed 1 time in a row, next try {row['next_try']}" in listed
+        assert listed.startswith(f"#1    (never read)  {url}\n")  # tried, so no longer "(not polled yet)"
 
         site.pages["/feed"] = page  # fixed: the admin need not wait
         other = SQLiteEngine(tmp_path / "data").portable_sql()  # unless a running bot polls right now
