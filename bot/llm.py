@@ -115,6 +115,8 @@ class ChatClient:
                 response = self._http.post(self.url, json=self._payload(messages, False))
             except httpx.TimeoutException as exc:
                 raise LLMError(f"timed out after {self.settings.timeout:g} s") from exc
+            except httpx.ConnectError as exc:
+                raise LLMError(f"cannot connect to {self.url}: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise LLMError(f"request failed: {exc.__class__.__name__}: {exc}") from exc
         if response.status_code != 200:
@@ -168,6 +170,8 @@ class ChatClient:
         except httpx.TimeoutException as exc:
             limit = "its next words" if got_text else "an answer"
             raise LLMError(f"timed out waiting for {limit} ({min(first, total):g} s)") from exc
+        except httpx.ConnectError as exc:  # nothing was streamed: the server is not there
+            raise LLMError(f"cannot connect to {self.url}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise LLMError(f"the stream broke off: {exc.__class__.__name__}: {exc}") from exc
         if not seen_event and garbage:
