@@ -198,6 +198,25 @@ def stream_answerer(kb, base_url: str, **llm_settings) -> Answerer:
     return Answerer(kb, AnswerSettings(mode="llm"), llm=llm)
 
 
+def piped_chat(kb, base_url: str) -> str:
+    """What the terminal chat prints, piped, for QUESTION answered by the model at ``base_url``."""
+    import io
+
+    from bot.chat import run_chat
+    from bot.config import TelegramSettings
+    from bot.conversation import Conversation
+    from bot.feedback import FeedbackStore
+    from index.settings import FetchSettings
+
+    feedback = FeedbackStore(kb.answer_log())
+    answerer = stream_answerer(kb, base_url)
+    conversation = Conversation(kb, answerer, feedback, TelegramSettings(), FetchSettings(), admins=[0])
+    out = io.StringIO()
+    run_chat(conversation, [QUESTION + "\n"], out, io.StringIO(), "de")
+    feedback.close()
+    return out.getvalue()
+
+
 def ferry_passage(request: dict) -> int:
     return next(n for n, text in passage_numbers(request).items() if "4,2 Millionen Euro" in text)
 
@@ -372,22 +391,8 @@ def test_cli_shows_a_cut_off_answer_and_the_fallback(server, loaded_kb, monkeypa
 
 
 def test_terminal_chat_prints_the_stream_then_the_checked_answer(server, loaded_kb, tmp_path):
-    import io
-
-    from bot.chat import run_chat
-    from bot.config import TelegramSettings
-    from bot.conversation import Conversation
-    from bot.feedback import FeedbackStore
-    from index.settings import FetchSettings
-
     server.behaviour = Behaviour(reply=cite_passage_with("4,2 Millionen Euro"))
-    feedback = FeedbackStore(loaded_kb.answer_log())
-    answerer = stream_answerer(loaded_kb, server.base_url)
-    conversation = Conversation(loaded_kb, answerer, feedback, TelegramSettings(), FetchSettings(), admins=[0])
-    out, err = io.StringIO(), io.StringIO()
-    run_chat(conversation, [QUESTION + "\n"], out, err, "de")
-    feedback.close()
-    printed = out.getvalue()
+    printed = piped_chat(loaded_kb, server.base_url)
     streamed, _, final = printed[printed.index("Die Fähre") :].partition("\n\n")  # after the greeting
     assert streamed.startswith("Die Fähre kostete 4,2 Millionen Euro [")
     assert final.startswith("Die Fähre kostete 4,2 Millionen Euro. [1]") and "Quellen:" in final
@@ -557,43 +562,18 @@ def test_a_terminal_wipes_the_stream_before_the_checked_answer(monkeypatch):
 
 
 def test_piped_chat_shows_a_cut_off_stream_once(server, loaded_kb):
-    import io
-
-    from bot.chat import run_chat
-    from bot.config import TelegramSettings
-    from bot.conversation import Conversation
-    from bot.feedback import FeedbackStore
-    from index.settings import FetchSettings
-
     server.behaviour = Behaviour(reply="Die Fähre kostete nach Angaben der Gemeinde viel [1].", break_after=3)
-    feedback = FeedbackStore(loaded_kb.answer_log())
-    conversation = Conversation(
-        loaded_kb,
-        stream_answerer(loaded_kb, server.base_url),
-        feedback,
-        TelegramSettings(),
-        FetchSettings(),
-        admins=[0],
-    )
-    out = io.StringIO()
-    run_chat(conversation, [QUESTION + "\n"], out, io.StringIO(), "de")
-    feedback.close()
-    printed = out.getvalue()
+    printed = piped_chat(loaded_kb, server.base_url)
     assert printed.count("Die Fähre kostete") == 1, printed  # streamed once, not repeated above the note
     assert "Die Fähre kostete\n\n(Hier brach die Antwort des Sprachmodells ab" in printed
     assert "4,2 Millionen Euro" in printed and "keine Antwort vom Sprachmodell" in printed
 
 
 def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, monkeypatch, capsys, caplog):
-    import io
     import logging
 
     from bot import cli
-    from bot.chat import run_chat
-    from bot.config import Config, TelegramSettings
-    from bot.conversation import Conversation
-    from bot.feedback import FeedbackStore
-    from index.settings import FetchSettings
+    from bot.config import Config
 
     server.behaviour = Behaviour(reply="Die Fähre war ziemlich teuer, glaube ich.")  # no marker: "not found"
     note = "(Die Antwort des Sprachmodells oben belegt nichts mit den Artikeln und gilt nicht.)"
@@ -613,19 +593,8 @@ def test_piped_words_that_cite_nothing_are_said_not_to_count(server, loaded_kb, 
     printed = capsys.readouterr().out
     assert json.loads(printed)["found"] is False and "glaube ich" not in printed and "Sprachmodells" not in printed
 
-    feedback = FeedbackStore(loaded_kb.answer_log())
-    conversation = Conversation(
-        loaded_kb,
-        stream_answerer(loaded_kb, server.base_url),
-        feedback,
-        TelegramSettings(),
-        FetchSettings(),
-        admins=[0],
-    )
-    out = io.StringIO()
-    run_chat(conversation, [QUESTION + "\n"], out, io.StringIO(), "de")
-    feedback.close()
-    assert f"Die Fähre war ziemlich teuer, glaube ich.\n\n{note}\n\n{NOT_FOUND['de']}" in out.getvalue()
+    printed = piped_chat(loaded_kb, server.base_url)
+    assert f"Die Fähre war ziemlich teuer, glaube ich.\n\n{note}\n\n{NOT_FOUND['de']}" in printed
     # Nothing was streamed for a question the articles do not answer, so nothing is said about it.
     assert cli.main(["ask", "What is the boiling point of mercury?"]) == 0
     assert capsys.readouterr().out == "I found nothing about this in the articles.\n"
