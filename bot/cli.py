@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from index.extract import (  # noqa: E402
 from index.kb import AddResult, ArticleNotFound, DuplicateArticle, KnowledgeBase, PassagePlace  # noqa: E402
 from index.sentences import quoted  # noqa: E402
 
+from . import protocol  # noqa: E402
 from .config import Config, ConfigError, load_config  # noqa: E402
 from .texts import shortened  # noqa: E402
 
@@ -1031,11 +1031,11 @@ def without_password(dsn: str) -> str:
 
 
 def parse_feed_id(value: str) -> int:
-    value = value.strip().lstrip("#")
-    # Not str.isdigit: "²" is a digit to it but not to int(); 18 digits stay within SQLite's integers.
-    if not re.fullmatch(r"[0-9]{1,18}", value) or int(value) <= 0:
-        raise CommandError(f"not a feed id: {value!r} (ids are numbers; see 'articlebot feeds list')")
-    return int(value)
+    feed_id = protocol.parse_id(value)
+    if feed_id is None:
+        typed = value.strip().lstrip("#")
+        raise CommandError(f"not a feed id: {typed!r} (ids are numbers; see 'articlebot feeds list')")
+    return feed_id
 
 
 def format_poll(result: PollResult) -> str:

@@ -541,7 +541,7 @@ class Conversation:
 
     def _remove(self, req: Request, _: Progress) -> list[Reply]:
         lang = req.language
-        article_id = _parse_id(req.args)
+        article_id = protocol.parse_id(req.args)
         if article_id is None:
             return [text_reply(say("remove_usage", lang))]
         try:
@@ -554,7 +554,7 @@ class Conversation:
 
     def _update(self, req: Request, progress: Progress) -> list[Reply]:
         lang = req.language
-        article_id = _parse_id(req.args)
+        article_id = protocol.parse_id(req.args)
         if article_id is None:
             return [text_reply(say("update_usage", lang))]
         try:
@@ -624,7 +624,7 @@ class Conversation:
         lang = req.language
         if self.feeds is None:
             return [text_reply(say("feeds_unavailable", lang))]
-        feed_id = _parse_id(req.args)
+        feed_id = protocol.parse_id(req.args)
         if feed_id is None:
             return [text_reply(say("unsubscribe_usage", lang))]
         try:
@@ -844,11 +844,6 @@ def _when(stamp: str | None) -> str:
 
 def _date_suffix(article: ArticleRecord) -> str:
     return f" ({article.published})" if article.published else ""
-
-
-def _parse_id(value: str) -> int | None:
-    value = value.strip().lstrip("#")
-    return int(value) if re.fullmatch(r"[0-9]{1,18}", value) and int(value) > 0 else None
 
 
 def _mb(size: int) -> str:

@@ -8,6 +8,7 @@ parsed here and admin rights are checked again when it arrives.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 COMMANDS = frozenset(
@@ -79,3 +80,13 @@ def is_admin_job(data: str) -> bool:
 def tg_len(text: str) -> int:
     """Length as Telegram counts it (UTF-16 code units). Of HTML, the source's length: never too low."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def parse_id(value: str) -> int | None:
+    """An article or feed id as people type it ("12", "#12"), else None.
+
+    ASCII digits only ("²" is a digit to str.isdigit but not to int()), and at most 18 of them, so any id
+    fits SQLite's and PostgreSQL's 64-bit integers.
+    """
+    value = value.strip().lstrip("#")
+    return int(value) if re.fullmatch(r"[0-9]{1,18}", value) and int(value) > 0 else None
