@@ -38,7 +38,7 @@ from index.lexical import STOPWORDS, analyze, term, words
 from index.search import SearchHit
 
 # Question openings that want a number, or a date, in the answer (German and English).
-# "wie vielen" too ("In wie vielen Ländern ...?", "Bei wie vielen Arten ...?"): the dative was missed.
+# The dative asks for a count too ("In wie vielen Ländern ...?"), as do a share and a distance.
 _WANTS_NUMBER = re.compile(
     r"\b(wie ?viel(e|en|er|es)?|wievielt\w*|"
     r"wie (hoch|lang|groß|gross|alt|weit|schwer|breit|tief|oft|lange|nah|schnell|stark|dick|klein|kurz)|"
